@@ -1,0 +1,504 @@
+/*
+ * orchestra.h — run several local language models side by side.
+ *
+ * This header is the whole public interface of liborchestra and its
+ * specification. Conventions that hold for every function below:
+ *
+ *  - Names are orch_<noun>_<verb>. Settings come as a struct with a
+ *    orch_X_default_params() function: start from the defaults, change what
+ *    you need.
+ *  - Functions that can fail return an int status: ORCH_OK (0) or a negative
+ *    ORCH_E* code. When they also take an `orch_error *err` (always the last
+ *    argument; may be NULL) it is filled with the code and a message that
+ *    names the file or role and the cause. There is no shared "last error":
+ *    each caller owns its buffer.
+ *  - A function that fails has no effect beyond what its comment says, and a
+ *    callback passed to a call that fails before starting is never run.
+ *  - Destructors accept NULL.
+ *  - Each declaration ends with the lines that apply: Returns, Ownership,
+ *    Threads, Lifetime.
+ */
+#ifndef ORCHESTRA_H
+#define ORCHESTRA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ORCH_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* X-macro table: name, value, description. */
+#define ORCH_ERRNO_MAP(XX)                                                     \
+    XX(OK, 0, "success")                                                       \
+    XX(EINVAL, -1, "invalid argument")                                         \
+    XX(ENOMEM, -2, "out of memory")                                            \
+    XX(ENOENT, -3, "no such file")                                             \
+    XX(EACCES, -4, "permission denied")                                        \
+    XX(EISDIR, -5, "is a directory")                                           \
+    XX(EFORMAT, -6, "not a valid model file")                                  \
+    XX(ELOAD, -7, "backend failed to load the model")                          \
+    XX(ECANCELED, -8, "operation cancelled")                                   \
+    XX(ESTATE, -9, "model is not in a state that allows this")                 \
+    XX(ECTX, -10, "input does not fit the context")                            \
+    XX(EDECODE, -11, "backend failed to evaluate")                             \
+    XX(ENOTSUP, -12, "not supported by this backend or model")                 \
+    XX(ENOROLE, -13, "no such role")                                           \
+    XX(ECONFIG, -14, "invalid configuration")                                  \
+    XX(EBUDGET, -15, "does not fit the memory budget")                         \
+    XX(ETIMEDOUT, -16, "timed out")                                            \
+    XX(EIO, -17, "input/output error")                                         \
+    XX(ECLOSED, -18, "orchestra is closing")
+
+typedef enum orch_status {
+#define XX(name, val, desc) ORCH_##name = (val),
+    ORCH_ERRNO_MAP(XX)
+#undef XX
+} orch_status;
+
+#define ORCH_ERROR_MSG_MAX 512
+
+/* Detail of a failure, filled by the function that failed. */
+typedef struct orch_error {
+    int code;                     /* ORCH_OK or an ORCH_E* value */
+    char msg[ORCH_ERROR_MSG_MAX]; /* "role 'coder': /m/x.gguf: file cut short ..." */
+} orch_error;
+
+/* Returns: a static description of `code` ("unknown error" when not one of
+ *   ours). Threads: any. */
+const char *orch_strerror(int code);
+
+/* Returns: the static name of `code` ("ORCH_EINVAL"), or "ORCH_UNKNOWN".
+ * Threads: any. */
+const char *orch_err_name(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * One line per event: RFC 3339 UTC timestamp with milliseconds, level,
+ * thread id, role, event, then key=value fields, e.g.
+ *   2026-11-26T14:30:00.123Z level=info thread=4242 role=coder event=load_end
+ *   path=/m/coder.gguf ms=12.4 bytes=1171200
+ * or the same as one JSON object per line. llama.cpp's own log is routed
+ * through here at debug level. The default sink writes to stderr; the default
+ * threshold is ORCH_LOG_WARN, or what the ORCH_LOG_LEVEL environment variable
+ * says (debug, info, warn, error, off), and the format is logfmt unless
+ * ORCH_LOG_FORMAT=json.
+ */
+enum orch_log_level {
+    ORCH_LOG_DEBUG = 0,
+    ORCH_LOG_INFO = 1,
+    ORCH_LOG_WARN = 2,
+    ORCH_LOG_ERROR = 3,
+    ORCH_LOG_OFF = 4,
+};
+
+enum orch_log_format {
+    ORCH_LOG_LOGFMT = 0,
+    ORCH_LOG_JSON = 1,
+};
+
+/* A sink receives each formatted line, without the trailing newline.
+ * Threads: called from whichever thread logs, possibly several at once;
+ * `line` is valid only during the call. */
+typedef void (*orch_log_fn)(enum orch_log_level level, const char *line, void *user_data);
+
+/* Sets the sink; NULL restores the stderr sink. Threads: any; lines being
+ * written at the same time may still reach the old sink, so keep the old
+ * user_data valid until the call returns. */
+void orch_log_set_sink(orch_log_fn fn, void *user_data);
+
+/* Sets the threshold: lines below it are not formatted at all.
+ * Threads: any. */
+void orch_log_set_level(enum orch_log_level level);
+enum orch_log_level orch_log_get_level(void);
+
+/* Threads: any. */
+void orch_log_set_format(enum orch_log_format format);
+
+/* Returns: the level named by `s` ("debug".."off"), or -1. Threads: any. */
+int orch_log_level_from_string(const char *s);
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                  */
+/* ------------------------------------------------------------------------ */
+/*
+ * A backend turns a model file into something that can generate and embed.
+ * Two are built in: llama.cpp (the default) and a fake for tests whose load
+ * latency, size and failures are set by the test.
+ */
+typedef struct orch_backend orch_backend;
+
+/* Returns: the llama.cpp backend (a static object; never free it).
+ * Threads: any. */
+const orch_backend *orch_backend_llama(void);
+
+/* Returns: the backend's name ("llama.cpp", "fake"). Threads: any. */
+const char *orch_backend_name(const orch_backend *backend);
+
+/* The fake backend. Each instance has its own settings and counters.
+ * A fake "model" is any readable regular file; its size in bytes is the
+ * configured size, or the file's size when that is 0. It generates the words
+ * "tok0 tok1 ..." and embeds text into a deterministic unit vector. */
+struct orch_fake_params {
+    uint32_t load_ms;        /* time a load takes; default 0 */
+    uint64_t size_bytes;     /* bytes per loaded model; 0 (default) = file size */
+    uint32_t token_us;       /* time per generated token; default 0 */
+    int32_t n_embd;          /* embedding dimension; default 16 */
+    int32_t n_ctx_train;     /* reported trained context; default 2048 */
+};
+
+struct orch_fake_params orch_fake_default_params(void);
+
+/* Returns: a new fake backend, or NULL when out of memory.
+ * Ownership: the caller frees it with orch_fake_free() after every model
+ *   that uses it has been freed. Threads: any. */
+orch_backend *orch_fake_new(const struct orch_fake_params *params);
+void orch_fake_free(orch_backend *fake);
+
+/* Makes the next `n` loads fail with ORCH_ELOAD (n <= 0: none). */
+void orch_fake_fail_next(orch_backend *fake, int n);
+/* Makes every load from now on fail (true) or not (false). */
+void orch_fake_fail_always(orch_backend *fake, bool on);
+/* Changes the load latency / model size / per-token time for later loads. */
+void orch_fake_set_load_ms(orch_backend *fake, uint32_t ms);
+void orch_fake_set_size(orch_backend *fake, uint64_t bytes);
+
+struct orch_fake_counts {
+    int64_t n_loads;    /* backend loads started */
+    int64_t n_failures; /* loads that failed (injected or cancelled) */
+    int64_t n_frees;    /* models freed */
+    int64_t n_live;     /* models loaded and not yet freed */
+    int64_t max_live;   /* most models ever live at once */
+};
+/* Returns: a snapshot of the counters. Threads: any (all the fake's
+ * functions are thread-safe). */
+struct orch_fake_counts orch_fake_counts(const orch_backend *fake);
+
+/* ------------------------------------------------------------------------ */
+/* Managed models                                                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * An orch_model is one model file under management: loaded at most once
+ * however many threads ask at the same time, lent out through leases, and
+ * never freed while a lease is out.
+ *
+ *   UNLOADED --load--> LOADING --ok--> READY --unload--> DRAINING --last
+ *      ^                  |                                release--> UNLOADED
+ *      |                  +--error/cancel--> FAILED --load--> LOADING ...
+ */
+typedef struct orch_model orch_model;
+
+enum orch_model_state {
+    ORCH_STATE_UNLOADED = 0,
+    ORCH_STATE_LOADING = 1,
+    ORCH_STATE_READY = 2,
+    ORCH_STATE_DRAINING = 3, /* unload asked; freed when the last lease returns */
+    ORCH_STATE_FAILED = 4,   /* last load failed; the next load tries again */
+};
+
+/* Returns: "unloaded", "loading", "ready", "draining", "failed". */
+const char *orch_state_name(enum orch_model_state state);
+
+/* Load progress, 0.0 .. 1.0. Return false to cancel the load.
+ * Threads: called on the loading thread. */
+typedef bool (*orch_progress_fn)(const char *role, float progress, void *user_data);
+
+#define ORCH_N_CTX_TRAIN (-1)       /* n_ctx: the model's trained context */
+#define ORCH_N_CTX_MAX (1 << 22)    /* larger n_ctx values are refused */
+
+struct orch_model_params {
+    const char *path;      /* GGUF file; required. Copied. */
+    const char *role;      /* name used in logs and errors; default "model". Copied. */
+    const orch_backend *backend; /* NULL (default) = llama.cpp */
+    int32_t n_ctx;         /* context size in tokens for generation; default 2048;
+                              ORCH_N_CTX_TRAIN = the model's trained size;
+                              0, other negatives or > ORCH_N_CTX_MAX: ORCH_EINVAL */
+    int32_t n_gpu_layers;  /* layers to offload to a GPU; default 0; -1 = all */
+    int32_t n_threads;     /* CPU threads per request; default 0 = as many as
+                              the CPUs this process may run on (never more) */
+    int32_t n_batch;       /* prompt tokens per decode; default 512 */
+    orch_progress_fn progress; /* may be NULL */
+    void *progress_user_data;
+    bool embedding;        /* embed by default (contexts pool); default false */
+    bool use_mmap;         /* map the file instead of reading it; default true */
+    bool use_mlock;        /* lock the weights in RAM; default false */
+};
+
+/* Returns: the defaults. Threads: any. */
+struct orch_model_params orch_model_default_params(void);
+
+/* Returns: the default thread count: the CPUs this process may run on.
+ * Threads: any. */
+int32_t orch_default_n_threads(void);
+
+/* Creates a managed model in state UNLOADED; loads nothing.
+ * Returns: ORCH_OK, ORCH_EINVAL (NULL path, bad n_ctx, n_threads < 0 ...),
+ *   ORCH_ENOMEM. Ownership: *out is the caller's; free with orch_model_free().
+ *   params and its strings are copied. Threads: any. */
+int orch_model_new(const struct orch_model_params *params, orch_model **out, orch_error *err);
+
+/* Unloads and frees. Blocks while a load is in flight or leases are out.
+ * Ownership: the handle is invalid afterwards. Threads: not concurrently with
+ * any other call on the same model. Accepts NULL. */
+void orch_model_free(orch_model *m);
+
+/* Loads the model if it is not loaded. Idempotent; single flight: when
+ * several threads call at once exactly one runs the backend load, the others
+ * sleep until it ends and then all return its result. After a failure the
+ * state is FAILED with the error kept; the next call tries again. A call
+ * that finds the model DRAINING waits for the drain to end and loads anew.
+ * Returns: ORCH_OK, or the load's error (ORCH_ENOENT, ORCH_EFORMAT,
+ *   ORCH_ELOAD, ORCH_ECANCELED, ...). Threads: any; may block for the whole
+ *   load. */
+int orch_model_load(orch_model *m, orch_error *err);
+
+/* Takes a lease: while it is out the model stays loaded. Loads first when
+ * the model is not READY (as orch_model_load). Once the model is READY this
+ * takes no lock: one atomic add.
+ * Returns: ORCH_OK (a lease is out: call orch_model_release once), or the
+ *   load's error (no lease). Threads: any. */
+int orch_model_acquire(orch_model *m, orch_error *err);
+
+/* Returns a lease. When the model is DRAINING and this was the last lease,
+ * frees the backend model on this thread. Threads: any. */
+void orch_model_release(orch_model *m);
+
+/* Asks for an unload: no new lease is granted from now on (acquire and load
+ * wait and load again), and the backend model is freed once no lease is
+ * out — at once when none is. Waits for a load in flight to end first.
+ * Returns: ORCH_OK (also when already unloaded). Threads: any; never waits
+ * for leases. */
+int orch_model_unload(orch_model *m);
+
+/* Cancels a load in flight (its result is ORCH_ECANCELED); no effect
+ * otherwise. Threads: any. */
+void orch_model_cancel_load(orch_model *m);
+
+/* Returns: the state now (may change right after). Threads: any, no lock. */
+enum orch_model_state orch_model_state(const orch_model *m);
+
+/* Returns: the role / path given at creation, valid for the model's life. */
+const char *orch_model_role(const orch_model *m);
+const char *orch_model_path(const orch_model *m);
+
+struct orch_model_stats {
+    enum orch_model_state state;
+    uint64_t bytes;          /* backend memory of the loaded model, 0 when none */
+    double load_ms;          /* duration of the last successful load */
+    int64_t n_leases;        /* leases out now */
+    int64_t n_loads;         /* successful loads since creation */
+    int64_t n_load_failures; /* failed or cancelled loads since creation */
+    int64_t last_use_ms;     /* monotonic ms of the last release or load, 0 = never */
+    int last_error_code;     /* of the last failed load, ORCH_OK when none */
+    char last_error[ORCH_ERROR_MSG_MAX];
+};
+
+/* Fills *out with a consistent snapshot. Threads: any; takes the model's
+ * lock briefly (never held across a load). */
+void orch_model_stats(orch_model *m, struct orch_model_stats *out);
+
+/* What a loaded model is. */
+struct orch_model_info {
+    char arch[32];          /* "llama" */
+    char desc[128];         /* backend's description, "llama ?B all F32" */
+    uint64_t n_params;
+    uint64_t bytes;         /* weights in memory */
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_vocab;
+    bool has_chat_template;
+};
+
+/* Fills *out. Takes a lease for the duration (loads if needed).
+ * Returns: ORCH_OK or the load's error. Threads: any. */
+int orch_model_info(orch_model *m, struct orch_model_info *out, orch_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                                */
+/* ------------------------------------------------------------------------ */
+
+enum orch_finish {
+    ORCH_FINISH_NONE = 0,
+    ORCH_FINISH_STOP = 1,      /* a stop string matched (not in the text) */
+    ORCH_FINISH_LENGTH = 2,    /* max_tokens reached, or the context is full */
+    ORCH_FINISH_EOS = 3,       /* the model ended its text */
+    ORCH_FINISH_CANCELLED = 4, /* the text callback asked to stop */
+    ORCH_FINISH_ERROR = 5,
+};
+
+/* Returns: "stop", "length", "eos", "cancelled", "error", "none". */
+const char *orch_finish_name(enum orch_finish finish);
+
+/* Receives each piece of text as it is generated (stop strings never reach
+ * it). Return false to stop generating (finish reason CANCELLED).
+ * Threads: called on the generating thread; `text` is valid during the call
+ * and is not NUL-terminated. */
+typedef bool (*orch_text_fn)(const char *text, size_t len, void *user_data);
+
+#define ORCH_SEED_RANDOM 0xFFFFFFFFu
+
+struct orch_gen_params {
+    int32_t max_tokens;     /* tokens to generate, > 0; default 256 */
+    float temperature;      /* >= 0; 0 = greedy; default 0.8 */
+    int32_t top_k;          /* 0 = off; default 40 */
+    float top_p;            /* in (0, 1]; 1 = off; default 0.95 */
+    float min_p;            /* in [0, 1); 0 = off; default 0.05 */
+    float repeat_penalty;   /* > 0; 1 = off; default 1.0 */
+    int32_t repeat_last_n;  /* window for repeat_penalty; default 64; -1 = context */
+    uint32_t seed;          /* ORCH_SEED_RANDOM (default) = random */
+    const char *const *stop; /* stop strings; borrowed for the call */
+    size_t n_stop;
+    int32_t n_ctx;          /* context size for this request; 0 (default) = model's */
+    int32_t n_threads;      /* 0 (default) = model's */
+    orch_text_fn on_text;   /* may be NULL */
+    void *user_data;
+};
+
+/* Returns: the defaults. Threads: any. */
+struct orch_gen_params orch_gen_default_params(void);
+
+struct orch_gen_result {
+    char *text;             /* generated text, NUL-terminated; owned by the result */
+    size_t len;
+    int32_t n_prompt;       /* prompt tokens */
+    int32_t n_generated;    /* tokens generated */
+    enum orch_finish finish;
+    double load_wait_ms;    /* time spent waiting for the model to be ready */
+    double prompt_ms;       /* prompt evaluation */
+    double gen_ms;          /* generation after the prompt */
+};
+
+/* Frees the result's text and zeroes it. Accepts NULL. */
+void orch_gen_result_clear(struct orch_gen_result *res);
+
+/* Completes `prompt` (raw text; BOS added when the model wants one).
+ * Each call works in its own backend context made from the shared weights
+ * (contexts are pooled and reused); any number of threads may generate on
+ * one model at once. Takes a lease for the duration (loads if needed).
+ * Greedy (temperature 0) output equals llama.cpp's own greedy decoding.
+ * Returns: ORCH_OK (res filled; finish says why it ended), ORCH_EINVAL (bad
+ *   parameter, empty prompt, NUL or invalid UTF-8 in the prompt), ORCH_ECTX
+ *   (prompt longer than the context), ORCH_EDECODE, or a load error.
+ *   On error res->text is NULL and finish is ERROR.
+ * Ownership: res->text is the caller's: orch_gen_result_clear().
+ * Threads: any. */
+int orch_model_generate(orch_model *m, const char *prompt, const struct orch_gen_params *params,
+                        struct orch_gen_result *res, orch_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Chat                                                                      */
+/* ------------------------------------------------------------------------ */
+
+struct orch_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8 text */
+};
+
+/* Renders `msgs` with the model's own chat template (through llama.cpp),
+ * ending with the assistant's turn when add_assistant. A model without a
+ * template gets a plain transcript: "System: ...\n", "User: ...\n",
+ * "Assistant: ...\n" lines, then "Assistant:" when add_assistant.
+ * Returns: ORCH_OK, ORCH_EINVAL (no message, unknown role, bad UTF-8),
+ *   ORCH_ENOTSUP (the model's template is not one llama.cpp knows), load
+ *   errors. Ownership: *out is the caller's, free() it. Threads: any. */
+int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                           bool add_assistant, char **out, orch_error *err);
+
+/* orch_model_chat_format(add_assistant = true), then orch_model_generate().
+ * Special tokens in the rendered template are honoured. Returns, Ownership,
+ * Threads: as orch_model_generate. */
+int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                    const struct orch_gen_params *params, struct orch_gen_result *res,
+                    orch_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct orch_embed_params {
+    bool normalize;     /* L2-normalise each vector; default true */
+    int32_t n_threads;  /* 0 (default) = model's */
+};
+
+struct orch_embed_params orch_embed_default_params(void);
+
+/* Embeds n_texts texts with the model's pooling (mean where it has none).
+ * Any loaded model can embed; the texts are packed into as few batches as
+ * the context allows, one sequence per text. The same text gives the same
+ * vector alone or in a batch.
+ * Returns: ORCH_OK, ORCH_EINVAL (n_texts 0, NULL or invalid UTF-8 text),
+ *   ORCH_ECTX (a text longer than the context), ORCH_EDECODE, load errors.
+ * Ownership: *out (n_texts * *n_embd floats, row-major) is the caller's;
+ *   free() it. Threads: any. */
+int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
+                     const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                     orch_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Model files                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* What a GGUF file's header says, read without loading the model. */
+struct orch_file_info {
+    uint32_t gguf_version;
+    uint64_t file_bytes;
+    uint64_t tensor_bytes;  /* sum of the tensors' data sizes */
+    uint64_t n_tensors;
+    uint64_t n_kv;
+    uint64_t n_params;      /* elements over all tensors */
+    char arch[32];
+    char name[128];         /* general.name, "" when absent */
+    char file_type[32];     /* from the tensors' dominant type, "F32", "F16", ... */
+    int64_t n_ctx_train;    /* -1 when absent */
+    int64_t n_embd;
+    int64_t n_layer;
+    int64_t n_head;
+    int64_t n_head_kv;
+    int64_t n_vocab;
+    bool has_chat_template;
+};
+
+/* Reads and validates the header of `path`. Every count, length and type is
+ * checked against the file before it is used: a truncated file, absurd
+ * counts, or a key of an unexpected type are errors, never a crash.
+ * Returns: ORCH_OK, ORCH_ENOENT, ORCH_EACCES, ORCH_EISDIR, ORCH_EFORMAT,
+ *   ORCH_EIO, ORCH_ENOMEM. Threads: any. */
+int orch_file_info(const char *path, struct orch_file_info *out, orch_error *err);
+
+/* Estimated memory a model needs when loaded with contexts of n_ctx tokens:
+ * tensor bytes + KV cache (f16) + compute buffers, from the header alone.
+ * Returns: ORCH_OK or as orch_file_info. Threads: any. */
+int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_error *err);
+
+struct orch_synth_params {
+    uint64_t n_params;  /* target parameter count, e.g. 100e6; >= 100000 */
+    uint32_t seed;      /* weights are a function of the seed; default 1 */
+    bool f16;           /* store weights as F16 (default true) or F32 */
+    int32_t n_ctx_train; /* default 2048 */
+};
+
+struct orch_synth_params orch_synth_default_params(void);
+
+/* Writes a valid Llama-architecture GGUF with random weights (deterministic
+ * from the seed) of about n_params parameters, with a byte-level vocabulary,
+ * loadable by llama.cpp. Written to `path`.tmp and renamed into place.
+ * Returns: ORCH_OK, ORCH_EINVAL, ORCH_EIO (names the file and errno).
+ * Threads: any. */
+int orch_synth_model(const char *path, const struct orch_synth_params *params, orch_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ORCHESTRA_H */

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test Orchestra.
+#
+#  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm).
+#  2. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
+#     pinned release (node-llama-cpp 3.22.1 = llama.cpp v0.5.0 build) from npm:
+#     prebuilt shared libraries plus headers taken from the release's git
+#     bundle, laid out under .deps/llama with a llama.pc of our own, so the
+#     build sees one kind of dependency either way.
+#
+# Idempotent: a second run finds everything in place and does nothing.
+# Prints, as its last line, the PKG_CONFIG_PATH the build should use.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+deps="$top/.deps"
+prefix="$deps/llama"
+NLC_VERSION=3.22.1
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# ---- 1. Debian packages -----------------------------------------------------
+need_pkgs=()
+for p in build-essential cmake pkg-config libinih-dev libjansson-dev libcmocka-dev \
+         git ca-certificates; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$p")
+done
+# npm may come from Node's own installer rather than Debian's package.
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# ---- 2. llama.cpp -------------------------------------------------------------
+if [ -z "${ORCH_FORCE_BOOTSTRAP:-}" ] && PKG_CONFIG_PATH="" pkg-config --exists llama 2>/dev/null; then
+  log "using system llama.cpp $(pkg-config --modversion llama)"
+  echo ""
+  exit 0
+fi
+
+stamp="$prefix/.complete-$NLC_VERSION"
+if [ -f "$stamp" ]; then
+  echo "$prefix/lib/pkgconfig"
+  exit 0
+fi
+
+case "$(uname -m)" in
+  x86_64) plat=linux-x64 ;;
+  aarch64) plat=linux-arm64 ;;
+  *) log "no prebuilt llama.cpp for $(uname -m); install llama.cpp so that pkg-config finds it"; exit 1 ;;
+esac
+
+log "bootstrapping llama.cpp from npm node-llama-cpp@$NLC_VERSION ($plat)"
+work="$deps/npm"
+rm -rf "$work" "$prefix"
+mkdir -p "$work" "$prefix/lib" "$prefix/include"
+(cd "$work" && npm pack --silent "node-llama-cpp@$NLC_VERSION" "@node-llama-cpp/$plat@$NLC_VERSION" >/dev/null)
+tar -xzf "$work/node-llama-cpp-$NLC_VERSION.tgz" -C "$work" package/llama/gitRelease.bundle package/llama/llama.cpp.info.json
+mkdir -p "$work/plat"
+tar -xzf "$work/node-llama-cpp-$plat-$NLC_VERSION.tgz" -C "$work/plat"
+
+bins="$work/plat/package/bins/$plat"
+cp -a "$bins"/libllama.v*.so "$bins"/libggml*.so "$prefix/lib/"
+lib_llama=$(cd "$prefix/lib" && ls libllama.v*.so | head -n1)
+lib_ggml=$(cd "$prefix/lib" && ls libggml.v*.so | head -n1)
+ln -sf "$lib_llama" "$prefix/lib/libllama.so"
+ln -sf "$lib_ggml" "$prefix/lib/libggml.so"
+
+# Headers (and, for benchmarks, the full source) live in the release's git bundle.
+git init -q "$work/src"
+git -C "$work/src" fetch -q "$work/package/llama/gitRelease.bundle" HEAD
+git -C "$work/src" archive FETCH_HEAD include ggml/include | tar -x -C "$work"
+cp "$work"/include/*.h "$work"/ggml/include/*.h "$prefix/include/"
+cp "$work/package/llama/gitRelease.bundle" "$deps/llama.cpp.bundle"
+
+tag=$(sed -n 's/.*"tag": *"\(.*\)".*/\1/p' "$work/package/llama/llama.cpp.info.json")
+mkdir -p "$prefix/lib/pkgconfig"
+cat > "$prefix/lib/pkgconfig/llama.pc" <<PC
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+# Folder holding the run-time loaded CPU backends (libggml-cpu-*.so).
+backenddir=\${libdir}
+
+Name: llama
+Description: llama.cpp $tag (prebuilt, from node-llama-cpp $NLC_VERSION)
+Version: ${tag#v}
+Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lllama -lggml -lggml-base
+Cflags: -I\${includedir}
+PC
+rm -rf "$work"
+touch "$stamp"
+log "llama.cpp installed in $prefix"
+echo "$prefix/lib/pkgconfig"

@@ -1,0 +1,83 @@
+/*
+ * backend.h — the backend factory: what a managed model asks of a backend.
+ *
+ * A backend object starts with its ops pointer. The model layer (model.c)
+ * owns state, leases and single flight; the generation layer (generate.c)
+ * owns parameter checks, stop strings, token budget and streaming. A backend
+ * only loads, frees, describes, and runs tokens.
+ */
+#ifndef ORCH_BACKEND_H
+#define ORCH_BACKEND_H
+
+#include "internal.h"
+
+/* What a backend load gets. */
+struct orch__load_req {
+    const char *path;
+    const char *role;
+    int32_t n_gpu_layers;
+    bool use_mmap;
+    bool use_mlock;
+    /* Report progress in [0,1]; returns false when the load must stop
+     * (cancelled). May be called from the loading thread only. */
+    bool (*progress)(void *ctl, float fraction);
+    void *ctl;
+};
+
+/* One generation, as the backend sees it. The generic layer has checked the
+ * parameters; the backend tokenizes, evaluates and samples, calling emit()
+ * once per generated token (piece may be empty) until emit returns false,
+ * the model ends its text, or the context is full. */
+struct orch__gen_req {
+    const char *prompt;
+    bool parse_special;  /* prompt came from a chat template */
+    const struct orch_gen_params *params;
+    int32_t n_ctx, n_threads, n_batch;
+    bool (*emit)(void *sink, const char *piece, size_t len);
+    void *sink;
+    /* filled by the backend */
+    int32_t n_prompt;
+    int32_t n_generated;
+    bool eos;
+    bool ctx_full;
+    double prompt_ms, gen_ms;
+};
+
+struct orch__embed_req {
+    const char *const *texts;
+    size_t n_texts;
+    int32_t n_ctx, n_threads;
+    float *out;          /* n_texts * n_embd, allocated by the backend with malloc */
+    int32_t n_embd;
+};
+
+struct orch_backend_ops {
+    const char *name;
+    /* required: load the file; *out is the backend model. */
+    int (*load)(const orch_backend *be, const struct orch__load_req *req, void **out,
+                orch_error *err);
+    /* required: free a backend model (no lease is out). */
+    void (*free)(const orch_backend *be, void *model);
+    /* required: bytes the loaded model holds. */
+    uint64_t (*size)(void *model);
+    /* required: describe the loaded model. */
+    void (*info)(void *model, struct orch_model_info *out);
+    /* may be NULL (generation unsupported) */
+    int (*generate)(void *model, struct orch__gen_req *req, orch_error *err);
+    /* may be NULL: the model has no chat template (plain transcript) */
+    int (*chat_format)(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
+                       bool add_assistant, char **out, orch_error *err);
+    /* may be NULL (embedding unsupported); raw (unnormalised) pooled vectors */
+    int (*embed)(void *model, struct orch__embed_req *req, orch_error *err);
+};
+
+struct orch_backend {
+    const struct orch_backend_ops *ops; /* first member */
+};
+
+/* Model layer access for generate.c: the backend model behind a lease. */
+void *orch__model_backend_obj(orch_model *m);
+const orch_backend *orch__model_backend(const orch_model *m);
+const struct orch_model_params *orch__model_params(const orch_model *m);
+
+#endif /* ORCH_BACKEND_H */

@@ -1,0 +1,573 @@
+/*
+ * backend_llama.c — the llama.cpp backend. The only file that includes llama.h.
+ *
+ * DESIGN
+ * Process-wide setup runs once (pthread_once): llama.cpp's log is routed
+ * into ours at debug level, the backend is initialised, and the run-time
+ * loaded CPU backends (libggml-cpu-*.so) are found without the user setting
+ * anything: $ORCH_GGML_BACKEND_DIR, else the folder the build recorded from
+ * pkg-config, else the folder libllama itself was loaded from.
+ *
+ * A loaded model is one llama_model (the weights, read-only and shared) plus
+ * a pool of idle llama_contexts made from it. Every generation or embedding
+ * request takes a context from the pool (or makes one), works in it alone,
+ * and gives it back cleared; so any number of threads may use one model at
+ * once and the weights are never copied. The pool's lock (lm->pool_lock)
+ * is held only to push or pop, never during evaluation.
+ *
+ * Errors llama.cpp reports through its log during a load are captured per
+ * thread and quoted in our error message.
+ */
+#include "backend.h"
+
+#include <dlfcn.h>
+#include <llama.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ORCH_GGML_BACKEND_DIR
+#define ORCH_GGML_BACKEND_DIR ""
+#endif
+
+#define POOL_MAX 4
+#define EMBED_SEQ_MAX 64
+
+/* ---- process-wide setup ------------------------------------------------- */
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* per-thread capture of llama.cpp's warnings and errors during a load */
+static _Thread_local char *t_capture;
+static _Thread_local size_t t_capture_len, t_capture_cap;
+static _Thread_local char t_line[1024];
+static _Thread_local size_t t_line_len;
+static _Thread_local int t_line_level;
+
+static void capture_line(int level, const char *line)
+{
+    if (!t_capture || (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN))
+        return;
+    size_t n = strlen(line);
+    if (t_capture_len + n + 3 >= t_capture_cap)
+        return;
+    if (t_capture_len) {
+        memcpy(t_capture + t_capture_len, "; ", 2);
+        t_capture_len += 2;
+    }
+    memcpy(t_capture + t_capture_len, line, n);
+    t_capture_len += n;
+    t_capture[t_capture_len] = '\0';
+}
+
+static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud)
+{
+    (void)ud;
+    if (level != GGML_LOG_LEVEL_CONT)
+        t_line_level = level;
+    /* llama.cpp writes lines in pieces; assemble them per thread */
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n' || t_line_len == sizeof t_line - 1) {
+            t_line[t_line_len] = '\0';
+            if (t_line_len) {
+                orch__log_text(ORCH_LOG_DEBUG, "llama.cpp", t_line);
+                capture_line(t_line_level, t_line);
+            }
+            t_line_len = 0;
+            if (*p == '\n')
+                continue;
+        }
+        t_line[t_line_len++] = *p;
+    }
+}
+
+static void global_init(void)
+{
+    llama_log_set(llama_log_cb, NULL);
+    llama_backend_init();
+    const char *dir = getenv("ORCH_GGML_BACKEND_DIR");
+    if (!dir || !*dir)
+        dir = ORCH_GGML_BACKEND_DIR;
+    char libdir[4096] = "";
+    if (!*dir) {
+        Dl_info info;
+        if (dladdr((void *)llama_backend_init, &info) && info.dli_fname) {
+            snprintf(libdir, sizeof libdir, "%s", info.dli_fname);
+            char *slash = strrchr(libdir, '/');
+            if (slash)
+                *slash = '\0';
+            dir = libdir;
+        }
+    }
+    if (ggml_backend_dev_count() == 0 && dir && *dir)
+        ggml_backend_load_all_from_path(dir);
+    if (ggml_backend_dev_count() == 0)
+        ggml_backend_load_all();
+    orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
+              OF_U("devices", ggml_backend_dev_count()), OF_S("system", llama_print_system_info()));
+}
+
+/* ---- loaded model ----------------------------------------------------------- */
+
+struct pooled_ctx {
+    struct llama_context *ctx;
+    uint32_t n_ctx;
+    uint32_t n_batch;
+    bool embedding;
+};
+
+struct lmodel {
+    struct llama_model *model;
+    const struct llama_vocab *vocab;
+    struct orch_model_info info;
+    enum llama_pooling_type pooling; /* for embedding contexts */
+    pthread_mutex_t pool_lock;
+    struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
+    int n_pool;                       /* guarded by pool_lock */
+};
+
+struct progress_bridge {
+    const struct orch__load_req *req;
+    bool cancelled;
+};
+
+static bool progress_cb(float progress, void *ud)
+{
+    struct progress_bridge *b = ud;
+    if (!b->req->progress(b->req->ctl, progress)) {
+        b->cancelled = true;
+        return false;
+    }
+    return true;
+}
+
+static int llama_load(const orch_backend *be, const struct orch__load_req *req, void **out,
+                      orch_error *err)
+{
+    (void)be;
+    pthread_once(&g_once, global_init);
+
+    /* Our own header check first: clear errors for empty, truncated or
+     * foreign files before llama.cpp sees them. */
+    struct orch__gguf *g;
+    int rc = orch__gguf_open(req->path, &g, err);
+    if (rc)
+        return rc;
+    orch__gguf_close(g);
+
+    struct lmodel *lm = calloc(1, sizeof *lm);
+    if (!lm)
+        return orch__err(err, ORCH_ENOMEM, "out of memory loading '%s'", req->path);
+
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = req->n_gpu_layers;
+    mp.load_mode = req->use_mmap ? (req->use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
+                                 : (req->use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+    struct progress_bridge bridge = {.req = req, .cancelled = false};
+    mp.progress_callback = progress_cb;
+    mp.progress_callback_user_data = &bridge;
+
+    char captured[768] = "";
+    t_capture = captured;
+    t_capture_len = 0;
+    t_capture_cap = sizeof captured;
+    lm->model = llama_model_load_from_file(req->path, mp);
+    t_capture = NULL;
+
+    if (!lm->model) {
+        free(lm);
+        if (bridge.cancelled)
+            return orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled", req->path);
+        return orch__err(err, ORCH_ELOAD, "llama.cpp could not load '%s': %s", req->path,
+                         captured[0] ? captured : "no reason given");
+    }
+    lm->vocab = llama_model_get_vocab(lm->model);
+    pthread_mutex_init(&lm->pool_lock, NULL);
+
+    struct orch_model_info *in = &lm->info;
+    llama_model_meta_val_str(lm->model, "general.architecture", in->arch, sizeof in->arch);
+    llama_model_desc(lm->model, in->desc, sizeof in->desc);
+    in->n_params = llama_model_n_params(lm->model);
+    in->bytes = llama_model_size(lm->model);
+    in->n_ctx_train = llama_model_n_ctx_train(lm->model);
+    in->n_embd = llama_model_n_embd(lm->model);
+    in->n_layer = llama_model_n_layer(lm->model);
+    in->n_head = llama_model_n_head(lm->model);
+    in->n_vocab = llama_vocab_n_tokens(lm->vocab);
+    in->has_chat_template = llama_model_chat_template(lm->model, NULL) != NULL;
+
+    char key[64], val[32];
+    snprintf(key, sizeof key, "%s.pooling_type", in->arch);
+    lm->pooling = LLAMA_POOLING_TYPE_MEAN; /* mean where the model has none */
+    if (llama_model_meta_val_str(lm->model, key, val, sizeof val) > 0) {
+        int pt = atoi(val);
+        if (pt > LLAMA_POOLING_TYPE_NONE && pt <= LLAMA_POOLING_TYPE_LAST)
+            lm->pooling = (enum llama_pooling_type)pt;
+    }
+    *out = lm;
+    return ORCH_OK;
+}
+
+static void lb_free_model(const orch_backend *be, void *model)
+{
+    (void)be;
+    struct lmodel *lm = model;
+    if (!lm)
+        return;
+    for (int i = 0; i < lm->n_pool; i++)
+        llama_free(lm->pool[i].ctx);
+    pthread_mutex_destroy(&lm->pool_lock);
+    llama_model_free(lm->model);
+    free(lm);
+}
+
+static uint64_t llama_size(void *model)
+{
+    return llama_model_size(((struct lmodel *)model)->model);
+}
+
+static void llama_info(void *model, struct orch_model_info *out)
+{
+    *out = ((struct lmodel *)model)->info;
+}
+
+/* ---- context pool --------------------------------------------------------- */
+
+static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t n_batch,
+                                     bool embedding, int32_t n_threads, orch_error *err)
+{
+    struct llama_context *ctx = NULL;
+    pthread_mutex_lock(&lm->pool_lock);
+    for (int i = lm->n_pool - 1; i >= 0; i--) {
+        struct pooled_ctx *p = &lm->pool[i];
+        if (p->n_ctx == n_ctx && p->n_batch == n_batch && p->embedding == embedding) {
+            ctx = p->ctx;
+            lm->pool[i] = lm->pool[--lm->n_pool];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lm->pool_lock);
+    if (ctx) {
+        llama_set_n_threads(ctx, n_threads, n_threads);
+        return ctx;
+    }
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_ubatch = embedding ? n_batch : (n_batch < 512 ? n_batch : 512);
+    cp.n_threads = n_threads;
+    cp.n_threads_batch = n_threads;
+    cp.no_perf = true;
+    cp.embeddings = embedding;
+    if (embedding) {
+        cp.pooling_type = lm->pooling;
+        cp.n_seq_max = EMBED_SEQ_MAX;
+        cp.kv_unified = true;
+    }
+    char captured[512] = "";
+    t_capture = captured;
+    t_capture_len = 0;
+    t_capture_cap = sizeof captured;
+    ctx = llama_init_from_model(lm->model, cp);
+    t_capture = NULL;
+    if (!ctx)
+        orch__err(err, ORCH_ENOMEM, "llama.cpp could not create a context of %u tokens: %s", n_ctx,
+                  captured[0] ? captured : "no reason given");
+    return ctx;
+}
+
+static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx, uint32_t n_batch,
+                    bool embedding)
+{
+    llama_memory_clear(llama_get_memory(ctx), true);
+    pthread_mutex_lock(&lm->pool_lock);
+    if (lm->n_pool < POOL_MAX) {
+        lm->pool[lm->n_pool++] = (struct pooled_ctx){ctx, n_ctx, n_batch, embedding};
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&lm->pool_lock);
+    if (ctx)
+        llama_free(ctx);
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static int tokenize(struct lmodel *lm, const char *text, bool add_special, bool parse_special,
+                    llama_token **out, int32_t *n_out, orch_error *err)
+{
+    size_t len = strlen(text);
+    if (len > INT32_MAX / 2)
+        return orch__err(err, ORCH_ECTX, "text of %zu bytes is too long", len);
+    int32_t cap = (int32_t)len + 2;
+    llama_token *toks = malloc((size_t)cap * sizeof *toks);
+    if (!toks)
+        return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
+    int32_t n = llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
+    if (n < 0 && n != INT32_MIN) {
+        cap = -n;
+        llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
+        if (!t2) {
+            free(toks);
+            return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
+        }
+        toks = t2;
+        n = llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
+    }
+    if (n < 0) {
+        free(toks);
+        return orch__err(err, ORCH_EINVAL, "llama.cpp could not tokenize the text");
+    }
+    *out = toks;
+    *n_out = n;
+    return ORCH_OK;
+}
+
+static struct llama_sampler *make_sampler(const struct orch_gen_params *p, int32_t n_ctx,
+                                          int32_t n_vocab)
+{
+    struct llama_sampler_chain_params sp = llama_sampler_chain_default_params();
+    sp.no_perf = true;
+    struct llama_sampler *s = llama_sampler_chain_init(sp);
+    if (!s)
+        return NULL;
+    if (p->repeat_penalty != 1.0f) {
+        int32_t last_n = p->repeat_last_n < 0 ? n_ctx : p->repeat_last_n;
+        llama_sampler_chain_add(s, llama_sampler_init_penalties(n_vocab, last_n, p->repeat_penalty, 0.0f, 0.0f));
+    }
+    if (p->temperature <= 0.0f) {
+        llama_sampler_chain_add(s, llama_sampler_init_greedy());
+        return s;
+    }
+    if (p->top_k > 0)
+        llama_sampler_chain_add(s, llama_sampler_init_top_k(p->top_k));
+    if (p->top_p < 1.0f)
+        llama_sampler_chain_add(s, llama_sampler_init_top_p(p->top_p, 1));
+    if (p->min_p > 0.0f)
+        llama_sampler_chain_add(s, llama_sampler_init_min_p(p->min_p, 1));
+    llama_sampler_chain_add(s, llama_sampler_init_temp(p->temperature));
+    llama_sampler_chain_add(s, llama_sampler_init_dist(p->seed));
+    return s;
+}
+
+/* ---- generation ------------------------------------------------------------ */
+
+static int llama_generate(void *model, struct orch__gen_req *req, orch_error *err)
+{
+    struct lmodel *lm = model;
+    llama_token *toks = NULL;
+    int32_t n_toks = 0;
+    int rc = tokenize(lm, req->prompt, true, req->parse_special, &toks, &n_toks, err);
+    if (rc)
+        return rc;
+    req->n_prompt = n_toks;
+    if (n_toks == 0) {
+        free(toks);
+        return orch__err(err, ORCH_EINVAL, "the prompt has no tokens");
+    }
+    if (n_toks >= req->n_ctx) {
+        free(toks);
+        return orch__err(err, ORCH_ECTX,
+                         "prompt is %d tokens; the context holds %d (at least one must be left to "
+                         "generate)",
+                         n_toks, req->n_ctx);
+    }
+    uint32_t n_batch = (uint32_t)(req->n_batch < req->n_ctx ? req->n_batch : req->n_ctx);
+    struct llama_context *ctx = ctx_get(lm, (uint32_t)req->n_ctx, n_batch, false, req->n_threads, err);
+    if (!ctx) {
+        free(toks);
+        return ORCH_ENOMEM;
+    }
+    struct llama_sampler *smpl = make_sampler(req->params, req->n_ctx, lm->info.n_vocab);
+    if (!smpl) {
+        free(toks);
+        ctx_put(lm, ctx, (uint32_t)req->n_ctx, n_batch, false);
+        return orch__err(err, ORCH_ENOMEM, "out of memory making a sampler");
+    }
+
+    int64_t t0 = orch__now_ns();
+    for (int32_t i = 0; i < n_toks && rc == ORCH_OK; i += (int32_t)n_batch) {
+        int32_t n = n_toks - i < (int32_t)n_batch ? n_toks - i : (int32_t)n_batch;
+        int d = llama_decode(ctx, llama_batch_get_one(toks + i, n));
+        if (d != 0)
+            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed on the prompt (code %d)", d);
+    }
+    req->prompt_ms = orch__ms_since(t0);
+    int64_t t1 = orch__now_ns();
+    int32_t pos = n_toks;
+    while (rc == ORCH_OK) {
+        llama_token tok = llama_sampler_sample(smpl, ctx, -1);
+        if (llama_vocab_is_eog(lm->vocab, tok)) {
+            req->eos = true;
+            break;
+        }
+        char piece[256];
+        int32_t n = llama_token_to_piece(lm->vocab, tok, piece, sizeof piece, 0, false);
+        if (n < 0)
+            n = 0;
+        req->n_generated++;
+        if (!req->emit(req->sink, piece, (size_t)n))
+            break;
+        if (pos >= req->n_ctx) {
+            req->ctx_full = true;
+            break;
+        }
+        int d = llama_decode(ctx, llama_batch_get_one(&tok, 1));
+        if (d != 0)
+            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos, d);
+        pos++;
+    }
+    req->gen_ms = orch__ms_since(t1);
+    llama_sampler_free(smpl);
+    free(toks);
+    ctx_put(lm, ctx, (uint32_t)req->n_ctx, n_batch, false);
+    return rc;
+}
+
+static int llama_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
+                             bool add_assistant, char **out, orch_error *err)
+{
+    struct lmodel *lm = model;
+    *out = NULL;
+    const char *tmpl = llama_model_chat_template(lm->model, NULL);
+    if (!tmpl)
+        return ORCH_OK; /* no template: the caller renders a transcript */
+    struct llama_chat_message *cm = malloc(n_msgs * sizeof *cm);
+    if (!cm)
+        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
+    size_t total = 64;
+    for (size_t i = 0; i < n_msgs; i++) {
+        cm[i].role = msgs[i].role;
+        cm[i].content = msgs[i].content;
+        total += strlen(msgs[i].content) + 64;
+    }
+    if (total > INT32_MAX / 2) {
+        free(cm);
+        return orch__err(err, ORCH_EINVAL, "chat too long");
+    }
+    int32_t cap = (int32_t)(total * 2);
+    char *buf = malloc((size_t)cap);
+    int32_t n = buf ? llama_chat_apply_template(tmpl, cm, n_msgs, add_assistant, buf, cap) : -1;
+    if (buf && n > cap) {
+        char *b2 = realloc(buf, (size_t)n + 1);
+        if (b2) {
+            buf = b2;
+            n = llama_chat_apply_template(tmpl, cm, n_msgs, add_assistant, buf, n + 1);
+        } else {
+            n = -1;
+        }
+    }
+    free(cm);
+    if (!buf)
+        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
+    if (n < 0) {
+        free(buf);
+        return orch__err(err, ORCH_ENOTSUP,
+                         "the model's chat template is not one llama.cpp can apply");
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return ORCH_OK;
+}
+
+/* ---- embeddings ------------------------------------------------------------ */
+
+static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err)
+{
+    struct lmodel *lm = model;
+    int32_t n_embd = llama_model_n_embd_out(lm->model);
+    if (n_embd <= 0)
+        n_embd = lm->info.n_embd;
+    uint32_t n_ctx = (uint32_t)req->n_ctx;
+    float *out = calloc(req->n_texts * (size_t)n_embd, sizeof *out);
+    llama_token **toks = calloc(req->n_texts, sizeof *toks);
+    int32_t *n_toks = calloc(req->n_texts, sizeof *n_toks);
+    int rc = ORCH_OK;
+    if (!out || !toks || !n_toks) {
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory embedding %zu texts", req->n_texts);
+        goto done;
+    }
+    for (size_t i = 0; i < req->n_texts && rc == ORCH_OK; i++) {
+        rc = tokenize(lm, req->texts[i], true, false, &toks[i], &n_toks[i], err);
+        if (rc == ORCH_OK && (uint32_t)n_toks[i] > n_ctx)
+            rc = orch__err(err, ORCH_ECTX, "text %zu is %d tokens; the context holds %u", i,
+                           n_toks[i], n_ctx);
+        if (rc == ORCH_OK && n_toks[i] == 0)
+            rc = orch__err(err, ORCH_EINVAL, "text %zu has no tokens", i);
+    }
+    if (rc)
+        goto done;
+
+    struct llama_context *ctx = ctx_get(lm, n_ctx, n_ctx, true, req->n_threads, err);
+    if (!ctx) {
+        rc = ORCH_ENOMEM;
+        goto done;
+    }
+    struct llama_batch batch = llama_batch_init((int32_t)n_ctx, 0, 1);
+    size_t first = 0;
+    while (first < req->n_texts && rc == ORCH_OK) {
+        /* pack whole texts, one sequence each, while they fit */
+        batch.n_tokens = 0;
+        size_t last = first;
+        while (last < req->n_texts && last - first < EMBED_SEQ_MAX &&
+               batch.n_tokens + n_toks[last] <= (int32_t)n_ctx) {
+            for (int32_t j = 0; j < n_toks[last]; j++) {
+                int32_t k = batch.n_tokens++;
+                batch.token[k] = toks[last][j];
+                batch.pos[k] = j;
+                batch.n_seq_id[k] = 1;
+                batch.seq_id[k][0] = (llama_seq_id)(last - first);
+                batch.logits[k] = 1;
+            }
+            last++;
+        }
+        llama_memory_clear(llama_get_memory(ctx), true);
+        int d = llama_decode(ctx, batch);
+        if (d != 0) {
+            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
+            break;
+        }
+        for (size_t t = first; t < last; t++) {
+            const float *e = llama_get_embeddings_seq(ctx, (llama_seq_id)(t - first));
+            if (!e) {
+                rc = orch__err(err, ORCH_EDECODE, "llama.cpp returned no embedding for text %zu", t);
+                break;
+            }
+            memcpy(out + t * (size_t)n_embd, e, (size_t)n_embd * sizeof *out);
+        }
+        first = last;
+    }
+    llama_batch_free(batch);
+    ctx_put(lm, ctx, n_ctx, n_ctx, true);
+done:
+    if (toks)
+        for (size_t i = 0; i < req->n_texts; i++)
+            free(toks[i]);
+    free(toks);
+    free(n_toks);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    req->out = out;
+    req->n_embd = n_embd;
+    return ORCH_OK;
+}
+
+static const struct orch_backend_ops llama_ops = {
+    .name = "llama.cpp",
+    .load = llama_load,
+    .free = lb_free_model,
+    .size = llama_size,
+    .info = llama_info,
+    .generate = llama_generate,
+    .chat_format = llama_chat_format,
+    .embed = llama_embed,
+};
+
+static const struct orch_backend llama_backend = {.ops = &llama_ops};
+
+const orch_backend *orch_backend_llama(void)
+{
+    return &llama_backend;
+}

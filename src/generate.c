@@ -1,0 +1,488 @@
+/*
+ * generate.c — generation, chat and embeddings on a managed model, whatever
+ * the backend: parameter checks, leases, the token budget, stop strings
+ * matched across token boundaries, streaming, and L2 normalisation.
+ *
+ * DESIGN
+ * Every call takes a lease for its whole duration, so an unload asked
+ * meanwhile waits for it (model.c). The backend emits one piece per token;
+ * the sink here appends it to `pending`, delivers the part of `pending` that
+ * can no longer start a stop string (and is complete UTF-8) to the caller's
+ * callback and to the result, and keeps the rest back. A stop string is
+ * found as soon as its last byte arrives, however the tokens split it, and
+ * neither it nor anything after it is delivered.
+ */
+#include "backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct orch_gen_params orch_gen_default_params(void)
+{
+    struct orch_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.max_tokens = 256;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repeat_penalty = 1.0f;
+    p.repeat_last_n = 64;
+    p.seed = ORCH_SEED_RANDOM;
+    return p;
+}
+
+struct orch_embed_params orch_embed_default_params(void)
+{
+    struct orch_embed_params p = {.normalize = true, .n_threads = 0};
+    return p;
+}
+
+const char *orch_finish_name(enum orch_finish f)
+{
+    switch (f) {
+    case ORCH_FINISH_STOP:
+        return "stop";
+    case ORCH_FINISH_LENGTH:
+        return "length";
+    case ORCH_FINISH_EOS:
+        return "eos";
+    case ORCH_FINISH_CANCELLED:
+        return "cancelled";
+    case ORCH_FINISH_ERROR:
+        return "error";
+    case ORCH_FINISH_NONE:
+        break;
+    }
+    return "none";
+}
+
+void orch_gen_result_clear(struct orch_gen_result *res)
+{
+    if (!res)
+        return;
+    free(res->text);
+    memset(res, 0, sizeof *res);
+}
+
+static int check_text(const char *what, const char *s, const char *role, orch_error *err)
+{
+    if (!s)
+        return orch__err(err, ORCH_EINVAL, "role '%s': %s is NULL", role, what);
+    size_t bad = orch__utf8_check(s, strlen(s));
+    if (bad)
+        return orch__err(err, ORCH_EINVAL, "role '%s': %s is not valid UTF-8 (byte %zu)", role, what,
+                         bad - 1);
+    return ORCH_OK;
+}
+
+static int check_gen_params(const struct orch_gen_params *p, const char *role, orch_error *err)
+{
+    if (p->max_tokens <= 0)
+        return orch__err(err, ORCH_EINVAL, "role '%s': max_tokens %d must be at least 1", role,
+                         p->max_tokens);
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+        return orch__err(err, ORCH_EINVAL, "role '%s': temperature %g must be 0 (greedy) or more",
+                         role, (double)p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return orch__err(err, ORCH_EINVAL, "role '%s': top_p %g must be in (0, 1]", role,
+                         (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p < 1.0f))
+        return orch__err(err, ORCH_EINVAL, "role '%s': min_p %g must be in [0, 1)", role,
+                         (double)p->min_p);
+    if (p->top_k < 0)
+        return orch__err(err, ORCH_EINVAL, "role '%s': top_k %d must be 0 (off) or more", role,
+                         p->top_k);
+    if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty))
+        return orch__err(err, ORCH_EINVAL, "role '%s': repeat_penalty %g must be above 0", role,
+                         (double)p->repeat_penalty);
+    if (p->repeat_last_n < -1)
+        return orch__err(err, ORCH_EINVAL, "role '%s': repeat_last_n %d must be -1 or more", role,
+                         p->repeat_last_n);
+    if (p->n_ctx < 0 || p->n_ctx > ORCH_N_CTX_MAX)
+        return orch__err(err, ORCH_EINVAL, "role '%s': n_ctx %d is out of range", role, p->n_ctx);
+    if (p->n_threads < 0 || p->n_threads > 1024)
+        return orch__err(err, ORCH_EINVAL, "role '%s': n_threads %d is out of range", role,
+                         p->n_threads);
+    if (p->n_stop && !p->stop)
+        return orch__err(err, ORCH_EINVAL, "role '%s': n_stop is %zu but stop is NULL", role,
+                         p->n_stop);
+    for (size_t i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i] || !p->stop[i][0])
+            return orch__err(err, ORCH_EINVAL, "role '%s': stop string %zu is empty", role, i);
+        int rc = check_text("a stop string", p->stop[i], role, err);
+        if (rc)
+            return rc;
+    }
+    return ORCH_OK;
+}
+
+/* Context size for a request: the request's, else the model's (its trained
+ * size when the model asked for that). */
+static int32_t resolve_n_ctx(orch_model *m, int32_t req_n_ctx)
+{
+    if (req_n_ctx > 0)
+        return req_n_ctx;
+    const struct orch_model_params *mp = orch__model_params(m);
+    if (mp->n_ctx > 0)
+        return mp->n_ctx;
+    struct orch_model_info info;
+    memset(&info, 0, sizeof info);
+    const orch_backend *be = orch__model_backend(m);
+    be->ops->info(orch__model_backend_obj(m), &info);
+    int32_t n = info.n_ctx_train > 0 ? info.n_ctx_train : 2048;
+    return n > ORCH_N_CTX_MAX ? ORCH_N_CTX_MAX : n;
+}
+
+/* ---- the sink between the backend and the caller --------------------------- */
+
+struct sink {
+    const struct orch_gen_params *p;
+    struct orch__buf out;     /* delivered text */
+    struct orch__buf pending; /* held back: may begin a stop string */
+    int32_t n_tokens;
+    enum orch_finish finish;  /* set when the sink stops the generation */
+    int rc;
+};
+
+static bool deliver(struct sink *s, const char *text, size_t n)
+{
+    if (!n)
+        return true;
+    if (orch__buf_append(&s->out, text, n) != ORCH_OK) {
+        s->rc = ORCH_ENOMEM;
+        s->finish = ORCH_FINISH_ERROR;
+        return false;
+    }
+    if (s->p->on_text && !s->p->on_text(text, n, s->p->user_data)) {
+        s->finish = ORCH_FINISH_CANCELLED;
+        return false;
+    }
+    return true;
+}
+
+/* Longest suffix of text that is a proper prefix of some stop string. */
+static size_t stop_prefix_tail(const struct orch_gen_params *p, const char *text, size_t len)
+{
+    size_t hold = 0;
+    for (size_t i = 0; i < p->n_stop; i++) {
+        size_t sl = strlen(p->stop[i]);
+        size_t max = sl - 1 < len ? sl - 1 : len;
+        for (size_t k = max; k > hold; k--)
+            if (memcmp(text + len - k, p->stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
+static bool sink_emit(void *vs, const char *piece, size_t len)
+{
+    struct sink *s = vs;
+    s->n_tokens++;
+    if (orch__buf_append(&s->pending, piece, len) != ORCH_OK) {
+        s->rc = ORCH_ENOMEM;
+        s->finish = ORCH_FINISH_ERROR;
+        return false;
+    }
+    const char *text = s->pending.data;
+    size_t n = s->pending.len;
+
+    /* earliest stop string in pending */
+    size_t cut = n;
+    bool stopped = false;
+    for (size_t i = 0; i < s->p->n_stop && n; i++) {
+        const char *hit = memmem(text, n, s->p->stop[i], strlen(s->p->stop[i]));
+        if (hit && (size_t)(hit - text) < cut) {
+            cut = (size_t)(hit - text);
+            stopped = true;
+        }
+    }
+    size_t send;
+    if (stopped) {
+        send = cut;
+    } else {
+        send = n - stop_prefix_tail(s->p, text, n);
+        send = orch__utf8_complete_len(text, send);
+    }
+    bool go = deliver(s, text, send);
+    memmove(s->pending.data, text + send, n - send);
+    s->pending.len = n - send;
+    s->pending.data[s->pending.len] = '\0';
+    if (stopped) {
+        if (s->finish == ORCH_FINISH_NONE)
+            s->finish = ORCH_FINISH_STOP;
+        return false;
+    }
+    if (!go)
+        return false;
+    if (s->n_tokens >= s->p->max_tokens) {
+        s->finish = ORCH_FINISH_LENGTH;
+        return false;
+    }
+    return true;
+}
+
+static int generate_impl(orch_model *m, const char *prompt, bool parse_special,
+                         const struct orch_gen_params *params, struct orch_gen_result *res,
+                         orch_error *err)
+{
+    const char *role = orch_model_role(m);
+    struct orch_gen_params defaults = orch_gen_default_params();
+    const struct orch_gen_params *p = params ? params : &defaults;
+    int rc = check_gen_params(p, role, err);
+    if (rc == ORCH_OK)
+        rc = check_text("the prompt", prompt, role, err);
+    if (rc == ORCH_OK && !prompt[0])
+        rc = orch__err(err, ORCH_EINVAL, "role '%s': the prompt is empty", role);
+    if (rc)
+        goto fail_early;
+
+    int64_t t0 = orch__now_ns();
+    rc = orch_model_acquire(m, err);
+    if (rc)
+        goto fail_early;
+    res->load_wait_ms = orch__ms_since(t0);
+
+    const orch_backend *be = orch__model_backend(m);
+    if (!be->ops->generate) {
+        orch_model_release(m);
+        rc = orch__err(err, ORCH_ENOTSUP, "role '%s': backend %s cannot generate", role,
+                       be->ops->name);
+        goto fail_early;
+    }
+    struct sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
+    const struct orch_model_params *mp = orch__model_params(m);
+    struct orch__gen_req req = {
+        .prompt = prompt,
+        .parse_special = parse_special,
+        .params = p,
+        .n_ctx = resolve_n_ctx(m, p->n_ctx),
+        .n_threads = p->n_threads ? p->n_threads : mp->n_threads,
+        .n_batch = mp->n_batch,
+        .emit = sink_emit,
+        .sink = &s,
+    };
+    rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
+    orch_model_release(m);
+    if (rc == ORCH_OK && s.rc)
+        rc = orch__err(err, s.rc, "role '%s': out of memory collecting the text", role);
+    if (rc == ORCH_OK && s.finish != ORCH_FINISH_STOP && s.finish != ORCH_FINISH_CANCELLED &&
+        s.pending.len) {
+        /* the text ended: what was held back is text after all */
+        deliver(&s, s.pending.data, s.pending.len);
+    }
+    if (rc == ORCH_OK && orch__buf_append(&s.out, "", 0) != ORCH_OK)
+        rc = orch__err(err, ORCH_ENOMEM, "role '%s': out of memory", role);
+    orch__buf_free(&s.pending);
+    if (rc) {
+        orch__buf_free(&s.out);
+        if (err)
+            orch__err_prefix(err, "role '%s'", role);
+        res->finish = ORCH_FINISH_ERROR;
+        res->n_prompt = req.n_prompt;
+        return rc;
+    }
+    res->text = s.out.data;
+    res->len = s.out.len;
+    res->n_prompt = req.n_prompt;
+    res->n_generated = req.n_generated;
+    res->prompt_ms = req.prompt_ms;
+    res->gen_ms = req.gen_ms;
+    if (s.finish != ORCH_FINISH_NONE)
+        res->finish = s.finish;
+    else if (req.eos)
+        res->finish = ORCH_FINISH_EOS;
+    else
+        res->finish = ORCH_FINISH_LENGTH; /* context full */
+    orch__log(ORCH_LOG_DEBUG, role, "generate", OF_I("n_prompt", res->n_prompt),
+              OF_I("n_generated", res->n_generated), OF_S("finish", orch_finish_name(res->finish)),
+              OF_D("prompt_ms", res->prompt_ms), OF_D("gen_ms", res->gen_ms));
+    return ORCH_OK;
+
+fail_early:
+    res->finish = ORCH_FINISH_ERROR;
+    return rc;
+}
+
+int orch_model_generate(orch_model *m, const char *prompt, const struct orch_gen_params *params,
+                        struct orch_gen_result *res, orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_model_generate: res is NULL");
+    memset(res, 0, sizeof *res);
+    if (!m) {
+        res->finish = ORCH_FINISH_ERROR;
+        return orch__err(err, ORCH_EINVAL, "orch_model_generate: model is NULL");
+    }
+    return generate_impl(m, prompt, false, params, res, err);
+}
+
+/* ---- chat ------------------------------------------------------------------ */
+
+static const char *role_title(const char *role)
+{
+    if (strcmp(role, "system") == 0)
+        return "System";
+    if (strcmp(role, "user") == 0)
+        return "User";
+    return "Assistant";
+}
+
+static int check_chat(const char *role, const struct orch_chat_message *msgs, size_t n,
+                      orch_error *err)
+{
+    if (!msgs || n == 0)
+        return orch__err(err, ORCH_EINVAL, "role '%s': a chat needs at least one message", role);
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")))
+            return orch__err(err, ORCH_EINVAL,
+                             "role '%s': message %zu has chat role '%s' (expected system, user or "
+                             "assistant)",
+                             role, i, r ? r : "(null)");
+        int rc = check_text("a chat message", msgs[i].content, role, err);
+        if (rc)
+            return rc;
+    }
+    return ORCH_OK;
+}
+
+static int transcript(const struct orch_chat_message *msgs, size_t n, bool add_assistant,
+                      char **out)
+{
+    struct orch__buf b = {0};
+    int rc = ORCH_OK;
+    for (size_t i = 0; i < n && rc == ORCH_OK; i++) {
+        const char *t = role_title(msgs[i].role);
+        rc = orch__buf_append(&b, t, strlen(t));
+        if (!rc)
+            rc = orch__buf_append(&b, ": ", 2);
+        if (!rc)
+            rc = orch__buf_append(&b, msgs[i].content, strlen(msgs[i].content));
+        if (!rc)
+            rc = orch__buf_append(&b, "\n", 1);
+    }
+    if (!rc && add_assistant)
+        rc = orch__buf_append(&b, "Assistant:", 10);
+    if (rc) {
+        orch__buf_free(&b);
+        return rc;
+    }
+    *out = b.data;
+    return ORCH_OK;
+}
+
+int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                           bool add_assistant, char **out, orch_error *err)
+{
+    if (!m || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_model_chat_format: NULL argument");
+    *out = NULL;
+    const char *role = orch_model_role(m);
+    int rc = check_chat(role, msgs, n_msgs, err);
+    if (rc)
+        return rc;
+    rc = orch_model_acquire(m, err);
+    if (rc)
+        return rc;
+    const orch_backend *be = orch__model_backend(m);
+    if (be->ops->chat_format)
+        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out, err);
+    orch_model_release(m);
+    if (rc) {
+        orch__err_prefix(err, "role '%s'", role);
+        return rc;
+    }
+    if (!*out && transcript(msgs, n_msgs, add_assistant, out) != ORCH_OK)
+        return orch__err(err, ORCH_ENOMEM, "role '%s': out of memory formatting chat", role);
+    return ORCH_OK;
+}
+
+int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                    const struct orch_gen_params *params, struct orch_gen_result *res,
+                    orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_model_chat: res is NULL");
+    memset(res, 0, sizeof *res);
+    char *prompt = NULL;
+    int rc = orch_model_chat_format(m, msgs, n_msgs, true, &prompt, err);
+    if (rc) {
+        res->finish = ORCH_FINISH_ERROR;
+        return rc;
+    }
+    rc = generate_impl(m, prompt, true, params, res, err);
+    free(prompt);
+    return rc;
+}
+
+/* ---- embeddings ------------------------------------------------------------ */
+
+int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
+                     const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                     orch_error *err)
+{
+    if (!m || !out || !n_embd)
+        return orch__err(err, ORCH_EINVAL, "orch_model_embed: NULL argument");
+    *out = NULL;
+    *n_embd = 0;
+    const char *role = orch_model_role(m);
+    struct orch_embed_params defaults = orch_embed_default_params();
+    const struct orch_embed_params *p = params ? params : &defaults;
+    if (n_texts == 0 || !texts)
+        return orch__err(err, ORCH_EINVAL, "role '%s': no texts to embed", role);
+    if (p->n_threads < 0 || p->n_threads > 1024)
+        return orch__err(err, ORCH_EINVAL, "role '%s': n_threads %d is out of range", role,
+                         p->n_threads);
+    for (size_t i = 0; i < n_texts; i++) {
+        int rc = check_text("a text to embed", texts[i], role, err);
+        if (rc)
+            return rc;
+        if (!texts[i][0])
+            return orch__err(err, ORCH_EINVAL, "role '%s': text %zu to embed is empty", role, i);
+    }
+    int rc = orch_model_acquire(m, err);
+    if (rc)
+        return rc;
+    const orch_backend *be = orch__model_backend(m);
+    if (!be->ops->embed) {
+        orch_model_release(m);
+        return orch__err(err, ORCH_ENOTSUP, "role '%s': backend %s cannot embed", role,
+                         be->ops->name);
+    }
+    const struct orch_model_params *mp = orch__model_params(m);
+    int32_t n_ctx = resolve_n_ctx(m, 0);
+    struct orch__embed_req req = {
+        .texts = texts,
+        .n_texts = n_texts,
+        .n_ctx = n_ctx < 2048 ? n_ctx : 2048,
+        .n_threads = p->n_threads ? p->n_threads : mp->n_threads,
+    };
+    int64_t t0 = orch__now_ns();
+    rc = be->ops->embed(orch__model_backend_obj(m), &req, err);
+    orch_model_release(m);
+    if (rc) {
+        orch__err_prefix(err, "role '%s'", role);
+        return rc;
+    }
+    if (p->normalize) {
+        for (size_t t = 0; t < n_texts; t++) {
+            float *v = req.out + t * (size_t)req.n_embd;
+            double sum = 0;
+            for (int32_t i = 0; i < req.n_embd; i++)
+                sum += (double)v[i] * v[i];
+            double norm = sqrt(sum);
+            if (norm > 0)
+                for (int32_t i = 0; i < req.n_embd; i++)
+                    v[i] = (float)(v[i] / norm);
+        }
+    }
+    orch__log(ORCH_LOG_DEBUG, role, "embed", OF_U("n_texts", n_texts), OF_I("n_embd", req.n_embd),
+              OF_D("ms", orch__ms_since(t0)));
+    *out = req.out;
+    *n_embd = req.n_embd;
+    return ORCH_OK;
+}

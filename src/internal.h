@@ -1,0 +1,117 @@
+/*
+ * internal.h — orch__ prototypes shared inside src/. Nothing here is public.
+ */
+#ifndef ORCH_INTERNAL_H
+#define ORCH_INTERNAL_H
+
+#include "orchestra.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+/* Fills err (if not NULL) with code and a printf-style message; returns code. */
+int orch__err(orch_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prefixes err->msg with "prefix: " (used to add a role to a backend error). */
+void orch__err_prefix(orch_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Maps an errno from open/stat/read to our code and fills err with
+ * "<what> '<path>': <strerror>". */
+int orch__err_errno(orch_error *err, int errnum, const char *what, const char *path);
+
+/* ---- clock and small helpers (util.c) ------------------------------------- */
+
+/* Monotonic clock. The coarse one is a few ns (vDSO) and good to ~4 ms. */
+int64_t orch__now_ns(void);
+int64_t orch__now_ms_coarse(void);
+double orch__ms_since(int64_t start_ns);
+
+char *orch__strdup(const char *s);
+
+/* Returns 0 when s[0..len) is valid UTF-8 with no NUL, else the byte offset
+ * of the first bad byte plus one. */
+size_t orch__utf8_check(const char *s, size_t len);
+
+/* Length of the complete-UTF-8 prefix of s[0..len) (drops a trailing partial
+ * sequence of at most 3 bytes). */
+size_t orch__utf8_complete_len(const char *s, size_t len);
+
+/* Growable byte buffer. */
+struct orch__buf {
+    char *data;
+    size_t len, cap;
+};
+int orch__buf_append(struct orch__buf *b, const char *s, size_t n);
+void orch__buf_free(struct orch__buf *b);
+
+/* Checks a regular, readable, non-empty file; fills err naming it. */
+int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err);
+
+/* ---- logging (log.c) ------------------------------------------------------ */
+
+enum orch__ftype { ORCH__F_STR, ORCH__F_INT, ORCH__F_UINT, ORCH__F_DBL, ORCH__F_BOOL };
+
+struct orch__field {
+    const char *key;
+    enum orch__ftype type;
+    union {
+        const char *s;
+        long long i;
+        unsigned long long u;
+        double d;
+    } v;
+};
+
+#define OF_S(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_STR, .v.s = (x)})
+#define OF_I(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_INT, .v.i = (long long)(x)})
+#define OF_U(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_UINT, .v.u = (unsigned long long)(x)})
+#define OF_D(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_DBL, .v.d = (double)(x)})
+#define OF_B(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_BOOL, .v.i = (x) ? 1 : 0})
+
+bool orch__log_enabled(enum orch_log_level level);
+void orch__log_emit(enum orch_log_level level, const char *role, const char *event,
+                    const struct orch__field *fields, size_t n_fields);
+
+/* orch__log(level, role, event, OF_S("path", p), OF_D("ms", ms), ...): at
+ * least one field. Formats nothing when the level is filtered out. */
+#define orch__log(level, role, event, ...)                                              \
+    do {                                                                                \
+        if (orch__log_enabled(level)) {                                                 \
+            const struct orch__field f__[] = {__VA_ARGS__};                             \
+            orch__log_emit((level), (role), (event), f__, sizeof f__ / sizeof f__[0]);  \
+        }                                                                               \
+    } while (0)
+
+/* Free-text line (used for llama.cpp's own log). */
+void orch__log_text(enum orch_log_level level, const char *source, const char *text);
+
+/* ---- GGUF header reader (gguf.c) ------------------------------------------ */
+
+struct orch__gguf; /* parsed header */
+
+int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err);
+void orch__gguf_close(struct orch__gguf *g);
+/* Returns the string value of key, or NULL if absent or not a string. */
+const char *orch__gguf_get_str(const struct orch__gguf *g, const char *key);
+/* Returns true and sets *v when key holds an integer of any width. */
+bool orch__gguf_get_int(const struct orch__gguf *g, const char *key, int64_t *v);
+/* Returns the element count of an array key, or -1. */
+int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key);
+void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out);
+
+/* ---- fault injection (test builds) ---------------------------------------- */
+
+#ifdef ORCH_TESTING
+extern int (*orch__fault_hook)(int id);
+#define orch__fault(id) (orch__fault_hook ? orch__fault_hook(id) : 0)
+#else
+#define orch__fault(id) 0
+#endif
+
+enum { ORCH_FAULT_OOM_MODEL = 1, ORCH_FAULT_OOM_RESULT = 2 };
+
+#endif /* ORCH_INTERNAL_H */

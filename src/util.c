@@ -1,0 +1,140 @@
+/*
+ * util.c — clocks, strings, UTF-8 checks, a growable buffer, file checks.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t orch__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t orch__now_ms_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double orch__ms_since(int64_t start_ns)
+{
+    return (double)(orch__now_ns() - start_ns) / 1e6;
+}
+
+char *orch__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* Length of the UTF-8 sequence led by byte c, 0 when c cannot lead one. */
+static int utf8_seq_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return 2;
+    if (c >= 0xE0 && c <= 0xEF)
+        return 3;
+    if (c >= 0xF0 && c <= 0xF4)
+        return 4;
+    return 0;
+}
+
+size_t orch__utf8_check(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] == 0)
+            return i + 1;
+        int n = utf8_seq_len(s[i]);
+        if (n == 0 || i + (size_t)n > len)
+            return i + 1;
+        for (int k = 1; k < n; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i + 1;
+        /* overlongs and surrogates */
+        if (n == 3 && ((s[i] == 0xE0 && s[i + 1] < 0xA0) || (s[i] == 0xED && s[i + 1] >= 0xA0)))
+            return i + 1;
+        if (n == 4 && ((s[i] == 0xF0 && s[i + 1] < 0x90) || (s[i] == 0xF4 && s[i + 1] >= 0x90)))
+            return i + 1;
+        i += (size_t)n;
+    }
+    return 0;
+}
+
+size_t orch__utf8_complete_len(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    /* look back at most 3 bytes for a lead byte whose sequence runs past the end */
+    for (size_t back = 1; back <= 3 && back <= len; back++) {
+        unsigned char c = s[len - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* continuation byte: keep looking for the lead */
+        int n = utf8_seq_len(c);
+        if (n > (int)back)
+            return len - back;
+        return len;
+    }
+    return len;
+}
+
+int orch__buf_append(struct orch__buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return ORCH_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return ORCH_OK;
+}
+
+void orch__buf_free(struct orch__buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err)
+{
+    struct stat st;
+    if (!path || !*path)
+        return orch__err(err, ORCH_EINVAL, "model path is empty");
+    if (stat(path, &st) != 0)
+        return orch__err_errno(err, errno, "cannot open model file", path);
+    if (S_ISDIR(st.st_mode))
+        return orch__err(err, ORCH_EISDIR, "model file '%s' is a directory", path);
+    if (!S_ISREG(st.st_mode))
+        return orch__err(err, ORCH_EFORMAT, "model file '%s' is not a regular file", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return orch__err_errno(err, errno, "cannot read model file", path);
+    close(fd);
+    if (st.st_size == 0)
+        return orch__err(err, ORCH_EFORMAT, "model file '%s' is empty", path);
+    if (size_out)
+        *size_out = (uint64_t)st.st_size;
+    return ORCH_OK;
+}
