@@ -57,11 +57,11 @@ extern "C" {
     XX(EIO, -17, "input/output error")                                         \
     XX(ECLOSED, -18, "orchestra is closing")
 
-typedef enum orch_status {
+typedef enum orch_errcode {
 #define XX(name, val, desc) ORCH_##name = (val),
     ORCH_ERRNO_MAP(XX)
 #undef XX
-} orch_status;
+} orch_errcode;
 
 #define ORCH_ERROR_MSG_MAX 512
 
@@ -496,6 +496,187 @@ struct orch_synth_params orch_synth_default_params(void);
  * Returns: ORCH_OK, ORCH_EINVAL, ORCH_EIO (names the file and errno).
  * Threads: any. */
 int orch_synth_model(const char *path, const struct orch_synth_params *params, orch_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+/* ------------------------------------------------------------------------ */
+/*
+ * An INI file: a [defaults] section (memory_budget, load_timeout, and a
+ * default for every role key) and one section per role, named after it:
+ *
+ *   [defaults]
+ *   memory_budget = 8G          ; bytes (K/M/G/T suffixes) or "75%" of RAM; 0 = none
+ *   [reasoning]
+ *   path = /models/big.gguf
+ *   temperature = 0.7
+ *   [coder]
+ *   fallback = reasoning        ; no model of its own: use reasoning's
+ *
+ * Role keys: path, n_ctx, n_gpu_layers, n_threads, embedding, fallback, pin,
+ * idle_ttl (seconds; default 300; 0 = unload as soon as the last lease
+ * returns; negative = never), temperature, top_p, top_k, min_p,
+ * repeat_penalty, max_tokens, stop (repeatable).
+ * Environment variables override the file: ORCH_<ROLE>_<KEY> for a role
+ * defined in the file, ORCH_<KEY> for [defaults] (ORCH_REASONING_PATH,
+ * ORCH_MEMORY_BUDGET, ...).
+ * Errors name the file, line and key and say what was expected; an unknown
+ * key suggests the nearest valid one; a role with neither path nor fallback,
+ * a fallback to a missing role and a fallback cycle are errors here, not at
+ * first use.
+ */
+typedef struct orch_config orch_config;
+
+/* Reads `path`, then the environment. Returns: ORCH_OK, ORCH_ECONFIG (with
+ *   file:line and key in the message), ORCH_ENOENT, ORCH_EACCES, ORCH_ENOMEM.
+ * Ownership: *out is the caller's: orch_config_free(). Threads: any. */
+int orch_config_load(const char *path, orch_config **out, orch_error *err);
+
+/* The same from a string; `name` stands for the file in messages. No
+ * environment overrides are applied when `use_env` is false. */
+int orch_config_parse(const char *text, const char *name, bool use_env, orch_config **out,
+                      orch_error *err);
+
+/* An empty config, to build in code with orch_config_set(). */
+int orch_config_new(orch_config **out, orch_error *err);
+
+/* Sets `key` of `section` ("defaults" or a role) as the file would; a role
+ * section is created on first use. Checked as the file is. Threads: not
+ * concurrently with other calls on the same config. */
+int orch_config_set(orch_config *cfg, const char *section, const char *key, const char *value,
+                    orch_error *err);
+
+/* Checks the whole config (roles need a path or a fallback; fallbacks exist
+ * and have no cycle). orch_config_load/parse call it; orch_open too. */
+int orch_config_validate(const orch_config *cfg, orch_error *err);
+
+void orch_config_free(orch_config *cfg);
+
+/* Returns: the number of roles, and the name of role i (valid for the
+ * config's life), in file order. */
+size_t orch_config_n_roles(const orch_config *cfg);
+const char *orch_config_role_name(const orch_config *cfg, size_t i);
+
+/* Returns: the memory budget in bytes (0 = none). */
+uint64_t orch_config_budget(const orch_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* The orchestra: roles, shared weights, a memory budget, idle unloading     */
+/* ------------------------------------------------------------------------ */
+/*
+ * An orchestra serves roles from a config. A role resolves through its
+ * fallbacks to a model file; roles on the same file (same device and inode)
+ * share one loaded model, whatever their context size, threads or sampling.
+ * Before a load it estimates what the model needs (GGUF header: tensors, KV
+ * cache, compute buffers); when that does not fit the budget it unloads
+ * idle, unpinned models, least recently used first. A model with a lease
+ * out is never unloaded: the load waits for leases to come back, up to
+ * load_timeout, then fails with a message saying what it needs and what
+ * holds the memory. A model bigger than the whole budget fails at once.
+ * Loads of different models run in parallel and never block leases or
+ * generation on models that are ready.
+ */
+typedef struct orch_orchestra orch_orchestra;
+
+/* Monotonic milliseconds; lets tests drive idle unloading. */
+typedef int64_t (*orch_clock_fn)(void *user_data);
+
+struct orch_role_backend {
+    const char *role;
+    const orch_backend *backend;
+};
+
+struct orch_orchestra_params {
+    const orch_backend *backend;   /* for every role; NULL (default) = llama.cpp */
+    const struct orch_role_backend *role_backends; /* per-role exceptions; copied */
+    size_t n_role_backends;
+    orch_clock_fn clock;           /* NULL (default) = CLOCK_MONOTONIC */
+    void *clock_user_data;
+    bool no_reaper;                /* no idle-unload thread: call orch_tick() */
+    orch_progress_fn progress;     /* load progress of any role; may be NULL */
+    void *progress_user_data;
+};
+
+struct orch_orchestra_params orch_orchestra_default_params(void);
+
+/* Opens an orchestra over `cfg` (validated first; copied, so cfg may be
+ * freed afterwards). Loads nothing.
+ * Returns: ORCH_OK, ORCH_ECONFIG, ORCH_ENOMEM. Ownership: *out is the
+ * caller's: orch_close(). Threads: any. */
+int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params,
+              orch_orchestra **out, orch_error *err);
+
+/* Stops idle unloading, waits for every lease to come back, unloads and
+ * frees everything. Threads: not concurrently with other calls on `o`
+ * (other threads must have released their leases or be about to). */
+void orch_close(orch_orchestra *o);
+
+/* Leases the model behind `role` (through its fallbacks), loading it when
+ * needed under the budget. Once the model is ready this takes no lock.
+ * Returns: ORCH_OK (*out is leased: orch_role_release(o, *out)),
+ *   ORCH_ENOROLE, ORCH_EBUDGET, ORCH_ETIMEDOUT, load errors.
+ * Threads: any; blocks while its model loads or waits for memory. */
+int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err);
+void orch_role_release(orch_orchestra *o, orch_model *m);
+
+/* The role's generation defaults (from its config section). Stop strings
+ * point into the orchestra and stay valid until orch_close().
+ * Returns: ORCH_OK or ORCH_ENOROLE. Threads: any. */
+int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
+                         orch_error *err);
+
+/* Generate / chat / embed by role. params NULL = the role's defaults; to
+ * override some, start from orch_role_gen_params(). The role's n_ctx and
+ * n_threads apply unless params set them. Returns, Ownership: as the
+ * orch_model_ functions. Threads: any. */
+int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
+                  const struct orch_gen_params *params, struct orch_gen_result *res,
+                  orch_error *err);
+int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
+              size_t n_msgs, const struct orch_gen_params *params, struct orch_gen_result *res,
+              orch_error *err);
+int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
+               const struct orch_embed_params *params, float **out, int32_t *n_embd,
+               orch_error *err);
+
+/* Loads the models behind `roles`, in parallel. Returns: ORCH_OK, or the
+ * first error (the other roles still load). Threads: any. */
+int orch_preload(orch_orchestra *o, const char *const *roles, size_t n_roles, orch_error *err);
+
+/* Unloads the model behind `role` (after its leases return). Other roles on
+ * the same model lose it too. Returns: ORCH_OK or ORCH_ENOROLE. */
+int orch_unload(orch_orchestra *o, const char *role, orch_error *err);
+
+/* Unloads every model (each after its leases return). */
+void orch_unload_all(orch_orchestra *o);
+
+/* Runs idle unloading now (what the reaper thread does periodically).
+ * Returns: the number of models it unloaded. */
+int orch_tick(orch_orchestra *o);
+
+struct orch_role_status {
+    char role[64];
+    char model_role[64];     /* the role whose model serves it (after fallbacks) */
+    char path[512];
+    enum orch_model_state state;
+    uint64_t bytes;          /* loaded bytes, else the estimate */
+    bool bytes_estimated;
+    int64_t n_leases;
+    bool pinned;
+    int64_t idle_ms;         /* since the last lease returned; -1 = never used */
+    int64_t unload_in_ms;    /* time left before idle unload; -1 = none pending */
+    char last_error[ORCH_ERROR_MSG_MAX];
+};
+
+struct orch_budget_status {
+    uint64_t budget;         /* 0 = none */
+    uint64_t used;           /* charged to loaded and loading models */
+    int64_t n_evictions;
+};
+
+/* Fills a malloc'd array of one entry per role, in config order.
+ * Returns: ORCH_OK, ORCH_ENOMEM. Ownership: free(*out). Threads: any. */
+int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
+                struct orch_budget_status *budget, orch_error *err);
 
 #ifdef __cplusplus
 }

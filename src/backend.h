@@ -69,6 +69,10 @@ struct orch_backend_ops {
                        bool add_assistant, char **out, orch_error *err);
     /* may be NULL (embedding unsupported); raw (unnormalised) pooled vectors */
     int (*embed)(void *model, struct orch__embed_req *req, orch_error *err);
+    /* may be NULL (the file's size, no context): memory a load of `path`
+     * will take, split into weights and per-context buffers for n_ctx */
+    int (*estimate)(const orch_backend *be, const char *path, int32_t n_ctx, uint64_t *weights,
+                    uint64_t *context, orch_error *err);
 };
 
 struct orch_backend {
@@ -79,5 +83,33 @@ struct orch_backend {
 void *orch__model_backend_obj(orch_model *m);
 const orch_backend *orch__model_backend(const orch_model *m);
 const struct orch_model_params *orch__model_params(const orch_model *m);
+
+/* Hooks the orchestra sets on its models (before any use). All are called
+ * with no lock of the model held. */
+struct orch__model_hooks {
+    /* before a backend load, on the loading thread; an error fails the load
+     * without running it (nothing was admitted) */
+    int (*admit)(void *ud, orch_model *m, orch_error *err);
+    /* after a successful load */
+    void (*loaded)(void *ud, orch_model *m, uint64_t bytes);
+    /* after an admitted load failed, or after the backend model was freed */
+    void (*gone)(void *ud, orch_model *m);
+};
+void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud);
+void *orch__model_hooks_ud(const orch_model *m);
+
+/* Leases out now (relaxed read; a hint). */
+int64_t orch__model_n_leases(const orch_model *m);
+
+/* Unload with a reason for the log ("explicit", "idle", "budget", "close"). */
+int orch__model_unload_reason(orch_model *m, const char *reason);
+
+/* Unloads only if READY with no lease out, atomically with respect to
+ * acquire (no lease can slip in). Returns true when it unloaded. */
+bool orch__model_unload_if_idle(orch_model *m, const char *reason);
+
+/* Estimate through the model's backend. */
+int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+                           uint64_t *weights, uint64_t *context, orch_error *err);
 
 #endif /* ORCH_BACKEND_H */

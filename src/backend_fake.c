@@ -206,6 +206,23 @@ static int fake_embed(void *model, struct orch__embed_req *req, orch_error *err)
     return ORCH_OK;
 }
 
+static int fake_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+                         uint64_t *weights, uint64_t *context, orch_error *err)
+{
+    (void)n_ctx;
+    struct fake *f = (struct fake *)be;
+    uint64_t file_bytes;
+    int rc = orch__check_model_file(path, &file_bytes, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&f->lock);
+    uint64_t size = f->params.size_bytes;
+    pthread_mutex_unlock(&f->lock);
+    *weights = size ? size : file_bytes;
+    *context = 0;
+    return ORCH_OK;
+}
+
 static const struct orch_backend_ops fake_ops = {
     .name = "fake",
     .load = fake_load,
@@ -215,6 +232,7 @@ static const struct orch_backend_ops fake_ops = {
     .generate = fake_generate,
     .chat_format = NULL,
     .embed = fake_embed,
+    .estimate = fake_estimate,
 };
 
 struct orch_fake_params orch_fake_default_params(void)

@@ -554,6 +554,13 @@ done:
     return ORCH_OK;
 }
 
+static int llama_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+                          uint64_t *weights, uint64_t *context, orch_error *err)
+{
+    (void)be;
+    return orch__gguf_estimate(path, n_ctx, weights, context, err);
+}
+
 static const struct orch_backend_ops llama_ops = {
     .name = "llama.cpp",
     .load = llama_load,
@@ -563,6 +570,7 @@ static const struct orch_backend_ops llama_ops = {
     .generate = llama_generate,
     .chat_format = llama_chat_format,
     .embed = llama_embed,
+    .estimate = llama_estimate,
 };
 
 static const struct orch_backend llama_backend = {.ops = &llama_ops};

@@ -481,6 +481,16 @@ int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_er
 {
     if (!bytes)
         return orch__err(err, ORCH_EINVAL, "orch_file_estimate: bytes is NULL");
+    uint64_t w, c;
+    int rc = orch__gguf_estimate(path, n_ctx, &w, &c, err);
+    if (rc == ORCH_OK)
+        *bytes = w + c;
+    return rc;
+}
+
+int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,
+                        orch_error *err)
+{
     struct orch_file_info fi;
     int rc = orch_file_info(path, &fi, err);
     if (rc)
@@ -501,6 +511,7 @@ int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_er
         compute = 512 * 4 * (n_vocab + 4 * (uint64_t)fi.n_embd) +
                   (uint64_t)n_ctx * 512 * 4 / 8;
     }
-    *bytes = fi.tensor_bytes + kv + compute;
+    *weights = fi.tensor_bytes;
+    *context = kv + compute;
     return ORCH_OK;
 }

@@ -102,6 +102,10 @@ bool orch__gguf_get_int(const struct orch__gguf *g, const char *key, int64_t *v)
 /* Returns the element count of an array key, or -1. */
 int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key);
 void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out);
+/* Weights (tensor bytes) and per-context memory (KV cache for n_ctx tokens,
+ * n_ctx <= 0: the trained size; plus compute buffers) from the header. */
+int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,
+                        orch_error *err);
 
 /* ---- fault injection (test builds) ---------------------------------------- */
 

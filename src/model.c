@@ -64,6 +64,9 @@ struct orch_model {
     double load_ms;        /* guarded by lock */
     int64_t n_loads;       /* guarded by lock */
     int64_t n_failures;    /* guarded by lock */
+    const char *drain_reason;  /* guarded by lock: static string, why DRAINING */
+    const struct orch__model_hooks *hooks; /* immutable after set (before use) */
+    void *hooks_ud;
 };
 
 const char *orch_state_name(enum orch_model_state s)
@@ -178,7 +181,7 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
 }
 
 /* Frees the backend model. Called with the lock held, in DRAINING, when the
- * lease word is zero. */
+ * lease word is zero. The caller runs the gone hook after unlocking. */
 static void free_locked(orch_model *m, const char *reason)
 {
     assert(get_state(m) == ORCH_STATE_DRAINING);
@@ -195,14 +198,25 @@ static void free_locked(orch_model *m, const char *reason)
 }
 
 /* The lease word reached zero with LIVE clear: free if a drain is waiting. */
+static void run_gone_hook(orch_model *m)
+{
+    if (m->hooks && m->hooks->gone)
+        m->hooks->gone(m->hooks_ud, m);
+}
+
 static void last_ref(orch_model *m)
 {
+    bool freed = false;
     pthread_mutex_lock(&m->lock);
     /* acquire: the releasers' uses of m->obj happen before the free */
     if (get_state(m) == ORCH_STATE_DRAINING &&
-        atomic_load_explicit(&m->lease, memory_order_acquire) == 0)
-        free_locked(m, "last_lease");
+        atomic_load_explicit(&m->lease, memory_order_acquire) == 0) {
+        free_locked(m, m->drain_reason);
+        freed = true;
+    }
     pthread_mutex_unlock(&m->lock);
+    if (freed)
+        run_gone_hook(m);
 }
 
 struct load_ctl {
@@ -248,7 +262,12 @@ static int do_load_locked(orch_model *m, orch_error *err)
     };
     orch_error e = {0};
     void *obj = NULL;
-    int rc = m->be->ops->load(m->be, &req, &obj, &e);
+    int rc = ORCH_OK;
+    if (m->hooks && m->hooks->admit)
+        rc = m->hooks->admit(m->hooks_ud, m, &e);
+    bool admitted = rc == ORCH_OK;
+    if (admitted)
+        rc = m->be->ops->load(m->be, &req, &obj, &e);
     if (rc == ORCH_OK && atomic_load_explicit(&m->cancel, memory_order_relaxed)) {
         /* cancelled after the backend finished: honour it */
         m->be->ops->free(m->be, obj);
@@ -261,6 +280,12 @@ static int do_load_locked(orch_model *m, orch_error *err)
         e.code = rc;
     uint64_t bytes = rc == ORCH_OK ? m->be->ops->size(obj) : 0;
     double ms = orch__ms_since(t0);
+    /* account before publishing READY, so that memory is never in use
+     * without being charged; release the admission of a failed load */
+    if (m->hooks && rc == ORCH_OK && m->hooks->loaded)
+        m->hooks->loaded(m->hooks_ud, m, bytes);
+    else if (m->hooks && rc != ORCH_OK && admitted)
+        run_gone_hook(m);
 
     pthread_mutex_lock(&m->lock);
     m->load_seq++;
@@ -387,30 +412,88 @@ void orch_model_release(orch_model *m)
     lease_put(m);
 }
 
-int orch__model_unload_reason(orch_model *m, const char *reason);
-
 int orch__model_unload_reason(orch_model *m, const char *reason)
 {
     if (!m)
         return ORCH_EINVAL;
+    bool freed = false;
     pthread_mutex_lock(&m->lock);
     while (get_state(m) == ORCH_STATE_LOADING)
         pthread_cond_wait(&m->cond, &m->lock);
     if (get_state(m) == ORCH_STATE_READY) {
         set_state(m, ORCH_STATE_DRAINING);
+        m->drain_reason = reason;
         /* acq_rel: after this no fast-path acquire succeeds; acquire the
          * releases of leases already returned */
         uint64_t prev = atomic_fetch_and_explicit(&m->lease, ~LEASE_LIVE, memory_order_acq_rel);
         orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path),
                   OF_S("reason", reason), OF_U("leases", LEASE_COUNT(prev)));
-        if (LEASE_COUNT(prev) == 0)
+        if (LEASE_COUNT(prev) == 0) {
             free_locked(m, reason);
+            freed = true;
+        }
         /* else: the last release (or a failed probe) frees; see DESIGN */
     } else if (get_state(m) == ORCH_STATE_FAILED) {
         set_state(m, ORCH_STATE_UNLOADED);
     }
     pthread_mutex_unlock(&m->lock);
+    if (freed)
+        run_gone_hook(m);
     return ORCH_OK;
+}
+
+bool orch__model_unload_if_idle(orch_model *m, const char *reason)
+{
+    bool freed = false;
+    pthread_mutex_lock(&m->lock);
+    uint64_t expect = LEASE_LIVE;
+    /* acq_rel CAS from exactly "LIVE, no lease": fails if any lease (or a
+     * probe) is out, so no acquire can slip in between check and unload */
+    if (get_state(m) == ORCH_STATE_READY &&
+        atomic_compare_exchange_strong_explicit(&m->lease, &expect, 0, memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+        set_state(m, ORCH_STATE_DRAINING);
+        m->drain_reason = reason;
+        orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path),
+                  OF_S("reason", reason), OF_U("leases", 0));
+        free_locked(m, reason);
+        freed = true;
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (freed)
+        run_gone_hook(m);
+    return freed;
+}
+
+void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud)
+{
+    m->hooks = hooks;
+    m->hooks_ud = ud;
+}
+
+void *orch__model_hooks_ud(const orch_model *m)
+{
+    return m->hooks_ud;
+}
+
+int64_t orch__model_n_leases(const orch_model *m)
+{
+    /* relaxed: a snapshot for policy and status, not for freeing */
+    return (int64_t)LEASE_COUNT(atomic_load_explicit(&m->lease, memory_order_relaxed));
+}
+
+int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+                           uint64_t *weights, uint64_t *context, orch_error *err)
+{
+    if (be->ops->estimate)
+        return be->ops->estimate(be, path, n_ctx, weights, context, err);
+    uint64_t size;
+    int rc = orch__check_model_file(path, &size, err);
+    if (rc == ORCH_OK) {
+        *weights = size;
+        *context = 0;
+    }
+    return rc;
 }
 
 int orch_model_unload(orch_model *m)

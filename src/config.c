@@ -1,0 +1,658 @@
+/*
+ * config.c — roles from an INI file (parsed by libinih), the environment
+ * on top, and validation at open rather than at first use.
+ *
+ * DESIGN
+ * One table (`keys`) says every key: its type, where it lives in a
+ * role_cfg, its range, and whether it belongs to [defaults] only. The file,
+ * the environment and orch_config_set() all go through set_key(), so they
+ * accept and reject the same things with the same messages. A role's
+ * effective value is its own if set, else [defaults]' if set, else the
+ * built-in default (orch__config_resolve()).
+ *
+ * libinih gives no line numbers to its handler (Debian builds it without
+ * INI_HANDLER_LINENO), so the text is pre-scanned with inih's own rules:
+ * the n-th handler call comes from the n-th key line. Lines longer than
+ * inih's 200-byte limit are refused up front rather than silently split.
+ * A config is immutable once validated and may be shared between threads.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INIH_MAX_LINE 200
+
+enum ktype { K_STR, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS };
+
+struct key {
+    const char *name;
+    enum ktype type;
+    size_t off;
+    unsigned bit;
+    bool defaults_only;
+    double min, max;     /* for numbers */
+    bool min_open;       /* min excluded */
+    const char *expect;  /* what the value must be, for messages */
+};
+
+#define OFF(f) offsetof(struct orch__role_cfg, f)
+static const struct key keys[] = {
+    {"path", K_STR, OFF(path), 1u << 0, false, 0, 0, false, "a file path"},
+    {"n_ctx", K_INT, OFF(n_ctx), 1u << 1, false, -1, ORCH_N_CTX_MAX, false,
+     "a context size from 1 to 4194304 tokens, or -1 for the model's trained size"},
+    {"n_gpu_layers", K_INT, OFF(n_gpu_layers), 1u << 2, false, -1, 100000, false,
+     "a layer count, or -1 for all"},
+    {"n_threads", K_INT, OFF(n_threads), 1u << 3, false, 0, 1024, false,
+     "a thread count from 1 to 1024, or 0 for one per CPU"},
+    {"embedding", K_BOOL, OFF(embedding), 1u << 4, false, 0, 0, false, "true or false"},
+    {"fallback", K_STR, OFF(fallback), 1u << 5, false, 0, 0, false, "a role name"},
+    {"pin", K_BOOL, OFF(pin), 1u << 6, false, 0, 0, false, "true or false"},
+    {"idle_ttl", K_INT, OFF(idle_ttl_s), 1u << 7, false, -1e12, 1e12, false,
+     "seconds (0 = unload when the last lease returns, negative = never)"},
+    {"temperature", K_FLOAT, OFF(gen.temperature), 1u << 8, false, 0, 100, false,
+     "a number from 0 (greedy) to 100"},
+    {"top_p", K_FLOAT, OFF(gen.top_p), 1u << 9, false, 0, 1, true, "a number in (0, 1]"},
+    {"top_k", K_INT, OFF(gen.top_k), 1u << 10, false, 0, 1000000, false,
+     "a whole number, 0 = off"},
+    {"min_p", K_FLOAT, OFF(gen.min_p), 1u << 11, false, 0, 0.999999, false,
+     "a number in [0, 1)"},
+    {"repeat_penalty", K_FLOAT, OFF(gen.repeat_penalty), 1u << 12, false, 0, 100, true,
+     "a number above 0 (1 = off)"},
+    {"max_tokens", K_INT, OFF(gen.max_tokens), 1u << 13, false, 1, ORCH_N_CTX_MAX, false,
+     "a token count of at least 1"},
+    {"stop", K_STOP, 0, 1u << 14, false, 0, 0, false, "a non-empty string"},
+    {"memory_budget", K_BUDGET, 0, 0, true, 0, 0, false,
+     "bytes with an optional K, M, G or T suffix, or a percentage of RAM such as 75%"},
+    {"load_timeout", K_SECONDS, 0, 0, true, 0, 86400, false, "seconds from 0 to 86400"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t c = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t x = d[i - 1][j] + 1, y = d[i][j - 1] + 1;
+            d[i][j] = c < x ? (c < y ? c : y) : (x < y ? x : y);
+        }
+    return d[la][lb];
+}
+
+static const struct key *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static const char *nearest_key(const char *name)
+{
+    const char *best = keys[0].name;
+    size_t bd = (size_t)-1;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        size_t d = edit_distance(name, keys[i].name);
+        if (d < bd) {
+            bd = d;
+            best = keys[i].name;
+        }
+    }
+    return best;
+}
+
+static void role_cfg_clear(struct orch__role_cfg *r)
+{
+    free(r->name);
+    free(r->path);
+    free(r->fallback);
+    for (size_t i = 0; i < r->n_stop; i++)
+        free(r->stop[i]);
+    free(r->stop);
+    memset(r, 0, sizeof *r);
+}
+
+static int parse_budget(const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || errno || !(x >= 0) || isinf(x))
+        return -1;
+    while (*end == ' ')
+        end++;
+    double mult = 1;
+    if (*end == '%') {
+        if (x > 100)
+            return -1;
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages <= 0 || psz <= 0)
+            return -1;
+        *out = (uint64_t)((double)pages * (double)psz * x / 100.0);
+        return end[1] ? -1 : 0;
+    }
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mult = 1024.0; break;
+    case 'M': mult = 1024.0 * 1024; break;
+    case 'G': mult = 1024.0 * 1024 * 1024; break;
+    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
+    case '\0': break;
+    default: return -1;
+    }
+    if (*end) {
+        end++;
+        if (toupper((unsigned char)*end) == 'I')
+            end++;
+        if (toupper((unsigned char)*end) == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (x * mult > 1.8e19)
+        return -1;
+    *out = (uint64_t)(x * mult);
+    return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *t[] = {"true", "yes", "on", "1"}, *f[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, t[i]) == 0)
+            return *out = true, 0;
+        if (strcasecmp(v, f[i]) == 0)
+            return *out = false, 0;
+    }
+    return -1;
+}
+
+/* ---- the config --------------------------------------------------------- */
+
+static struct orch__role_cfg *get_section(orch_config *cfg, const char *section, bool create,
+                                          int line)
+{
+    if (strcmp(section, "defaults") == 0)
+        return &cfg->defaults;
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        if (strcmp(cfg->roles[i].name, section) == 0)
+            return &cfg->roles[i];
+    if (!create)
+        return NULL;
+    struct orch__role_cfg *r = realloc(cfg->roles, (cfg->n_roles + 1) * sizeof *r);
+    if (!r)
+        return NULL;
+    cfg->roles = r;
+    r = &cfg->roles[cfg->n_roles];
+    memset(r, 0, sizeof *r);
+    r->name = orch__strdup(section);
+    if (!r->name)
+        return NULL;
+    r->line = line;
+    cfg->n_roles++;
+    return r;
+}
+
+/* `where` is "file:line" or "environment ORCH_X"; used in every message. */
+static int set_key(orch_config *cfg, const char *where, const char *section, const char *name,
+                   const char *value, int line, orch_error *err)
+{
+    if (!*section)
+        return orch__err(err, ORCH_ECONFIG,
+                         "%s: key '%s' is outside any section (expected [defaults] or a [role])",
+                         where, name);
+    bool is_defaults = strcmp(section, "defaults") == 0;
+    size_t slen = strlen(section);
+    if (slen > 63)
+        return orch__err(err, ORCH_ECONFIG, "%s: role name '%.40s...' is longer than 63 bytes",
+                         where, section);
+    for (const char *c = section; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
+            return orch__err(err, ORCH_ECONFIG,
+                             "%s: role name '%s' may hold only letters, digits, '_' and '-'",
+                             where, section);
+    const struct key *k = find_key(name);
+    if (!k)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] unknown key '%s' (did you mean '%s'?)",
+                         where, section, name, nearest_key(name));
+    if (k->defaults_only && !is_defaults)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] key '%s' belongs in [defaults]", where,
+                         section, name);
+    struct orch__role_cfg *r = get_section(cfg, section, true, line);
+    if (!r)
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+    char *p = (char *)r + k->off;
+    char *end;
+    switch (k->type) {
+    case K_STR: {
+        if (!*value)
+            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s is empty (expected %s)", where,
+                             section, name, k->expect);
+        char *s = orch__strdup(value);
+        if (!s)
+            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+        free(*(char **)p);
+        *(char **)p = s;
+        break;
+    }
+    case K_INT:
+    case K_FLOAT: {
+        errno = 0;
+        double x = strtod(value, &end);
+        bool bad = end == value || *end || errno || isnan(x) ||
+                   (k->type == K_INT && x != floor(x)) || x < k->min || x > k->max ||
+                   (k->min_open && x == k->min);
+        if (k->type == K_INT && strcmp(name, "n_ctx") == 0 && x == 0)
+            bad = true;
+        if (bad)
+            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                             name, value, k->expect);
+        if (k->type == K_FLOAT)
+            *(float *)p = (float)x;
+        else if (k->off == OFF(idle_ttl_s))
+            *(int64_t *)p = (int64_t)x;
+        else
+            *(int32_t *)p = (int32_t)x;
+        break;
+    }
+    case K_BOOL:
+        if (parse_bool(value, (bool *)p) != 0)
+            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                             name, value, k->expect);
+        break;
+    case K_STOP: {
+        if (!*value)
+            return orch__err(err, ORCH_ECONFIG, "%s: [%s] stop is empty (expected %s)", where,
+                             section, k->expect);
+        char **v = realloc(r->stop, (r->n_stop + 1) * sizeof *v);
+        if (!v)
+            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+        r->stop = v;
+        if (!(v[r->n_stop] = orch__strdup(value)))
+            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+        r->n_stop++;
+        break;
+    }
+    case K_BUDGET:
+        if (parse_budget(value, &cfg->budget) != 0)
+            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] memory_budget = '%s': expected %s",
+                             where, value, k->expect);
+        break;
+    case K_SECONDS: {
+        errno = 0;
+        double x = strtod(value, &end);
+        if (end == value || *end || errno || !(x >= k->min && x <= k->max))
+            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] %s = '%s': expected %s", where,
+                             name, value, k->expect);
+        cfg->load_timeout_ms = (int64_t)(x * 1000);
+        break;
+    }
+    }
+    r->set |= k->bit;
+    return ORCH_OK;
+}
+
+/* ---- parsing the file ---------------------------------------------------- */
+
+struct parse_ctx {
+    orch_config *cfg;
+    const char *name;
+    int *lines; /* line of the n-th handler call */
+    size_t n_lines, next;
+    orch_error *err;
+    int rc;
+    bool stop_reset_done[1]; /* unused; keeps struct non-empty on all compilers */
+};
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_ctx *pc = user;
+    int line = pc->next < pc->n_lines ? pc->lines[pc->next] : 0;
+    pc->next++;
+    if (pc->rc != ORCH_OK)
+        return 1; /* keep the first error */
+    char where[600];
+    snprintf(where, sizeof where, "%s:%d", pc->name, line);
+    pc->rc = set_key(pc->cfg, where, section, name, value, line, pc->err);
+    return pc->rc == ORCH_OK;
+}
+
+/* Finds key lines and section headers the way inih reads them. */
+static int prescan(const char *text, const char *name, int **lines_out, size_t *n_out,
+                   orch_config *cfg, orch_error *err)
+{
+    size_t cap = 16, n = 0;
+    int *lines = malloc(cap * sizeof *lines);
+    if (!lines)
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
+    int lineno = 0;
+    bool have_key = false;
+    const char *p = text;
+    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
+        p += 3;
+    while (*p) {
+        lineno++;
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len >= INIH_MAX_LINE - 1) {
+            free(lines);
+            return orch__err(err, ORCH_ECONFIG, "%s:%d: line is %zu bytes; at most %d are allowed",
+                             name, lineno, len, INIH_MAX_LINE - 2);
+        }
+        const char *s = p;
+        while (s < p + len && isspace((unsigned char)*s))
+            s++;
+        bool indented = s > p;
+        bool blank = s == p + len || (s < p + len && s[0] == '\r' && s + 1 == p + len);
+        if (blank || *s == ';' || *s == '#') {
+            /* nothing */
+        } else if (*s == '[') {
+            have_key = false;
+            const char *close = memchr(s, ']', (size_t)(p + len - s));
+            if (close) {
+                char sec[128];
+                size_t sl = (size_t)(close - s - 1);
+                snprintf(sec, sizeof sec, "%.*s", (int)(sl < 127 ? sl : 127), s + 1);
+                if (strcmp(sec, "defaults") != 0) {
+                    /* remember where each role starts, for its messages */
+                    struct orch__role_cfg *r = get_section(cfg, sec, true, lineno);
+                    if (!r) {
+                        free(lines);
+                        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
+                    }
+                }
+            }
+        } else if ((indented && have_key) || memchr(s, '=', (size_t)(p + len - s)) ||
+                   memchr(s, ':', (size_t)(p + len - s))) {
+            have_key = true;
+            if (n == cap) {
+                int *l2 = realloc(lines, (cap *= 2) * sizeof *l2);
+                if (!l2) {
+                    free(lines);
+                    return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
+                }
+                lines = l2;
+            }
+            lines[n++] = lineno;
+        }
+        p = eol ? eol + 1 : p + len;
+    }
+    *lines_out = lines;
+    *n_out = n;
+    return ORCH_OK;
+}
+
+int orch_config_new(orch_config **out, orch_error *err)
+{
+    if (!out)
+        return orch__err(err, ORCH_EINVAL, "orch_config_new: out is NULL");
+    orch_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg || !(cfg->name = orch__strdup("(config)"))) {
+        free(cfg);
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    }
+    cfg->load_timeout_ms = 60000;
+    *out = cfg;
+    return ORCH_OK;
+}
+
+void orch_config_free(orch_config *cfg)
+{
+    if (!cfg)
+        return;
+    role_cfg_clear(&cfg->defaults);
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        role_cfg_clear(&cfg->roles[i]);
+    free(cfg->roles);
+    free(cfg->name);
+    free(cfg);
+}
+
+int orch_config_set(orch_config *cfg, const char *section, const char *key, const char *value,
+                    orch_error *err)
+{
+    if (!cfg || !section || !key || !value)
+        return orch__err(err, ORCH_EINVAL, "orch_config_set: NULL argument");
+    return set_key(cfg, cfg->name, section, key, value, 0, err);
+}
+
+/* ORCH_<ROLE>_<KEY> for each role, ORCH_<KEY> for [defaults]. */
+static int apply_env(orch_config *cfg, orch_error *err)
+{
+    size_t n_roles = cfg->n_roles;
+    for (size_t r = 0; r <= n_roles; r++) {
+        const char *section = r < n_roles ? cfg->roles[r].name : "defaults";
+        for (size_t k = 0; k < N_KEYS; k++) {
+            char var[160];
+            if (r < n_roles) {
+                if (keys[k].defaults_only)
+                    continue;
+                snprintf(var, sizeof var, "ORCH_%s_%s", section, keys[k].name);
+            } else {
+                snprintf(var, sizeof var, "ORCH_%s", keys[k].name);
+            }
+            for (char *c = var; *c; c++)
+                *c = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+            const char *v = getenv(var);
+            if (!v)
+                continue;
+            char where[200];
+            snprintf(where, sizeof where, "environment %s", var);
+            if (keys[k].type == K_STOP) {
+                /* the variable replaces the list */
+                struct orch__role_cfg *rc = get_section(cfg, section, false, 0);
+                if (rc) {
+                    for (size_t i = 0; i < rc->n_stop; i++)
+                        free(rc->stop[i]);
+                    rc->n_stop = 0;
+                }
+            }
+            int rc = set_key(cfg, where, section, keys[k].name, v, 0, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return ORCH_OK;
+}
+
+int orch_config_parse(const char *text, const char *name, bool use_env, orch_config **out,
+                      orch_error *err)
+{
+    if (!text || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_config_parse: NULL argument");
+    *out = NULL;
+    if (!name)
+        name = "(config)";
+    orch_config *cfg;
+    int rc = orch_config_new(&cfg, err);
+    if (rc)
+        return rc;
+    free(cfg->name);
+    if (!(cfg->name = orch__strdup(name))) {
+        orch_config_free(cfg);
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    }
+    struct parse_ctx pc = {.cfg = cfg, .name = name, .err = err, .rc = ORCH_OK};
+    rc = prescan(text, name, &pc.lines, &pc.n_lines, cfg, err);
+    if (rc) {
+        orch_config_free(cfg);
+        return rc;
+    }
+    int line = ini_parse_string(text, handler, &pc);
+    free(pc.lines);
+    if (pc.rc)
+        rc = pc.rc;
+    else if (line > 0)
+        rc = orch__err(err, ORCH_ECONFIG,
+                       "%s:%d: syntax error (expected [section], key = value, or a comment)", name,
+                       line);
+    else if (line < 0)
+        rc = orch__err(err, ORCH_ENOMEM, "%s: out of memory parsing", name);
+    if (rc == ORCH_OK && use_env)
+        rc = apply_env(cfg, err);
+    if (rc == ORCH_OK)
+        rc = orch_config_validate(cfg, err);
+    if (rc) {
+        orch_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return ORCH_OK;
+}
+
+int orch_config_load(const char *path, orch_config **out, orch_error *err)
+{
+    if (!path || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_config_load: NULL argument");
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return orch__err_errno(err, errno, "cannot open config file", path);
+    if (S_ISDIR(st.st_mode))
+        return orch__err(err, ORCH_EISDIR, "config file '%s' is a directory", path);
+    if (st.st_size > 1 << 20)
+        return orch__err(err, ORCH_ECONFIG, "config file '%s' is larger than 1 MiB", path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return orch__err_errno(err, errno, "cannot open config file", path);
+    char *text = malloc((size_t)st.st_size + 1);
+    size_t n = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
+    int rerr = ferror(f);
+    fclose(f);
+    if (!text)
+        return orch__err(err, ORCH_ENOMEM, "out of memory reading '%s'", path);
+    if (rerr) {
+        free(text);
+        return orch__err(err, ORCH_EIO, "cannot read config file '%s'", path);
+    }
+    text[n] = '\0';
+    if (memchr(text, '\0', n)) {
+        free(text);
+        return orch__err(err, ORCH_ECONFIG, "config file '%s' holds a NUL byte", path);
+    }
+    int rc = orch_config_parse(text, path, true, out, err);
+    free(text);
+    return rc;
+}
+
+int orch_config_validate(const orch_config *cfg, orch_error *err)
+{
+    if (!cfg)
+        return orch__err(err, ORCH_EINVAL, "orch_config_validate: config is NULL");
+    if (cfg->n_roles == 0)
+        return orch__err(err, ORCH_ECONFIG, "%s: no roles defined (add a section such as [reasoning] "
+                         "with a path)", cfg->name);
+    for (size_t i = 0; i < cfg->n_roles; i++) {
+        struct orch__role_cfg r;
+        orch__config_resolve(cfg, i, &r);
+        const struct orch__role_cfg *rc = &cfg->roles[i];
+        if (!r.path && !r.fallback)
+            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback", cfg->name,
+                             rc->line, rc->name);
+        if (r.fallback && !r.path) {
+            /* follow the chain: it must end at a role with a path */
+            const char *cur = rc->name;
+            for (size_t steps = 0;; steps++) {
+                size_t j = orch__config_find(cfg, cur);
+                struct orch__role_cfg x;
+                orch__config_resolve(cfg, j, &x);
+                if (x.path)
+                    break;
+                size_t k = orch__config_find(cfg, x.fallback);
+                if (k == (size_t)-1)
+                    return orch__err(err, ORCH_ECONFIG,
+                                     "%s:%d: [%s] fallback = %s: no such role (roles: %s%s%s)",
+                                     cfg->name, cfg->roles[j].line, cfg->roles[j].name, x.fallback,
+                                     cfg->roles[0].name, cfg->n_roles > 1 ? ", " : "",
+                                     cfg->n_roles > 1 ? cfg->roles[1].name : "");
+                if (steps > cfg->n_roles)
+                    return orch__err(err, ORCH_ECONFIG,
+                                     "%s:%d: [%s] fallback cycle: %s -> %s -> ... never reaches a "
+                                     "role with a path",
+                                     cfg->name, rc->line, rc->name, rc->name, r.fallback);
+                cur = cfg->roles[k].name;
+            }
+        } else if (r.fallback && orch__config_find(cfg, r.fallback) == (size_t)-1) {
+            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] fallback = %s: no such role", cfg->name,
+                             rc->line, rc->name, r.fallback);
+        }
+    }
+    return ORCH_OK;
+}
+
+size_t orch__config_find(const orch_config *cfg, const char *role)
+{
+    if (!role)
+        return (size_t)-1;
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        if (strcmp(cfg->roles[i].name, role) == 0)
+            return i;
+    return (size_t)-1;
+}
+
+void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cfg *out)
+{
+    const struct orch__role_cfg *r = &cfg->roles[i], *d = &cfg->defaults;
+    struct orch_gen_params g = orch_gen_default_params();
+    memset(out, 0, sizeof *out);
+    out->name = r->name;
+    out->line = r->line;
+#define PICK(field, bit, dflt) \
+    out->field = (r->set & (bit)) ? r->field : (d->set & (bit)) ? d->field : (dflt)
+    PICK(path, 1u << 0, NULL);
+    PICK(n_ctx, 1u << 1, 2048);
+    PICK(n_gpu_layers, 1u << 2, 0);
+    PICK(n_threads, 1u << 3, 0);
+    PICK(embedding, 1u << 4, false);
+    PICK(fallback, 1u << 5, NULL);
+    PICK(pin, 1u << 6, false);
+    PICK(idle_ttl_s, 1u << 7, 300);
+    PICK(gen.temperature, 1u << 8, g.temperature);
+    PICK(gen.top_p, 1u << 9, g.top_p);
+    PICK(gen.top_k, 1u << 10, g.top_k);
+    PICK(gen.min_p, 1u << 11, g.min_p);
+    PICK(gen.repeat_penalty, 1u << 12, g.repeat_penalty);
+    PICK(gen.max_tokens, 1u << 13, g.max_tokens);
+#undef PICK
+    if (r->set & (1u << 14)) {
+        out->stop = r->stop;
+        out->n_stop = r->n_stop;
+    } else if (d->set & (1u << 14)) {
+        out->stop = d->stop;
+        out->n_stop = d->n_stop;
+    }
+    out->gen.repeat_last_n = g.repeat_last_n;
+    out->gen.seed = g.seed;
+    out->set = r->set;
+}
+
+size_t orch_config_n_roles(const orch_config *cfg)
+{
+    return cfg ? cfg->n_roles : 0;
+}
+
+const char *orch_config_role_name(const orch_config *cfg, size_t i)
+{
+    return cfg && i < cfg->n_roles ? cfg->roles[i].name : NULL;
+}
+
+uint64_t orch_config_budget(const orch_config *cfg)
+{
+    return cfg ? cfg->budget : 0;
+}

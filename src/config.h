@@ -1,0 +1,44 @@
+/*
+ * config.h — the parsed configuration, shared by config.c and orchestra.c.
+ */
+#ifndef ORCH_CONFIG_H
+#define ORCH_CONFIG_H
+
+#include "internal.h"
+
+/* One section. In a parsed config `set` says which keys the section gave;
+ * orch__config_resolve() fills every field (borrowing the strings). */
+struct orch__role_cfg {
+    char *name;
+    int line;            /* line of the section header, 0 when not from a file */
+    unsigned set;        /* bit per key (see the key table in config.c) */
+    char *path;
+    char *fallback;
+    int32_t n_ctx;
+    int32_t n_gpu_layers;
+    int32_t n_threads;
+    bool embedding;
+    bool pin;
+    int64_t idle_ttl_s;
+    struct orch_gen_params gen; /* temperature, top_p, top_k, min_p, repeat_penalty, max_tokens */
+    char **stop;
+    size_t n_stop;
+};
+
+struct orch_config {
+    char *name;                    /* file name, for messages */
+    struct orch__role_cfg defaults;
+    struct orch__role_cfg *roles;  /* in file order */
+    size_t n_roles;
+    uint64_t budget;               /* bytes, 0 = none */
+    int64_t load_timeout_ms;       /* how long a load waits for memory; default 60 s */
+};
+
+/* Index of `role`, or (size_t)-1. */
+size_t orch__config_find(const orch_config *cfg, const char *role);
+
+/* Effective settings of role i: its own, else [defaults], else built-in.
+ * Strings are borrowed from cfg. */
+void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cfg *out);
+
+#endif /* ORCH_CONFIG_H */

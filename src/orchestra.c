@@ -1,0 +1,789 @@
+/*
+ * orchestra.c — roles over managed models: fallbacks, shared weights, a
+ * memory budget with LRU eviction, idle unloading.
+ *
+ * DESIGN
+ * At open every role is resolved through its fallbacks to a model file, and
+ * files are identified by (device, inode): roles on one file share one
+ * `entry`, which owns one orch_model. Nothing about a role that lives in a
+ * context (n_ctx, threads, sampling, embedding) is part of the entry.
+ *
+ * Admission runs inside the model's own single-flight load (the model layer
+ * calls our admit hook on the one loading thread, with no model lock held),
+ * so requests for a model that is loading simply join its load. admit()
+ * charges the estimate to the budget, first unloading idle unpinned models
+ * in least-recently-used order, and waiting (bounded) for leases to come
+ * back when nothing idle is left. The charge follows the model's life: the
+ * loaded hook replaces the estimated weights with what the backend really
+ * allocated, and the gone hook returns the charge when the backend model is
+ * freed (which the model layer does only once no lease is out).
+ *
+ * Locks: o->lock guards the budget (used, every entry's charged), the
+ * closing flag and waiting for memory; it is never held while calling into
+ * a model function that takes the model's lock, and the hooks take it with
+ * no model lock held, so there is no lock order to get wrong. A load of one
+ * model never holds o->lock while the backend works: other roles keep
+ * serving, and loads of different models run in parallel. Leases on a
+ * ready model take no lock at all (model.c); release touches o->lock only
+ * when a load is waiting for memory.
+ *
+ * Idle unloading and eviction use orch__model_unload_if_idle(), which
+ * unloads only if no lease is out at that instant (CAS on the lease word),
+ * so a model that was just leased is never caught draining.
+ */
+#include "backend.h"
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct entry {
+    orch_orchestra *o;
+    orch_model *model;
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    bool have_ino;
+    bool pinned;          /* immutable after open: any role on it pinned */
+    int64_t idle_ttl_ms;  /* immutable after open: -1 = never */
+    int32_t n_ctx;        /* immutable after open: largest of its roles */
+    uint64_t charged;     /* guarded by o->lock: bytes charged to the budget */
+    uint64_t context_est; /* guarded by o->lock: per-context part of the charge */
+    _Atomic int64_t last_use_ms; /* relaxed: orchestra clock; LRU and idle hint */
+};
+
+struct role {
+    char *name;
+    struct orch__role_cfg cfg; /* resolved; strings owned by the orchestra's copies */
+    char **stop;
+    struct entry *e;
+    size_t model_role;         /* index of the role whose path is used */
+};
+
+struct orch_orchestra {
+    struct role *roles;
+    size_t n_roles;
+    struct entry **entries;
+    size_t n_entries;
+    uint64_t budget;         /* immutable after open */
+    int64_t load_timeout_ms; /* immutable after open */
+    orch_clock_fn clock;
+    void *clock_ud;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;     /* memory returned, lease returned, closing */
+    uint64_t used;           /* guarded by lock */
+    int64_t n_evictions;     /* guarded by lock */
+    bool closing;            /* guarded by lock */
+    _Atomic int n_waiting;   /* loads waiting for memory; read lock-free by release */
+
+    bool reaper_running;
+    pthread_t reaper;
+    pthread_cond_t reaper_cond; /* with lock */
+};
+
+static int64_t now_ms(const orch_orchestra *o)
+{
+    if (o->clock)
+        return o->clock(o->clock_ud);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct orch_orchestra_params orch_orchestra_default_params(void)
+{
+    struct orch_orchestra_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+static struct role *find_role(orch_orchestra *o, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < o->n_roles; i++)
+        if (strcmp(o->roles[i].name, name) == 0)
+            return &o->roles[i];
+    return NULL;
+}
+
+static int no_role(orch_orchestra *o, const char *name, orch_error *err)
+{
+    char list[256] = "";
+    size_t pos = 0;
+    for (size_t i = 0; i < o->n_roles && pos < sizeof list - 1; i++) {
+        int n = snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", o->roles[i].name);
+        if (n < 0)
+            break;
+        pos += (size_t)n;
+    }
+    return orch__err(err, ORCH_ENOROLE, "no role '%s' (roles: %s)", name ? name : "(null)", list);
+}
+
+static void fmt_bytes(uint64_t b, char *buf, size_t cap)
+{
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
+    else if (b >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)b);
+}
+
+/* ---- budget: hooks called by the model layer --------------------------------- */
+
+/* The least recently used entry that can be unloaded now, or NULL. */
+static struct entry *lru_victim(orch_orchestra *o, const struct entry *self)
+{
+    struct entry *best = NULL;
+    int64_t best_use = 0;
+    for (size_t i = 0; i < o->n_entries; i++) {
+        struct entry *e = o->entries[i];
+        if (e == self || e->pinned || !e->charged ||
+            orch_model_state(e->model) != ORCH_STATE_READY || orch__model_n_leases(e->model) > 0)
+            continue;
+        int64_t use = atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
+        if (!best || use < best_use) {
+            best = e;
+            best_use = use;
+        }
+    }
+    return best;
+}
+
+/* "a (300.0 MiB, 2 leases), b (1.0 GiB, pinned)" */
+static void describe_holders(orch_orchestra *o, char *buf, size_t cap)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < o->n_entries && pos < cap - 1; i++) {
+        struct entry *e = o->entries[i];
+        if (!e->charged)
+            continue;
+        char b[32];
+        fmt_bytes(e->charged, b, sizeof b);
+        int64_t leases = orch__model_n_leases(e->model);
+        int n = snprintf(buf + pos, cap - pos, "%s%s (%s, %s%lld lease%s%s)", pos ? ", " : "",
+                         orch_model_role(e->model), b, orch_state_name(orch_model_state(e->model)),
+                         (long long)leases, leases == 1 ? "" : "s", e->pinned ? ", pinned" : "");
+        if (n < 0)
+            break;
+        pos += (size_t)n < cap - pos ? (size_t)n : cap - pos - 1;
+    }
+    if (!pos)
+        snprintf(buf, cap, "nothing");
+}
+
+static int admit(void *ud, orch_model *m, orch_error *err)
+{
+    struct entry *e = ud;
+    orch_orchestra *o = e->o;
+    uint64_t weights = 0, context = 0;
+    int rc = orch__backend_estimate(orch__model_backend(m), e->path, e->n_ctx, &weights, &context,
+                                    err);
+    if (rc)
+        return rc;
+    uint64_t need = weights + context;
+    char nb[32], bb[32];
+    fmt_bytes(need, nb, sizeof nb);
+    fmt_bytes(o->budget, bb, sizeof bb);
+    if (o->budget && need > o->budget)
+        return orch__err(err, ORCH_EBUDGET,
+                         "role '%s': '%s' needs %s (estimated), more than the whole memory budget "
+                         "of %s",
+                         orch_model_role(m), e->path, nb, bb);
+
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += o->load_timeout_ms / 1000;
+    deadline.tv_nsec += (o->load_timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    pthread_mutex_lock(&o->lock);
+    for (;;) {
+        if (o->closing) {
+            rc = orch__err(err, ORCH_ECLOSED, "role '%s': the orchestra is closing",
+                           orch_model_role(m));
+            break;
+        }
+        if (!o->budget || o->used + need <= o->budget) {
+            o->used += need;
+            e->charged = need;
+            e->context_est = context;
+            break;
+        }
+        struct entry *v = lru_victim(o, e);
+        if (v) {
+            pthread_mutex_unlock(&o->lock);
+            orch__log(ORCH_LOG_INFO, orch_model_role(m), "evict", OF_S("victim", orch_model_role(v->model)),
+                      OF_S("reason", "budget"), OF_U("need", need));
+            /* the gone hook uncharges it (takes o->lock) */
+            bool done = orch__model_unload_if_idle(v->model, "budget");
+            pthread_mutex_lock(&o->lock);
+            if (done)
+                o->n_evictions++;
+            continue;
+        }
+        /* everything that holds memory is leased, pinned or loading: wait
+         * for a lease or a charge to come back */
+        atomic_fetch_add_explicit(&o->n_waiting, 1, memory_order_seq_cst);
+        int w = pthread_cond_timedwait(&o->cond, &o->lock, &deadline);
+        atomic_fetch_sub_explicit(&o->n_waiting, 1, memory_order_relaxed);
+        if (w == ETIMEDOUT) {
+            char holders[320], ub[32];
+            describe_holders(o, holders, sizeof holders);
+            fmt_bytes(o->used, ub, sizeof ub);
+            rc = orch__err(err, ORCH_ETIMEDOUT,
+                           "role '%s': '%s' needs %s; the budget is %s with %s in use by %s; "
+                           "waited %lld ms for leases to return",
+                           orch_model_role(m), e->path, nb, bb, ub, holders,
+                           (long long)o->load_timeout_ms);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    return rc;
+}
+
+static void loaded(void *ud, orch_model *m, uint64_t bytes)
+{
+    (void)m;
+    struct entry *e = ud;
+    orch_orchestra *o = e->o;
+    pthread_mutex_lock(&o->lock);
+    /* real weights plus the estimated per-context part */
+    uint64_t actual = bytes + e->context_est;
+    o->used = o->used - e->charged + actual;
+    e->charged = actual;
+    pthread_mutex_unlock(&o->lock);
+    atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
+}
+
+static void gone(void *ud, orch_model *m)
+{
+    (void)m;
+    struct entry *e = ud;
+    orch_orchestra *o = e->o;
+    pthread_mutex_lock(&o->lock);
+    o->used -= e->charged;
+    e->charged = 0;
+    e->context_est = 0;
+    pthread_cond_broadcast(&o->cond);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static const struct orch__model_hooks hooks = {.admit = admit, .loaded = loaded, .gone = gone};
+
+/* ---- idle unloading ------------------------------------------------------------ */
+
+int orch_tick(orch_orchestra *o)
+{
+    if (!o)
+        return 0;
+    int n = 0;
+    int64_t now = now_ms(o);
+    for (size_t i = 0; i < o->n_entries; i++) {
+        struct entry *e = o->entries[i];
+        if (e->pinned || e->idle_ttl_ms < 0 || orch_model_state(e->model) != ORCH_STATE_READY ||
+            orch__model_n_leases(e->model) > 0)
+            continue;
+        int64_t idle = now - atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
+        if (idle >= e->idle_ttl_ms && orch__model_unload_if_idle(e->model, "idle"))
+            n++;
+    }
+    return n;
+}
+
+static void *reaper_main(void *arg)
+{
+    orch_orchestra *o = arg;
+    int64_t period = 1000;
+    for (size_t i = 0; i < o->n_entries; i++) {
+        int64_t t = o->entries[i]->idle_ttl_ms;
+        if (t > 0 && t / 4 < period)
+            period = t / 4 < 50 ? 50 : t / 4;
+    }
+    pthread_mutex_lock(&o->lock);
+    while (!o->closing) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += (long)(period % 1000) * 1000000;
+        ts.tv_sec += period / 1000 + ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&o->reaper_cond, &o->lock, &ts);
+        if (o->closing)
+            break;
+        pthread_mutex_unlock(&o->lock);
+        orch_tick(o);
+        pthread_mutex_lock(&o->lock);
+    }
+    pthread_mutex_unlock(&o->lock);
+    return NULL;
+}
+
+/* ---- open / close ---------------------------------------------------------------- */
+
+static void free_orchestra(orch_orchestra *o)
+{
+    for (size_t i = 0; i < o->n_entries; i++) {
+        orch_model_free(o->entries[i]->model);
+        free(o->entries[i]->path);
+        free(o->entries[i]);
+    }
+    free(o->entries);
+    for (size_t i = 0; i < o->n_roles; i++) {
+        struct role *r = &o->roles[i];
+        free(r->name);
+        free(r->cfg.path);
+        free(r->cfg.fallback);
+        for (size_t k = 0; k < r->cfg.n_stop; k++)
+            free(r->stop[k]);
+        free(r->stop);
+    }
+    free(o->roles);
+    pthread_cond_destroy(&o->reaper_cond);
+    pthread_cond_destroy(&o->cond);
+    pthread_mutex_destroy(&o->lock);
+    free(o);
+}
+
+static const orch_backend *backend_for(const struct orch_orchestra_params *p, const char *role)
+{
+    for (size_t i = 0; i < p->n_role_backends; i++)
+        if (p->role_backends[i].role && strcmp(p->role_backends[i].role, role) == 0)
+            return p->role_backends[i].backend;
+    return p->backend;
+}
+
+static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err)
+{
+    o->roles = calloc(cfg->n_roles, sizeof *o->roles);
+    if (!o->roles)
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    o->n_roles = cfg->n_roles;
+    for (size_t i = 0; i < cfg->n_roles; i++) {
+        struct role *r = &o->roles[i];
+        orch__config_resolve(cfg, i, &r->cfg);
+        r->name = orch__strdup(r->cfg.name);
+        r->cfg.path = r->cfg.path ? orch__strdup(r->cfg.path) : NULL;
+        r->cfg.fallback = r->cfg.fallback ? orch__strdup(r->cfg.fallback) : NULL;
+        char **stop = r->cfg.n_stop ? calloc(r->cfg.n_stop, sizeof *stop) : NULL;
+        bool ok = r->name && (!r->cfg.n_stop || stop);
+        for (size_t k = 0; ok && k < r->cfg.n_stop; k++)
+            ok = (stop[k] = orch__strdup(r->cfg.stop[k])) != NULL;
+        r->stop = stop;
+        r->cfg.stop = stop;
+        r->cfg.name = r->name;
+        if (!ok)
+            return orch__err(err, ORCH_ENOMEM, "out of memory");
+        r->cfg.gen.stop = (const char *const *)r->stop;
+        r->cfg.gen.n_stop = r->cfg.n_stop;
+    }
+    return ORCH_OK;
+}
+
+/* Follows fallbacks from role i to the role that has a path. */
+static size_t model_role_of(orch_orchestra *o, size_t i)
+{
+    for (size_t steps = 0; steps <= o->n_roles && !o->roles[i].cfg.path; steps++) {
+        struct role *next = find_role(o, o->roles[i].cfg.fallback);
+        i = (size_t)(next - o->roles);
+    }
+    return i;
+}
+
+static int make_entries(orch_orchestra *o, const struct orch_orchestra_params *p, orch_error *err)
+{
+    o->entries = calloc(o->n_roles, sizeof *o->entries);
+    if (!o->entries)
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    for (size_t i = 0; i < o->n_roles; i++) {
+        struct role *r = &o->roles[i];
+        r->model_role = model_role_of(o, i);
+        struct role *mr = &o->roles[r->model_role];
+        struct stat st;
+        bool have = stat(mr->cfg.path, &st) == 0;
+        struct entry *e = NULL;
+        for (size_t k = 0; k < o->n_entries && !e; k++) {
+            struct entry *x = o->entries[k];
+            if (have ? (x->have_ino && x->dev == st.st_dev && x->ino == st.st_ino)
+                     : (!x->have_ino && strcmp(x->path, mr->cfg.path) == 0))
+                e = x;
+        }
+        if (e) {
+            const struct orch_model_params *mp = orch__model_params(e->model);
+            if (mp->n_gpu_layers != mr->cfg.n_gpu_layers)
+                return orch__err(err, ORCH_ECONFIG,
+                                 "roles '%s' and '%s' share '%s' but ask for %d and %d GPU layers; "
+                                 "shared weights need one placement",
+                                 mp->role, mr->name, e->path, mp->n_gpu_layers,
+                                 mr->cfg.n_gpu_layers);
+        } else {
+            e = calloc(1, sizeof *e);
+            if (!e || !(e->path = orch__strdup(mr->cfg.path))) {
+                free(e);
+                return orch__err(err, ORCH_ENOMEM, "out of memory");
+            }
+            e->o = o;
+            e->have_ino = have;
+            if (have) {
+                e->dev = st.st_dev;
+                e->ino = st.st_ino;
+            }
+            e->idle_ttl_ms = -2; /* unset */
+            o->entries[o->n_entries++] = e;
+            struct orch_model_params mp = orch_model_default_params();
+            mp.path = mr->cfg.path;
+            mp.role = mr->name;
+            mp.backend = backend_for(p, mr->name);
+            mp.n_ctx = mr->cfg.n_ctx;
+            mp.n_gpu_layers = mr->cfg.n_gpu_layers;
+            mp.n_threads = mr->cfg.n_threads;
+            mp.embedding = mr->cfg.embedding;
+            mp.progress = p->progress;
+            mp.progress_user_data = p->progress_user_data;
+            int rc = orch_model_new(&mp, &e->model, err);
+            if (rc)
+                return rc;
+            orch__model_set_hooks(e->model, &hooks, e);
+        }
+        r->e = e;
+        /* what the entry needs from all its roles */
+        int64_t ttl = r->cfg.idle_ttl_s < 0 ? -1 : r->cfg.idle_ttl_s * 1000;
+        if (e->idle_ttl_ms == -2 || ttl < 0 || (e->idle_ttl_ms >= 0 && ttl > e->idle_ttl_ms))
+            e->idle_ttl_ms = ttl;
+        e->pinned |= r->cfg.pin;
+        /* the largest context any of its roles asks for; -1 = trained size */
+        if (r->cfg.n_ctx < 0)
+            e->n_ctx = -1;
+        else if (e->n_ctx >= 0 && r->cfg.n_ctx > e->n_ctx)
+            e->n_ctx = r->cfg.n_ctx;
+    }
+    return ORCH_OK;
+}
+
+int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params,
+              orch_orchestra **out, orch_error *err)
+{
+    if (!cfg || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_open: NULL argument");
+    *out = NULL;
+    int rc = orch_config_validate(cfg, err);
+    if (rc)
+        return rc;
+    struct orch_orchestra_params p = params ? *params : orch_orchestra_default_params();
+    orch_orchestra *o = calloc(1, sizeof *o);
+    if (!o)
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    pthread_mutex_init(&o->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&o->cond, &ca);
+    pthread_cond_init(&o->reaper_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    o->budget = cfg->budget;
+    o->load_timeout_ms = cfg->load_timeout_ms;
+    o->clock = p.clock;
+    o->clock_ud = p.clock_user_data;
+    atomic_init(&o->n_waiting, 0);
+
+    rc = copy_roles(o, cfg, err);
+    if (rc == ORCH_OK)
+        rc = make_entries(o, &p, err);
+    if (rc == ORCH_OK && !p.no_reaper) {
+        if (pthread_create(&o->reaper, NULL, reaper_main, o) != 0)
+            rc = orch__err(err, ORCH_ENOMEM, "cannot start the idle-unload thread");
+        else
+            o->reaper_running = true;
+    }
+    if (rc) {
+        free_orchestra(o);
+        return rc;
+    }
+    for (size_t i = 0; i < o->n_entries; i++)
+        atomic_init(&o->entries[i]->last_use_ms, now_ms(o));
+    char bb[32];
+    fmt_bytes(o->budget, bb, sizeof bb);
+    orch__log(ORCH_LOG_INFO, NULL, "orchestra_open", OF_S("config", cfg->name),
+              OF_U("roles", o->n_roles), OF_U("models", o->n_entries),
+              OF_S("budget", o->budget ? bb : "none"));
+    *out = o;
+    return ORCH_OK;
+}
+
+void orch_close(orch_orchestra *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->lock);
+    o->closing = true;
+    pthread_cond_broadcast(&o->cond);
+    pthread_cond_broadcast(&o->reaper_cond);
+    pthread_mutex_unlock(&o->lock);
+    if (o->reaper_running)
+        pthread_join(o->reaper, NULL);
+    free_orchestra(o); /* orch_model_free waits for leases */
+}
+
+/* ---- leases and requests by role ------------------------------------------------ */
+
+int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err)
+{
+    if (!o || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_role_acquire: NULL argument");
+    *out = NULL;
+    struct role *r = find_role(o, role);
+    if (!r)
+        return no_role(o, role, err);
+    int rc = orch_model_acquire(r->e->model, err);
+    if (rc) {
+        if (err && strncmp(err->msg, "role '", 6) != 0)
+            orch__err_prefix(err, "role '%s'", role);
+        return rc;
+    }
+    *out = r->e->model;
+    return ORCH_OK;
+}
+
+void orch_role_release(orch_orchestra *o, orch_model *m)
+{
+    if (!o || !m)
+        return;
+    struct entry *e = orch__model_hooks_ud(m);
+    atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
+    orch_model_release(m);
+    if (e->idle_ttl_ms == 0 && !e->pinned && orch__model_n_leases(m) == 0)
+        orch__model_unload_if_idle(m, "idle");
+    /* seq_cst pairs with the increment in admit(): a waiter that counted
+     * itself before our release is woken */
+    if (atomic_load_explicit(&o->n_waiting, memory_order_seq_cst) > 0) {
+        pthread_mutex_lock(&o->lock);
+        pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+    }
+}
+
+int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
+                         orch_error *err)
+{
+    if (!o || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_role_gen_params: NULL argument");
+    struct role *r = find_role(o, role);
+    if (!r)
+        return no_role(o, role, err);
+    *out = r->cfg.gen;
+    out->n_ctx = r->cfg.n_ctx > 0 ? r->cfg.n_ctx : 0;
+    out->n_threads = r->cfg.n_threads;
+    return ORCH_OK;
+}
+
+/* The params a request runs with: the caller's or the role's, with the
+ * role's context and threads where the caller left them 0. */
+static void request_params(struct role *r, orch_model *m, const struct orch_gen_params *in,
+                           struct orch_gen_params *p)
+{
+    *p = in ? *in : r->cfg.gen;
+    if (!p->n_threads)
+        p->n_threads = r->cfg.n_threads;
+    if (!p->n_ctx && r->cfg.n_ctx > 0)
+        p->n_ctx = r->cfg.n_ctx;
+    if (!p->n_ctx && r->cfg.n_ctx < 0) {
+        struct orch_model_info info;
+        memset(&info, 0, sizeof info);
+        orch__model_backend(m)->ops->info(orch__model_backend_obj(m), &info);
+        p->n_ctx = info.n_ctx_train > 0 ? info.n_ctx_train : 2048;
+        if (p->n_ctx > ORCH_N_CTX_MAX)
+            p->n_ctx = ORCH_N_CTX_MAX;
+    }
+}
+
+int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
+                  const struct orch_gen_params *params, struct orch_gen_result *res,
+                  orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_generate: res is NULL");
+    memset(res, 0, sizeof *res);
+    res->finish = ORCH_FINISH_ERROR;
+    orch_model *m;
+    int64_t t0 = orch__now_ns();
+    int rc = orch_role_acquire(o, role, &m, err);
+    if (rc)
+        return rc;
+    double wait = orch__ms_since(t0);
+    struct orch_gen_params p;
+    request_params(find_role(o, role), m, params, &p);
+    rc = orch_model_generate(m, prompt, &p, res, err);
+    res->load_wait_ms += wait;
+    orch_role_release(o, m);
+    return rc;
+}
+
+int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
+              size_t n_msgs, const struct orch_gen_params *params, struct orch_gen_result *res,
+              orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_chat: res is NULL");
+    memset(res, 0, sizeof *res);
+    res->finish = ORCH_FINISH_ERROR;
+    orch_model *m;
+    int rc = orch_role_acquire(o, role, &m, err);
+    if (rc)
+        return rc;
+    struct orch_gen_params p;
+    request_params(find_role(o, role), m, params, &p);
+    rc = orch_model_chat(m, msgs, n_msgs, &p, res, err);
+    orch_role_release(o, m);
+    return rc;
+}
+
+int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
+               const struct orch_embed_params *params, float **out, int32_t *n_embd,
+               orch_error *err)
+{
+    orch_model *m;
+    int rc = orch_role_acquire(o, role, &m, err);
+    if (rc)
+        return rc;
+    struct orch_embed_params p = params ? *params : orch_embed_default_params();
+    if (!p.n_threads)
+        p.n_threads = find_role(o, role)->cfg.n_threads;
+    rc = orch_model_embed(m, texts, n_texts, &p, out, n_embd, err);
+    orch_role_release(o, m);
+    return rc;
+}
+
+struct preload_job {
+    orch_orchestra *o;
+    const char *role;
+    int rc;
+    orch_error err;
+    pthread_t thread;
+    bool started;
+};
+
+static void *preload_main(void *arg)
+{
+    struct preload_job *j = arg;
+    orch_model *m;
+    j->rc = orch_role_acquire(j->o, j->role, &m, &j->err);
+    if (j->rc == ORCH_OK)
+        orch_role_release(j->o, m);
+    return NULL;
+}
+
+int orch_preload(orch_orchestra *o, const char *const *roles, size_t n_roles, orch_error *err)
+{
+    if (!o || (n_roles && !roles))
+        return orch__err(err, ORCH_EINVAL, "orch_preload: NULL argument");
+    for (size_t i = 0; i < n_roles; i++)
+        if (!find_role(o, roles[i]))
+            return no_role(o, roles[i], err);
+    struct preload_job *jobs = calloc(n_roles ? n_roles : 1, sizeof *jobs);
+    if (!jobs)
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n_roles; i++) {
+        jobs[i] = (struct preload_job){.o = o, .role = roles[i]};
+        /* the last one runs here; the others each on a thread of their own */
+        if (i + 1 < n_roles && pthread_create(&jobs[i].thread, NULL, preload_main, &jobs[i]) == 0)
+            jobs[i].started = true;
+        else
+            preload_main(&jobs[i]);
+    }
+    int rc = ORCH_OK;
+    for (size_t i = 0; i < n_roles; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        if (jobs[i].rc && rc == ORCH_OK) {
+            rc = jobs[i].rc;
+            if (err)
+                *err = jobs[i].err;
+        }
+    }
+    free(jobs);
+    return rc;
+}
+
+int orch_unload(orch_orchestra *o, const char *role, orch_error *err)
+{
+    if (!o)
+        return orch__err(err, ORCH_EINVAL, "orch_unload: orchestra is NULL");
+    struct role *r = find_role(o, role);
+    if (!r)
+        return no_role(o, role, err);
+    return orch__model_unload_reason(r->e->model, "explicit");
+}
+
+void orch_unload_all(orch_orchestra *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->n_entries; i++)
+        orch__model_unload_reason(o->entries[i]->model, "explicit");
+}
+
+int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
+                struct orch_budget_status *budget, orch_error *err)
+{
+    if (!o || !out || !n)
+        return orch__err(err, ORCH_EINVAL, "orch_status: NULL argument");
+    struct orch_role_status *st = calloc(o->n_roles ? o->n_roles : 1, sizeof *st);
+    if (!st)
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    int64_t now = now_ms(o);
+    for (size_t i = 0; i < o->n_roles; i++) {
+        struct role *r = &o->roles[i];
+        struct entry *e = r->e;
+        struct orch_role_status *s = &st[i];
+        struct orch_model_stats ms;
+        orch_model_stats(e->model, &ms);
+        snprintf(s->role, sizeof s->role, "%s", r->name);
+        snprintf(s->model_role, sizeof s->model_role, "%s", orch_model_role(e->model));
+        snprintf(s->path, sizeof s->path, "%s", e->path);
+        s->state = ms.state;
+        s->n_leases = ms.n_leases;
+        s->pinned = e->pinned;
+        memcpy(s->last_error, ms.last_error, sizeof s->last_error);
+        if (ms.bytes) {
+            pthread_mutex_lock(&o->lock);
+            s->bytes = e->charged ? e->charged : ms.bytes;
+            pthread_mutex_unlock(&o->lock);
+        } else {
+            uint64_t w = 0, c = 0;
+            if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx, &w, &c,
+                                       NULL) == ORCH_OK) {
+                s->bytes = w + c;
+                s->bytes_estimated = true;
+            }
+        }
+        int64_t last = atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
+        s->idle_ms = ms.n_loads || ms.state == ORCH_STATE_READY ? now - last : -1;
+        s->unload_in_ms = -1;
+        if (ms.state == ORCH_STATE_READY && !e->pinned && e->idle_ttl_ms >= 0 && ms.n_leases == 0) {
+            int64_t left = e->idle_ttl_ms - (now - last);
+            s->unload_in_ms = left > 0 ? left : 0;
+        }
+    }
+    if (budget) {
+        pthread_mutex_lock(&o->lock);
+        budget->budget = o->budget;
+        budget->used = o->used;
+        budget->n_evictions = o->n_evictions;
+        pthread_mutex_unlock(&o->lock);
+    }
+    *out = st;
+    *n = o->n_roles;
+    return ORCH_OK;
+}

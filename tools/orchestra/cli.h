@@ -1,0 +1,76 @@
+/*
+ * cli.h — shared pieces of the `orchestra` command. Uses the public header only.
+ */
+#ifndef ORCH_CLI_H
+#define ORCH_CLI_H
+
+#include <orchestra.h>
+#include <stdio.h>
+
+/* Exit codes (documented in `orchestra --help` and the README). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,   /* the operation failed: load, evaluation, memory budget */
+    EXIT_USAGE = 2,  /* bad command line */
+    EXIT_INPUT = 3,  /* bad input: missing or invalid model file, bad text, prompt too long */
+    EXIT_OUTPUT = 4, /* stdout could not be written (closed pipe, full disk) */
+};
+
+struct cli {
+    const char *config_path; /* -c */
+    bool quiet;              /* -q: no timings on stderr */
+    orch_config *cfg;        /* loaded on demand */
+};
+
+/* What a command works on: a model file, or a role of the config. */
+struct target {
+    orch_model *model;     /* -m FILE */
+    orch_orchestra *orch;  /* -c CONFIG --role R */
+    const char *role;
+};
+
+/* Maps a library status to an exit code. */
+int cli_exit_code(int status);
+
+/* Prints "orchestra: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints err's message and returns the exit code for it. */
+int cli_fail(int status, const orch_error *err);
+
+/* Parses numbers strictly; prints a usage error and returns false when bad. */
+bool cli_int(const char *opt, const char *s, long min, long max, long *out);
+bool cli_float(const char *opt, const char *s, double *out);
+bool cli_size(const char *opt, const char *s, uint64_t *out); /* 100M, 1.5B, 250000 */
+
+/* Opens the target: a model file (with model params from options) or a role
+ * of the config in cli->config_path. Returns an exit code. */
+struct target_opts {
+    const char *model_path;
+    const char *role;
+    long n_ctx, n_threads, n_gpu_layers; /* -1 = not given */
+    bool embedding;
+};
+int target_open(struct cli *cli, const struct target_opts *o, struct target *t);
+void target_close(struct target *t);
+
+/* Stdout that notices a closed pipe. */
+bool out_write(const char *s, size_t n);
+bool out_ok(void);
+
+/* Reads all of stdin (max 64 MiB). Returns an exit code; *len excludes the
+ * added NUL. Rejects NUL bytes with a message naming the offset. */
+int read_stdin(char **out, size_t *len);
+
+/* Progress bar on stderr when it is a terminal. */
+bool cli_progress(const char *role, float progress, void *ud);
+
+int cmd_generate(struct cli *cli, int argc, char **argv);
+int cmd_chat(struct cli *cli, int argc, char **argv);
+int cmd_embed(struct cli *cli, int argc, char **argv);
+int cmd_info(struct cli *cli, int argc, char **argv);
+int cmd_mkmodel(struct cli *cli, int argc, char **argv);
+int cmd_ps(struct cli *cli, int argc, char **argv);
+int cmd_preload(struct cli *cli, int argc, char **argv);
+
+#endif

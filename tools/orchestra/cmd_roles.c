@@ -1,0 +1,159 @@
+/*
+ * cmd_roles.c — ps and preload: the roles of a config (-c CONFIG).
+ */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void human(uint64_t b, bool est, char *buf, size_t cap)
+{
+    const char *p = est ? "~" : "";
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%s%.1f GB", p, (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%s%.1f MB", p, (double)b / (1ull << 20));
+    else
+        snprintf(buf, cap, "%s%.0f KB", p, (double)b / 1024);
+}
+
+static void duration(int64_t ms, char *buf, size_t cap)
+{
+    if (ms < 0)
+        snprintf(buf, cap, "never");
+    else if (ms < 1000)
+        snprintf(buf, cap, "now");
+    else if (ms < 120000)
+        snprintf(buf, cap, "%lld seconds", (long long)(ms / 1000));
+    else if (ms < 7200000)
+        snprintf(buf, cap, "%lld minutes", (long long)(ms / 60000));
+    else
+        snprintf(buf, cap, "%lld hours", (long long)(ms / 3600000));
+}
+
+static int print_table(orch_orchestra *o)
+{
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    int rc = orch_status(o, &st, &n, &b, &err);
+    if (rc)
+        return cli_fail(rc, &err);
+    char line[1024];
+    int k = snprintf(line, sizeof line, "%-12s %-28s %-9s %-10s %-6s %s\n", "ROLE", "MODEL", "STATE",
+                     "SIZE", "LEASES", "UNLOAD IN");
+    bool ok = out_write(line, (size_t)k);
+    for (size_t i = 0; i < n && ok; i++) {
+        const char *base = strrchr(st[i].path, '/');
+        base = base ? base + 1 : st[i].path;
+        char model[64], size[32], until[32];
+        if (strcmp(st[i].role, st[i].model_role) != 0)
+            snprintf(model, sizeof model, "%.40s (via %.16s)", base, st[i].model_role);
+        else
+            snprintf(model, sizeof model, "%.60s", base);
+        human(st[i].bytes, st[i].bytes_estimated, size, sizeof size);
+        if (st[i].pinned)
+            snprintf(until, sizeof until, "pinned");
+        else if (st[i].state != ORCH_STATE_READY)
+            snprintf(until, sizeof until, "-");
+        else if (st[i].n_leases > 0)
+            snprintf(until, sizeof until, "in use");
+        else
+            duration(st[i].unload_in_ms, until, sizeof until);
+        k = snprintf(line, sizeof line, "%-12s %-28s %-9s %-10s %-6lld %s\n", st[i].role, model,
+                     orch_state_name(st[i].state), size, (long long)st[i].n_leases, until);
+        ok = out_write(line, (size_t)k);
+        if (ok && st[i].state == ORCH_STATE_FAILED && st[i].last_error[0]) {
+            k = snprintf(line, sizeof line, "  error: %.900s\n", st[i].last_error);
+            ok = out_write(line, (size_t)k);
+        }
+    }
+    if (ok) {
+        char used[32], budget[32];
+        human(b.used, false, used, sizeof used);
+        human(b.budget, false, budget, sizeof budget);
+        k = snprintf(line, sizeof line, "memory: %s in use of %s budget, %lld evictions\n", used,
+                     b.budget ? budget : "no", (long long)b.n_evictions);
+        ok = out_write(line, (size_t)k);
+    }
+    free(st);
+    if (!ok) {
+        cli_error("cannot write to stdout");
+        return EXIT_OUTPUT;
+    }
+    return EXIT_OK;
+}
+
+static int open_config(struct cli *cli, orch_orchestra **o)
+{
+    if (!cli->config_path) {
+        cli_error("this command needs a config: orchestra -c CONFIG ...");
+        return EXIT_USAGE;
+    }
+    orch_error err = {0};
+    int rc;
+    if (!cli->cfg && (rc = orch_config_load(cli->config_path, &cli->cfg, &err)))
+        return cli_fail(rc, &err);
+    struct orch_orchestra_params p = orch_orchestra_default_params();
+    p.progress = cli_progress;
+    p.no_reaper = true;
+    rc = orch_open(cli->cfg, &p, o, &err);
+    return rc ? cli_fail(rc, &err) : EXIT_OK;
+}
+
+int cmd_ps(struct cli *cli, int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: orchestra -c CONFIG ps\n"
+               "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
+               "falls back to), state, size (~ = estimated from the file), leases, and when\n"
+               "it would be unloaded for idleness. This command holds no models of its own\n"
+               "loaded: see `preload` to load roles and list them.\n");
+        return EXIT_OK;
+    }
+    if (argc > 1) {
+        cli_error("ps: unexpected argument '%s'", argv[1]);
+        return EXIT_USAGE;
+    }
+    orch_orchestra *o;
+    int rc = open_config(cli, &o);
+    if (rc)
+        return rc;
+    rc = print_table(o);
+    orch_close(o);
+    return rc;
+}
+
+int cmd_preload(struct cli *cli, int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: orchestra -c CONFIG preload ROLE...\n"
+               "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
+               "lists all roles as `ps` does.\n");
+        return EXIT_OK;
+    }
+    if (argc < 2) {
+        cli_error("preload: name at least one ROLE");
+        return EXIT_USAGE;
+    }
+    orch_orchestra *o;
+    int rc = open_config(cli, &o);
+    if (rc)
+        return rc;
+    orch_error err = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int st = orch_preload(o, (const char *const *)argv + 1, (size_t)argc - 1, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (st)
+        rc = cli_fail(st, &err);
+    else if (!cli->quiet)
+        fprintf(stderr, "[preloaded %d role%s in %.1f ms]\n", argc - 1, argc == 2 ? "" : "s",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    int prc = print_table(o);
+    orch_close(o);
+    return rc ? rc : prc;
+}
