@@ -150,7 +150,7 @@ static bool deliver(struct sink *s, const char *text, size_t n)
 {
     if (!n)
         return true;
-    if (orch__buf_append(&s->out, text, n) != ORCH_OK) {
+    if (orch__fault(ORCH_FAULT_OOM_RESULT) || orch__buf_append(&s->out, text, n) != ORCH_OK) {
         s->rc = ORCH_ENOMEM;
         s->finish = ORCH_FINISH_ERROR;
         return false;

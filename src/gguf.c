@@ -387,14 +387,18 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
     if ((rc = rd_u64(&r, &n_tensors, "tensor count")) || (rc = rd_u64(&r, &n_kv, "key count")))
         goto fail;
     /* a key takes at least 12 bytes, a tensor at least 8+4+8+4+8 */
-    if (n_kv > MAX_KV || n_kv > (size - r.pos) / 12) {
-        rc = orch__err(err, ORCH_EFORMAT, "'%s': absurd key count %" PRIu64 " in the header", path,
-                       n_kv);
+    if (n_kv > MAX_KV || n_tensors > MAX_TENSORS) {
+        rc = orch__err(err, ORCH_EFORMAT,
+                       "'%s': absurd %s count %" PRIu64 " in the header (at most %u)", path,
+                       n_kv > MAX_KV ? "key" : "tensor", n_kv > MAX_KV ? n_kv : n_tensors,
+                       n_kv > MAX_KV ? MAX_KV : MAX_TENSORS);
         goto fail;
     }
-    if (n_tensors > MAX_TENSORS || n_tensors > (size - r.pos) / 32) {
-        rc = orch__err(err, ORCH_EFORMAT, "'%s': absurd tensor count %" PRIu64 " in the header",
-                       path, n_tensors);
+    if (n_kv > (size - r.pos) / 12 || n_tensors > (size - r.pos) / 32) {
+        rc = orch__err(err, ORCH_EFORMAT,
+                       "'%s': file cut short: the header lists %" PRIu64 " keys and %" PRIu64
+                       " tensors but only %" PRIu64 " bytes follow",
+                       path, n_kv, n_tensors, size - r.pos);
         goto fail;
     }
     g->kvs = calloc(n_kv ? n_kv : 1, sizeof *g->kvs);

@@ -138,3 +138,7 @@ int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err
         *size_out = (uint64_t)st.st_size;
     return ORCH_OK;
 }
+
+#ifdef ORCH_TESTING
+int (*orch__fault_hook)(int id);
+#endif

@@ -1,0 +1,527 @@
+/*
+ * test-llama.c — the real llama.cpp backend on stories260K: load, size,
+ * metadata, unload; generation (greedy equal to llama.cpp's own loop, stop
+ * strings, max_tokens, seeded sampling, four threads at once); chat;
+ * embeddings; bad requests.
+ */
+#include "test.h"
+
+#include <llama.h>
+#include <math.h>
+#include <pthread.h>
+
+static orch_model *g_model; /* shared, loaded once per group */
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *path = test_model_path();
+    if (!path)
+        return 0;
+    g_model = test_model_new(path, NULL, "stories");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    orch_model_free(g_model);
+    g_model = NULL;
+    test_tmpdir_cleanup();
+    return 0;
+}
+
+static struct orch_gen_params greedy(int n)
+{
+    struct orch_gen_params p = orch_gen_default_params();
+    p.temperature = 0;
+    p.max_tokens = n;
+    return p;
+}
+
+/* ---- load, size, metadata, unload ---------------------------------------------- */
+
+static void test_load_info_unload(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_model *m = test_model_new(path, NULL, "meta");
+    orch_error err = {0};
+    test_log_capture_start(ORCH_LOG_DEBUG);
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    char *log = test_log_capture_stop();
+    /* llama.cpp's own log is routed through ours at debug level */
+    assert_non_null(strstr(log, "level=debug"));
+    assert_non_null(strstr(log, "role=llama.cpp event=backend_log"));
+    assert_non_null(strstr(log, "event=load_end"));
+    free(log);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.state, ORCH_STATE_READY);
+    assert_int_equal(st.bytes, 292800 * 4);
+    assert_true(st.load_ms > 0);
+    struct orch_model_info info;
+    assert_rc(orch_model_info(m, &info, &err), ORCH_OK, err);
+    assert_string_equal(info.arch, "llama");
+    assert_int_equal(info.n_params, 292800);
+    assert_int_equal(info.n_ctx_train, 2048);
+    assert_int_equal(info.n_embd, 64);
+    assert_int_equal(info.n_layer, 5);
+    assert_int_equal(info.n_head, 8);
+    assert_int_equal(info.n_vocab, 512);
+    assert_false(info.has_chat_template);
+    assert_rc(orch_model_unload(m), ORCH_OK, err);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_UNLOADED);
+    orch_model_stats(m, &st);
+    assert_int_equal(st.bytes, 0);
+    orch_model_free(m);
+}
+
+/* ---- generation ------------------------------------------------------------------- */
+
+static void test_greedy_lily(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    struct orch_gen_params p = greedy(11);
+    struct orch_gen_result res;
+    orch_error err = {0};
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, ", there was a little girl named Lily.");
+    assert_int_equal(res.n_prompt, 5);
+    assert_int_equal(res.n_generated, 11);
+    assert_int_equal(res.finish, ORCH_FINISH_LENGTH);
+    assert_int_equal(res.len, strlen(res.text));
+    orch_gen_result_clear(&res);
+}
+
+/* llama.cpp's own greedy decoding, written with nothing but llama.h. */
+static char *bare_greedy(const char *path, const char *prompt, int n_predict)
+{
+    struct llama_model_params mp = llama_model_default_params();
+    struct llama_model *model = llama_model_load_from_file(path, mp);
+    assert_non_null(model);
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 2048;
+    cp.n_threads = cp.n_threads_batch = 1;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    llama_token toks[256];
+    int n = llama_tokenize(vocab, prompt, (int)strlen(prompt), toks, 256, true, false);
+    struct llama_sampler *s = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(s, llama_sampler_init_greedy());
+    assert_int_equal(llama_decode(ctx, llama_batch_get_one(toks, n)), 0);
+    char *out = calloc(1, 16384);
+    size_t len = 0;
+    for (int i = 0; i < n_predict; i++) {
+        llama_token t = llama_sampler_sample(s, ctx, -1);
+        if (llama_vocab_is_eog(vocab, t))
+            break;
+        char piece[64];
+        int k = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
+        memcpy(out + len, piece, (size_t)k);
+        len += (size_t)k;
+        assert_int_equal(llama_decode(ctx, llama_batch_get_one(&t, 1)), 0);
+    }
+    llama_sampler_free(s);
+    llama_free(ctx);
+    llama_model_free(model);
+    return out;
+}
+
+static void test_greedy_equals_llama(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    struct orch_gen_params p = greedy(100);
+    struct orch_gen_result res;
+    orch_error err = {0};
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    char *ref = bare_greedy(path, "Once upon a time", 100);
+    assert_string_equal(res.text, ref);
+    assert_true(strlen(ref) > 200);
+    free(ref);
+    orch_gen_result_clear(&res);
+}
+
+struct collect {
+    char buf[8192];
+    size_t len;
+    int calls;
+    int stop_after;
+};
+
+static bool collect_cb(const char *t, size_t n, void *ud)
+{
+    struct collect *c = ud;
+    memcpy(c->buf + c->len, t, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
+    c->calls++;
+    return c->stop_after == 0 || c->calls < c->stop_after;
+}
+
+static void test_stop_strings(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_gen_result res;
+    /* "named" spans tokens; " Lily" follows it */
+    const char *stops[] = {"girl na", "zzz"};
+    struct orch_gen_params p = greedy(50);
+    p.stop = stops;
+    p.n_stop = 2;
+    struct collect c = {0};
+    p.on_text = collect_cb;
+    p.user_data = &c;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, ", there was a little ");
+    assert_int_equal(res.finish, ORCH_FINISH_STOP);
+    assert_string_equal(c.buf, res.text); /* the stream saw exactly the text */
+    orch_gen_result_clear(&res);
+    /* a stop string at the very start of the output */
+    const char *s2[] = {", there"};
+    p.stop = s2;
+    p.n_stop = 1;
+    memset(&c, 0, sizeof c);
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, "");
+    assert_int_equal(c.len, 0);
+    assert_int_equal(res.finish, ORCH_FINISH_STOP);
+    orch_gen_result_clear(&res);
+}
+
+static void test_max_tokens_and_cancel(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_gen_result res;
+    for (int n = 1; n <= 33; n += 8) {
+        struct orch_gen_params p = greedy(n);
+        assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+        assert_int_equal(res.n_generated, n);
+        assert_int_equal(res.finish, ORCH_FINISH_LENGTH);
+        orch_gen_result_clear(&res);
+    }
+    struct orch_gen_params p = greedy(50);
+    struct collect c = {.stop_after = 3};
+    p.on_text = collect_cb;
+    p.user_data = &c;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_int_equal(res.finish, ORCH_FINISH_CANCELLED);
+    assert_int_equal(c.calls, 3);
+    assert_string_equal(c.buf, res.text);
+    orch_gen_result_clear(&res);
+    /* a context that fills up ends with "length" */
+    p = greedy(500);
+    p.n_ctx = 16;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_int_equal(res.finish, ORCH_FINISH_LENGTH);
+    /* 16 positions evaluated, plus the token sampled from the last one */
+    assert_int_equal(res.n_prompt + res.n_generated, 17);
+    orch_gen_result_clear(&res);
+}
+
+static void test_seeded_sampling(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_gen_params p = orch_gen_default_params();
+    p.temperature = 1.0f;
+    p.max_tokens = 40;
+    p.seed = 42;
+    struct orch_gen_result a, b, c;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &a, &err), ORCH_OK, err);
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &b, &err), ORCH_OK, err);
+    assert_string_equal(a.text, b.text);
+    /* another seed gives another text (for at least one of several seeds) */
+    bool differs = false;
+    for (uint32_t s = 1; s < 6 && !differs; s++) {
+        p.seed = s;
+        assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &c, &err), ORCH_OK, err);
+        differs = strcmp(a.text, c.text) != 0;
+        orch_gen_result_clear(&c);
+    }
+    assert_true(differs);
+    /* repeat penalty changes greedy output on a repetitive story */
+    struct orch_gen_params g = greedy(120);
+    struct orch_gen_result plain, pen;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &g, &plain, &err), ORCH_OK, err);
+    g.repeat_penalty = 1.5f;
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &g, &pen, &err), ORCH_OK, err);
+    assert_true(strcmp(plain.text, pen.text) != 0);
+    orch_gen_result_clear(&plain);
+    orch_gen_result_clear(&pen);
+    orch_gen_result_clear(&a);
+    orch_gen_result_clear(&b);
+}
+
+struct gen_thread {
+    const char *prompt;
+    char *text;
+    int rc;
+};
+
+static void *gen_main(void *arg)
+{
+    struct gen_thread *g = arg;
+    struct orch_gen_params p = greedy(60);
+    struct orch_gen_result res;
+    orch_error err = {0};
+    g->rc = orch_model_generate(g_model, g->prompt, &p, &res, &err);
+    g->text = res.text;
+    return NULL;
+}
+
+/* Four threads generating at once on one model each get what they get alone. */
+static void test_four_threads_same_model(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    static const char *prompts[4] = {"Once upon a time", "The cat", "One day, Tom",
+                                     "Lily and her mom"};
+    char *alone[4];
+    for (int i = 0; i < 4; i++) {
+        struct gen_thread g = {.prompt = prompts[i]};
+        gen_main(&g);
+        assert_int_equal(g.rc, ORCH_OK);
+        alone[i] = g.text;
+    }
+    for (int round = 0; round < 3; round++) {
+        pthread_t th[4];
+        struct gen_thread g[4];
+        for (int i = 0; i < 4; i++) {
+            g[i] = (struct gen_thread){.prompt = prompts[i]};
+            pthread_create(&th[i], NULL, gen_main, &g[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(g[i].rc, ORCH_OK);
+            assert_string_equal(g[i].text, alone[i]);
+            free(g[i].text);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        free(alone[i]);
+}
+
+/* ---- bad requests ----------------------------------------------------------------- */
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_gen_result res;
+    struct orch_gen_params p = greedy(5);
+    assert_rc(orch_model_generate(g_model, "", &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "empty"));
+    assert_int_equal(res.finish, ORCH_FINISH_ERROR);
+    assert_null(res.text);
+    assert_rc(orch_model_generate(g_model, NULL, &p, &res, &err), ORCH_EINVAL, err);
+    assert_rc(orch_model_generate(g_model, "bad \xff\xfe utf8", &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "UTF-8"));
+    assert_rc(orch_model_generate(g_model, "cut \xe2\x82", &p, &res, &err), ORCH_EINVAL, err);
+    p.max_tokens = 0;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "max_tokens"));
+    p.max_tokens = -3;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    p = greedy(5);
+    p.temperature = -0.1f;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "temperature"));
+    p = greedy(5);
+    p.temperature = NAN;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    p = greedy(5);
+    p.top_p = 0;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    p.top_p = 1.5f;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "top_p"));
+    p = greedy(5);
+    const char *empty_stop[] = {""};
+    p.stop = empty_stop;
+    p.n_stop = 1;
+    assert_rc(orch_model_generate(g_model, "x", &p, &res, &err), ORCH_EINVAL, err);
+    /* prompt longer than the context: a clear error, not a cut */
+    p = greedy(5);
+    p.n_ctx = 32;
+    char long_prompt[4000] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(long_prompt, "Once upon a time ");
+    assert_rc(orch_model_generate(g_model, long_prompt, &p, &res, &err), ORCH_ECTX, err);
+    assert_non_null(strstr(err.msg, "context holds 32"));
+    assert_non_null(strstr(err.msg, "stories"));
+    assert_int_equal(res.finish, ORCH_FINISH_ERROR);
+    /* and the model still works */
+    p = greedy(3);
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+}
+
+/* Out of memory while collecting the text: an error, no leak, model fine. */
+extern int (*orch__fault_hook)(int id);
+static int fail_result(int id)
+{
+    return id == 2; /* ORCH_FAULT_OOM_RESULT */
+}
+
+static void test_oom_collecting_text(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_gen_result res;
+    struct orch_gen_params p = greedy(5);
+    orch__fault_hook = fail_result;
+    int rc = orch_model_generate(g_model, "Once upon a time", &p, &res, &err);
+    orch__fault_hook = NULL;
+    assert_rc(rc, ORCH_ENOMEM, err);
+    assert_null(res.text);
+    struct orch_model_stats st;
+    orch_model_stats(g_model, &st);
+    assert_int_equal(st.n_leases, 0);
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+}
+
+/* ---- chat --------------------------------------------------------------------------- */
+
+static void test_chat(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    struct orch_chat_message msgs[] = {
+        {"system", "You tell stories."}, {"user", "Tell me a story."}, {"assistant", "Once"},
+        {"user", "More"}};
+    char *s;
+    assert_rc(orch_model_chat_format(g_model, msgs, 4, true, &s, &err), ORCH_OK, err);
+    /* no template in stories260K: the documented transcript */
+    assert_string_equal(s, "System: You tell stories.\nUser: Tell me a story.\nAssistant: Once\n"
+                           "User: More\nAssistant:");
+    free(s);
+    struct orch_gen_params p = greedy(8);
+    struct orch_gen_result res;
+    assert_rc(orch_model_chat(g_model, msgs, 2, &p, &res, &err), ORCH_OK, err);
+    assert_int_equal(res.n_generated, 8);
+    orch_gen_result_clear(&res);
+    struct orch_chat_message bad[] = {{"wizard", "hi"}};
+    assert_rc(orch_model_chat(g_model, bad, 1, &p, &res, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "wizard"));
+    assert_rc(orch_model_chat(g_model, msgs, 0, &p, &res, &err), ORCH_EINVAL, err);
+    struct orch_chat_message badutf[] = {{"user", "\xc0\xaf"}};
+    assert_rc(orch_model_chat(g_model, badutf, 1, &p, &res, &err), ORCH_EINVAL, err);
+}
+
+/* ---- embeddings ------------------------------------------------------------------- */
+
+static void test_embeddings(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_error err = {0};
+    const char *texts[] = {"Once upon a time", "The cat sat on the mat.", "Lily liked to play",
+                           "Once upon a time"};
+    float *v;
+    int32_t dim;
+    assert_rc(orch_model_embed(g_model, texts, 4, NULL, &v, &dim, &err), ORCH_OK, err);
+    assert_int_equal(dim, 64);
+    for (int t = 0; t < 4; t++) {
+        double norm = 0;
+        for (int i = 0; i < dim; i++)
+            norm += (double)v[t * dim + i] * v[t * dim + i];
+        assert_true(fabs(sqrt(norm) - 1.0) < 1e-5);
+    }
+    /* same text, same vector, in one batch */
+    for (int i = 0; i < dim; i++)
+        assert_true(fabsf(v[i] - v[3 * dim + i]) < 1e-5f);
+    /* different texts differ */
+    double dot = 0;
+    for (int i = 0; i < dim; i++)
+        dot += (double)v[i] * v[dim + i];
+    assert_true(dot < 0.9999);
+    /* alone equals in the batch */
+    for (int t = 0; t < 3; t++) {
+        float *one;
+        int32_t d1;
+        assert_rc(orch_model_embed(g_model, &texts[t], 1, NULL, &one, &d1, &err), ORCH_OK, err);
+        assert_int_equal(d1, dim);
+        for (int i = 0; i < dim; i++)
+            assert_true(fabsf(one[i] - v[t * dim + i]) < 1e-5f);
+        free(one);
+    }
+    /* raw vectors are not unit length */
+    struct orch_embed_params ep = orch_embed_default_params();
+    ep.normalize = false;
+    float *raw;
+    assert_rc(orch_model_embed(g_model, texts, 1, &ep, &raw, &dim, &err), ORCH_OK, err);
+    double rn = 0;
+    for (int i = 0; i < dim; i++)
+        rn += (double)raw[i] * raw[i];
+    assert_true(fabs(sqrt(rn) - 1.0) > 1e-3);
+    for (int i = 0; i < dim; i++)
+        assert_true(fabsf((float)(raw[i] / sqrt(rn)) - v[i]) < 1e-5f);
+    free(raw);
+    free(v);
+    /* errors */
+    assert_rc(orch_model_embed(g_model, texts, 0, NULL, &v, &dim, &err), ORCH_EINVAL, err);
+    const char *bad[] = {"ok", "\xff"};
+    assert_rc(orch_model_embed(g_model, bad, 2, NULL, &v, &dim, &err), ORCH_EINVAL, err);
+    assert_null(v);
+    const char *empty[] = {""};
+    assert_rc(orch_model_embed(g_model, empty, 1, NULL, &v, &dim, &err), ORCH_EINVAL, err);
+}
+
+/* 300 texts: more than one batch of sequences; still in order and unit. */
+static void test_embeddings_many(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    enum { N = 300 };
+    char *bufs[N];
+    const char *texts[N];
+    for (int i = 0; i < N; i++) {
+        bufs[i] = malloc(64);
+        snprintf(bufs[i], 64, "Story number %d about a dog", i);
+        texts[i] = bufs[i];
+    }
+    float *v, *one;
+    int32_t dim, d1;
+    orch_error err = {0};
+    assert_rc(orch_model_embed(g_model, texts, N, NULL, &v, &dim, &err), ORCH_OK, err);
+    int probe[] = {0, 63, 64, 200, 299};
+    for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
+        assert_rc(orch_model_embed(g_model, &texts[probe[k]], 1, NULL, &one, &d1, &err), ORCH_OK, err);
+        for (int i = 0; i < dim; i++)
+            assert_true(fabsf(one[i] - v[probe[k] * dim + i]) < 1e-5f);
+        free(one);
+    }
+    free(v);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_info_unload),
+        cmocka_unit_test(test_greedy_lily),
+        cmocka_unit_test(test_greedy_equals_llama),
+        cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_max_tokens_and_cancel),
+        cmocka_unit_test(test_seeded_sampling),
+        cmocka_unit_test(test_four_threads_same_model),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_oom_collecting_text),
+        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_embeddings_many),
+    };
+    return cmocka_run_group_tests_name("llama", tests, setup, teardown);
+}

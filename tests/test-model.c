@@ -1,0 +1,550 @@
+/*
+ * test-model.c — the managed-model core with the fake backend: single-flight
+ * load, failures and retries, leases and deferred unload, cancellation,
+ * statistics, argument checks.
+ */
+#include "test.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+static const char *fake_file(void)
+{
+    return test_sparse_file("fake.bin", 4096);
+}
+
+/* ---- 64 threads race load: exactly one backend load ----------------------- */
+
+struct race {
+    orch_model *m;
+    pthread_barrier_t *barrier;
+    int rc;
+    enum orch_model_state seen;
+    bool use_acquire;
+};
+
+static void *race_main(void *arg)
+{
+    struct race *r = arg;
+    orch_error err = {0};
+    pthread_barrier_wait(r->barrier);
+    if (r->use_acquire) {
+        r->rc = orch_model_acquire(r->m, &err);
+        r->seen = orch_model_state(r->m);
+        if (r->rc == ORCH_OK)
+            orch_model_release(r->m);
+    } else {
+        r->rc = orch_model_load(r->m, &err);
+        r->seen = orch_model_state(r->m);
+    }
+    return NULL;
+}
+
+static void run_race(bool use_acquire, int fail, int expect_rc)
+{
+    enum { N = 64 };
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.load_ms = 30; /* long enough that every thread arrives during the load */
+    orch_backend *fake = orch_fake_new(&fp);
+    orch_fake_fail_next(fake, fail);
+    orch_model *m = test_model_new(fake_file(), fake, "race");
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    pthread_t th[N];
+    struct race r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct race){.m = m, .barrier = &barrier, .use_acquire = use_acquire};
+        assert_int_equal(pthread_create(&th[i], NULL, race_main, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    struct orch_fake_counts c = orch_fake_counts(fake);
+    assert_int_equal(c.n_loads, 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].rc, expect_rc);
+        assert_int_equal(r[i].seen, expect_rc == ORCH_OK ? ORCH_STATE_READY : ORCH_STATE_FAILED);
+    }
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.n_leases, 0);
+    assert_int_equal(st.n_loads, expect_rc == ORCH_OK ? 1 : 0);
+    pthread_barrier_destroy(&barrier);
+    orch_model_free(m);
+    c = orch_fake_counts(fake);
+    assert_int_equal(c.n_live, 0);
+    orch_fake_free(fake);
+}
+
+static void test_load_race_64_threads(void **state)
+{
+    (void)state;
+    run_race(false, 0, ORCH_OK);
+}
+
+static void test_acquire_race_64_threads(void **state)
+{
+    (void)state;
+    run_race(true, 0, ORCH_OK);
+}
+
+/* All threads that joined a failing load see its failure; none retries it. */
+static void test_race_failure_shared(void **state)
+{
+    (void)state;
+    run_race(false, 1, ORCH_ELOAD);
+}
+
+/* ---- failures ------------------------------------------------------------- */
+
+static void test_fail_then_retry(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "retry");
+    orch_error err = {0};
+    orch_fake_fail_next(fake, 1);
+    assert_rc(orch_model_load(m, &err), ORCH_ELOAD, err);
+    assert_non_null(strstr(err.msg, "fake.bin"));
+    assert_int_equal(orch_model_state(m), ORCH_STATE_FAILED);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.last_error_code, ORCH_ELOAD);
+    assert_non_null(strstr(st.last_error, "injected"));
+    assert_int_equal(st.n_load_failures, 1);
+
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_READY);
+    orch_model_stats(m, &st);
+    assert_int_equal(st.last_error_code, ORCH_OK);
+    assert_int_equal(st.n_loads, 1);
+    assert_int_equal(orch_fake_counts(fake).n_loads, 2);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* Fail load N for N = 1, 2, ... until it succeeds: each attempt fails
+ * cleanly and the one after N failures works. */
+static void test_failure_loop(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 5; n++) {
+        orch_backend *fake = orch_fake_new(NULL);
+        orch_model *m = test_model_new(fake_file(), fake, "loop");
+        orch_fake_fail_next(fake, n);
+        orch_error err = {0};
+        int attempts = 0, rc;
+        while ((rc = orch_model_acquire(m, &err)) != ORCH_OK) {
+            assert_int_equal(rc, ORCH_ELOAD);
+            assert_int_equal(orch_model_state(m), ORCH_STATE_FAILED);
+            attempts++;
+            assert_true(attempts <= n);
+        }
+        assert_int_equal(attempts, n);
+        orch_model_release(m);
+        orch_model_free(m);
+        struct orch_fake_counts c = orch_fake_counts(fake);
+        assert_int_equal(c.n_loads, n + 1);
+        assert_int_equal(c.n_live, 0);
+        orch_fake_free(fake);
+    }
+}
+
+static void test_fail_always(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "always");
+    orch_fake_fail_always(fake, true);
+    orch_error err = {0};
+    for (int i = 0; i < 10; i++)
+        assert_rc(orch_model_acquire(m, &err), ORCH_ELOAD, err);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.n_leases, 0);
+    assert_int_equal(st.n_load_failures, 10);
+    orch_fake_fail_always(fake, false);
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    orch_model_release(m);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* ---- leases and unload ------------------------------------------------------- */
+
+static void test_unload_defers_free_until_release(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "lease");
+    orch_error err = {0};
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    assert_rc(orch_model_unload(m), ORCH_OK, err);
+    /* leases out: nothing freed yet */
+    assert_int_equal(orch_model_state(m), ORCH_STATE_DRAINING);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 0);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.n_leases, 2);
+    orch_model_release(m);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 0);
+    orch_model_release(m); /* the last lease frees */
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_UNLOADED);
+    orch_model_stats(m, &st);
+    assert_int_equal(st.bytes, 0);
+    /* acquire loads again */
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    assert_int_equal(orch_fake_counts(fake).n_loads, 2);
+    orch_model_release(m);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+static void test_unload_without_leases_frees_at_once(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "now");
+    orch_error err = {0};
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    assert_rc(orch_model_unload(m), ORCH_OK, err);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_UNLOADED);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    assert_rc(orch_model_unload(m), ORCH_OK, err); /* idempotent */
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* A thread that asks for a lease while the model drains waits for the drain,
+ * then gets a fresh load. */
+struct waiter {
+    orch_model *m;
+    atomic_int done;
+    int rc;
+};
+
+static void *waiter_main(void *arg)
+{
+    struct waiter *w = arg;
+    orch_error err = {0};
+    w->rc = orch_model_acquire(w->m, &err);
+    atomic_store(&w->done, 1);
+    if (w->rc == ORCH_OK)
+        orch_model_release(w->m);
+    return NULL;
+}
+
+static void test_acquire_during_drain_reloads(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "drain");
+    orch_error err = {0};
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    orch_model_unload(m);
+    struct waiter w = {.m = m};
+    pthread_t th;
+    pthread_create(&th, NULL, waiter_main, &w);
+    usleep(20000);
+    assert_int_equal(atomic_load(&w.done), 0); /* blocked: no lease while draining */
+    assert_int_equal(orch_fake_counts(fake).n_loads, 1);
+    orch_model_release(m);
+    pthread_join(th, NULL);
+    assert_int_equal(w.rc, ORCH_OK);
+    struct orch_fake_counts c = orch_fake_counts(fake);
+    assert_int_equal(c.n_frees, 1);
+    assert_int_equal(c.n_loads, 2);
+    assert_int_equal(c.max_live, 1); /* never two copies at once */
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* Many threads take and return leases while others unload and reload: no
+ * lease ever sees an unloaded model, and nothing leaks. */
+struct churn {
+    orch_model *m;
+    orch_backend *fake;
+    int iters;
+    atomic_int *bad;
+};
+
+static void *lease_churn(void *arg)
+{
+    struct churn *c = arg;
+    orch_error err = {0};
+    for (int i = 0; i < c->iters; i++) {
+        if (orch_model_acquire(c->m, &err) != ORCH_OK) {
+            atomic_fetch_add(c->bad, 1);
+            continue;
+        }
+        if (orch_model_state(c->m) == ORCH_STATE_UNLOADED ||
+            orch_fake_counts(c->fake).n_live != 1)
+            atomic_fetch_add(c->bad, 1);
+        orch_model_release(c->m);
+    }
+    return NULL;
+}
+
+static void *unload_churn(void *arg)
+{
+    struct churn *c = arg;
+    for (int i = 0; i < c->iters / 20; i++) {
+        orch_model_unload(c->m);
+        usleep(100);
+    }
+    return NULL;
+}
+
+static void test_lease_unload_churn(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "churn");
+    atomic_int bad = 0;
+    enum { T = 8 };
+    pthread_t th[T + 1];
+    struct churn c = {.m = m, .fake = fake, .iters = 2000, .bad = &bad};
+    for (int i = 0; i < T; i++)
+        pthread_create(&th[i], NULL, lease_churn, &c);
+    pthread_create(&th[T], NULL, unload_churn, &c);
+    for (int i = 0; i <= T; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&bad), 0);
+    struct orch_fake_counts fc = orch_fake_counts(fake);
+    assert_int_equal(fc.max_live, 1);
+    assert_true(fc.n_loads >= 1);
+    orch_model_free(m);
+    fc = orch_fake_counts(fake);
+    assert_int_equal(fc.n_live, 0);
+    assert_int_equal(fc.n_frees, fc.n_loads);
+    orch_fake_free(fake);
+}
+
+/* ---- cancellation and progress ------------------------------------------------ */
+
+struct canceller {
+    orch_model *m;
+};
+
+static void *cancel_main(void *arg)
+{
+    struct canceller *c = arg;
+    while (orch_model_state(c->m) != ORCH_STATE_LOADING)
+        usleep(200);
+    usleep(5000);
+    orch_model_cancel_load(c->m);
+    return NULL;
+}
+
+static void test_cancel_load(void **state)
+{
+    (void)state;
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.load_ms = 5000;
+    orch_backend *fake = orch_fake_new(&fp);
+    orch_model *m = test_model_new(fake_file(), fake, "cancel");
+    struct canceller c = {m};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_main, &c);
+    orch_error err = {0};
+    assert_rc(orch_model_load(m, &err), ORCH_ECANCELED, err);
+    pthread_join(th, NULL);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_FAILED);
+    assert_int_equal(orch_fake_counts(fake).n_live, 0);
+    /* the next load runs again and works */
+    orch_fake_set_load_ms(fake, 1);
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+static int progress_calls;
+static float progress_last;
+
+static bool progress_cb(const char *role, float p, void *ud)
+{
+    (void)ud;
+    assert_string_equal(role, "prog");
+    assert_true(p >= progress_last);
+    progress_last = p;
+    progress_calls++;
+    return true;
+}
+
+static bool progress_stop(const char *role, float p, void *ud)
+{
+    (void)role;
+    (void)ud;
+    return p < 0.5f;
+}
+
+static void test_progress_and_callback_cancel(void **state)
+{
+    (void)state;
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.load_ms = 10;
+    orch_backend *fake = orch_fake_new(&fp);
+    struct orch_model_params p = orch_model_default_params();
+    p.path = fake_file();
+    p.backend = fake;
+    p.role = "prog";
+    p.progress = progress_cb;
+    orch_model *m;
+    orch_error err = {0};
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_OK, err);
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    assert_true(progress_calls >= 2);
+    assert_true(progress_last == 1.0f);
+    orch_model_free(m);
+
+    p.progress = progress_stop;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_OK, err);
+    assert_rc(orch_model_load(m, &err), ORCH_ECANCELED, err);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* ---- statistics and logs ---------------------------------------------------------- */
+
+static void test_stats_and_load_logs(void **state)
+{
+    (void)state;
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.size_bytes = 123456789;
+    fp.load_ms = 5;
+    orch_backend *fake = orch_fake_new(&fp);
+    orch_model *m = test_model_new(fake_file(), fake, "statrole");
+    orch_error err = {0};
+    test_log_capture_start(ORCH_LOG_INFO);
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    char *log = test_log_capture_stop();
+    assert_non_null(strstr(log, "role=statrole event=load_start"));
+    assert_non_null(strstr(log, "event=load_end"));
+    assert_non_null(strstr(log, "bytes=123456789"));
+    assert_non_null(strstr(log, "fake.bin"));
+    assert_non_null(strstr(log, " ms="));
+    free(log);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.state, ORCH_STATE_READY);
+    assert_int_equal(st.bytes, 123456789);
+    assert_int_equal(st.n_leases, 1);
+    assert_int_equal(st.n_loads, 1);
+    assert_true(st.load_ms >= 4.0);
+    assert_true(st.last_use_ms > 0);
+    orch_model_release(m);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+/* ---- argument checks ------------------------------------------------------------ */
+
+static void test_bad_params(void **state)
+{
+    (void)state;
+    orch_model *m = (orch_model *)0x1;
+    orch_error err = {0};
+    struct orch_model_params p = orch_model_default_params();
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err); /* no path */
+    assert_null(m);
+    assert_rc(orch_model_new(NULL, &m, &err), ORCH_EINVAL, err);
+    assert_rc(orch_model_new(&p, NULL, &err), ORCH_EINVAL, err);
+    p.path = "x.gguf";
+    p.role = "r1";
+    p.n_ctx = 0;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "n_ctx 0"));
+    assert_non_null(strstr(err.msg, "r1"));
+    p.n_ctx = ORCH_N_CTX_MAX + 1;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err);
+    p.n_ctx = -5;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err);
+    p.n_ctx = ORCH_N_CTX_TRAIN;
+    p.n_threads = -1;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err);
+    p.n_threads = 0;
+    p.n_gpu_layers = -7;
+    assert_rc(orch_model_new(&p, &m, &err), ORCH_EINVAL, err);
+    /* NULL models are refused, never crash */
+    assert_rc(orch_model_load(NULL, &err), ORCH_EINVAL, err);
+    assert_rc(orch_model_acquire(NULL, &err), ORCH_EINVAL, err);
+    orch_model_release(NULL);
+    orch_model_free(NULL);
+    assert_int_equal(orch_model_state(NULL), ORCH_STATE_UNLOADED);
+    assert_int_equal(orch_default_n_threads() >= 1, 1);
+    assert_true(orch_default_n_threads() <= sysconf(_SC_NPROCESSORS_ONLN));
+    /* the error table */
+    assert_string_equal(orch_err_name(ORCH_EBUDGET), "ORCH_EBUDGET");
+    assert_string_equal(orch_strerror(ORCH_OK), "success");
+    assert_string_equal(orch_err_name(12345), "ORCH_UNKNOWN");
+}
+
+static int fail_model_alloc(int id)
+{
+    return id == ORCH_FAULT_OOM_MODEL;
+}
+
+static void test_oom_on_new(void **state)
+{
+    (void)state;
+    orch__fault_hook = fail_model_alloc;
+    struct orch_model_params p = orch_model_default_params();
+    p.path = "x.gguf";
+    p.role = "oom";
+    orch_model *m = (orch_model *)0x1;
+    orch_error err = {0};
+    int rc = orch_model_new(&p, &m, &err);
+    orch__fault_hook = NULL;
+    assert_rc(rc, ORCH_ENOMEM, err);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "oom"));
+}
+
+static void test_missing_file_with_fake(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/absent.bin", test_tmpdir());
+    orch_model *m = test_model_new(path, fake, "absent");
+    orch_error err = {0};
+    assert_rc(orch_model_load(m, &err), ORCH_ENOENT, err);
+    assert_non_null(strstr(err.msg, "absent.bin"));
+    assert_int_equal(orch_model_state(m), ORCH_STATE_FAILED);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    test_tmpdir_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_race_64_threads),
+        cmocka_unit_test(test_acquire_race_64_threads),
+        cmocka_unit_test(test_race_failure_shared),
+        cmocka_unit_test(test_fail_then_retry),
+        cmocka_unit_test(test_failure_loop),
+        cmocka_unit_test(test_fail_always),
+        cmocka_unit_test(test_unload_defers_free_until_release),
+        cmocka_unit_test(test_unload_without_leases_frees_at_once),
+        cmocka_unit_test(test_acquire_during_drain_reloads),
+        cmocka_unit_test(test_lease_unload_churn),
+        cmocka_unit_test(test_cancel_load),
+        cmocka_unit_test(test_progress_and_callback_cancel),
+        cmocka_unit_test(test_stats_and_load_logs),
+        cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_missing_file_with_fake),
+        cmocka_unit_test(test_oom_on_new),
+    };
+    return cmocka_run_group_tests_name("model", tests, NULL, teardown);
+}

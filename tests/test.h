@@ -1,0 +1,61 @@
+/*
+ * test.h — helpers shared by the tests (cmocka).
+ */
+#ifndef ORCH_TEST_H
+#define ORCH_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka must follow the headers above */
+#include <cmocka.h>
+
+#include <orchestra.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The real model: $ORCH_TEST_MODEL, else ../shared/models/stories260K.gguf
+ * beside the source tree. NULL when absent. */
+const char *test_model_path(void);
+
+/* Skips the current test with a clear message when the real model is absent. */
+#define REQUIRE_MODEL(var)                                                                    \
+    const char *var = test_model_path();                                                      \
+    if (!var) {                                                                               \
+        print_message("SKIP: real model not found (set ORCH_TEST_MODEL or put "             \
+                      "stories260K.gguf in ../shared/models)\n");                            \
+        skip();                                                                               \
+    }
+
+/* A fresh temporary directory, removed by test_tmpdir_cleanup(). */
+const char *test_tmpdir(void);
+void test_tmpdir_cleanup(void);
+
+/* Writes `n` bytes to dir/name; returns the path (static buffer ring). */
+const char *test_write_file(const char *name, const void *data, size_t n);
+
+/* A file of `size` bytes (sparse) for the fake backend. */
+const char *test_sparse_file(const char *name, uint64_t size);
+
+/* Asserts rc == expected and prints err's message when not. */
+#define assert_rc(rc, expected, err)                                                          \
+    do {                                                                                      \
+        int rc__ = (rc);                                                                      \
+        if (rc__ != (expected))                                                               \
+            print_error("got %s, expected %s: %s\n", orch_err_name(rc__),                     \
+                        orch_err_name(expected), (err).msg);                                  \
+        assert_int_equal(rc__, (expected));                                                   \
+    } while (0)
+
+/* Log capture: lines collected while enabled. */
+void test_log_capture_start(enum orch_log_level level);
+/* Returns the captured text (all lines, '\n'-joined) and stops capturing;
+ * the caller frees it. */
+char *test_log_capture_stop(void);
+
+/* A model for a path with the given backend (NULL = llama.cpp), 1 thread. */
+orch_model *test_model_new(const char *path, const orch_backend *be, const char *role);
+
+#endif

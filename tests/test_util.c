@@ -1,0 +1,154 @@
+/*
+ * test_util.c — helpers for the tests.
+ */
+#include "test.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef ORCH_SOURCE_DIR
+#define ORCH_SOURCE_DIR "."
+#endif
+
+const char *test_model_path(void)
+{
+    static char path[4096];
+    const char *env = getenv("ORCH_TEST_MODEL");
+    if (env && *env)
+        snprintf(path, sizeof path, "%s", env);
+    else
+        snprintf(path, sizeof path, "%s/../shared/models/stories260K.gguf", ORCH_SOURCE_DIR);
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+static char g_tmp[256];
+
+const char *test_tmpdir(void)
+{
+    if (!g_tmp[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(g_tmp, sizeof g_tmp, "%s/orch-test-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(g_tmp)) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return g_tmp;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    chmod(p, 0700);
+    return remove(p);
+}
+
+void test_tmpdir_cleanup(void)
+{
+    if (g_tmp[0]) {
+        nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        g_tmp[0] = '\0';
+    }
+}
+
+static char *ring_path(const char *name)
+{
+    static char ring[64][512];
+    static int next;
+    char *p = ring[next++ % 64];
+    snprintf(p, 512, "%s/%s", test_tmpdir(), name);
+    return p;
+}
+
+const char *test_write_file(const char *name, const void *data, size_t n)
+{
+    char *p = ring_path(name);
+    FILE *f = fopen(p, "wb");
+    if (!f) {
+        perror(p);
+        abort();
+    }
+    if (n && fwrite(data, 1, n, f) != n)
+        abort();
+    fclose(f);
+    return p;
+}
+
+const char *test_sparse_file(const char *name, uint64_t size)
+{
+    char *p = ring_path(name);
+    int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+        perror(p);
+        abort();
+    }
+    close(fd);
+    return p;
+}
+
+static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *cap_buf;
+static size_t cap_len;
+static enum orch_log_level cap_prev;
+
+static void cap_sink(enum orch_log_level level, const char *line, void *ud)
+{
+    (void)level;
+    (void)ud;
+    pthread_mutex_lock(&cap_lock);
+    size_t n = strlen(line);
+    char *b = realloc(cap_buf, cap_len + n + 2);
+    if (b) {
+        memcpy(b + cap_len, line, n);
+        b[cap_len + n] = '\n';
+        b[cap_len + n + 1] = '\0';
+        cap_buf = b;
+        cap_len += n + 1;
+    }
+    pthread_mutex_unlock(&cap_lock);
+}
+
+void test_log_capture_start(enum orch_log_level level)
+{
+    pthread_mutex_lock(&cap_lock);
+    free(cap_buf);
+    cap_buf = calloc(1, 1);
+    cap_len = 0;
+    pthread_mutex_unlock(&cap_lock);
+    cap_prev = orch_log_get_level();
+    orch_log_set_level(level);
+    orch_log_set_sink(cap_sink, NULL);
+}
+
+char *test_log_capture_stop(void)
+{
+    orch_log_set_sink(NULL, NULL);
+    orch_log_set_level(cap_prev);
+    pthread_mutex_lock(&cap_lock);
+    char *b = cap_buf;
+    cap_buf = NULL;
+    cap_len = 0;
+    pthread_mutex_unlock(&cap_lock);
+    return b;
+}
+
+orch_model *test_model_new(const char *path, const orch_backend *be, const char *role)
+{
+    struct orch_model_params p = orch_model_default_params();
+    p.path = path;
+    p.backend = be;
+    p.role = role;
+    p.n_threads = 1;
+    orch_model *m = NULL;
+    orch_error err = {0};
+    int rc = orch_model_new(&p, &m, &err);
+    if (rc)
+        print_error("orch_model_new: %s\n", err.msg);
+    assert_int_equal(rc, ORCH_OK);
+    return m;
+}
