@@ -178,6 +178,7 @@ struct orch_fake_counts {
     int64_t n_frees;    /* models freed */
     int64_t n_live;     /* models loaded and not yet freed */
     int64_t max_live;   /* most models ever live at once */
+    int64_t max_loading; /* most loads ever in flight at once */
 };
 /* Returns: a snapshot of the counters. Threads: any (all the fake's
  * functions are thread-safe). */

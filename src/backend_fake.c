@@ -25,6 +25,7 @@ struct fake {
     int fail_next;                  /* guarded by lock */
     bool fail_always;               /* guarded by lock */
     struct orch_fake_counts counts; /* guarded by lock */
+    int64_t n_loading;              /* guarded by lock */
 };
 
 struct fake_model {
@@ -52,6 +53,8 @@ static int fake_load(const orch_backend *be, const struct orch__load_req *req, v
 
     pthread_mutex_lock(&f->lock);
     f->counts.n_loads++;
+    if (++f->n_loading > f->counts.max_loading)
+        f->counts.max_loading = f->n_loading;
     struct orch_fake_params p = f->params;
     bool fail = f->fail_always || f->fail_next > 0;
     if (f->fail_next > 0)
@@ -86,6 +89,7 @@ static int fake_load(const orch_backend *be, const struct orch__load_req *req, v
         }
     }
     pthread_mutex_lock(&f->lock);
+    f->n_loading--;
     if (rc == ORCH_OK) {
         f->counts.n_live++;
         if (f->counts.n_live > f->counts.max_live)

@@ -170,7 +170,7 @@ static void describe_holders(orch_orchestra *o, char *buf, size_t cap)
         char b[32];
         fmt_bytes(e->charged, b, sizeof b);
         int64_t leases = orch__model_n_leases(e->model);
-        int n = snprintf(buf + pos, cap - pos, "%s%s (%s, %s%lld lease%s%s)", pos ? ", " : "",
+        int n = snprintf(buf + pos, cap - pos, "%s%s (%s, %s, %lld lease%s%s)", pos ? ", " : "",
                          orch_model_role(e->model), b, orch_state_name(orch_model_state(e->model)),
                          (long long)leases, leases == 1 ? "" : "s", e->pinned ? ", pinned" : "");
         if (n < 0)

@@ -1,3 +1,242 @@
+/*
+ * test-config.c — roles from INI text, the environment on top, and every
+ * error naming the file, the line and the key.
+ */
 #include "test.h"
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest tests[]={cmocka_unit_test(t)};return cmocka_run_group_tests(tests,NULL,NULL);}
+
+#include <unistd.h>
+
+#ifndef ORCH_SOURCE_DIR
+#define ORCH_SOURCE_DIR "."
+#endif
+
+static orch_config *parse_ok(const char *text)
+{
+    orch_config *cfg = NULL;
+    orch_error err = {0};
+    int rc = orch_config_parse(text, "t.ini", false, &cfg, &err);
+    if (rc)
+        print_error("%s\n", err.msg);
+    assert_int_equal(rc, ORCH_OK);
+    return cfg;
+}
+
+static void parse_err(const char *text, const char *needle1, const char *needle2)
+{
+    orch_config *cfg = (orch_config *)0x1;
+    orch_error err = {0};
+    int rc = orch_config_parse(text, "t.ini", false, &cfg, &err);
+    if (rc != ORCH_ECONFIG || !strstr(err.msg, needle1) || (needle2 && !strstr(err.msg, needle2)))
+        print_error("got %s: '%s'\n", orch_err_name(rc), err.msg);
+    assert_int_equal(rc, ORCH_ECONFIG);
+    assert_null(cfg);
+    assert_non_null(strstr(err.msg, needle1));
+    if (needle2)
+        assert_non_null(strstr(err.msg, needle2));
+}
+
+static void test_example_config(void **state)
+{
+    (void)state;
+    orch_config *cfg;
+    orch_error err = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/examples/orchestra.ini", ORCH_SOURCE_DIR);
+    assert_rc(orch_config_load(path, &cfg, &err), ORCH_OK, err);
+    assert_int_equal(orch_config_n_roles(cfg), 4);
+    assert_string_equal(orch_config_role_name(cfg, 0), "reasoning");
+    assert_string_equal(orch_config_role_name(cfg, 1), "coder");
+    assert_true(orch_config_budget(cfg) > 0);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t ram = (uint64_t)pages * (uint64_t)psz;
+    assert_true(orch_config_budget(cfg) > ram / 100 * 74 && orch_config_budget(cfg) <= ram / 100 * 76);
+
+    /* the roles resolve with the reasoning/code/dream defaults */
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(o, "reasoning", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.7f && g.top_p == 0.9f && g.repeat_penalty == 1.1f);
+    assert_int_equal(g.max_tokens, 1024);
+    assert_int_equal(g.n_ctx, 4096);
+    assert_rc(orch_role_gen_params(o, "coder", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.3f && g.top_p == 0.95f && g.repeat_penalty == 1.15f);
+    assert_int_equal(g.max_tokens, 2048);
+    assert_rc(orch_role_gen_params(o, "dream", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.9f && g.top_p == 0.95f && g.repeat_penalty == 1.15f);
+    assert_int_equal(g.max_tokens, 1024);
+    assert_rc(orch_role_gen_params(o, "embedding", &g, &err), ORCH_OK, err);
+    assert_int_equal(g.n_ctx, 512);
+    assert_rc(orch_role_gen_params(o, "nope", &g, &err), ORCH_ENOROLE, err);
+    assert_non_null(strstr(err.msg, "reasoning"));
+    /* every role is served by the reasoning model */
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(st[i].model_role, "reasoning");
+        assert_true(st[i].pinned);
+    }
+    free(st);
+    orch_close(o);
+    orch_config_free(cfg);
+}
+
+static void test_defaults_and_stop(void **state)
+{
+    (void)state;
+    orch_config *cfg = parse_ok("[defaults]\n"
+                                "temperature = 0.5\n"
+                                "stop = END\n"
+                                "[a]\n"
+                                "path = /x/a.gguf\n"
+                                "stop = ###\n"
+                                "stop = \"\"\"\n"
+                                "top_k = 7\n"
+                                "[b]\n"
+                                "path = /x/b.gguf\n"
+                                "temperature = 0\n");
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    orch_error err = {0};
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg); /* the orchestra keeps its own copy */
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(o, "a", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.5f);
+    assert_int_equal(g.top_k, 7);
+    assert_int_equal(g.n_stop, 2);
+    assert_string_equal(g.stop[0], "###");
+    assert_string_equal(g.stop[1], "\"\"\"");
+    assert_rc(orch_role_gen_params(o, "b", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.0f);
+    assert_int_equal(g.n_stop, 1);
+    assert_string_equal(g.stop[0], "END");
+    assert_int_equal(g.top_k, 40); /* built-in default */
+    orch_close(o);
+}
+
+static void test_errors_name_file_line_key(void **state)
+{
+    (void)state;
+    parse_err("[a]\npath = x\ntemprature = 0.3\n", "t.ini:3", "did you mean 'temperature'");
+    parse_err("[a]\npath = x\n\n; c\ntop_p = 1.5\n", "t.ini:5", "top_p");
+    parse_err("[a]\npath = x\ntop_p = 1.5\n", "(0, 1]", NULL);
+    parse_err("[a]\npath = x\nn_ctx = 0\n", "t.ini:3", "n_ctx");
+    parse_err("[a]\npath = x\nmax_tokens = lots\n", "max_tokens = 'lots'", "expected");
+    parse_err("[a]\npath = x\npin = maybe\n", "t.ini:3", "true or false");
+    parse_err("[a]\npath = x\nmemory_budget = 4G\n", "belongs in [defaults]", NULL);
+    parse_err("[defaults]\nmemory_budget = lots\n[a]\npath = x\n", "memory_budget", "percentage");
+    parse_err("[defaults]\nmemory_budget = 150%\n[a]\npath = x\n", "memory_budget", NULL);
+    parse_err("[a]\nfallback = b\n", "t.ini:1", "fallback = b: no such role");
+    parse_err("[a]\nn_ctx = 100\n", "[a] needs a path or a fallback", "t.ini:1");
+    parse_err("[a]\nfallback = b\n[b]\nfallback = c\n[c]\nfallback = a\n", "fallback cycle", NULL);
+    parse_err("[a]\nfallback = a\n", "fallback cycle", NULL);
+    parse_err("path = x\n", "outside any section", NULL);
+    parse_err("[a]\npath = x\nthis is not a key\n", "t.ini:3", "syntax error");
+    parse_err("[bad role]\npath = x\n", "role name", NULL);
+    parse_err("", "no roles", NULL);
+    char longline[400];
+    snprintf(longline, sizeof longline, "[a]\npath = /%0300d\n", 0);
+    parse_err(longline, "t.ini:2", "bytes");
+}
+
+static void test_budget_units(void **state)
+{
+    (void)state;
+    struct {
+        const char *v;
+        uint64_t bytes;
+    } cases[] = {{"0", 0},       {"1024", 1024},           {"4K", 4096},
+                 {"1.5M", 1572864}, {"2G", 2147483648ull}, {"2GiB", 2147483648ull},
+                 {"1T", 1099511627776ull}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "[defaults]\nmemory_budget = %s\n[a]\npath = x\n", cases[i].v);
+        orch_config *cfg = parse_ok(text);
+        assert_int_equal(orch_config_budget(cfg), cases[i].bytes);
+        orch_config_free(cfg);
+    }
+}
+
+static void test_environment_overrides(void **state)
+{
+    (void)state;
+    const char *text = "[defaults]\nmemory_budget = 1G\n[coder]\npath = /x/a.gguf\n"
+                       "temperature = 0.3\n";
+    setenv("ORCH_CODER_TEMPERATURE", "0.25", 1);
+    setenv("ORCH_MEMORY_BUDGET", "2G", 1);
+    setenv("ORCH_CODER_STOP", "<END>", 1);
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "t.ini", true, &cfg, &err), ORCH_OK, err);
+    assert_int_equal(orch_config_budget(cfg), 2147483648ull);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(o, "coder", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.25f);
+    assert_int_equal(g.n_stop, 1);
+    assert_string_equal(g.stop[0], "<END>");
+    orch_close(o);
+    orch_config_free(cfg);
+    /* a bad value in the environment names the variable */
+    setenv("ORCH_CODER_TEMPERATURE", "hot", 1);
+    assert_rc(orch_config_parse(text, "t.ini", true, &cfg, &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "environment ORCH_CODER_TEMPERATURE"));
+    unsetenv("ORCH_CODER_TEMPERATURE");
+    unsetenv("ORCH_MEMORY_BUDGET");
+    unsetenv("ORCH_CODER_STOP");
+    /* without use_env nothing is read */
+    setenv("ORCH_CODER_TEMPERATURE", "0.99", 1);
+    assert_rc(orch_config_parse(text, "t.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    unsetenv("ORCH_CODER_TEMPERATURE");
+}
+
+static void test_config_in_code(void **state)
+{
+    (void)state;
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_new(&cfg, &err), ORCH_OK, err);
+    assert_rc(orch_config_validate(cfg, &err), ORCH_ECONFIG, err);
+    assert_rc(orch_config_set(cfg, "reasoning", "path", "/m/r.gguf", &err), ORCH_OK, err);
+    assert_rc(orch_config_set(cfg, "coder", "fallback", "reasoning", &err), ORCH_OK, err);
+    assert_rc(orch_config_set(cfg, "coder", "temperatur", "1", &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "temperature"));
+    assert_rc(orch_config_set(cfg, "defaults", "memory_budget", "512M", &err), ORCH_OK, err);
+    assert_rc(orch_config_validate(cfg, &err), ORCH_OK, err);
+    assert_int_equal(orch_config_budget(cfg), 512ull << 20);
+    orch_config_free(cfg);
+}
+
+static void test_missing_config_file(void **state)
+{
+    (void)state;
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_load("/no/such/orchestra.ini", &cfg, &err), ORCH_ENOENT, err);
+    assert_non_null(strstr(err.msg, "/no/such/orchestra.ini"));
+    assert_rc(orch_config_load("/", &cfg, &err), ORCH_EISDIR, err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_defaults_and_stop),
+        cmocka_unit_test(test_errors_name_file_line_key),
+        cmocka_unit_test(test_budget_units),
+        cmocka_unit_test(test_environment_overrides),
+        cmocka_unit_test(test_config_in_code),
+        cmocka_unit_test(test_missing_config_file),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,3 +1,671 @@
+/*
+ * test-orchestra.c — roles, fallbacks, shared weights, the memory budget,
+ * eviction and idle unloading, with the fake backend (settable sizes and
+ * latencies, a controllable clock); then roles on the real model; then a
+ * 16-thread stress under a budget that forces evictions.
+ */
 #include "test.h"
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest tests[]={cmocka_unit_test(t)};return cmocka_run_group_tests(tests,NULL,NULL);}
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KB 1024ull
+
+/* ---- fixture ------------------------------------------------------------------ */
+
+static _Atomic int64_t g_clock_ms;
+
+static int64_t test_clock(void *ud)
+{
+    (void)ud;
+    return atomic_load(&g_clock_ms);
+}
+
+struct fx {
+    orch_backend *fake;
+    orch_orchestra *o;
+};
+
+/* Opens an orchestra over `ini` where "@name:size" in a path is replaced by
+ * a sparse file of that many KiB (the fake's model size). */
+static void fx_open(struct fx *fx, const char *ini, uint32_t load_ms)
+{
+    char text[4096], *w = text;
+    for (const char *p = ini; *p;) {
+        if (*p == '@') {
+            char name[64];
+            unsigned kib;
+            int used;
+            assert_int_equal(sscanf(p + 1, "%63[a-z0-9_]:%u%n", name, &kib, &used), 2);
+            char file[80];
+            snprintf(file, sizeof file, "%s.bin", name);
+            const char *path = test_sparse_file(file, (uint64_t)kib * KB);
+            w += sprintf(w, "%s", path);
+            p += 1 + used;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "fx.ini", false, &cfg, &err), ORCH_OK, err);
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.load_ms = load_ms;
+    fx->fake = orch_fake_new(&fp);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.backend = fx->fake;
+    op.clock = test_clock;
+    op.no_reaper = true;
+    atomic_store(&g_clock_ms, 1000);
+    assert_rc(orch_open(cfg, &op, &fx->o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+}
+
+static void fx_close(struct fx *fx)
+{
+    orch_close(fx->o);
+    assert_int_equal(orch_fake_counts(fx->fake).n_live, 0);
+    orch_fake_free(fx->fake);
+}
+
+static enum orch_model_state role_state(orch_orchestra *o, const char *role)
+{
+    struct orch_role_status *st;
+    size_t n;
+    orch_error err = {0};
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    enum orch_model_state s = ORCH_STATE_FAILED;
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(st[i].role, role)) {
+            s = st[i].state;
+            found = true;
+        }
+    free(st);
+    assert_true(found);
+    return s;
+}
+
+/* acquire + release, at the fake clock's time t (ms) */
+static void use(orch_orchestra *o, const char *role, int64_t t)
+{
+    atomic_store(&g_clock_ms, t);
+    orch_model *m;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(o, role, &m, &err), ORCH_OK, err);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_READY);
+    orch_role_release(o, m);
+}
+
+/* ---- budget and eviction -------------------------------------------------------- */
+
+static const char *three_roles =
+    "[defaults]\nmemory_budget = 250K\nidle_ttl = -1\n"
+    "[a]\npath = @a:100\n[b]\npath = @b:100\n[c]\npath = @c:100\n";
+
+static void test_lru_order(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, three_roles, 0);
+    use(fx.o, "a", 1000);
+    use(fx.o, "b", 2000);
+    use(fx.o, "a", 3000); /* a is now the most recent */
+    test_log_capture_start(ORCH_LOG_INFO);
+    use(fx.o, "c", 4000); /* must evict b, the least recently used */
+    char *log = test_log_capture_stop();
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_UNLOADED);
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_READY);
+    /* the eviction is logged with its reason and bytes */
+    assert_non_null(strstr(log, "event=evict victim=b reason=budget"));
+    assert_non_null(strstr(log, "role=b event=unload_end"));
+    assert_non_null(strstr(log, "reason=budget bytes=102400"));
+    free(log);
+    use(fx.o, "b", 5000); /* now a is the LRU */
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_UNLOADED);
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    assert_rc(orch_status(fx.o, &st, &n, &b, &err), ORCH_OK, err);
+    assert_int_equal(b.budget, 250 * KB);
+    assert_int_equal(b.used, 200 * KB);
+    assert_int_equal(b.n_evictions, 2);
+    free(st);
+    assert_int_equal(orch_fake_counts(fx.fake).max_live, 2);
+    fx_close(&fx);
+}
+
+static void test_pinned_never_evicted(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 250K\nidle_ttl = -1\n"
+            "[a]\npath = @a:100\npin = true\n[b]\npath = @b:100\n[c]\npath = @c:100\n",
+            0);
+    use(fx.o, "a", 1000); /* oldest, but pinned */
+    use(fx.o, "b", 2000);
+    use(fx.o, "c", 3000);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_UNLOADED);
+    use(fx.o, "b", 4000);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_UNLOADED);
+    fx_close(&fx);
+}
+
+struct bg_acquire {
+    orch_orchestra *o;
+    const char *role;
+    atomic_int done;
+    int rc;
+    orch_error err;
+};
+
+static void *bg_acquire_main(void *arg)
+{
+    struct bg_acquire *b = arg;
+    orch_model *m;
+    b->rc = orch_role_acquire(b->o, b->role, &m, &b->err);
+    atomic_store(&b->done, 1);
+    if (b->rc == ORCH_OK)
+        orch_role_release(b->o, m);
+    return NULL;
+}
+
+/* Leased models are never evicted; the load waits and goes on when a lease
+ * returns. */
+static void test_load_waits_for_lease(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, three_roles, 0);
+    orch_model *ma, *mb;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "a", &ma, &err), ORCH_OK, err);
+    assert_rc(orch_role_acquire(fx.o, "b", &mb, &err), ORCH_OK, err);
+    struct bg_acquire bg = {.o = fx.o, .role = "c"};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_acquire_main, &bg);
+    usleep(50000);
+    assert_int_equal(atomic_load(&bg.done), 0);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_LOADING);
+    orch_role_release(fx.o, mb); /* b becomes idle: c may evict it */
+    pthread_join(th, NULL);
+    assert_rc(bg.rc, ORCH_OK, bg.err);
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_UNLOADED);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(orch_fake_counts(fx.fake).max_live, 2);
+    orch_role_release(fx.o, ma);
+    fx_close(&fx);
+}
+
+static void test_wait_times_out_with_reason(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 250K\nload_timeout = 0.1\nidle_ttl = -1\n"
+            "[a]\npath = @a:100\n[b]\npath = @b:100\npin = true\n[c]\npath = @c:100\n",
+            0);
+    orch_model *ma;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "a", &ma, &err), ORCH_OK, err);
+    use(fx.o, "b", 2000);
+    orch_model *mc;
+    assert_rc(orch_role_acquire(fx.o, "c", &mc, &err), ORCH_ETIMEDOUT, err);
+    /* says what it needs and what holds the memory */
+    assert_non_null(strstr(err.msg, "role 'c'"));
+    assert_non_null(strstr(err.msg, "needs 100.0 KiB"));
+    assert_non_null(strstr(err.msg, "budget is 250.0 KiB"));
+    assert_non_null(strstr(err.msg, "a (100.0 KiB, ready, 1 lease)"));
+    assert_non_null(strstr(err.msg, "pinned"));
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_FAILED);
+    orch_role_release(fx.o, ma);
+    /* with the lease back the next try evicts a and works */
+    assert_rc(orch_role_acquire(fx.o, "c", &mc, &err), ORCH_OK, err);
+    orch_role_release(fx.o, mc);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_UNLOADED);
+    fx_close(&fx);
+}
+
+static void test_bigger_than_budget_fails_at_once(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 250K\nidle_ttl = -1\n"
+            "[a]\npath = @a:100\n[huge]\npath = @huge:1000\n",
+            0);
+    use(fx.o, "a", 1000);
+    orch_model *m;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "huge", &m, &err), ORCH_EBUDGET, err);
+    assert_non_null(strstr(err.msg, "more than the whole memory budget"));
+    assert_non_null(strstr(err.msg, "huge.bin"));
+    /* nothing was evicted for it, and no backend load ran */
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 1);
+    fx_close(&fx);
+}
+
+/* ---- idle unloading -------------------------------------------------------------- */
+
+static void test_idle_ttl(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[a]\npath = @a:10\nidle_ttl = 10\n"
+            "[b]\npath = @b:10\nidle_ttl = 0\n"
+            "[c]\npath = @c:10\nidle_ttl = -1\n"
+            "[d]\npath = @d:10\nidle_ttl = 1\npin = true\n",
+            0);
+    use(fx.o, "a", 1000);
+    use(fx.o, "b", 1000);
+    use(fx.o, "c", 1000);
+    use(fx.o, "d", 1000);
+    /* ttl 0: gone as soon as the last lease returned */
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_UNLOADED);
+    atomic_store(&g_clock_ms, 6000);
+    assert_int_equal(orch_tick(fx.o), 0);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    /* status says when */
+    struct orch_role_status *st;
+    size_t n;
+    orch_error err = {0};
+    assert_rc(orch_status(fx.o, &st, &n, NULL, &err), ORCH_OK, err);
+    assert_int_equal(st[0].unload_in_ms, 5000);
+    assert_int_equal(st[0].idle_ms, 5000);
+    assert_int_equal(st[2].unload_in_ms, -1);
+    assert_int_equal(st[3].unload_in_ms, -1);
+    free(st);
+    /* a lease out keeps it however long */
+    orch_model *m;
+    assert_rc(orch_role_acquire(fx.o, "a", &m, &err), ORCH_OK, err);
+    atomic_store(&g_clock_ms, 100000);
+    assert_int_equal(orch_tick(fx.o), 0);
+    atomic_store(&g_clock_ms, 100000);
+    orch_role_release(fx.o, m);
+    atomic_store(&g_clock_ms, 109999);
+    assert_int_equal(orch_tick(fx.o), 0);
+    atomic_store(&g_clock_ms, 110000);
+    test_log_capture_start(ORCH_LOG_INFO);
+    assert_int_equal(orch_tick(fx.o), 1);
+    char *log = test_log_capture_stop();
+    assert_non_null(strstr(log, "role=a event=unload_end"));
+    assert_non_null(strstr(log, "reason=idle"));
+    free(log);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_UNLOADED);
+    /* never, and pinned, stay */
+    atomic_store(&g_clock_ms, 10000000);
+    assert_int_equal(orch_tick(fx.o), 0);
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_READY);
+    assert_int_equal(role_state(fx.o, "d"), ORCH_STATE_READY);
+    fx_close(&fx);
+}
+
+/* The reaper thread does it on its own (real clock, 1 s TTL). */
+static void test_reaper_thread(void **state)
+{
+    (void)state;
+    orch_config *cfg;
+    orch_error err = {0};
+    char text[600];
+    snprintf(text, sizeof text, "[a]\npath = %s\nidle_ttl = 0.2\n", test_sparse_file("r.bin", 10));
+    /* idle_ttl takes whole seconds */
+    assert_rc(orch_config_parse(text, "r.ini", false, &cfg, &err), ORCH_ECONFIG, err);
+    snprintf(text, sizeof text, "[a]\npath = %s\nidle_ttl = 1\n", test_sparse_file("r.bin", 10));
+    assert_rc(orch_config_parse(text, "r.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_backend *fake = orch_fake_new(NULL);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.backend = fake;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    use(o, "a", 0);
+    assert_int_equal(role_state(o, "a"), ORCH_STATE_READY);
+    for (int i = 0; i < 100 && role_state(o, "a") != ORCH_STATE_UNLOADED; i++)
+        usleep(50000);
+    assert_int_equal(role_state(o, "a"), ORCH_STATE_UNLOADED);
+    orch_close(o);
+    orch_config_free(cfg);
+    orch_fake_free(fake);
+}
+
+/* ---- roles: fallbacks, shared weights --------------------------------------------- */
+
+static void test_fallback_and_shared_file(void **state)
+{
+    (void)state;
+    /* three roles name one file by different strings; one has a fallback */
+    const char *path = test_sparse_file("shared.bin", 100 * KB);
+    char dir[600], text[2048];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = '\0';
+    char link[700];
+    snprintf(link, sizeof link, "%s/link.bin", dir);
+    assert_int_equal(symlink(path, link), 0);
+    snprintf(text, sizeof text,
+             "[reasoning]\npath = %s\nn_ctx = 4096\n"
+             "[coder]\npath = %s/./shared.bin\nn_ctx = 1024\ntemperature = 0.3\n"
+             "[embed]\npath = %s\nembedding = true\n"
+             "[dream]\nfallback = coder\n",
+             path, dir, link);
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "s.ini", false, &cfg, &err), ORCH_OK, err);
+    struct orch_fake_params fp = orch_fake_default_params();
+    fp.load_ms = 20;
+    orch_backend *fake = orch_fake_new(&fp);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.backend = fake;
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    const char *roles[] = {"reasoning", "coder", "embed", "dream"};
+    assert_rc(orch_preload(o, roles, 4, &err), ORCH_OK, err);
+    assert_int_equal(orch_fake_counts(fake).n_loads, 1);
+    orch_model *m[4];
+    for (int i = 0; i < 4; i++)
+        assert_rc(orch_role_acquire(o, roles[i], &m[i], &err), ORCH_OK, err);
+    assert_ptr_equal(m[0], m[1]);
+    assert_ptr_equal(m[0], m[2]);
+    assert_ptr_equal(m[0], m[3]);
+    for (int i = 0; i < 4; i++)
+        orch_role_release(o, m[i]);
+    /* each role keeps its own sampling; dream falls back to coder's model
+     * but has its own (default) sampling */
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(o, "coder", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.3f);
+    assert_int_equal(g.n_ctx, 1024);
+    assert_rc(orch_role_gen_params(o, "dream", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.8f);
+    /* generation by role works on the shared model */
+    struct orch_gen_result res;
+    g.max_tokens = 3;
+    assert_rc(orch_generate(o, "dream", "a b c", &g, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, "tok0 tok1 tok2");
+    orch_gen_result_clear(&res);
+    /* unloading one role unloads the shared model for all */
+    assert_rc(orch_unload(o, "coder", &err), ORCH_OK, err);
+    assert_int_equal(role_state(o, "reasoning"), ORCH_STATE_UNLOADED);
+    assert_rc(orch_unload(o, "nope", &err), ORCH_ENOROLE, err);
+    orch_model *x;
+    assert_rc(orch_role_acquire(o, "nope", &x, &err), ORCH_ENOROLE, err);
+    assert_non_null(strstr(err.msg, "nope"));
+    orch_close(o);
+    orch_fake_free(fake);
+}
+
+/* ---- no head-of-line blocking; parallel loads ---------------------------------------- */
+
+static void test_no_head_of_line_blocking(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\n[b]\npath = @b:10\n[c]\npath = @c:10\n", 0);
+    use(fx.o, "a", 1000);
+    orch_fake_set_load_ms(fx.fake, 400);
+    struct bg_acquire bb = {.o = fx.o, .role = "b"}, bc = {.o = fx.o, .role = "c"};
+    pthread_t tb, tc;
+    pthread_create(&tb, NULL, bg_acquire_main, &bb);
+    pthread_create(&tc, NULL, bg_acquire_main, &bc);
+    while (role_state(fx.o, "b") != ORCH_STATE_LOADING || role_state(fx.o, "c") != ORCH_STATE_LOADING)
+        usleep(1000);
+    /* while b and c load, a keeps serving */
+    for (int i = 0; i < 1000; i++) {
+        orch_model *m;
+        orch_error err = {0};
+        assert_rc(orch_role_acquire(fx.o, "a", &m, &err), ORCH_OK, err);
+        orch_role_release(fx.o, m);
+    }
+    struct orch_gen_result res;
+    orch_error err = {0};
+    assert_rc(orch_generate(fx.o, "a", "x", NULL, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    /* and the two loads were still in flight, together */
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_LOADING);
+    assert_int_equal(role_state(fx.o, "c"), ORCH_STATE_LOADING);
+    pthread_join(tb, NULL);
+    pthread_join(tc, NULL);
+    assert_int_equal(bb.rc, ORCH_OK);
+    assert_int_equal(bc.rc, ORCH_OK);
+    assert_int_equal(orch_fake_counts(fx.fake).max_loading, 2);
+    fx_close(&fx);
+}
+
+/* Requests for a model that is loading join that load. */
+static void test_requests_join_load(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\n[b]\nfallback = a\n", 100);
+    struct bg_acquire r[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (struct bg_acquire){.o = fx.o, .role = i % 2 ? "a" : "b"};
+        pthread_create(&th[i], NULL, bg_acquire_main, &r[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].rc, ORCH_OK);
+    }
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 1);
+    fx_close(&fx);
+}
+
+struct late_release {
+    orch_orchestra *o;
+    orch_model *m;
+    atomic_int released;
+};
+
+static void *late_release_main(void *arg)
+{
+    struct late_release *l = arg;
+    usleep(100000);
+    atomic_store(&l->released, 1);
+    orch_role_release(l->o, l->m);
+    return NULL;
+}
+
+static void test_close_waits_for_leases(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\n", 0);
+    struct late_release l = {.o = fx.o};
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "a", &l.m, &err), ORCH_OK, err);
+    pthread_t th;
+    pthread_create(&th, NULL, late_release_main, &l);
+    orch_close(fx.o);
+    assert_int_equal(atomic_load(&l.released), 1);
+    pthread_join(th, NULL);
+    assert_int_equal(orch_fake_counts(fx.fake).n_live, 0);
+    orch_fake_free(fx.fake);
+}
+
+/* ---- the real model under several roles ---------------------------------------------- */
+
+static void test_real_model_roles(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[defaults]\nn_threads = 1\n"
+             "[reasoning]\npath = %s\ntemperature = 0\nmax_tokens = 11\n"
+             "[coder]\nfallback = reasoning\ntemperature = 0\nmax_tokens = 4\nstop = girl\n"
+             "[embedding]\nfallback = reasoning\nembedding = true\nn_ctx = 256\n"
+             "[slow]\npath = %s\n",
+             path, test_sparse_file("slow.bin", 10));
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "real.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_backend *fake = orch_fake_new(NULL);
+    struct orch_role_backend rb[] = {{"slow", fake}};
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.role_backends = rb;
+    op.n_role_backends = 1;
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    struct orch_gen_result res;
+    assert_rc(orch_generate(o, "reasoning", "Once upon a time", NULL, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, ", there was a little girl named Lily.");
+    orch_gen_result_clear(&res);
+    assert_rc(orch_generate(o, "coder", "Once upon a time", NULL, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, ", there was a");
+    assert_int_equal(res.finish, ORCH_FINISH_LENGTH);
+    orch_gen_result_clear(&res);
+    /* per-call overrides on top of the role's defaults */
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(o, "coder", &g, &err), ORCH_OK, err);
+    g.max_tokens = 50;
+    assert_rc(orch_generate(o, "coder", "Once upon a time", &g, &res, &err), ORCH_OK, err);
+    assert_string_equal(res.text, ", there was a little ");
+    assert_int_equal(res.finish, ORCH_FINISH_STOP);
+    orch_gen_result_clear(&res);
+    const char *texts[] = {"hello", "world"};
+    float *v;
+    int32_t dim;
+    assert_rc(orch_embed(o, "embedding", texts, 2, NULL, &v, &dim, &err), ORCH_OK, err);
+    assert_int_equal(dim, 64);
+    free(v);
+    struct orch_chat_message msg[] = {{"user", "Hi"}};
+    assert_rc(orch_chat(o, "coder", msg, 1, NULL, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    /* the fake role sits beside the real ones */
+    assert_rc(orch_generate(o, "slow", "x", NULL, &res, &err), ORCH_OK, err);
+    assert_non_null(strstr(res.text, "tok0"));
+    orch_gen_result_clear(&res);
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    assert_int_equal(n, 4);
+    assert_int_equal(st[0].state, ORCH_STATE_READY);
+    assert_false(st[0].bytes_estimated);
+    assert_true(st[0].bytes >= 292800 * 4);
+    assert_string_equal(st[2].model_role, "reasoning");
+    free(st);
+    orch_unload_all(o);
+    assert_int_equal(role_state(o, "coder"), ORCH_STATE_UNLOADED);
+    orch_close(o);
+    orch_fake_free(fake);
+}
+
+/* ---- stress ---------------------------------------------------------------------------- */
+
+struct stress {
+    orch_orchestra *o;
+    orch_backend *fake;
+    atomic_int bad;
+    atomic_int ok;
+    unsigned seed;
+};
+
+static void *stress_main(void *arg)
+{
+    struct stress *s = arg;
+    static const char *roles[] = {"a", "b", "c", "d", "e", "f"};
+    unsigned seed = s->seed;
+    for (int i = 0; i < 300; i++) {
+        seed = seed * 1103515245u + 12345u;
+        const char *role = roles[(seed >> 16) % 6];
+        orch_model *m;
+        orch_error err = {0};
+        int rc = orch_role_acquire(s->o, role, &m, &err);
+        if (rc == ORCH_ETIMEDOUT)
+            continue; /* every model leased by others: allowed, rare */
+        if (rc != ORCH_OK) {
+            atomic_fetch_add(&s->bad, 1);
+            continue;
+        }
+        if (orch_model_state(m) != ORCH_STATE_READY)
+            atomic_fetch_add(&s->bad, 1);
+        if ((seed >> 8) % 4 == 0)
+            usleep(100);
+        orch_role_release(s->o, m);
+        atomic_fetch_add(&s->ok, 1);
+    }
+    return NULL;
+}
+
+static void test_stress_16_threads(void **state)
+{
+    (void)state;
+    struct fx fx;
+    /* six 100K models, room for three */
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 300K\nidle_ttl = -1\nload_timeout = 30\n"
+            "[a]\npath = @a:100\n[b]\npath = @b:100\n[c]\npath = @c:100\n"
+            "[d]\npath = @d:100\n[e]\npath = @e:100\n[f]\npath = @f:100\n",
+            1);
+    struct stress s = {.o = fx.o, .fake = fx.fake};
+    pthread_t th[16];
+    struct stress per[16];
+    for (int i = 0; i < 16; i++) {
+        per[i] = s;
+        per[i].seed = (unsigned)i * 7919u + 1;
+        pthread_create(&th[i], NULL, stress_main, &per[i]);
+    }
+    int bad = 0, ok = 0;
+    for (int i = 0; i < 16; i++) {
+        pthread_join(th[i], NULL);
+        bad += atomic_load(&per[i].bad);
+        ok += atomic_load(&per[i].ok);
+    }
+    assert_int_equal(bad, 0);
+    assert_true(ok > 16 * 300 * 9 / 10);
+    struct orch_fake_counts c = orch_fake_counts(fx.fake);
+    assert_true(c.max_live <= 3); /* the budget held */
+    assert_true(c.n_loads > 6);   /* evictions forced reloads */
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    assert_rc(orch_status(fx.o, &st, &n, &b, &err), ORCH_OK, err);
+    assert_true(b.used <= 300 * KB);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(st[i].n_leases, 0);
+    free(st);
+    fx_close(&fx);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    test_tmpdir_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_pinned_never_evicted),
+        cmocka_unit_test(test_load_waits_for_lease),
+        cmocka_unit_test(test_wait_times_out_with_reason),
+        cmocka_unit_test(test_bigger_than_budget_fails_at_once),
+        cmocka_unit_test(test_idle_ttl),
+        cmocka_unit_test(test_reaper_thread),
+        cmocka_unit_test(test_fallback_and_shared_file),
+        cmocka_unit_test(test_no_head_of_line_blocking),
+        cmocka_unit_test(test_requests_join_load),
+        cmocka_unit_test(test_close_waits_for_leases),
+        cmocka_unit_test(test_real_model_roles),
+        cmocka_unit_test(test_stress_16_threads),
+    };
+    return cmocka_run_group_tests_name("orchestra", tests, NULL, teardown);
+}
