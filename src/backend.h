@@ -94,6 +94,10 @@ struct orch__model_hooks {
     void (*loaded)(void *ud, orch_model *m, uint64_t bytes);
     /* after an admitted load failed, or after the backend model was freed */
     void (*gone)(void *ud, orch_model *m);
+    /* at the end of every orch_model_release(), the lease already returned;
+     * `last` when it was the last one out. The model is not freed before
+     * this returns. May be NULL. */
+    void (*released)(void *ud, orch_model *m, bool last);
 };
 void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud);
 void *orch__model_hooks_ud(const orch_model *m);

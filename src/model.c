@@ -24,6 +24,12 @@
  * failed fast-path probe can also bring the word to zero; it goes through
  * the same check, so exactly one party frees, and only once no lease is out.
  *
+ * A release() is not over when its lease is returned: it may still run the
+ * free and the hooks. Each release() counts itself in m->n_releasing (same
+ * cache line as the lease word, so it costs no extra line transfer) and
+ * orch_model_free() waits for the count to drop to zero after the drain, so
+ * a concurrent close never frees a model under a release that is finishing.
+ *
  * What must hold:
  *  - LIVE is set only in READY, after m->obj is written (release order).
  *  - m->obj is freed only with LIVE clear and the lease count zero.
@@ -45,6 +51,7 @@ struct orch_model {
     /* hot: touched by every acquire/release */
     _Alignas(64) _Atomic uint64_t lease; /* LIVE bit | leases out; see DESIGN */
     _Atomic int64_t last_use_ms;         /* relaxed: a hint for idle/LRU policy */
+    _Atomic uint32_t n_releasing;        /* release() calls in flight; see free */
 
     /* immutable after orch_model_new() */
     _Alignas(64) struct orch_model_params params; /* strings point into path/role */
@@ -174,6 +181,7 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     pthread_cond_init(&m->cond, NULL);
     atomic_init(&m->lease, 0);
     atomic_init(&m->last_use_ms, 0);
+    atomic_init(&m->n_releasing, 0);
     atomic_init(&m->state, ORCH_STATE_UNLOADED);
     atomic_init(&m->cancel, false);
     *out = m;
@@ -185,7 +193,9 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
 static void free_locked(orch_model *m, const char *reason)
 {
     assert(get_state(m) == ORCH_STATE_DRAINING);
-    assert(atomic_load(&m->lease) == 0);
+    /* no lease can be granted: a failed fast-path probe may still be
+     * counted for an instant, but it never touches m->obj */
+    assert(!(atomic_load(&m->lease) & LEASE_LIVE));
     int64_t t0 = orch__now_ns();
     uint64_t bytes = m->bytes;
     m->be->ops->free(m->be, m->obj);
@@ -407,9 +417,19 @@ void orch_model_release(orch_model *m)
 {
     if (!m)
         return;
+    /* relaxed: ordered before the lease's release by the fetch_sub below;
+     * whoever frees acquires that and so sees this count */
+    atomic_fetch_add_explicit(&m->n_releasing, 1, memory_order_relaxed);
     /* relaxed: last use is a policy hint, not a synchronisation point */
     atomic_store_explicit(&m->last_use_ms, orch__now_ms_coarse(), memory_order_relaxed);
-    lease_put(m);
+    uint64_t prev = atomic_fetch_sub_explicit(&m->lease, 1, memory_order_acq_rel);
+    assert(LEASE_COUNT(prev) > 0);
+    if (prev == 1)
+        last_ref(m);
+    if (m->hooks && m->hooks->released)
+        m->hooks->released(m->hooks_ud, m, LEASE_COUNT(prev) == 1);
+    /* release; pairs with the acquire in orch_model_free() */
+    atomic_fetch_sub_explicit(&m->n_releasing, 1, memory_order_release);
 }
 
 int orch__model_unload_reason(orch_model *m, const char *reason)
@@ -516,6 +536,10 @@ void orch_model_free(orch_model *m)
     while (get_state(m) == ORCH_STATE_DRAINING || get_state(m) == ORCH_STATE_LOADING)
         pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
+    /* a release that returned the last lease may still be finishing (the
+     * free it ran, its hooks): wait for it, briefly */
+    while (atomic_load_explicit(&m->n_releasing, memory_order_acquire) != 0)
+        sched_yield();
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m->path);

@@ -282,7 +282,24 @@ static void gone(void *ud, orch_model *m)
     pthread_mutex_unlock(&o->lock);
 }
 
-static const struct orch__model_hooks hooks = {.admit = admit, .loaded = loaded, .gone = gone};
+/* Runs inside orch_model_release(), so a concurrent close waits for it. */
+static void released(void *ud, orch_model *m, bool last)
+{
+    struct entry *e = ud;
+    orch_orchestra *o = e->o;
+    if (last && e->idle_ttl_ms == 0 && !e->pinned)
+        orch__model_unload_if_idle(m, "idle");
+    /* seq_cst pairs with the increment in admit(): a waiter that counted
+     * itself before our release is woken */
+    if (atomic_load_explicit(&o->n_waiting, memory_order_seq_cst) > 0) {
+        pthread_mutex_lock(&o->lock);
+        pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+    }
+}
+
+static const struct orch__model_hooks hooks = {
+    .admit = admit, .loaded = loaded, .gone = gone, .released = released};
 
 /* ---- idle unloading ------------------------------------------------------------ */
 
@@ -561,17 +578,9 @@ void orch_role_release(orch_orchestra *o, orch_model *m)
     if (!o || !m)
         return;
     struct entry *e = orch__model_hooks_ud(m);
+    /* before the lease returns: an evictor that sees no lease sees this */
     atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
-    orch_model_release(m);
-    if (e->idle_ttl_ms == 0 && !e->pinned && orch__model_n_leases(m) == 0)
-        orch__model_unload_if_idle(m, "idle");
-    /* seq_cst pairs with the increment in admit(): a waiter that counted
-     * itself before our release is woken */
-    if (atomic_load_explicit(&o->n_waiting, memory_order_seq_cst) > 0) {
-        pthread_mutex_lock(&o->lock);
-        pthread_cond_broadcast(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-    }
+    orch_model_release(m); /* the rest happens in released() */
 }
 
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,

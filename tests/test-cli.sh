@@ -1,2 +1,170 @@
-#!/bin/sh
-echo "0 passed, 0 failed"
+#!/usr/bin/env bash
+# test-cli.sh — the `orchestra` command end to end: results on stdout,
+# errors on stderr, documented exit codes. Usage: test-cli.sh PATH/TO/orchestra
+set -u
+BIN=${1:?usage: test-cli.sh ORCHESTRA_BINARY}
+SRC=${ORCH_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+MODEL=${ORCH_TEST_MODEL:-$SRC/../shared/models/stories260K.gguf}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0 skip=0
+
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect_rc NAME RC CMD...: runs CMD (stdout -> $TMP/out, stderr -> $TMP/err)
+expect_rc() {
+  local name=$1 want=$2; shift 2
+  "$@" >"$TMP/out" 2>"$TMP/err"
+  local got=$?
+  if [ "$got" -eq "$want" ]; then ok; else bad "$name: exit $got, expected $want; stderr: $(head -c 400 "$TMP/err")"; fi
+}
+expect_out() { # NAME EXPECTED: stdout equals
+  if [ "$(cat "$TMP/out")" = "$2" ]; then ok; else bad "$1: stdout '$(head -c 300 "$TMP/out")', expected '$2'"; fi
+}
+expect_grep() { # NAME FILE PATTERN
+  if grep -q -- "$3" "$TMP/$2"; then ok; else bad "$1: no '$3' in $2: $(head -c 400 "$TMP/$2")"; fi
+}
+
+# --- help and usage ----------------------------------------------------------------
+expect_rc "help" 0 "$BIN" --help
+expect_grep "help lists exit codes" out "exit codes"
+for c in generate chat embed info mkmodel ps preload; do
+  expect_rc "$c --help" 0 "$BIN" $c --help
+  expect_grep "$c --help" out "usage: orchestra"
+done
+expect_rc "no command" 2 "$BIN"
+expect_rc "unknown command" 2 "$BIN" frobnicate
+expect_rc "unknown option" 2 "$BIN" generate --frob
+expect_rc "version" 0 "$BIN" --version
+
+# --- mkmodel and info: need no real model ------------------------------------------
+expect_rc "mkmodel" 0 "$BIN" mkmodel --params 1M --seed 3 -o "$TMP/syn.gguf"
+expect_rc "info synthetic" 0 "$BIN" info "$TMP/syn.gguf"
+expect_grep "info arch" out "architecture:    llama"
+expect_rc "info --json" 0 "$BIN" info --json "$TMP/syn.gguf"
+expect_grep "info json" out '"architecture": "llama"'
+expect_rc "mkmodel bad size" 2 "$BIN" mkmodel --params lots -o "$TMP/x.gguf"
+expect_rc "mkmodel no output" 2 "$BIN" mkmodel --params 1M
+expect_rc "generate synthetic" 0 "$BIN" generate -m "$TMP/syn.gguf" -p "hello" -n 4 --temp 0 --threads 1
+head -c 4096 /dev/urandom > "$TMP/garbage.gguf"
+expect_rc "info garbage" 3 "$BIN" info "$TMP/garbage.gguf"
+expect_grep "info garbage message" err "not a GGUF file"
+expect_rc "info missing" 3 "$BIN" info "$TMP/none.gguf"
+expect_grep "info missing names file" err "none.gguf"
+head -c 100 "$TMP/syn.gguf" > "$TMP/cut.gguf"
+expect_rc "info truncated" 3 "$BIN" info "$TMP/cut.gguf"
+expect_grep "info truncated message" err "cut short"
+
+if [ ! -r "$MODEL" ]; then
+  echo "SKIP: real model not found at $MODEL; skipping the tests that need it" >&2
+  skip=1
+else
+  M=(-m "$MODEL" --threads 1)
+  # --- generate --------------------------------------------------------------------
+  expect_rc "generate" 0 "$BIN" generate "${M[@]}" -p "Once upon a time" -n 11 --temp 0
+  expect_out "generate greedy text" ", there was a little girl named Lily."
+  expect_grep "timings on stderr" err "tok/s"
+  printf 'Once upon a time\n' > "$TMP/prompt"
+  expect_rc "generate stdin" 0 "$BIN" generate "${M[@]}" -n 11 --temp 0 < "$TMP/prompt"
+  expect_out "generate stdin text" ", there was a little girl named Lily."
+  expect_rc "generate stop" 0 "$BIN" -q generate "${M[@]}" -p "Once upon a time" -n 50 --temp 0 --stop "girl"
+  expect_out "stop string cuts" ", there was a little "
+  expect_rc "quiet" 0 "$BIN" -q generate "${M[@]}" -p "Once upon a time" -n 3 --temp 0
+  if [ ! -s "$TMP/err" ]; then ok; else bad "quiet: stderr not empty"; fi
+  expect_rc "seeded 1" 0 "$BIN" -q generate "${M[@]}" -p "Once upon a time" -n 30 --temp 1 --seed 7
+  cp "$TMP/out" "$TMP/seed1"
+  expect_rc "seeded 2" 0 "$BIN" -q generate "${M[@]}" -p "Once upon a time" -n 30 --temp 1 --seed 7
+  if cmp -s "$TMP/out" "$TMP/seed1"; then ok; else bad "seeded runs differ"; fi
+  expect_rc "verbose logs" 0 "$BIN" -v generate "${M[@]}" -p "Once" -n 2
+  expect_grep "load logged" err "event=load_end"
+  expect_rc "json logs" 0 "$BIN" -v --log-json generate "${M[@]}" -p "Once" -n 2
+  expect_grep "json log line" err '"event":"load_end"'
+  # bad input
+  expect_rc "max-tokens 0" 2 "$BIN" generate "${M[@]}" -p x -n 0
+  expect_rc "max-tokens negative" 2 "$BIN" generate "${M[@]}" -p x -n -5
+  expect_rc "temp negative" 2 "$BIN" generate "${M[@]}" -p x --temp -1
+  expect_rc "top-p out of range" 2 "$BIN" generate "${M[@]}" -p x --top-p 1.5
+  expect_rc "top-p zero" 2 "$BIN" generate "${M[@]}" -p x --top-p 0
+  expect_rc "ctx zero" 2 "$BIN" generate "${M[@]}" -p x --ctx 0
+  expect_rc "empty prompt" 3 "$BIN" generate "${M[@]}" -p ""
+  expect_grep "empty prompt message" err "empty"
+  printf 'bad \xff utf8' > "$TMP/badutf"
+  expect_rc "invalid utf-8" 3 "$BIN" generate "${M[@]}" < "$TMP/badutf"
+  expect_grep "utf-8 message" err "UTF-8"
+  printf 'nul\0byte' > "$TMP/nul"
+  expect_rc "nul byte" 3 "$BIN" generate "${M[@]}" < "$TMP/nul"
+  expect_grep "nul message" err "NUL"
+  expect_rc "prompt over context" 3 "$BIN" generate "${M[@]}" --ctx 8 -p "Once upon a time there was a little girl named Lily"
+  expect_grep "context message" err "context holds 8"
+  expect_rc "missing model" 3 "$BIN" generate -m "$TMP/nope.gguf" -p x
+  expect_grep "missing model names file" err "nope.gguf"
+  expect_rc "garbage model" 3 "$BIN" generate -m "$TMP/garbage.gguf" -p x
+  expect_rc "directory model" 3 "$BIN" generate -m "$TMP" -p x
+  # a closed or full stdout is reported, not a crash
+  "$BIN" generate "${M[@]}" -p "Once upon a time" -n 5 >&- 2>"$TMP/err"
+  rc=$?; if [ $rc -eq 4 ]; then ok; else bad "closed stdout: exit $rc, expected 4"; fi
+  "$BIN" generate "${M[@]}" -p "Once upon a time" -n 5 >/dev/full 2>"$TMP/err"
+  rc=$?; if [ $rc -eq 4 ]; then ok; else bad "full stdout: exit $rc, expected 4"; fi
+  # --- chat -------------------------------------------------------------------------
+  printf 'Hello\nTell me a story\n' > "$TMP/chat"
+  expect_rc "chat pipe" 0 "$BIN" -q chat "${M[@]}" -n 5 --temp 0 < "$TMP/chat"
+  if [ "$(wc -l < "$TMP/out")" -eq 2 ]; then ok; else bad "chat: expected 2 reply lines, got $(wc -l < "$TMP/out")"; fi
+  # --- embed ------------------------------------------------------------------------
+  expect_rc "embed -t" 0 "$BIN" embed "${M[@]}" -t hello -t "the cat"
+  if [ "$(wc -l < "$TMP/out")" -eq 2 ] && [ "$(head -1 "$TMP/out" | tr -cd ',' | wc -c)" -eq 63 ] \
+     && head -1 "$TMP/out" | grep -q '^\[.*\]$'; then ok; else bad "embed: two 64-number arrays expected"; fi
+  cp "$TMP/out" "$TMP/emb1"
+  printf 'hello\nthe cat\n' > "$TMP/lines"
+  expect_rc "embed stdin" 0 "$BIN" embed "${M[@]}" < "$TMP/lines"
+  if cmp -s "$TMP/out" "$TMP/emb1"; then ok; else bad "embed stdin differs from -t"; fi
+  printf 'a\n\nb\n' > "$TMP/gap"
+  expect_rc "embed empty line" 3 "$BIN" embed "${M[@]}" < "$TMP/gap"
+  expect_rc "embed nothing" 3 "$BIN" embed "${M[@]}" < /dev/null
+  expect_grep "embed nothing message" err "nothing to embed"
+  # --- config: roles, ps, preload ---------------------------------------------------
+  cat > "$TMP/o.ini" <<INI
+[defaults]
+memory_budget = 64M
+n_threads = 1
+[reasoning]
+path = $MODEL
+temperature = 0
+max_tokens = 11
+[coder]
+fallback = reasoning
+temperature = 0
+stop = girl
+[embedding]
+fallback = reasoning
+embedding = true
+INI
+  expect_rc "ps" 0 "$BIN" -c "$TMP/o.ini" ps
+  expect_grep "ps header" out "ROLE"
+  expect_grep "ps fallback" out "via reasoning"
+  expect_grep "ps state" out "unloaded"
+  expect_rc "preload" 0 "$BIN" -c "$TMP/o.ini" preload reasoning
+  expect_grep "preload ready" out "ready"
+  expect_grep "preload memory" out "budget"
+  expect_rc "generate --role" 0 "$BIN" -q -c "$TMP/o.ini" generate --role reasoning -p "Once upon a time"
+  expect_out "role defaults" ", there was a little girl named Lily."
+  expect_rc "generate --role coder" 0 "$BIN" -q -c "$TMP/o.ini" generate --role coder -p "Once upon a time"
+  expect_out "role stop" ", there was a little "
+  expect_rc "role override" 0 "$BIN" -q -c "$TMP/o.ini" generate --role coder -p "Once upon a time" -n 3
+  expect_out "role override text" ", there was"
+  expect_rc "embed --role" 0 "$BIN" -c "$TMP/o.ini" embed --role embedding -t hi
+  expect_rc "unknown role" 3 "$BIN" -c "$TMP/o.ini" generate --role wizard -p x
+  expect_grep "unknown role message" err "no role 'wizard'"
+  expect_rc "preload unknown" 3 "$BIN" -c "$TMP/o.ini" preload wizard
+  printf '[reasoning]\npath = %s\ntemprature = 1\n' "$MODEL" > "$TMP/bad.ini"
+  expect_rc "bad config" 3 "$BIN" -c "$TMP/bad.ini" ps
+  expect_grep "bad config line" err "bad.ini:3"
+  expect_grep "bad config suggestion" err "did you mean 'temperature'"
+  printf '[defaults]\nmemory_budget = 1K\n[r]\npath = %s\n' "$MODEL" > "$TMP/tiny.ini"
+  expect_rc "over budget" 1 "$BIN" -c "$TMP/tiny.ini" generate -p x
+  expect_grep "over budget message" err "more than the whole memory budget"
+  expect_rc "ps without config" 2 "$BIN" ps
+fi
+
+echo "$pass passed, $fail failed$([ $skip -eq 1 ] && echo ", 1 skipped")"
+[ "$fail" -eq 0 ]

@@ -502,7 +502,7 @@ int cmd_embed(struct cli *cli, int argc, char **argv)
             normalize = false;
             continue;
         }
-        int r = opt == 'n' || opt >= OPT_TEMP ? 0 : common_opt(&c, opt, optarg);
+        int r = common_opt(&c, opt, optarg);
         if (r <= 0) {
             if (r == 0)
                 fprintf(stderr, "try 'orchestra embed --help'\n");

@@ -43,7 +43,7 @@ static int print_table(orch_orchestra *o)
     if (rc)
         return cli_fail(rc, &err);
     char line[1024];
-    int k = snprintf(line, sizeof line, "%-12s %-28s %-9s %-10s %-6s %s\n", "ROLE", "MODEL", "STATE",
+    int k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6s %s\n", "ROLE", "MODEL", "STATE",
                      "SIZE", "LEASES", "UNLOAD IN");
     bool ok = out_write(line, (size_t)k);
     for (size_t i = 0; i < n && ok; i++) {
@@ -51,7 +51,7 @@ static int print_table(orch_orchestra *o)
         base = base ? base + 1 : st[i].path;
         char model[64], size[32], until[32];
         if (strcmp(st[i].role, st[i].model_role) != 0)
-            snprintf(model, sizeof model, "%.40s (via %.16s)", base, st[i].model_role);
+            snprintf(model, sizeof model, "%.20s (via %.10s)", base, st[i].model_role);
         else
             snprintf(model, sizeof model, "%.60s", base);
         human(st[i].bytes, st[i].bytes_estimated, size, sizeof size);
@@ -63,7 +63,7 @@ static int print_table(orch_orchestra *o)
             snprintf(until, sizeof until, "in use");
         else
             duration(st[i].unload_in_ms, until, sizeof until);
-        k = snprintf(line, sizeof line, "%-12s %-28s %-9s %-10s %-6lld %s\n", st[i].role, model,
+        k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6lld %s\n", st[i].role, model,
                      orch_state_name(st[i].state), size, (long long)st[i].n_leases, until);
         ok = out_write(line, (size_t)k);
         if (ok && st[i].state == ORCH_STATE_FAILED && st[i].last_error[0]) {

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The main job, end to end: set up, build, then run several models side by
+# side in roles from a config, under a memory budget.
+#
+#   scripts/demo.sh                 # synthesizes two small models (no model needed)
+#   scripts/demo.sh MODEL.gguf      # your GGUF as the reasoning model
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+pc=$(bash scripts/setup.sh)
+export PKG_CONFIG_PATH="${pc}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+O=build/orchestra
+work=build/demo
+mkdir -p "$work"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+reasoning=${1:-}
+if [ -z "$reasoning" ]; then
+  story="$top/../shared/models/stories260K.gguf"
+  if [ -r "$story" ]; then
+    reasoning=$story
+  else
+    say "no model given: synthesizing one (random weights, so its text is noise)"
+    $O mkmodel --params 5M --seed 1 -o "$work/reasoning.gguf"
+    reasoning=$work/reasoning.gguf
+  fi
+fi
+[ -r "$reasoning" ] || { echo "demo: cannot read $reasoning" >&2; exit 3; }
+say "a second, synthetic model for the coder role"
+[ -f "$work/coder.gguf" ] || $O mkmodel --params 20M --seed 2 -o "$work/coder.gguf"
+
+say "what the files are (read from their headers, nothing loaded)"
+$O info "$reasoning"
+
+budget=$(( $(stat -c %s "$reasoning") * 3 + 512 * 1024 * 1024 ))
+cat > "$work/demo.ini" <<INI
+[defaults]
+memory_budget = $budget
+n_threads = 1
+n_ctx = 512
+[reasoning]
+path = $reasoning
+temperature = 0
+max_tokens = 40
+[dream]
+fallback = reasoning
+temperature = 0.9
+max_tokens = 40
+[coder]
+path = $top/$work/coder.gguf
+temperature = 0.3
+max_tokens = 12
+[embedding]
+fallback = reasoning
+embedding = true
+INI
+say "the roles (config: $work/demo.ini)"
+$O -c "$work/demo.ini" ps
+
+say "generate --role reasoning (greedy), text streams to stdout"
+$O -c "$work/demo.ini" generate --role reasoning -p "Once upon a time"
+say "generate --role dream (the same weights, sampled at temperature 0.9)"
+$O -c "$work/demo.ini" generate --role dream -p "Once upon a time" --seed 7
+say "chat over the model's template (two user lines from a pipe)"
+printf 'Hello!\nTell me about the cat.\n' | $O -c "$work/demo.ini" chat --role reasoning -n 20
+say "embed --role embedding: one JSON vector per line (first 80 characters shown)"
+$O -c "$work/demo.ini" embed --role embedding -t "a cat" -t "a dog" | cut -c1-80
+say "preload two roles in parallel under the budget, with load logs"
+$O -v -c "$work/demo.ini" preload reasoning coder
+say "done: see README.md for the library API and the config file"
