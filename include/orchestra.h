@@ -627,8 +627,9 @@ int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_pa
 
 /* Generate / chat / embed by role. params NULL = the role's defaults; to
  * override some, start from orch_role_gen_params(). The role's n_ctx and
- * n_threads apply unless params set them. Returns, Ownership: as the
- * orch_model_ functions. Threads: any. */
+ * n_threads apply unless params set them. orch_embed with role NULL uses
+ * the first role marked `embedding = true` (ORCH_ENOROLE when none is).
+ * Returns, Ownership: as the orch_model_ functions. Threads: any. */
 int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
                   const struct orch_gen_params *params, struct orch_gen_result *res,
                   orch_error *err);

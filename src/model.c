@@ -319,7 +319,7 @@ static int do_load_locked(orch_model *m, orch_error *err)
         m->n_failures++;
         m->last_error = e;
         set_state(m, ORCH_STATE_FAILED);
-        orch__log(ORCH_LOG_ERROR, m->role, "load_failed", OF_S("path", m->path), OF_D("ms", ms),
+        orch__log(rc == ORCH_ECANCELED ? ORCH_LOG_WARN : ORCH_LOG_ERROR, m->role, "load_failed", OF_S("path", m->path), OF_D("ms", ms),
                   OF_S("code", orch_err_name(rc)), OF_S("error", e.msg));
     }
     pthread_cond_broadcast(&m->cond);

@@ -662,6 +662,14 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
                const struct orch_embed_params *params, float **out, int32_t *n_embd,
                orch_error *err)
 {
+    if (o && !role) {
+        for (size_t i = 0; i < o->n_roles && !role; i++)
+            if (o->roles[i].cfg.embedding)
+                role = o->roles[i].name;
+        if (!role)
+            return orch__err(err, ORCH_ENOROLE,
+                             "no role is marked 'embedding = true'; name one with --role");
+    }
     orch_model *m;
     int rc = orch_role_acquire(o, role, &m, err);
     if (rc)

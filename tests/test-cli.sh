@@ -153,6 +153,9 @@ INI
   expect_rc "role override" 0 "$BIN" -q -c "$TMP/o.ini" generate --role coder -p "Once upon a time" -n 3
   expect_out "role override text" ", there was"
   expect_rc "embed --role" 0 "$BIN" -c "$TMP/o.ini" embed --role embedding -t hi
+  cp "$TMP/out" "$TMP/emb-role"
+  expect_rc "embed default role" 0 "$BIN" -c "$TMP/o.ini" embed -t hi
+  if cmp -s "$TMP/out" "$TMP/emb-role"; then ok; else bad "embed without --role should use the embedding role"; fi
   expect_rc "unknown role" 3 "$BIN" -c "$TMP/o.ini" generate --role wizard -p x
   expect_grep "unknown role message" err "no role 'wizard'"
   expect_rc "preload unknown" 3 "$BIN" -c "$TMP/o.ini" preload wizard

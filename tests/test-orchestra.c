@@ -542,6 +542,11 @@ static void test_real_model_roles(void **state)
     int32_t dim;
     assert_rc(orch_embed(o, "embedding", texts, 2, NULL, &v, &dim, &err), ORCH_OK, err);
     assert_int_equal(dim, 64);
+    float *v2;
+    /* no role named: the one marked for embeddings */
+    assert_rc(orch_embed(o, NULL, texts, 2, NULL, &v2, &dim, &err), ORCH_OK, err);
+    assert_memory_equal(v, v2, sizeof(float) * 2 * 64);
+    free(v2);
     free(v);
     struct orch_chat_message msg[] = {{"user", "Hi"}};
     assert_rc(orch_chat(o, "coder", msg, 1, NULL, &res, &err), ORCH_OK, err);

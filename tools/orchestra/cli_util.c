@@ -130,8 +130,9 @@ int target_open(struct cli *cli, const struct target_opts *o, struct target *t)
     if (rc)
         return cli_fail(rc, &err);
     t->role = o->role;
-    if (!t->role) {
-        /* first role of the config */
+    if (!t->role && !o->embedding) {
+        /* first role of the config; embed leaves it NULL: the role marked
+         * for embeddings */
         t->role = orch_config_role_name(cli->cfg, 0);
     }
     return EXIT_OK;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Switch time between two models under a budget that holds one, in one run:
+# the orchestra (bench_orchestra --switch), a bare unload + load, and
+# llama.cpp's own router (llama-server --models-dir DIR --models-max 1) on the
+# same two files. Build the peer first: bench/build-llama-server.sh.
+# usage: bench/switch.sh [A.gguf B.gguf]   (default: two synthetic 80M models)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+server=.deps/llama-server/bin/llama-server
+[ -x "$server" ] || { echo "no $server: run bench/build-llama-server.sh" >&2; exit 1; }
+[ -x build/bench/bench_orchestra ] || { echo "build first (scripts/demo.sh or scripts/test.sh)" >&2; exit 1; }
+a=${1:-build/bench/switch-a.gguf}
+b=${2:-build/bench/switch-b.gguf}
+[ -f "$a" ] || build/orchestra mkmodel --params 80M --seed 11 -o "$a"
+[ -f "$b" ] || build/orchestra mkmodel --params 80M --seed 12 -o "$b"
+
+out=$(build/bench/bench_orchestra --switch "$a" "$b" 2>&1 | sed -n '/^switch between/,$p')
+echo "$out" | grep -v '^SWITCH_MS'
+ours=$(echo "$out" | sed -n 's/^SWITCH_MS //p')
+
+dir=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+cp "$a" "$dir/model-a.gguf"
+cp "$b" "$dir/model-b.gguf"
+port=18187
+"$server" --models-dir "$dir" --models-max 1 --host 127.0.0.1 --port $port -t 1 -c 512 \
+  >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+req() { # MODEL -> seconds
+  curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/completions" \
+    -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$1\",\"prompt\":\"hello\",\"max_tokens\":1}"
+}
+ids=$(curl -s "http://127.0.0.1:$port/models" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)
+ma=$(echo "$ids" | grep -m1 model-a); mb=$(echo "$ids" | grep -m1 model-b)
+[ -n "$ma" ] && [ -n "$mb" ] || { echo "router lists no models: $ids" >&2; tail "$dir/server.log" >&2; exit 1; }
+req "$ma" >/dev/null; req "$ma" >/dev/null
+switch=() warm=()
+for i in $(seq 1 7); do
+  for m in "$mb" "$ma"; do
+    switch+=("$(req "$m")")
+    warm+=("$(req "$m")")
+  done
+done
+med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+s=$(med "${switch[@]}"); w=$(med "${warm[@]}")
+router=$(awk -v s="$s" -v w="$w" 'BEGIN {printf "%.2f", (s - w) * 1000}')
+echo "  llama-server router (--models-max 1): request after a switch $(awk -v s="$s" 'BEGIN{printf "%.1f", s*1000}') ms," \
+     "warm request $(awk -v w="$w" 'BEGIN{printf "%.1f", w*1000}') ms: switch $router ms"
+echo "  ratio orchestra / router switch: $(awk -v o="$ours" -v r="$router" 'BEGIN {printf "%.3f", o / r}')"
