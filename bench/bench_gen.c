@@ -17,6 +17,8 @@
  */
 #include <orchestra.h>
 
+#include "bench_util.h"
+
 #include <llama.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,24 +33,8 @@
 #define REPS 7
 #define N_EMB 256
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void quiet_log(enum ggml_log_level l, const char *t, void *u)
 {
@@ -71,13 +57,13 @@ struct timing {
 
 static void bare_generate(struct bare *b, const char *prompt, int n_batch, struct timing *t)
 {
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     llama_token toks[4096];
     int n = llama_tokenize(b->vocab, prompt, (int)strlen(prompt), toks, 4096, true, false);
     llama_memory_clear(llama_get_memory(b->ctx), true);
     struct llama_sampler *s = llama_sampler_chain_init(llama_sampler_chain_default_params());
     llama_sampler_chain_add(s, llama_sampler_init_greedy());
-    double tp = now_ms();
+    double tp = bench_now_ms();
     for (int i = 0; i < n; i += n_batch) {
         int k = n - i < n_batch ? n - i : n_batch;
         if (llama_decode(b->ctx, llama_batch_get_one(toks + i, k))) {
@@ -85,7 +71,7 @@ static void bare_generate(struct bare *b, const char *prompt, int n_batch, struc
             exit(1);
         }
     }
-    double tg = now_ms();
+    double tg = bench_now_ms();
     int gen = 0;
     char out[16384];
     size_t len = 0;
@@ -104,7 +90,7 @@ static void bare_generate(struct bare *b, const char *prompt, int n_batch, struc
             exit(1);
         }
     }
-    double te = now_ms();
+    double te = bench_now_ms();
     llama_sampler_free(s);
     t->prompt_ms = tg - tp;
     t->gen_ms = te - tg;
@@ -121,12 +107,12 @@ static void lib_generate(orch_model *m, const char *prompt, int threads, struct 
     p.n_threads = threads;
     struct orch_gen_result res;
     orch_error err;
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     if (orch_model_generate(m, prompt, &p, &res, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         exit(1);
     }
-    t->total_ms = now_ms() - t0;
+    t->total_ms = bench_now_ms() - t0;
     t->prompt_ms = res.prompt_ms;
     t->gen_ms = res.gen_ms;
     t->n_prompt = res.n_prompt;
@@ -136,7 +122,7 @@ static void lib_generate(orch_model *m, const char *prompt, int threads, struct 
 
 static double bare_embed(struct bare *b, const char *const *texts, int n, int n_embd, float *out)
 {
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     struct llama_batch batch = llama_batch_init(512, 0, 1);
     for (int i = 0; i < n; i++) {
         llama_token toks[512];
@@ -163,7 +149,7 @@ static double bare_embed(struct bare *b, const char *const *texts, int n, int n_
             out[(size_t)i * n_embd + d] = (float)(e[d] / norm);
     }
     llama_batch_free(batch);
-    return now_ms() - t0;
+    return bench_now_ms() - t0;
 }
 
 static void bench_model(const char *path, int threads)
@@ -221,8 +207,8 @@ static void bench_model(const char *path, int threads)
     if (tl.n_gen != tb.n_gen || tl.n_prompt != tb.n_prompt)
         printf("  (note: token counts differ: lib %d+%d, bare %d+%d)\n", tl.n_prompt, tl.n_gen,
                tb.n_prompt, tb.n_gen);
-    double mlp = median(lp, REPS), mlg = median(lg, REPS), mlt = median(lt, REPS);
-    double mbp = median(bp, REPS), mbg = median(bg, REPS), mbt = median(bt, REPS);
+    double mlp = bench_median(lp, REPS), mlg = bench_median(lg, REPS), mlt = bench_median(lt, REPS);
+    double mbp = bench_median(bp, REPS), mbg = bench_median(bg, REPS), mbt = bench_median(bt, REPS);
 
     /* embeddings */
     char *buf[N_EMB];
@@ -241,12 +227,12 @@ static void bench_model(const char *path, int threads)
     for (int r = -1; r < REPS; r++) {
         float *v;
         int32_t dim;
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (orch_model_embed(m, texts, N_EMB, &ep, &v, &dim, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             exit(1);
         }
-        double tl_ms = now_ms() - t0;
+        double tl_ms = bench_now_ms() - t0;
         double tb_ms = bare_embed(&b, texts, N_EMB, n_embd, bare_out);
         for (size_t i = 0; i < (size_t)N_EMB * (size_t)n_embd; i++)
             maxdiff = fmax(maxdiff, fabs((double)v[i] - bare_out[i]));
@@ -256,7 +242,7 @@ static void bench_model(const char *path, int threads)
             be[r] = N_EMB * 1e3 / tb_ms;
         }
     }
-    double mle = median(le, REPS), mbe = median(be, REPS);
+    double mle = bench_median(le, REPS), mbe = bench_median(be, REPS);
 
     struct orch_model_info info;
     orch_model_info(m, &info, &err);

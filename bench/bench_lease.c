@@ -13,6 +13,8 @@
  */
 #include <orchestra.h>
 
+#include "bench_util.h"
+
 #include <llama.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,17 +34,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* ---- the three ways to hold a model ------------------------------------------ */
 
@@ -160,7 +152,7 @@ static void bench_leases(const int *threads, int n_threads)
         for (int r = 0; r < REPS; r++)
             for (int k = 0; k < 3; k++)
                 v[k][r] = run(&s, (enum kind)k, threads[t]);
-        double o = median(v[OURS], REPS), m = median(v[MUTEX], REPS), w = median(v[RWLOCK], REPS);
+        double o = bench_median(v[OURS], REPS), m = bench_median(v[MUTEX], REPS), w = bench_median(v[RWLOCK], REPS);
         printf("%8d %10.1f %10.1f %10.1f %14.3f %14.3f\n", threads[t], o, m, w, o / m, o / w);
     }
     orch_model_free(s.ours);
@@ -213,7 +205,7 @@ static void bench_load(const char *model)
             bare[i] = (t3 - t2) * 1e3;
         }
     }
-    double o = median(ours, N), b = median(bare, N);
+    double o = bench_median(ours, N), b = bench_median(bare, N);
     printf("\nload of %s (median of %d, alternated)\n", model, N);
     printf("%16s %16s %10s\n", "library ms", "bare llama ms", "ratio");
     printf("%16.3f %16.3f %10.3f\n", o, b, o / b);

@@ -15,6 +15,8 @@
  */
 #include <orchestra.h>
 
+#include "bench_util.h"
+
 #include <llama.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,25 +29,8 @@
 
 #define N_LAT 300
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-static double pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    int i = (int)(p * (n - 1) + 0.5);
-    return v[i];
-}
 
 static void die(const orch_error *err)
 {
@@ -75,10 +60,10 @@ static double request(orch_orchestra *o)
     p.max_tokens = 8;
     struct orch_gen_result res;
     orch_error err;
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     if (orch_generate(o, "fast", "Once upon a time", &p, &res, &err))
         die(&err);
-    double t = now_ms() - t0;
+    double t = bench_now_ms() - t0;
     orch_gen_result_clear(&res);
     return t;
 }
@@ -88,8 +73,8 @@ static void measure(orch_orchestra *o, const char *label, double *p50, double *p
     double v[N_LAT];
     for (int i = 0; i < N_LAT; i++)
         v[i] = request(o);
-    *p50 = pct(v, N_LAT, 0.50);
-    *p99 = pct(v, N_LAT, 0.99);
+    *p50 = bench_pct(v, N_LAT, 0.50);
+    *p99 = bench_pct(v, N_LAT, 0.99);
     printf("  %-44s p50 %7.3f ms   p99 %7.3f ms\n", label, *p50, *p99);
 }
 
@@ -166,9 +151,9 @@ static void bench_latency(const char *stories, const char *big)
     pthread_t th;
     pthread_create(&th, NULL, load_once, &sl);
     usleep(10000);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     measure(o, "while another role loads (3 s fake load)", &s50, &s99);
-    bool overlapped = now_ms() - t0 < 2900;
+    bool overlapped = bench_now_ms() - t0 < 2900;
     pthread_join(th, NULL);
     struct loader bl = {.o = o, .role = "big"};
     pthread_create(&th, NULL, load_loop, &bl);
@@ -226,19 +211,19 @@ static void bench_switch(const char *a, const char *b)
     for (int i = -1; i < N; i++) {
         /* ours: a is loaded; acquiring b evicts a and loads b, and back */
         const char *to = roles[(i + 1) % 2 == 0 ? 1 : 0];
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (orch_role_acquire(o, to, &m, &err))
             die(&err);
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         orch_role_release(o, m);
         /* bare: free one, load the other */
         struct llama_model *x = llama_model_load_from_file(to == roles[1] ? a : b,
                                                            llama_model_default_params());
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         llama_model_free(x);
         struct llama_model *y = llama_model_load_from_file(to == roles[1] ? b : a,
                                                            llama_model_default_params());
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         llama_model_free(y);
         if (i >= 0) {
             ours[i] = t1 - t0;
@@ -250,7 +235,7 @@ static void bench_switch(const char *a, const char *b)
     size_t n;
     orch_status(o, &st, &n, &bs, &err);
     free(st);
-    double o50 = pct(ours, N, 0.5), b50 = pct(bare, N, 0.5);
+    double o50 = bench_pct(ours, N, 0.5), b50 = bench_pct(bare, N, 0.5);
     printf("\nswitch between two models under a budget that holds one (%.1f MiB budget, "
            "%lld evictions)\n  %s\n  %s\n",
            (double)budget / (1 << 20), (long long)bs.n_evictions, a, b);

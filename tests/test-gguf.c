@@ -362,13 +362,6 @@ static void test_synth_model(void **state)
     assert_non_null(strstr(err.msg, "x.gguf"));
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_tmpdir_cleanup();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,5 +371,5 @@ int main(void)
         cmocka_unit_test(test_real_file_info),
         cmocka_unit_test(test_synth_model),
     };
-    return cmocka_run_group_tests_name("gguf", tests, NULL, teardown);
+    return cmocka_run_group_tests_name("gguf", tests, NULL, test_teardown);
 }

@@ -519,13 +519,6 @@ static void test_missing_file_with_fake(void **state)
     orch_fake_free(fake);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_tmpdir_cleanup();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,5 +539,5 @@ int main(void)
         cmocka_unit_test(test_missing_file_with_fake),
         cmocka_unit_test(test_oom_on_new),
     };
-    return cmocka_run_group_tests_name("model", tests, NULL, teardown);
+    return cmocka_run_group_tests_name("model", tests, NULL, test_teardown);
 }

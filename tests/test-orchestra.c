@@ -648,13 +648,6 @@ static void test_stress_16_threads(void **state)
     fx_close(&fx);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_tmpdir_cleanup();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -672,5 +665,5 @@ int main(void)
         cmocka_unit_test(test_real_model_roles),
         cmocka_unit_test(test_stress_16_threads),
     };
-    return cmocka_run_group_tests_name("orchestra", tests, NULL, teardown);
+    return cmocka_run_group_tests_name("orchestra", tests, NULL, test_teardown);
 }

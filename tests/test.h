@@ -33,6 +33,9 @@ const char *test_model_path(void);
 const char *test_tmpdir(void);
 void test_tmpdir_cleanup(void);
 
+/* Group teardown: removes the temporary directory. */
+int test_teardown(void **state);
+
 /* Writes `n` bytes to dir/name; returns the path (static buffer ring). */
 const char *test_write_file(const char *name, const void *data, size_t n);
 

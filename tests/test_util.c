@@ -56,6 +56,13 @@ void test_tmpdir_cleanup(void)
     }
 }
 
+int test_teardown(void **state)
+{
+    (void)state;
+    test_tmpdir_cleanup();
+    return 0;
+}
+
 static char *ring_path(const char *name)
 {
     static char ring[64][512];
