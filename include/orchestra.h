@@ -298,7 +298,6 @@ struct orch_model_stats {
     int64_t n_leases;        /* leases out now */
     int64_t n_loads;         /* successful loads since creation */
     int64_t n_load_failures; /* failed or cancelled loads since creation */
-    int64_t last_use_ms;     /* monotonic ms of the last release or load, 0 = never */
     int last_error_code;     /* of the last failed load, ORCH_OK when none */
     char last_error[ORCH_ERROR_MSG_MAX];
 };

@@ -92,18 +92,18 @@ struct orch__model_hooks {
     int (*admit)(void *ud, orch_model *m, orch_error *err);
     /* after a successful load */
     void (*loaded)(void *ud, orch_model *m, uint64_t bytes);
-    /* after an admitted load failed, or after the backend model was freed */
+    /* after an admitted load failed (no lock held), or as the backend model
+     * is freed (with the model's lock held: take no model lock in it) */
     void (*gone)(void *ud, orch_model *m);
-    /* at the end of every orch_model_release(), the lease already returned;
-     * `last` when it was the last one out. The model is not freed before
-     * this returns. May be NULL. */
-    void (*released)(void *ud, orch_model *m, bool last);
 };
 void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud);
 void *orch__model_hooks_ud(const orch_model *m);
 
 /* Leases out now (relaxed read; a hint). */
 int64_t orch__model_n_leases(const orch_model *m);
+
+/* Waits until the model is neither LOADING nor DRAINING. */
+void orch__model_wait_unloaded(orch_model *m);
 
 /* Unload with a reason for the log ("explicit", "idle", "budget", "close"). */
 int orch__model_unload_reason(orch_model *m, const char *reason);

@@ -8,27 +8,27 @@
  * users, only around bookkeeping (the backend free itself runs under it, so
  * that "state == UNLOADED" really means the memory is gone).
  *
- * Leases: m->lease is one 64-bit word: bit 63 (LIVE) says new leases may be
- * taken, the low bits count the leases out. acquire() is one fetch_add: if the
- * word it replaced had LIVE set, the lease is granted with no lock taken.
- * Otherwise the add was a probe that failed: it is undone like a release and
- * the caller takes the slow path under the lock (load, or wait for a load or
- * a drain).
+ * Leases (percpu-refcount's pattern). A READY model counts its leases in
+ * N_SLOTS counters, each on its own cache line; a thread always uses the
+ * same slot, so a lease costs two uncontended atomic operations and no
+ * cache line moves between cores however many threads take leases. A slot
+ * word is LIVE (bit 62) | BIAS + count, where count is this slot's acquires
+ * minus its releases (it may go below zero when a lease is returned on
+ * another thread's slot; BIAS keeps the bits apart). acquire() CASes its
+ * slot from a word with LIVE to the word + 1, so it never changes a slot it
+ * was refused on. release() subtracts one and is done if LIVE was set.
  *
- * The hard part is shutdown (percpu-refcount's pattern): unload() marks the
- * model DRAINING under the lock and clears LIVE with one fetch_and, so from
- * that point no acquire can succeed on the fast path. Whoever then moves the
- * count to zero with LIVE clear — unload() itself when no lease was out, or
- * the last release() — takes the lock and, if the model is still DRAINING
- * and the word still zero, frees the backend model and sets UNLOADED. A
- * failed fast-path probe can also bring the word to zero; it goes through
- * the same check, so exactly one party frees, and only once no lease is out.
- *
- * A release() is not over when its lease is returned: it may still run the
- * free and the hooks. Each release() counts itself in m->n_releasing (same
- * cache line as the lease word, so it costs no extra line transfer) and
- * orch_model_free() waits for the count to drop to zero after the drain, so
- * a concurrent close never frees a model under a release that is finishing.
+ * The hard part is shutdown. unload() ("kill"), under the lock, marks the
+ * model DRAINING and swaps every slot for a bare BIAS (LIVE clear, count 0),
+ * summing what they held into m->drain, the atomic count of leases still
+ * out, plus one reference of its own that it then drops. From then on
+ * acquire fails on every slot, and a release that finds its slot without
+ * LIVE undoes its subtraction there and takes one from m->drain instead.
+ * Whoever moves m->drain from 1 to 0 — unload itself when no lease was out,
+ * or the last release — frees the backend model, under the lock. Only that
+ * one party touches the model after giving its lease back, and it does so
+ * under the lock, so orch_model_free() (which waits under the lock for the
+ * drain to end) never frees a model a release is still working on.
  *
  * What must hold:
  *  - LIVE is set only in READY, after m->obj is written (release order).
@@ -44,14 +44,32 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LEASE_LIVE (UINT64_C(1) << 63)
-#define LEASE_COUNT(v) ((v) & ~LEASE_LIVE)
+#define N_SLOTS 64
+#define SLOT_LIVE (UINT64_C(1) << 62)
+#define SLOT_BIAS (UINT64_C(1) << 40)
+#define SLOT_COUNT(v) ((int64_t)((v) & ~SLOT_LIVE) - (int64_t)SLOT_BIAS)
+
+struct slot {
+    _Alignas(64) _Atomic uint64_t word; /* LIVE | BIAS + count; see DESIGN */
+};
+
+/* This thread's slot: threads are dealt slots round-robin at first use. */
+static _Atomic unsigned g_next_slot;
+static _Thread_local int t_slot = -1;
+
+static inline unsigned my_slot(void)
+{
+    if (t_slot < 0)
+        t_slot = (int)(atomic_fetch_add_explicit(&g_next_slot, 1, memory_order_relaxed) % N_SLOTS);
+    return (unsigned)t_slot;
+}
 
 struct orch_model {
-    /* hot: touched by every acquire/release */
-    _Alignas(64) _Atomic uint64_t lease; /* LIVE bit | leases out; see DESIGN */
-    _Atomic int64_t last_use_ms;         /* relaxed: a hint for idle/LRU policy */
-    _Atomic uint32_t n_releasing;        /* release() calls in flight; see free */
+    /* hot: touched by every acquire/release, each thread its own slot */
+    struct slot slots[N_SLOTS];
+    /* leases still out while DRAINING (+1 for unload while it counts);
+     * see DESIGN */
+    _Alignas(64) _Atomic int64_t drain;
 
     /* immutable after orch_model_new() */
     _Alignas(64) struct orch_model_params params; /* strings point into path/role */
@@ -179,54 +197,66 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     m->be = params->backend ? params->backend : orch_backend_llama();
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
-    atomic_init(&m->lease, 0);
-    atomic_init(&m->last_use_ms, 0);
-    atomic_init(&m->n_releasing, 0);
+    for (int i = 0; i < N_SLOTS; i++)
+        atomic_init(&m->slots[i].word, SLOT_BIAS);
+    atomic_init(&m->drain, 0);
     atomic_init(&m->state, ORCH_STATE_UNLOADED);
     atomic_init(&m->cancel, false);
     *out = m;
     return ORCH_OK;
 }
 
-/* Frees the backend model. Called with the lock held, in DRAINING, when the
- * lease word is zero. The caller runs the gone hook after unlocking. */
-static void free_locked(orch_model *m, const char *reason)
-{
-    assert(get_state(m) == ORCH_STATE_DRAINING);
-    /* no lease can be granted: a failed fast-path probe may still be
-     * counted for an instant, but it never touches m->obj */
-    assert(!(atomic_load(&m->lease) & LEASE_LIVE));
-    int64_t t0 = orch__now_ns();
-    uint64_t bytes = m->bytes;
-    m->be->ops->free(m->be, m->obj);
-    m->obj = NULL;
-    m->bytes = 0;
-    set_state(m, ORCH_STATE_UNLOADED);
-    pthread_cond_broadcast(&m->cond);
-    orch__log(ORCH_LOG_INFO, m->role, "unload_end", OF_S("path", m->path), OF_S("reason", reason),
-              OF_U("bytes", bytes), OF_D("ms", orch__ms_since(t0)));
-}
-
-/* The lease word reached zero with LIVE clear: free if a drain is waiting. */
 static void run_gone_hook(orch_model *m)
 {
     if (m->hooks && m->hooks->gone)
         m->hooks->gone(m->hooks_ud, m);
 }
 
-static void last_ref(orch_model *m)
+/* Frees the backend model and runs the gone hook. Called with the lock
+ * held, in DRAINING, by the one party that moved m->drain to zero. */
+static void free_locked(orch_model *m, const char *reason)
 {
-    bool freed = false;
-    pthread_mutex_lock(&m->lock);
-    /* acquire: the releasers' uses of m->obj happen before the free */
-    if (get_state(m) == ORCH_STATE_DRAINING &&
-        atomic_load_explicit(&m->lease, memory_order_acquire) == 0) {
-        free_locked(m, m->drain_reason);
-        freed = true;
+    assert(get_state(m) == ORCH_STATE_DRAINING);
+    assert(atomic_load(&m->drain) == 0);
+    int64_t t0 = orch__now_ns();
+    uint64_t bytes = m->bytes;
+    m->be->ops->free(m->be, m->obj);
+    m->obj = NULL;
+    m->bytes = 0;
+    orch__log(ORCH_LOG_INFO, m->role, "unload_end", OF_S("path", m->path), OF_S("reason", reason),
+              OF_U("bytes", bytes), OF_D("ms", orch__ms_since(t0)));
+    /* under the lock (order: model lock, then the hook's locks), so that
+     * once UNLOADED is seen nobody touches the model or its hook data */
+    run_gone_hook(m);
+    set_state(m, ORCH_STATE_UNLOADED);
+    pthread_cond_broadcast(&m->cond);
+}
+
+/* Kill: stop new leases and move the count of leases out into m->drain.
+ * Called with the lock held in READY. Returns true when no lease was out
+ * and the model was freed here. */
+static bool kill_locked(orch_model *m, const char *reason)
+{
+    set_state(m, ORCH_STATE_DRAINING);
+    m->drain_reason = reason;
+    int64_t out = 0;
+    for (int i = 0; i < N_SLOTS; i++) {
+        /* acq_rel: acquire the releases already made on this slot; after
+         * this no acquire succeeds on it */
+        uint64_t v = atomic_exchange_explicit(&m->slots[i].word, SLOT_BIAS, memory_order_acq_rel);
+        out += SLOT_COUNT(v);
     }
-    pthread_mutex_unlock(&m->lock);
-    if (freed)
-        run_gone_hook(m);
+    /* + 1: our own reference while we look; releases that already came in
+     * through the slow path have made m->drain negative, and this brings it
+     * to exactly the leases still out (+1) */
+    atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
+    orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path), OF_S("reason", reason),
+              OF_I("leases", out));
+    if (atomic_fetch_sub_explicit(&m->drain, 1, memory_order_acq_rel) == 1) {
+        free_locked(m, reason);
+        return true;
+    }
+    return false; /* the last release frees */
 }
 
 struct load_ctl {
@@ -307,12 +337,11 @@ static int do_load_locked(orch_model *m, orch_error *err)
         m->n_loads++;
         m->last_error.code = ORCH_OK;
         m->last_error.msg[0] = '\0';
-        atomic_store_explicit(&m->last_use_ms, orch__now_ms_coarse(), memory_order_relaxed);
         set_state(m, ORCH_STATE_READY);
-        /* release; pairs with the acquire in orch_model_acquire(): publish
-         * LIVE _after_ m->obj is written. Failed probes may have left
-         * counts in the word; fetch_or keeps them. */
-        atomic_fetch_or_explicit(&m->lease, LEASE_LIVE, memory_order_release);
+        /* release; pairs with the acquire CAS in orch_model_acquire():
+         * publish LIVE _after_ m->obj is written */
+        for (int i = 0; i < N_SLOTS; i++)
+            atomic_fetch_or_explicit(&m->slots[i].word, SLOT_LIVE, memory_order_release);
         orch__log(ORCH_LOG_INFO, m->role, "load_end", OF_S("path", m->path), OF_D("ms", ms),
                   OF_U("bytes", bytes));
     } else {
@@ -375,39 +404,34 @@ int orch_model_load(orch_model *m, orch_error *err)
     return rc;
 }
 
-/* Drops one count from the lease word; the one that reaches zero with LIVE
- * clear checks for a pending free. */
-static inline void lease_put(orch_model *m)
+/* One try on this thread's slot: true when a lease was granted. */
+static inline bool slot_acquire(orch_model *m)
 {
-    /* acq_rel: release our uses of m->obj to the freer; acquire the others' */
-    uint64_t prev = atomic_fetch_sub_explicit(&m->lease, 1, memory_order_acq_rel);
-    assert(LEASE_COUNT(prev) > 0);
-    if (prev == 1)
-        last_ref(m);
+    _Atomic uint64_t *w = &m->slots[my_slot()].word;
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    while (v & SLOT_LIVE) {
+        /* acquire; pairs with the release fetch_or that set LIVE in
+         * do_load_locked(): m->obj is visible once LIVE is seen */
+        if (atomic_compare_exchange_weak_explicit(w, &v, v + 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    }
+    return false;
 }
 
 int orch_model_acquire(orch_model *m, orch_error *err)
 {
     if (!m)
         return orch__err(err, ORCH_EINVAL, "orch_model_acquire: model is NULL");
-    /* acquire; pairs with the release fetch_or that set LIVE in
-     * do_load_locked(): m->obj is visible once LIVE is seen */
-    uint64_t prev = atomic_fetch_add_explicit(&m->lease, 1, memory_order_acquire);
-    if (prev & LEASE_LIVE)
+    if (slot_acquire(m))
         return ORCH_OK;
-    lease_put(m); /* undo the probe */
-
     pthread_mutex_lock(&m->lock);
     int rc;
     for (;;) {
         rc = ensure_ready_locked(m, err);
-        if (rc != ORCH_OK)
+        /* READY under the lock: no kill can run, so the CAS succeeds */
+        if (rc != ORCH_OK || slot_acquire(m))
             break;
-        prev = atomic_fetch_add_explicit(&m->lease, 1, memory_order_acquire);
-        if (prev & LEASE_LIVE)
-            break;
-        /* cannot happen while we hold the lock in READY, but stay safe */
-        atomic_fetch_sub_explicit(&m->lease, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&m->lock);
     return rc;
@@ -417,71 +441,87 @@ void orch_model_release(orch_model *m)
 {
     if (!m)
         return;
-    /* relaxed: ordered before the lease's release by the fetch_sub below;
-     * whoever frees acquires that and so sees this count */
-    atomic_fetch_add_explicit(&m->n_releasing, 1, memory_order_relaxed);
-    /* relaxed: last use is a policy hint, not a synchronisation point */
-    atomic_store_explicit(&m->last_use_ms, orch__now_ms_coarse(), memory_order_relaxed);
-    uint64_t prev = atomic_fetch_sub_explicit(&m->lease, 1, memory_order_acq_rel);
-    assert(LEASE_COUNT(prev) > 0);
-    if (prev == 1)
-        last_ref(m);
-    if (m->hooks && m->hooks->released)
-        m->hooks->released(m->hooks_ud, m, LEASE_COUNT(prev) == 1);
-    /* release; pairs with the acquire in orch_model_free() */
-    atomic_fetch_sub_explicit(&m->n_releasing, 1, memory_order_release);
+    _Atomic uint64_t *w = &m->slots[my_slot()].word;
+    /* release: our uses of m->obj happen before whoever frees (kill's
+     * exchange of this slot acquires it) */
+    uint64_t prev = atomic_fetch_sub_explicit(w, 1, memory_order_release);
+    if (prev & SLOT_LIVE)
+        return;
+    /* killed: the slot no longer counts; the drain count does */
+    atomic_fetch_add_explicit(w, 1, memory_order_relaxed);
+    /* acq_rel: release our uses; the one reaching zero acquires all */
+    if (atomic_fetch_sub_explicit(&m->drain, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&m->lock);
+        free_locked(m, m->drain_reason);
+        pthread_mutex_unlock(&m->lock);
+    }
 }
 
 int orch__model_unload_reason(orch_model *m, const char *reason)
 {
     if (!m)
         return ORCH_EINVAL;
-    bool freed = false;
     pthread_mutex_lock(&m->lock);
     while (get_state(m) == ORCH_STATE_LOADING)
         pthread_cond_wait(&m->cond, &m->lock);
-    if (get_state(m) == ORCH_STATE_READY) {
-        set_state(m, ORCH_STATE_DRAINING);
-        m->drain_reason = reason;
-        /* acq_rel: after this no fast-path acquire succeeds; acquire the
-         * releases of leases already returned */
-        uint64_t prev = atomic_fetch_and_explicit(&m->lease, ~LEASE_LIVE, memory_order_acq_rel);
-        orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path),
-                  OF_S("reason", reason), OF_U("leases", LEASE_COUNT(prev)));
-        if (LEASE_COUNT(prev) == 0) {
-            free_locked(m, reason);
-            freed = true;
-        }
-        /* else: the last release (or a failed probe) frees; see DESIGN */
-    } else if (get_state(m) == ORCH_STATE_FAILED) {
+    if (get_state(m) == ORCH_STATE_READY)
+        kill_locked(m, reason);
+    else if (get_state(m) == ORCH_STATE_FAILED)
         set_state(m, ORCH_STATE_UNLOADED);
-    }
     pthread_mutex_unlock(&m->lock);
-    if (freed)
-        run_gone_hook(m);
     return ORCH_OK;
+}
+
+/* Leases out in READY: the slots plus m->drain, which holds a (zero or
+ * negative) correction left by releases that met a revived model (see
+ * orch__model_unload_if_idle). A snapshot while threads work. */
+static int64_t ready_leases(const orch_model *m)
+{
+    int64_t n = atomic_load_explicit(&m->drain, memory_order_relaxed);
+    for (int i = 0; i < N_SLOTS; i++)
+        n += SLOT_COUNT(atomic_load_explicit(&m->slots[i].word, memory_order_relaxed));
+    return n;
 }
 
 bool orch__model_unload_if_idle(orch_model *m, const char *reason)
 {
     bool freed = false;
     pthread_mutex_lock(&m->lock);
-    uint64_t expect = LEASE_LIVE;
-    /* acq_rel CAS from exactly "LIVE, no lease": fails if any lease (or a
-     * probe) is out, so no acquire can slip in between check and unload */
-    if (get_state(m) == ORCH_STATE_READY &&
-        atomic_compare_exchange_strong_explicit(&m->lease, &expect, 0, memory_order_acq_rel,
-                                                memory_order_relaxed)) {
+    if (get_state(m) != ORCH_STATE_READY || ready_leases(m) != 0) {
+        pthread_mutex_unlock(&m->lock);
+        return false;
+    }
+    /* A lease may slip in between that look and the kill, and a lease
+     * holder must never see its model drain for idleness. So: stop new
+     * leases and count as kill does, but stay READY (acquirers that meet a
+     * bare slot queue on the lock we hold); then either no lease is out and
+     * the model is freed, or it is revived with the leases put back. */
+    int64_t out = 0;
+    for (int i = 0; i < N_SLOTS; i++) {
+        uint64_t v = atomic_exchange_explicit(&m->slots[i].word, SLOT_BIAS, memory_order_acq_rel);
+        out += SLOT_COUNT(v);
+    }
+    atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
+    /* releases meeting a bare slot now take from m->drain; our +1 keeps it
+     * from reaching zero under them */
+    int64_t left = atomic_exchange_explicit(&m->drain, 0, memory_order_acq_rel) - 1;
+    if (left == 0) {
         set_state(m, ORCH_STATE_DRAINING);
         m->drain_reason = reason;
         orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path),
-                  OF_S("reason", reason), OF_U("leases", 0));
+                  OF_S("reason", reason), OF_I("leases", 0));
         free_locked(m, reason);
         freed = true;
+    } else {
+        /* revive: the leases go back into a slot, LIVE everywhere again.
+         * A release that took from m->drain after the exchange leaves a
+         * negative correction there, which ready_leases() and the next
+         * kill add in. */
+        atomic_fetch_add_explicit(&m->slots[0].word, (uint64_t)left, memory_order_relaxed);
+        for (int i = 0; i < N_SLOTS; i++)
+            atomic_fetch_or_explicit(&m->slots[i].word, SLOT_LIVE, memory_order_release);
     }
     pthread_mutex_unlock(&m->lock);
-    if (freed)
-        run_gone_hook(m);
     return freed;
 }
 
@@ -499,7 +539,12 @@ void *orch__model_hooks_ud(const orch_model *m)
 int64_t orch__model_n_leases(const orch_model *m)
 {
     /* relaxed: a snapshot for policy and status, not for freeing */
-    return (int64_t)LEASE_COUNT(atomic_load_explicit(&m->lease, memory_order_relaxed));
+    if (get_state(m) == ORCH_STATE_DRAINING) {
+        int64_t d = atomic_load_explicit(&m->drain, memory_order_relaxed);
+        return d > 0 ? d : 0;
+    }
+    int64_t n = ready_leases(m);
+    return n > 0 ? n : 0;
 }
 
 int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
@@ -527,6 +572,14 @@ void orch_model_cancel_load(orch_model *m)
         atomic_store_explicit(&m->cancel, true, memory_order_relaxed);
 }
 
+void orch__model_wait_unloaded(orch_model *m)
+{
+    pthread_mutex_lock(&m->lock);
+    while (get_state(m) == ORCH_STATE_DRAINING || get_state(m) == ORCH_STATE_LOADING)
+        pthread_cond_wait(&m->cond, &m->lock);
+    pthread_mutex_unlock(&m->lock);
+}
+
 void orch_model_free(orch_model *m)
 {
     if (!m)
@@ -536,10 +589,6 @@ void orch_model_free(orch_model *m)
     while (get_state(m) == ORCH_STATE_DRAINING || get_state(m) == ORCH_STATE_LOADING)
         pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
-    /* a release that returned the last lease may still be finishing (the
-     * free it ran, its hooks): wait for it, briefly */
-    while (atomic_load_explicit(&m->n_releasing, memory_order_acquire) != 0)
-        sched_yield();
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m->path);
@@ -573,10 +622,9 @@ void orch_model_stats(orch_model *m, struct orch_model_stats *out)
     out->state = get_state(m);
     out->bytes = m->bytes;
     out->load_ms = m->load_ms;
-    out->n_leases = (int64_t)LEASE_COUNT(atomic_load_explicit(&m->lease, memory_order_relaxed));
+    out->n_leases = orch__model_n_leases(m);
     out->n_loads = m->n_loads;
     out->n_load_failures = m->n_failures;
-    out->last_use_ms = atomic_load_explicit(&m->last_use_ms, memory_order_relaxed);
     out->last_error_code = m->last_error.code;
     memcpy(out->last_error, m->last_error.msg, sizeof out->last_error);
     pthread_mutex_unlock(&m->lock);

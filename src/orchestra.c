@@ -19,13 +19,14 @@
  * freed (which the model layer does only once no lease is out).
  *
  * Locks: o->lock guards the budget (used, every entry's charged), the
- * closing flag and waiting for memory; it is never held while calling into
- * a model function that takes the model's lock, and the hooks take it with
- * no model lock held, so there is no lock order to get wrong. A load of one
+ * closing flag and waiting for memory. Lock order: a model's lock, then
+ * o->lock (the gone hook runs as the model is freed, under the model's
+ * lock); so o->lock is never held while calling a model function that takes
+ * the model's lock. A load of one
  * model never holds o->lock while the backend works: other roles keep
  * serving, and loads of different models run in parallel. Leases on a
- * ready model take no lock at all (model.c); release touches o->lock only
- * when a load is waiting for memory.
+ * ready model take no lock at all (model.c) and signal nothing: a load
+ * waiting for leases to return looks again every WAIT_SLICE_MS.
  *
  * Idle unloading and eviction use orch__model_unload_if_idle(), which
  * unloads only if no lease is out at that instant (CAS on the lease word),
@@ -35,11 +36,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+/* How often a load waiting for memory looks for returned leases. */
+#define WAIT_SLICE_MS 5
 
 struct entry {
     orch_orchestra *o;
@@ -79,7 +84,7 @@ struct orch_orchestra {
     uint64_t used;           /* guarded by lock */
     int64_t n_evictions;     /* guarded by lock */
     bool closing;            /* guarded by lock */
-    _Atomic int n_waiting;   /* loads waiting for memory; read lock-free by release */
+    _Atomic int n_ttl0_releasing; /* releases unloading an idle_ttl=0 model; see close */
 
     bool reaper_running;
     pthread_t reaper;
@@ -235,11 +240,21 @@ static int admit(void *ud, orch_model *m, orch_error *err)
             continue;
         }
         /* everything that holds memory is leased, pinned or loading: wait
-         * for a lease or a charge to come back */
-        atomic_fetch_add_explicit(&o->n_waiting, 1, memory_order_seq_cst);
-        int w = pthread_cond_timedwait(&o->cond, &o->lock, &deadline);
-        atomic_fetch_sub_explicit(&o->n_waiting, 1, memory_order_relaxed);
-        if (w == ETIMEDOUT) {
+         * for memory to come back (a free signals o->cond) or a lease to
+         * return (leases signal nothing, to stay lock-free: look again
+         * every WAIT_SLICE_MS) */
+        struct timespec now, slice;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        slice = now;
+        slice.tv_nsec += WAIT_SLICE_MS * 1000000L;
+        if (slice.tv_nsec >= 1000000000L) {
+            slice.tv_sec++;
+            slice.tv_nsec -= 1000000000L;
+        }
+        bool last_slice = slice.tv_sec > deadline.tv_sec ||
+                          (slice.tv_sec == deadline.tv_sec && slice.tv_nsec >= deadline.tv_nsec);
+        int w = pthread_cond_timedwait(&o->cond, &o->lock, last_slice ? &deadline : &slice);
+        if (w == ETIMEDOUT && last_slice) {
             char holders[320], ub[32];
             describe_holders(o, holders, sizeof holders);
             fmt_bytes(o->used, ub, sizeof ub);
@@ -282,24 +297,7 @@ static void gone(void *ud, orch_model *m)
     pthread_mutex_unlock(&o->lock);
 }
 
-/* Runs inside orch_model_release(), so a concurrent close waits for it. */
-static void released(void *ud, orch_model *m, bool last)
-{
-    struct entry *e = ud;
-    orch_orchestra *o = e->o;
-    if (last && e->idle_ttl_ms == 0 && !e->pinned)
-        orch__model_unload_if_idle(m, "idle");
-    /* seq_cst pairs with the increment in admit(): a waiter that counted
-     * itself before our release is woken */
-    if (atomic_load_explicit(&o->n_waiting, memory_order_seq_cst) > 0) {
-        pthread_mutex_lock(&o->lock);
-        pthread_cond_broadcast(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-    }
-}
-
-static const struct orch__model_hooks hooks = {
-    .admit = admit, .loaded = loaded, .gone = gone, .released = released};
+static const struct orch__model_hooks hooks = {.admit = admit, .loaded = loaded, .gone = gone};
 
 /* ---- idle unloading ------------------------------------------------------------ */
 
@@ -513,7 +511,7 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
     o->load_timeout_ms = cfg->load_timeout_ms;
     o->clock = p.clock;
     o->clock_ud = p.clock_user_data;
-    atomic_init(&o->n_waiting, 0);
+    atomic_init(&o->n_ttl0_releasing, 0);
 
     rc = copy_roles(o, cfg, err);
     if (rc == ORCH_OK)
@@ -550,7 +548,15 @@ void orch_close(orch_orchestra *o)
     pthread_mutex_unlock(&o->lock);
     if (o->reaper_running)
         pthread_join(o->reaper, NULL);
-    free_orchestra(o); /* orch_model_free waits for leases */
+    /* unload everything, then wait for every model's drain (the leases) */
+    for (size_t i = 0; i < o->n_entries; i++)
+        orch__model_unload_reason(o->entries[i]->model, "close");
+    for (size_t i = 0; i < o->n_entries; i++)
+        orch__model_wait_unloaded(o->entries[i]->model);
+    /* a release of an idle_ttl = 0 model may still be finishing */
+    while (atomic_load_explicit(&o->n_ttl0_releasing, memory_order_acquire) != 0)
+        sched_yield();
+    free_orchestra(o);
 }
 
 /* ---- leases and requests by role ------------------------------------------------ */
@@ -580,7 +586,19 @@ void orch_role_release(orch_orchestra *o, orch_model *m)
     struct entry *e = orch__model_hooks_ud(m);
     /* before the lease returns: an evictor that sees no lease sees this */
     atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
-    orch_model_release(m); /* the rest happens in released() */
+    if (e->idle_ttl_ms != 0 || e->pinned) {
+        orch_model_release(m);
+        return;
+    }
+    /* idle_ttl = 0: unload as the last lease returns. We touch the model
+     * after our lease is back, so count ourselves first (while the lease
+     * still keeps the model): orch_close() waits for the count */
+    atomic_fetch_add_explicit(&o->n_ttl0_releasing, 1, memory_order_relaxed);
+    orch_model_release(m);
+    if (orch__model_n_leases(m) == 0)
+        orch__model_unload_if_idle(m, "idle");
+    /* release; pairs with the acquire in orch_close() */
+    atomic_fetch_sub_explicit(&o->n_ttl0_releasing, 1, memory_order_release);
 }
 
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
