@@ -33,6 +33,11 @@
 
 #define POOL_MAX 4
 #define EMBED_SEQ_MAX 64
+/* Tokens packed into one embedding decode. Attention in a batch costs
+ * tokens x KV cells (llama.cpp pads the cells to 256), whichever sequence
+ * they belong to, so packing past 256 tokens only adds work; up to it, the
+ * weights are read once for many texts. */
+#define EMBED_PACK_TOKENS 256
 
 /* ---- process-wide setup ------------------------------------------------- */
 
@@ -504,13 +509,14 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
         goto done;
     }
     struct llama_batch batch = llama_batch_init((int32_t)n_ctx, 0, 1);
+    int32_t pack = n_ctx < EMBED_PACK_TOKENS ? (int32_t)n_ctx : EMBED_PACK_TOKENS;
     size_t first = 0;
     while (first < req->n_texts && rc == ORCH_OK) {
         /* pack whole texts, one sequence each, while they fit */
         batch.n_tokens = 0;
         size_t last = first;
         while (last < req->n_texts && last - first < EMBED_SEQ_MAX &&
-               batch.n_tokens + n_toks[last] <= (int32_t)n_ctx) {
+               (last == first || batch.n_tokens + n_toks[last] <= pack)) {
             for (int32_t j = 0; j < n_toks[last]; j++) {
                 int32_t k = batch.n_tokens++;
                 batch.token[k] = toks[last][j];
