@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 #define MAX_KV 1000000u
@@ -78,7 +81,7 @@ static const struct ttype ttypes[] = {
 #define N_TTYPES (sizeof ttypes / sizeof ttypes[0])
 
 struct reader {
-    FILE *f;
+    const unsigned char *map; /* the whole file, read-only */
     const char *path;
     uint64_t pos, size;
     orch_error *err;
@@ -96,9 +99,7 @@ static int rd(struct reader *r, void *dst, size_t n, const char *what)
 {
     if (n > r->size - r->pos)
         return cut_short(r, what);
-    if (fread(dst, 1, n, r->f) != n)
-        return ferror(r->f) ? orch__err_errno(r->err, errno ? errno : EIO, "cannot read", r->path)
-                            : cut_short(r, what);
+    memcpy(dst, r->map + r->pos, n);
     r->pos += n;
     return ORCH_OK;
 }
@@ -107,8 +108,6 @@ static int skip(struct reader *r, uint64_t n, const char *what)
 {
     if (n > r->size - r->pos)
         return cut_short(r, what);
-    if (fseeko(r->f, (off_t)(r->pos + n), SEEK_SET) != 0)
-        return orch__err_errno(r->err, errno, "cannot seek in", r->path);
     r->pos += n;
     return ORCH_OK;
 }
@@ -193,9 +192,7 @@ static int rd_scalar(struct reader *r, enum gtype t, struct kv *kv, const char *
 
 static int rd_kv(struct reader *r, struct kv *kv, uint64_t idx)
 {
-    char what[64];
-    snprintf(what, sizeof what, "key %" PRIu64 " name", idx);
-    int rc = rd_str(r, &kv->key, true, MAX_KEY_LEN, what);
+    int rc = rd_str(r, &kv->key, true, MAX_KEY_LEN, "a key name");
     if (rc)
         return rc;
     if (!kv->key)
@@ -278,15 +275,21 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
     uint64_t counts[N_TTYPES] = {0};
     uint64_t data_end = 0; /* relative to the data section */
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "tensor %" PRIu64 " name", i);
-        char *name;
-        int rc = rd_str(r, &name, true, 64 * 1024, what);
+        /* the name, straight from the map: "tensor 'blk.0.attn_q.weight'"
+         * labels any error below (no allocation, no printf per tensor) */
+        uint64_t name_len;
+        int rc = rd_u64(r, &name_len, "a tensor name");
         if (rc)
             return rc;
-        char label[96];
-        snprintf(label, sizeof label, "tensor '%s'", name ? name : "?");
-        free(name);
+        if (name_len > 64 * 1024 || name_len > r->size - r->pos)
+            return orch__err(r->err, ORCH_EFORMAT,
+                             "'%s': tensor %" PRIu64 " has an absurd name length %" PRIu64,
+                             r->path, i, name_len);
+        char label[96] = "tensor '";
+        size_t shown = name_len < 80 ? (size_t)name_len : 80;
+        memcpy(label + 8, r->map + r->pos, shown);
+        memcpy(label + 8 + shown, "'", 2);
+        r->pos += name_len;
         uint32_t n_dims, type;
         if ((rc = rd_u32(r, &n_dims, label)))
             return rc;
@@ -295,7 +298,7 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
                              r->path, label, n_dims, MAX_DIMS);
         uint64_t ne = 1;
         for (uint32_t d = 0; d < n_dims; d++) {
-            uint64_t dim;
+            uint64_t dim = 0;
             if ((rc = rd_u64(r, &dim, label)))
                 return rc;
             if (dim == 0 || dim > (UINT64_C(1) << 40) || ne > UINT64_MAX / dim)
@@ -358,13 +361,20 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
     int rc = orch__check_model_file(path, &size, err);
     if (rc)
         return rc;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* mapped, not read: only the header's pages are touched, and skipping
+     * a vocabulary of strings costs no system calls */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return orch__err_errno(err, errno, "cannot open model file", path);
-    struct reader r = {.f = f, .path = path, .pos = 0, .size = size, .err = err};
+    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return orch__err_errno(err, map_errno, "cannot map model file", path);
+    struct reader r = {.map = map, .path = path, .pos = 0, .size = size, .err = err};
     struct orch__gguf *g = calloc(1, sizeof *g);
     if (!g) {
-        fclose(f);
+        munmap(map, (size_t)size);
         return orch__err(err, ORCH_ENOMEM, "'%s': out of memory", path);
     }
     g->file_bytes = size;
@@ -424,11 +434,11 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
     }
     if ((rc = rd_tensors(&r, g, (uint64_t)alignment)))
         goto fail;
-    fclose(f);
+    munmap(map, (size_t)size);
     *out = g;
     return ORCH_OK;
 fail:
-    fclose(f);
+    munmap(map, (size_t)size);
     orch__gguf_close(g);
     return rc;
 }
