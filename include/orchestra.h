@@ -229,7 +229,10 @@ struct orch_model_params {
     int32_t n_batch;       /* prompt tokens per decode; default 512 */
     orch_progress_fn progress; /* may be NULL */
     void *progress_user_data;
-    bool embedding;        /* embed by default (contexts pool); default false */
+    bool embedding;        /* the model's main use is embeddings; default false.
+                              Any model can embed (embedding is a context
+                              setting): in an orchestra, the first role so
+                              marked serves orch_embed() without a role */
     bool use_mmap;         /* map the file instead of reading it; default true */
     bool use_mlock;        /* lock the weights in RAM; default false */
 };
