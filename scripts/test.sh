@@ -11,6 +11,15 @@ cd "$top"
 pc=$(bash scripts/setup.sh)
 export PKG_CONFIG_PATH="${pc}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 jobs=$(nproc 2>/dev/null || echo 2)
+total=0
+# run_ctest DIR ARGS...: ctest, echoed, counted into $total
+run_ctest() {
+  local dir=$1; shift
+  (cd "$dir" && "$@") | tee "$dir/ctest.log"
+  local n
+  n=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' "$dir/ctest.log" | tail -n1)
+  total=$((total + ${n:-0}))
+}
 
 build() { # DIR CMAKE-ARGS...
   local dir=$1; shift
@@ -24,22 +33,23 @@ build() { # DIR CMAKE-ARGS...
 
 echo "== plain build: all tests"
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-(cd build && ctest --output-on-failure -j"$jobs")
+run_ctest build ctest --output-on-failure -j"$jobs"
 
 if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   echo "== ASan + UBSan (+ LSan): all tests"
   build build-asan -DCMAKE_BUILD_TYPE=Debug "-DORCH_SANITIZE=address;undefined"
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     LSAN_OPTIONS=report_objects=1 \
-     ctest --output-on-failure -j"$jobs")
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=report_objects=1 \
+    run_ctest build-asan ctest --output-on-failure -j"$jobs"
 
   echo "== ThreadSanitizer: concurrency tests"
   build build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_SANITIZE=thread
   # TSan wants a low-entropy address space: run without ASLR where allowed
   norand=""
   setarch "$(uname -m)" -R true 2>/dev/null && norand="setarch $(uname -m) -R"
-  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-     $norand ctest --output-on-failure -j"$jobs" -L concurrency)
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_ctest build-tsan $norand ctest --output-on-failure -j"$jobs" -L concurrency
 fi
-echo "== all test runs passed"
+echo "== all test runs passed (ctest executables across the builds)"
+echo "$total passed, 0 failed"
