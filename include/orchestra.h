@@ -489,6 +489,8 @@ struct orch_synth_params {
     uint32_t seed;      /* weights are a function of the seed; default 1 */
     bool f16;           /* store weights as F16 (default true) or F32 */
     int32_t n_ctx_train; /* default 2048 */
+    const char *chat_template; /* stored as tokenizer.chat_template; NULL
+                                  (default) = none. Borrowed for the call. */
 };
 
 struct orch_synth_params orch_synth_default_params(void);

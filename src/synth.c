@@ -317,7 +317,7 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     put_u32(&w, 0x46554747u);
     put_u32(&w, 3);
     put_u64(&w, n_t);
-    put_u64(&w, 21);
+    put_u64(&w, params->chat_template ? 22 : 21);
     kv_str(&w, "general.architecture", "llama");
     kv_str(&w, "general.name", name);
     kv_u32(&w, "general.file_type", s.f16 ? 1 : 0);
@@ -337,6 +337,8 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
     kv_u32(&w, "tokenizer.ggml.unknown_token_id", 0);
     kv_bool(&w, "tokenizer.ggml.add_bos_token", true);
+    if (params->chat_template)
+        kv_str(&w, "tokenizer.chat_template", params->chat_template);
     for (size_t i = 0; i < n_t; i++) {
         put_str(&w, ts[i].name);
         put_u32(&w, ts[i].n_dims);

@@ -106,6 +106,13 @@ else
   rc=$?; if [ $rc -eq 4 ]; then ok; else bad "closed stdout: exit $rc, expected 4"; fi
   "$BIN" generate "${M[@]}" -p "Once upon a time" -n 5 >/dev/full 2>"$TMP/err"
   rc=$?; if [ $rc -eq 4 ]; then ok; else bad "full stdout: exit $rc, expected 4"; fi
+  # a progress bar on a terminal, nothing of it in a pipe
+  if command -v script >/dev/null 2>&1; then
+    script -qec "'$BIN' generate -m '$MODEL' --threads 1 -p Once -n 2" /dev/null > "$TMP/tty" 2>&1
+    if grep -q "loading model \[" "$TMP/tty" && grep -q "100%" "$TMP/tty"; then ok; else bad "no progress bar on a terminal"; fi
+  fi
+  expect_rc "no bar in a pipe" 0 "$BIN" generate "${M[@]}" -p Once -n 2
+  if ! grep -q "loading model" "$TMP/err"; then ok; else bad "progress bar written to a pipe"; fi
   # --- chat -------------------------------------------------------------------------
   printf 'Hello\nTell me a story\n' > "$TMP/chat"
   expect_rc "chat pipe" 0 "$BIN" -q chat "${M[@]}" -n 5 --temp 0 < "$TMP/chat"

@@ -352,6 +352,30 @@ static void test_synth_model(void **state)
     assert_int_equal(res.n_prompt > 1, 1);
     orch_gen_result_clear(&res);
     orch_model_free(m);
+    /* a chat template goes into the file; chat renders through llama.cpp */
+    sp.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+    assert_rc(orch_synth_model(path2, &sp, &err), ORCH_OK, err);
+    assert_rc(orch_file_info(path2, &fi, &err), ORCH_OK, err);
+    assert_true(fi.has_chat_template);
+    m = test_model_new(path2, NULL, "templated");
+    struct orch_chat_message msgs[] = {{"system", "Be brief."}, {"user", "Hi"}};
+    char *text;
+    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_OK, err);
+    assert_string_equal(text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                              "<|im_start|>assistant\n");
+    free(text);
+    assert_rc(orch_model_chat(m, msgs, 2, &gp, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    orch_model_free(m);
+    /* a template llama.cpp cannot apply is a clear error */
+    sp.chat_template = "this is not a template anyone knows";
+    assert_rc(orch_synth_model(path2, &sp, &err), ORCH_OK, err);
+    m = test_model_new(path2, NULL, "oddtemplate");
+    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_ENOTSUP, err);
+    assert_non_null(strstr(err.msg, "chat template"));
+    orch_model_free(m);
+    sp.chat_template = NULL;
     /* bad arguments */
     sp.n_params = 10;
     assert_rc(orch_synth_model(path, &sp, &err), ORCH_EINVAL, err);

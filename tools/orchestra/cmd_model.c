@@ -701,6 +701,7 @@ int cmd_mkmodel(struct cli *cli, int argc, char **argv)
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"ctx", required_argument, 0, OPT_CTX},
                                          {"f32", no_argument, 0, OPT_F32},
+                                         {"chat-template", required_argument, 0, OPT_SYSTEM},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct orch_synth_params sp = orch_synth_default_params();
     const char *out = NULL;
@@ -711,9 +712,11 @@ int cmd_mkmodel(struct cli *cli, int argc, char **argv)
         switch (opt) {
         case 'h':
             printf("usage: orchestra mkmodel -o FILE [--params N] [--seed S] [--ctx N] [--f32]\n"
+                   "                        [--chat-template TEMPLATE]\n"
                    "Writes a Llama-architecture GGUF with random weights of about N parameters\n"
                    "(250000, 100M, 1B; default 100M), the same bytes for the same seed,\n"
-                   "loadable by llama.cpp. Weights are F16 unless --f32.\n");
+                   "loadable by llama.cpp. Weights are F16 unless --f32. TEMPLATE is stored\n"
+                   "as the model's chat template (Jinja text, as in real models).\n");
             return EXIT_OK;
         case 'o': out = optarg; break;
         case OPT_PARAMS:
@@ -731,6 +734,7 @@ int cmd_mkmodel(struct cli *cli, int argc, char **argv)
             sp.n_ctx_train = (int32_t)l;
             break;
         case OPT_F32: sp.f16 = false; break;
+        case OPT_SYSTEM: sp.chat_template = optarg; break;
         default:
             fprintf(stderr, "try 'orchestra mkmodel --help'\n");
             return EXIT_USAGE;
