@@ -531,7 +531,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  */
 typedef struct orch_config orch_config;
 
-/* Reads `path`, then the environment. Returns: ORCH_OK, ORCH_ECONFIG (with
+/* Reads `path`, then the environment. A relative model path in the file is
+ * relative to the file's folder (one from the environment, to the working
+ * directory). Returns: ORCH_OK, ORCH_ECONFIG (with
  *   file:line and key in the message), ORCH_ENOENT, ORCH_EACCES, ORCH_ENOMEM.
  * Ownership: *out is the caller's: orch_config_free(). Threads: any. */
 int orch_config_load(const char *path, orch_config **out, orch_error *err);

@@ -244,7 +244,16 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
         if (!*value)
             return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s is empty (expected %s)", where,
                              section, name, k->expect);
-        char *s = orch__strdup(value);
+        char *s;
+        if (k->off == OFF(path) && line > 0 && cfg->base_dir && value[0] != '/') {
+            /* a relative path in a file is relative to that file */
+            size_t n = strlen(cfg->base_dir) + strlen(value) + 2;
+            s = malloc(n);
+            if (s)
+                snprintf(s, n, "%s/%s", cfg->base_dir, value);
+        } else {
+            s = orch__strdup(value);
+        }
         if (!s)
             return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
         free(*(char **)p);
@@ -421,6 +430,7 @@ void orch_config_free(orch_config *cfg)
         role_cfg_clear(&cfg->roles[i]);
     free(cfg->roles);
     free(cfg->name);
+    free(cfg->base_dir);
     free(cfg);
 }
 
@@ -471,8 +481,8 @@ static int apply_env(orch_config *cfg, orch_error *err)
     return ORCH_OK;
 }
 
-int orch_config_parse(const char *text, const char *name, bool use_env, orch_config **out,
-                      orch_error *err)
+static int parse_impl(const char *text, const char *name, const char *base_dir, bool use_env,
+                      orch_config **out, orch_error *err)
 {
     if (!text || !out)
         return orch__err(err, ORCH_EINVAL, "orch_config_parse: NULL argument");
@@ -484,7 +494,9 @@ int orch_config_parse(const char *text, const char *name, bool use_env, orch_con
     if (rc)
         return rc;
     free(cfg->name);
-    if (!(cfg->name = orch__strdup(name))) {
+    cfg->name = orch__strdup(name);
+    cfg->base_dir = base_dir ? orch__strdup(base_dir) : NULL;
+    if (!cfg->name || (base_dir && !cfg->base_dir)) {
         orch_config_free(cfg);
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     }
@@ -514,6 +526,12 @@ int orch_config_parse(const char *text, const char *name, bool use_env, orch_con
     }
     *out = cfg;
     return ORCH_OK;
+}
+
+int orch_config_parse(const char *text, const char *name, bool use_env, orch_config **out,
+                      orch_error *err)
+{
+    return parse_impl(text, name, NULL, use_env, out, err);
 }
 
 int orch_config_load(const char *path, orch_config **out, orch_error *err)
@@ -546,7 +564,14 @@ int orch_config_load(const char *path, orch_config **out, orch_error *err)
         free(text);
         return orch__err(err, ORCH_ECONFIG, "config file '%s' holds a NUL byte", path);
     }
-    int rc = orch_config_parse(text, path, true, out, err);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    int rc = parse_impl(text, path, dir, true, out, err);
     free(text);
     return rc;
 }

@@ -27,6 +27,8 @@ struct orch__role_cfg {
 
 struct orch_config {
     char *name;                    /* file name, for messages */
+    char *base_dir;                /* the file's folder: relative paths in it
+                                      are relative to it; NULL = none */
     struct orch__role_cfg defaults;
     struct orch__role_cfg *roles;  /* in file order */
     size_t n_roles;

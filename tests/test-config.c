@@ -217,6 +217,31 @@ static void test_config_in_code(void **state)
     orch_config_free(cfg);
 }
 
+/* Relative model paths in a file are relative to the file. */
+static void test_relative_paths(void **state)
+{
+    (void)state;
+    static const char text[] = "[a]\npath = models/a.gguf\n[b]\npath = /abs/b.gguf\n";
+    const char *cfgpath = test_write_file("rel.ini", text, strlen(text));
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_load(cfgpath, &cfg, &err), ORCH_OK, err);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    char want[700];
+    snprintf(want, sizeof want, "%s/models/a.gguf", test_tmpdir());
+    assert_string_equal(st[0].path, want);
+    assert_string_equal(st[1].path, "/abs/b.gguf");
+    free(st);
+    orch_close(o);
+    orch_config_free(cfg);
+}
+
 static void test_missing_config_file(void **state)
 {
     (void)state;
@@ -237,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_environment_overrides),
         cmocka_unit_test(test_config_in_code),
         cmocka_unit_test(test_missing_config_file),
+        cmocka_unit_test(test_relative_paths),
     };
-    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("config", tests, NULL, test_teardown);
 }
