@@ -267,7 +267,8 @@ int orch_model_load(orch_model *m, orch_error *err);
 
 /* Takes a lease: while it is out the model stays loaded. Loads first when
  * the model is not READY (as orch_model_load). Once the model is READY this
- * takes no lock: one atomic add.
+ * takes no lock and shares no cache line with other threads: one atomic
+ * operation on a per-thread counter.
  * Returns: ORCH_OK (a lease is out: call orch_model_release once), or the
  *   load's error (no lease). Threads: any. */
 int orch_model_acquire(orch_model *m, orch_error *err);
