@@ -338,7 +338,7 @@ static int check_chat(const char *role, const struct orch_chat_message *msgs, si
         return orch__err(err, ORCH_EINVAL, "role '%s': a chat needs at least one message", role);
     for (size_t i = 0; i < n; i++) {
         const char *r = msgs[i].role;
-        if (!r || (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")))
+        if (!r || (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0))
             return orch__err(err, ORCH_EINVAL,
                              "role '%s': message %zu has chat role '%s' (expected system, user or "
                              "assistant)",
