@@ -30,10 +30,17 @@
  * under the lock, so orch_model_free() (which waits under the lock for the
  * drain to end) never frees a model a release is still working on.
  *
+ * Idle unloads and evictions (orch__model_unload_if_idle) count the same
+ * way but stay READY while they count; if a lease slipped in they revive
+ * the model rather than drain it under its holder (see there).
+ *
  * What must hold:
  *  - LIVE is set only in READY, after m->obj is written (release order).
- *  - m->obj is freed only with LIVE clear and the lease count zero.
+ *  - m->obj is freed only with LIVE clear on every slot and m->drain zero,
+ *    by the one party that brought m->drain to zero, under the lock.
  *  - One backend load at a time per model (state LOADING is the token).
+ *  - Lock order: m->lock, then whatever the gone hook takes (it runs under
+ *    m->lock as the model is freed).
  */
 #include "backend.h"
 
