@@ -29,6 +29,7 @@ if [ -z "$reasoning" ]; then
   fi
 fi
 [ -r "$reasoning" ] || { echo "demo: cannot read $reasoning" >&2; exit 3; }
+reasoning=$(realpath "$reasoning") # the config's paths are relative to the config
 say "a second, synthetic model for the coder role"
 [ -f "$work/coder.gguf" ] || $O mkmodel --params 20M --seed 2 -o "$work/coder.gguf"
 
