@@ -673,7 +673,9 @@ struct orch_role_status {
     bool pinned;
     int64_t idle_ms;         /* since the last lease returned; -1 = never used */
     int64_t unload_in_ms;    /* time left before idle unload; -1 = none pending */
-    char last_error[ORCH_ERROR_MSG_MAX];
+    char last_error[ORCH_ERROR_MSG_MAX]; /* of the last load; or, for a model
+                                            not loaded, why its file cannot be
+                                            estimated (missing, not GGUF) */
 };
 
 struct orch_budget_status {

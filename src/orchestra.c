@@ -797,10 +797,14 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
             pthread_mutex_unlock(&o->lock);
         } else {
             uint64_t w = 0, c = 0;
+            orch_error eerr = {0};
             if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx, &w, &c,
-                                       NULL) == ORCH_OK) {
+                                       &eerr) == ORCH_OK) {
                 s->bytes = w + c;
                 s->bytes_estimated = true;
+            } else if (!s->last_error[0]) {
+                /* say why there is no figure: the file is missing or bad */
+                memcpy(s->last_error, eerr.msg, sizeof s->last_error);
             }
         }
         int64_t last = atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);

@@ -54,7 +54,10 @@ static int print_table(orch_orchestra *o)
             snprintf(model, sizeof model, "%.20s (via %.10s)", base, st[i].model_role);
         else
             snprintf(model, sizeof model, "%.60s", base);
-        human(st[i].bytes, st[i].bytes_estimated, size, sizeof size);
+        if (st[i].bytes)
+            human(st[i].bytes, st[i].bytes_estimated, size, sizeof size);
+        else
+            snprintf(size, sizeof size, "-");
         if (st[i].pinned)
             snprintf(until, sizeof until, "pinned");
         else if (st[i].state != ORCH_STATE_READY)
@@ -66,7 +69,8 @@ static int print_table(orch_orchestra *o)
         k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6lld %s\n", st[i].role, model,
                      orch_state_name(st[i].state), size, (long long)st[i].n_leases, until);
         ok = out_write(line, (size_t)k);
-        if (ok && st[i].state == ORCH_STATE_FAILED && st[i].last_error[0]) {
+        if (ok && st[i].state != ORCH_STATE_READY && st[i].last_error[0] &&
+            strcmp(st[i].role, st[i].model_role) == 0) {
             k = snprintf(line, sizeof line, "  error: %.900s\n", st[i].last_error);
             ok = out_write(line, (size_t)k);
         }
