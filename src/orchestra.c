@@ -22,15 +22,16 @@
  * closing flag and waiting for memory. Lock order: a model's lock, then
  * o->lock (the gone hook runs as the model is freed, under the model's
  * lock); so o->lock is never held while calling a model function that takes
- * the model's lock. A load of one
- * model never holds o->lock while the backend works: other roles keep
- * serving, and loads of different models run in parallel. Leases on a
+ * the model's lock. A load of one model never holds o->lock while the
+ * backend works: other roles keep serving, and loads of different models
+ * run in parallel. Leases on a
  * ready model take no lock at all (model.c) and signal nothing: a load
  * waiting for leases to return looks again every WAIT_SLICE_MS.
  *
  * Idle unloading and eviction use orch__model_unload_if_idle(), which
- * unloads only if no lease is out at that instant (CAS on the lease word),
- * so a model that was just leased is never caught draining.
+ * unloads only if no lease is out, and revives the model if one slipped in
+ * while it counted, so a model that was just leased is never caught
+ * draining.
  */
 #include "backend.h"
 #include "config.h"
