@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds Orchestra three ways and runs the tests:
-#   build/       -Werror, all tests (ctest)
+#   build/       -Werror, all tests (ctest); then the real-model tests again
+#                on llama.cpp's baseline CPU variant (x64: no AVX), so that a
+#                CPU-dependent assumption fails here and not on a user's machine
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), all tests
 #   build-tsan/  ThreadSanitizer, the concurrency tests
 # Installs what it needs first (scripts/setup.sh, idempotent).
@@ -12,6 +14,11 @@ pc=$(bash scripts/setup.sh)
 export PKG_CONFIG_PATH="${pc}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 jobs=$(nproc 2>/dev/null || echo 2)
 total=0
+model=${ORCH_TEST_MODEL:-$top/../shared/models/stories260K.gguf}
+# tests that skip note it here (tests/test.h); a skip with the model present is a failure
+export ORCH_TEST_SKIP_LOG="$top/build/skipped.log"
+mkdir -p "$top/build"
+: > "$ORCH_TEST_SKIP_LOG"
 # run_ctest DIR ARGS...: ctest, echoed, counted into $total
 run_ctest() {
   local dir=$1; shift
@@ -35,6 +42,17 @@ echo "== plain build: all tests"
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 run_ctest build ctest --output-on-failure -j"$jobs"
 
+# The baseline CPU variant, where llama.cpp loads its CPU backends at run time
+backenddir=$(pkg-config --variable=backenddir llama 2>/dev/null || true)
+if [ -n "$backenddir" ] && [ -f "$backenddir/libggml-cpu-x64.so" ]; then
+  echo "== real-model tests on the baseline CPU variant (libggml-cpu-x64.so only)"
+  x64dir="$top/build/cpu-x64"
+  mkdir -p "$x64dir" && cp -f "$backenddir/libggml-cpu-x64.so" "$x64dir/"
+  ORCH_GGML_BACKEND_DIR="$x64dir" run_ctest build ctest --output-on-failure -j"$jobs" -L model
+else
+  echo "== no run-time CPU variants in this llama.cpp: the baseline-variant run does not apply"
+fi
+
 if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   echo "== ASan + UBSan (+ LSan): all tests"
   build build-asan -DCMAKE_BUILD_TYPE=Debug "-DORCH_SANITIZE=address;undefined"
@@ -51,5 +69,15 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     run_ctest build-tsan $norand ctest --output-on-failure -j"$jobs" -L concurrency
 fi
-echo "== all test runs passed (ctest executables across the builds)"
+nskip=$(wc -l < "$ORCH_TEST_SKIP_LOG")
+if [ "$nskip" -gt 0 ]; then
+  echo "== skipped tests ($nskip):"
+  sort "$ORCH_TEST_SKIP_LOG" | uniq -c
+  if [ -f "$model" ]; then
+    echo "the test model is at $model, yet tests skipped as if it were absent"
+    echo "$total passed, $nskip failed"
+    exit 1
+  fi
+fi
+echo "== all test runs passed (ctest executables across the builds and CPU variants; $nskip skipped)"
 echo "$total passed, 0 failed"

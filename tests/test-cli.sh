@@ -59,6 +59,7 @@ expect_grep "info truncated message" err "cut short"
 if [ ! -r "$MODEL" ]; then
   echo "SKIP: real model not found at $MODEL; skipping the tests that need it" >&2
   skip=1
+  [ -n "${ORCH_TEST_SKIP_LOG:-}" ] && echo "test-cli: real model not found at $MODEL" >> "$ORCH_TEST_SKIP_LOG"
 else
   M=(-m "$MODEL" --threads 1)
   # --- generate --------------------------------------------------------------------

@@ -439,8 +439,7 @@ static void test_embeddings(void **state)
         assert_true(fabs(sqrt(norm) - 1.0) < 1e-5);
     }
     /* same text, same vector, in one batch */
-    for (int i = 0; i < dim; i++)
-        assert_true(fabsf(v[i] - v[3 * dim + i]) < 1e-5f);
+    assert_same_embedding(v, v + 3 * dim, dim, "text 0 and text 3 of one batch");
     /* different texts differ */
     double dot = 0;
     for (int i = 0; i < dim; i++)
@@ -452,8 +451,7 @@ static void test_embeddings(void **state)
         int32_t d1;
         assert_rc(orch_model_embed(g_model, &texts[t], 1, NULL, &one, &d1, &err), ORCH_OK, err);
         assert_int_equal(d1, dim);
-        for (int i = 0; i < dim; i++)
-            assert_true(fabsf(one[i] - v[t * dim + i]) < 1e-5f);
+        assert_same_embedding(one, v + t * dim, dim, texts[t]);
         free(one);
     }
     /* raw vectors are not unit length */
@@ -466,7 +464,8 @@ static void test_embeddings(void **state)
         rn += (double)raw[i] * raw[i];
     assert_true(fabs(sqrt(rn) - 1.0) > 1e-3);
     for (int i = 0; i < dim; i++)
-        assert_true(fabsf((float)(raw[i] / sqrt(rn)) - v[i]) < 1e-5f);
+        raw[i] = (float)(raw[i] / sqrt(rn));
+    assert_same_embedding(raw, v, dim, "raw vector normalised");
     free(raw);
     free(v);
     /* errors */
@@ -498,8 +497,7 @@ static void test_embeddings_many(void **state)
     int probe[] = {0, 63, 64, 200, 299};
     for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
         assert_rc(orch_model_embed(g_model, &texts[probe[k]], 1, NULL, &one, &d1, &err), ORCH_OK, err);
-        for (int i = 0; i < dim; i++)
-            assert_true(fabsf(one[i] - v[probe[k] * dim + i]) < 1e-5f);
+        assert_same_embedding(one, v + probe[k] * dim, dim, texts[probe[k]]);
         free(one);
     }
     free(v);

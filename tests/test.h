@@ -20,14 +20,19 @@
  * beside the source tree. NULL when absent. */
 const char *test_model_path(void);
 
-/* Skips the current test with a clear message when the real model is absent. */
+/* Skips the current test with a clear message when the real model is absent,
+ * and notes the skip in $ORCH_TEST_SKIP_LOG (scripts/test.sh counts them and
+ * fails when the model was there). */
 #define REQUIRE_MODEL(var)                                                                    \
     const char *var = test_model_path();                                                      \
     if (!var) {                                                                               \
-        print_message("SKIP: real model not found (set ORCH_TEST_MODEL or put "             \
-                      "stories260K.gguf in ../shared/models)\n");                            \
+        test_note_skip(__func__, "real model not found (set ORCH_TEST_MODEL or put "         \
+                                 "stories260K.gguf in ../shared/models)");                   \
         skip();                                                                               \
     }
+
+/* Prints "SKIP: test: why" and appends the same line to $ORCH_TEST_SKIP_LOG. */
+void test_note_skip(const char *test, const char *why);
 
 /* A fresh temporary directory, removed by test_tmpdir_cleanup(). */
 const char *test_tmpdir(void);
@@ -51,6 +56,15 @@ const char *test_sparse_file(const char *name, uint64_t size);
                         orch_err_name(expected), (err).msg);                                  \
         assert_int_equal(rc__, (expected));                                                   \
     } while (0)
+
+/* Asserts that a and b (dim floats each, unit length) are embeddings of one
+ * text as orch_model_embed() promises: cosine similarity at least
+ * ORCH_EMBED_MIN_COSINE. On failure prints the cosine, the largest
+ * component difference and both values there. */
+#define assert_same_embedding(a, b, dim, what) \
+    test_assert_same_embedding((a), (b), (dim), (what), __FILE__, __LINE__)
+void test_assert_same_embedding(const float *a, const float *b, int dim, const char *what,
+                                const char *file, int line);
 
 /* Log capture: lines collected while enabled. */
 void test_log_capture_start(enum orch_log_level level);

@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -22,6 +23,41 @@ const char *test_model_path(void)
     else
         snprintf(path, sizeof path, "%s/../shared/models/stories260K.gguf", ORCH_SOURCE_DIR);
     return access(path, R_OK) == 0 ? path : NULL;
+}
+
+void test_assert_same_embedding(const float *a, const float *b, int dim, const char *what,
+                                const char *file, int line)
+{
+    double dot = 0, na = 0, nb = 0, worst = -1;
+    int at = 0;
+    for (int i = 0; i < dim; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+        double d = fabs((double)a[i] - b[i]);
+        if (d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    double cosine = na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
+    if (dim > 0 && cosine >= ORCH_EMBED_MIN_COSINE)
+        return;
+    print_error("%s:%d: %s: cosine %.9f < %.9f; largest difference %.3g at [%d]: %.9g vs %.9g\n",
+                file, line, what, cosine, ORCH_EMBED_MIN_COSINE, worst, at, dim > 0 ? a[at] : 0.0,
+                dim > 0 ? b[at] : 0.0);
+    fail();
+}
+
+void test_note_skip(const char *test, const char *why)
+{
+    print_message("SKIP: %s: %s\n", test, why);
+    const char *log = getenv("ORCH_TEST_SKIP_LOG");
+    FILE *f = log && *log ? fopen(log, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s: %s\n", test, why);
+        fclose(f);
+    }
 }
 
 static char g_tmp[256];
