@@ -250,7 +250,8 @@ int32_t orch_default_n_threads(void);
  *   params and its strings are copied. Threads: any. */
 int orch_model_new(const struct orch_model_params *params, orch_model **out, orch_error *err);
 
-/* Unloads and frees. Blocks while a load is in flight or leases are out.
+/* Unloads and frees. Blocks while a load is in flight or leases are out
+ * (so the calling thread must hold none).
  * Ownership: the handle is invalid afterwards. Threads: not concurrently with
  * any other call on the same model. Accepts NULL. */
 void orch_model_free(orch_model *m);
@@ -269,12 +270,24 @@ int orch_model_load(orch_model *m, orch_error *err);
  * the model is not READY (as orch_model_load). Once the model is READY this
  * takes no lock and shares no cache line with other threads: one atomic
  * operation on a per-thread counter.
+ *
+ * Nested leases: a thread that already holds a lease on `m` and asks again
+ * (here, or through orch_model_load/generate/chat/embed/info, which take a
+ * lease of their own) never waits for an unload: even while the model is
+ * DRAINING it gets another lease on the weights still loaded, and the drain
+ * waits for that one too. A thread holding no lease that finds the model
+ * DRAINING waits for the drain to end and loads anew. A thread counts the
+ * leases it took on up to 16 models at a time; a lease returned on another
+ * thread still counts on the one that took it (a later acquire there may
+ * then be granted during a drain, which is safe).
  * Returns: ORCH_OK (a lease is out: call orch_model_release once), or the
- *   load's error (no lease). Threads: any. */
+ *   load's error (no lease). Threads: any; a lease may be returned on
+ *   another thread than the one that took it. */
 int orch_model_acquire(orch_model *m, orch_error *err);
 
-/* Returns a lease. When the model is DRAINING and this was the last lease,
- * frees the backend model on this thread. Threads: any. */
+/* Returns a lease: one atomic operation. When the model is DRAINING and
+ * this was the last lease, frees the backend model on this thread.
+ * Threads: any. */
 void orch_model_release(orch_model *m);
 
 /* Asks for an unload: no new lease is granted from now on (acquire and load
@@ -284,8 +297,8 @@ void orch_model_release(orch_model *m);
  * for leases. */
 int orch_model_unload(orch_model *m);
 
-/* Cancels a load in flight (its result is ORCH_ECANCELED); no effect
- * otherwise. Threads: any. */
+/* Cancels a load in flight (its result is ORCH_ECANCELED), also while it
+ * waits for memory in an orchestra; no effect otherwise. Threads: any. */
 void orch_model_cancel_load(orch_model *m);
 
 /* Returns: the state now (may change right after). Threads: any, no lock. */
@@ -621,15 +634,25 @@ struct orch_orchestra_params orch_orchestra_default_params(void);
 int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params,
               orch_orchestra **out, orch_error *err);
 
-/* Stops idle unloading, waits for every lease to come back, unloads and
- * frees everything. Threads: not concurrently with other calls on `o`
- * (other threads must have released their leases or be about to). */
+/* Stops idle unloading, unloads everything, waits for every lease to come
+ * back and for the calls in flight on other threads to end, and frees
+ * everything. A call already running when close begins finishes on the
+ * lease it holds (or fails with ORCH_ECLOSED where it would need a load);
+ * a call that begins after close has begun fails with ORCH_ECLOSED. Calls
+ * after orch_close() has returned are invalid: `o` is gone. Must not be
+ * called by a thread that holds a lease from `o` (it would wait forever).
+ * Fork: after fork() the child must not use the parent's orchestras or
+ * models (their threads and locks did not come along); orch_close() in the
+ * child returns at once and frees nothing, and the child may open its own.
+ * Threads: any one thread, once. */
 void orch_close(orch_orchestra *o);
 
 /* Leases the model behind `role` (through its fallbacks), loading it when
  * needed under the budget. Once the model is ready this takes no lock.
+ * Nested leases behave as with orch_model_acquire().
  * Returns: ORCH_OK (*out is leased: orch_role_release(o, *out)),
- *   ORCH_ENOROLE, ORCH_EBUDGET, ORCH_ETIMEDOUT, load errors.
+ *   ORCH_ENOROLE, ORCH_EBUDGET, ORCH_ETIMEDOUT, ORCH_ECANCELED (the load was
+ *   cancelled, also while it waited for memory), ORCH_ECLOSED, load errors.
  * Threads: any; blocks while its model loads or waits for memory. */
 int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err);
 void orch_role_release(orch_orchestra *o, orch_model *m);

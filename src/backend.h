@@ -99,6 +99,31 @@ struct orch__model_hooks {
 void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud);
 void *orch__model_hooks_ud(const orch_model *m);
 
+/* orch_model_load / orch_model_acquire without the "role 'x': " prefix on
+ * errors: for callers that add their own (the orchestra names the role the
+ * request asked for). */
+int orch__model_load(orch_model *m, orch_error *err);
+int orch__model_acquire(orch_model *m, orch_error *err);
+
+/* generate.c: the requests on a model the calling thread holds a lease on.
+ * Same arguments, results and errors as the public orch_model_ functions,
+ * but errors name no role: the public entry point adds it once. */
+int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
+                          const struct orch_gen_params *params, struct orch_gen_result *res,
+                          orch_error *err);
+int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                             bool add_assistant, char **out, orch_error *err);
+int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                      const struct orch_gen_params *params, struct orch_gen_result *res,
+                      orch_error *err);
+int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
+                       const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                       orch_error *err);
+
+/* True while a load in flight has been asked to stop (orch_model_cancel_load
+ * or the progress callback); the admit hook polls it while it waits. */
+bool orch__model_load_cancelled(const orch_model *m);
+
 /* Leases out now (relaxed read; a hint). */
 int64_t orch__model_n_leases(const orch_model *m);
 

@@ -66,52 +66,51 @@ void orch_gen_result_clear(struct orch_gen_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static int check_text(const char *what, const char *s, const char *role, orch_error *err)
+static int check_text(const char *what, const char *s, orch_error *err)
 {
     if (!s)
-        return orch__err(err, ORCH_EINVAL, "role '%s': %s is NULL", role, what);
+        return orch__err(err, ORCH_EINVAL, "%s is NULL", what);
     size_t bad = orch__utf8_check(s, strlen(s));
     if (bad)
-        return orch__err(err, ORCH_EINVAL, "role '%s': %s is not valid UTF-8 (byte %zu)", role, what,
+        return orch__err(err, ORCH_EINVAL, "%s is not valid UTF-8 (byte %zu)", what,
                          bad - 1);
     return ORCH_OK;
 }
 
-static int check_gen_params(const struct orch_gen_params *p, const char *role, orch_error *err)
+static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
 {
     if (p->max_tokens <= 0)
-        return orch__err(err, ORCH_EINVAL, "role '%s': max_tokens %d must be at least 1", role,
+        return orch__err(err, ORCH_EINVAL, "max_tokens %d must be at least 1",
                          p->max_tokens);
     if (!(p->temperature >= 0.0f) || isinf(p->temperature))
-        return orch__err(err, ORCH_EINVAL, "role '%s': temperature %g must be 0 (greedy) or more",
-                         role, (double)p->temperature);
+        return orch__err(err, ORCH_EINVAL, "temperature %g must be 0 (greedy) or more", (double)p->temperature);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return orch__err(err, ORCH_EINVAL, "role '%s': top_p %g must be in (0, 1]", role,
+        return orch__err(err, ORCH_EINVAL, "top_p %g must be in (0, 1]",
                          (double)p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p < 1.0f))
-        return orch__err(err, ORCH_EINVAL, "role '%s': min_p %g must be in [0, 1)", role,
+        return orch__err(err, ORCH_EINVAL, "min_p %g must be in [0, 1)",
                          (double)p->min_p);
     if (p->top_k < 0)
-        return orch__err(err, ORCH_EINVAL, "role '%s': top_k %d must be 0 (off) or more", role,
+        return orch__err(err, ORCH_EINVAL, "top_k %d must be 0 (off) or more",
                          p->top_k);
     if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty))
-        return orch__err(err, ORCH_EINVAL, "role '%s': repeat_penalty %g must be above 0", role,
+        return orch__err(err, ORCH_EINVAL, "repeat_penalty %g must be above 0",
                          (double)p->repeat_penalty);
     if (p->repeat_last_n < -1)
-        return orch__err(err, ORCH_EINVAL, "role '%s': repeat_last_n %d must be -1 or more", role,
+        return orch__err(err, ORCH_EINVAL, "repeat_last_n %d must be -1 or more",
                          p->repeat_last_n);
     if (p->n_ctx < 0 || p->n_ctx > ORCH_N_CTX_MAX)
-        return orch__err(err, ORCH_EINVAL, "role '%s': n_ctx %d is out of range", role, p->n_ctx);
+        return orch__err(err, ORCH_EINVAL, "n_ctx %d is out of range", p->n_ctx);
     if (p->n_threads < 0 || p->n_threads > 1024)
-        return orch__err(err, ORCH_EINVAL, "role '%s': n_threads %d is out of range", role,
+        return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range",
                          p->n_threads);
     if (p->n_stop && !p->stop)
-        return orch__err(err, ORCH_EINVAL, "role '%s': n_stop is %zu but stop is NULL", role,
+        return orch__err(err, ORCH_EINVAL, "n_stop is %zu but stop is NULL",
                          p->n_stop);
     for (size_t i = 0; i < p->n_stop; i++) {
         if (!p->stop[i] || !p->stop[i][0])
-            return orch__err(err, ORCH_EINVAL, "role '%s': stop string %zu is empty", role, i);
-        int rc = check_text("a stop string", p->stop[i], role, err);
+            return orch__err(err, ORCH_EINVAL, "stop string %zu is empty", i);
+        int rc = check_text("a stop string", p->stop[i], err);
         if (rc)
             return rc;
     }
@@ -225,33 +224,25 @@ static bool sink_emit(void *vs, const char *piece, size_t len)
     return true;
 }
 
-static int generate_impl(orch_model *m, const char *prompt, bool parse_special,
-                         const struct orch_gen_params *params, struct orch_gen_result *res,
-                         orch_error *err)
+/* Generation on a model this thread holds a lease on. Errors name no role
+ * (the public entry points add it). */
+int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
+                          const struct orch_gen_params *params, struct orch_gen_result *res,
+                          orch_error *err)
 {
-    const char *role = orch_model_role(m);
     struct orch_gen_params defaults = orch_gen_default_params();
     const struct orch_gen_params *p = params ? params : &defaults;
-    int rc = check_gen_params(p, role, err);
+    int rc = check_gen_params(p, err);
     if (rc == ORCH_OK)
-        rc = check_text("the prompt", prompt, role, err);
+        rc = check_text("the prompt", prompt, err);
     if (rc == ORCH_OK && !prompt[0])
-        rc = orch__err(err, ORCH_EINVAL, "role '%s': the prompt is empty", role);
-    if (rc)
-        goto fail_early;
-
-    int64_t t0 = orch__now_ns();
-    rc = orch_model_acquire(m, err);
-    if (rc)
-        goto fail_early;
-    res->load_wait_ms = orch__ms_since(t0);
-
+        rc = orch__err(err, ORCH_EINVAL, "the prompt is empty");
     const orch_backend *be = orch__model_backend(m);
-    if (!be->ops->generate) {
-        orch_model_release(m);
-        rc = orch__err(err, ORCH_ENOTSUP, "role '%s': backend %s cannot generate", role,
-                       be->ops->name);
-        goto fail_early;
+    if (rc == ORCH_OK && !be->ops->generate)
+        rc = orch__err(err, ORCH_ENOTSUP, "backend %s cannot generate", be->ops->name);
+    if (rc) {
+        res->finish = ORCH_FINISH_ERROR;
+        return rc;
     }
     struct sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
     const struct orch_model_params *mp = orch__model_params(m);
@@ -266,28 +257,24 @@ static int generate_impl(orch_model *m, const char *prompt, bool parse_special,
         .sink = &s,
     };
     rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
-    orch_model_release(m);
     if (rc == ORCH_OK && s.rc)
-        rc = orch__err(err, s.rc, "role '%s': out of memory collecting the text", role);
+        rc = orch__err(err, s.rc, "out of memory collecting the text");
     if (rc == ORCH_OK && s.finish != ORCH_FINISH_STOP && s.finish != ORCH_FINISH_CANCELLED &&
         s.pending.len) {
         /* the text ended: what was held back is text after all */
         deliver(&s, s.pending.data, s.pending.len);
     }
     if (rc == ORCH_OK && orch__buf_append(&s.out, "", 0) != ORCH_OK)
-        rc = orch__err(err, ORCH_ENOMEM, "role '%s': out of memory", role);
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory");
     orch__buf_free(&s.pending);
+    res->n_prompt = req.n_prompt;
     if (rc) {
         orch__buf_free(&s.out);
-        if (err)
-            orch__err_prefix(err, "role '%s'", role);
         res->finish = ORCH_FINISH_ERROR;
-        res->n_prompt = req.n_prompt;
         return rc;
     }
     res->text = s.out.data;
     res->len = s.out.len;
-    res->n_prompt = req.n_prompt;
     res->n_generated = req.n_generated;
     res->prompt_ms = req.prompt_ms;
     res->gen_ms = req.gen_ms;
@@ -297,13 +284,18 @@ static int generate_impl(orch_model *m, const char *prompt, bool parse_special,
         res->finish = ORCH_FINISH_EOS;
     else
         res->finish = ORCH_FINISH_LENGTH; /* context full */
-    orch__log(ORCH_LOG_DEBUG, role, "generate", OF_I("n_prompt", res->n_prompt),
+    orch__log(ORCH_LOG_DEBUG, orch_model_role(m), "generate", OF_I("n_prompt", res->n_prompt),
               OF_I("n_generated", res->n_generated), OF_S("finish", orch_finish_name(res->finish)),
               OF_D("prompt_ms", res->prompt_ms), OF_D("gen_ms", res->gen_ms));
     return ORCH_OK;
+}
 
-fail_early:
-    res->finish = ORCH_FINISH_ERROR;
+/* The public model functions run the leased ones under a lease of their
+ * own and name the model's role once in an error. */
+static int named(orch_model *m, int rc, orch_error *err)
+{
+    if (rc)
+        orch__err_prefix(err, "role '%s'", orch_model_role(m));
     return rc;
 }
 
@@ -313,11 +305,18 @@ int orch_model_generate(orch_model *m, const char *prompt, const struct orch_gen
     if (!res)
         return orch__err(err, ORCH_EINVAL, "orch_model_generate: res is NULL");
     memset(res, 0, sizeof *res);
-    if (!m) {
-        res->finish = ORCH_FINISH_ERROR;
+    res->finish = ORCH_FINISH_ERROR;
+    if (!m)
         return orch__err(err, ORCH_EINVAL, "orch_model_generate: model is NULL");
+    int64_t t0 = orch__now_ns();
+    int rc = orch__model_acquire(m, err);
+    if (rc == ORCH_OK) {
+        double wait = orch__ms_since(t0);
+        rc = orch__generate_leased(m, prompt, false, params, res, err);
+        res->load_wait_ms = wait;
+        orch_model_release(m);
     }
-    return generate_impl(m, prompt, false, params, res, err);
+    return named(m, rc, err);
 }
 
 /* ---- chat ------------------------------------------------------------------ */
@@ -331,19 +330,17 @@ static const char *role_title(const char *role)
     return "Assistant";
 }
 
-static int check_chat(const char *role, const struct orch_chat_message *msgs, size_t n,
-                      orch_error *err)
+static int check_chat(const struct orch_chat_message *msgs, size_t n, orch_error *err)
 {
     if (!msgs || n == 0)
-        return orch__err(err, ORCH_EINVAL, "role '%s': a chat needs at least one message", role);
+        return orch__err(err, ORCH_EINVAL, "a chat needs at least one message");
     for (size_t i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r || (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0))
             return orch__err(err, ORCH_EINVAL,
-                             "role '%s': message %zu has chat role '%s' (expected system, user or "
-                             "assistant)",
-                             role, i, r ? r : "(null)");
-        int rc = check_text("a chat message", msgs[i].content, role, err);
+                             "message %zu has chat role '%s' (expected system, user or assistant)",
+                             i, r ? r : "(null)");
+        int rc = check_text("a chat message", msgs[i].content, err);
         if (rc)
             return rc;
     }
@@ -375,30 +372,51 @@ static int transcript(const struct orch_chat_message *msgs, size_t n, bool add_a
     return ORCH_OK;
 }
 
+int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                             bool add_assistant, char **out, orch_error *err)
+{
+    *out = NULL;
+    int rc = check_chat(msgs, n_msgs, err);
+    if (rc)
+        return rc;
+    const orch_backend *be = orch__model_backend(m);
+    if (be->ops->chat_format) {
+        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out, err);
+        if (rc)
+            return rc;
+    }
+    if (!*out && transcript(msgs, n_msgs, add_assistant, out) != ORCH_OK)
+        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
+    return ORCH_OK;
+}
+
 int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                            bool add_assistant, char **out, orch_error *err)
 {
     if (!m || !out)
         return orch__err(err, ORCH_EINVAL, "orch_model_chat_format: NULL argument");
     *out = NULL;
-    const char *role = orch_model_role(m);
-    int rc = check_chat(role, msgs, n_msgs, err);
-    if (rc)
-        return rc;
-    rc = orch_model_acquire(m, err);
-    if (rc)
-        return rc;
-    const orch_backend *be = orch__model_backend(m);
-    if (be->ops->chat_format)
-        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out, err);
-    orch_model_release(m);
+    int rc = orch__model_acquire(m, err);
+    if (rc == ORCH_OK) {
+        rc = orch__chat_format_leased(m, msgs, n_msgs, add_assistant, out, err);
+        orch_model_release(m);
+    }
+    return named(m, rc, err);
+}
+
+int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                      const struct orch_gen_params *params, struct orch_gen_result *res,
+                      orch_error *err)
+{
+    char *prompt = NULL;
+    int rc = orch__chat_format_leased(m, msgs, n_msgs, true, &prompt, err);
     if (rc) {
-        orch__err_prefix(err, "role '%s'", role);
+        res->finish = ORCH_FINISH_ERROR;
         return rc;
     }
-    if (!*out && transcript(msgs, n_msgs, add_assistant, out) != ORCH_OK)
-        return orch__err(err, ORCH_ENOMEM, "role '%s': out of memory formatting chat", role);
-    return ORCH_OK;
+    rc = orch__generate_leased(m, prompt, true, params, res, err);
+    free(prompt);
+    return rc;
 }
 
 int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
@@ -408,51 +426,41 @@ int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t 
     if (!res)
         return orch__err(err, ORCH_EINVAL, "orch_model_chat: res is NULL");
     memset(res, 0, sizeof *res);
-    char *prompt = NULL;
-    int rc = orch_model_chat_format(m, msgs, n_msgs, true, &prompt, err);
-    if (rc) {
-        res->finish = ORCH_FINISH_ERROR;
-        return rc;
+    res->finish = ORCH_FINISH_ERROR;
+    if (!m)
+        return orch__err(err, ORCH_EINVAL, "orch_model_chat: model is NULL");
+    int rc = orch__model_acquire(m, err);
+    if (rc == ORCH_OK) {
+        rc = orch__chat_leased(m, msgs, n_msgs, params, res, err);
+        orch_model_release(m);
     }
-    rc = generate_impl(m, prompt, true, params, res, err);
-    free(prompt);
-    return rc;
+    return named(m, rc, err);
 }
 
 /* ---- embeddings ------------------------------------------------------------ */
 
-int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
-                     const struct orch_embed_params *params, float **out, int32_t *n_embd,
-                     orch_error *err)
+int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
+                       const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                       orch_error *err)
 {
-    if (!m || !out || !n_embd)
-        return orch__err(err, ORCH_EINVAL, "orch_model_embed: NULL argument");
     *out = NULL;
     *n_embd = 0;
-    const char *role = orch_model_role(m);
     struct orch_embed_params defaults = orch_embed_default_params();
     const struct orch_embed_params *p = params ? params : &defaults;
     if (n_texts == 0 || !texts)
-        return orch__err(err, ORCH_EINVAL, "role '%s': no texts to embed", role);
+        return orch__err(err, ORCH_EINVAL, "no texts to embed");
     if (p->n_threads < 0 || p->n_threads > 1024)
-        return orch__err(err, ORCH_EINVAL, "role '%s': n_threads %d is out of range", role,
-                         p->n_threads);
+        return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range", p->n_threads);
     for (size_t i = 0; i < n_texts; i++) {
-        int rc = check_text("a text to embed", texts[i], role, err);
+        int rc = check_text("a text to embed", texts[i], err);
         if (rc)
             return rc;
         if (!texts[i][0])
-            return orch__err(err, ORCH_EINVAL, "role '%s': text %zu to embed is empty", role, i);
+            return orch__err(err, ORCH_EINVAL, "text %zu to embed is empty", i);
     }
-    int rc = orch_model_acquire(m, err);
-    if (rc)
-        return rc;
     const orch_backend *be = orch__model_backend(m);
-    if (!be->ops->embed) {
-        orch_model_release(m);
-        return orch__err(err, ORCH_ENOTSUP, "role '%s': backend %s cannot embed", role,
-                         be->ops->name);
-    }
+    if (!be->ops->embed)
+        return orch__err(err, ORCH_ENOTSUP, "backend %s cannot embed", be->ops->name);
     const struct orch_model_params *mp = orch__model_params(m);
     int32_t n_ctx = resolve_n_ctx(m, 0);
     struct orch__embed_req req = {
@@ -462,12 +470,9 @@ int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
         .n_threads = p->n_threads ? p->n_threads : mp->n_threads,
     };
     int64_t t0 = orch__now_ns();
-    rc = be->ops->embed(orch__model_backend_obj(m), &req, err);
-    orch_model_release(m);
-    if (rc) {
-        orch__err_prefix(err, "role '%s'", role);
+    int rc = be->ops->embed(orch__model_backend_obj(m), &req, err);
+    if (rc)
         return rc;
-    }
     if (p->normalize) {
         for (size_t t = 0; t < n_texts; t++) {
             float *v = req.out + t * (size_t)req.n_embd;
@@ -480,9 +485,25 @@ int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
                     v[i] = (float)(v[i] / norm);
         }
     }
-    orch__log(ORCH_LOG_DEBUG, role, "embed", OF_U("n_texts", n_texts), OF_I("n_embd", req.n_embd),
-              OF_D("ms", orch__ms_since(t0)));
+    orch__log(ORCH_LOG_DEBUG, orch_model_role(m), "embed", OF_U("n_texts", n_texts),
+              OF_I("n_embd", req.n_embd), OF_D("ms", orch__ms_since(t0)));
     *out = req.out;
     *n_embd = req.n_embd;
     return ORCH_OK;
+}
+
+int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
+                     const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                     orch_error *err)
+{
+    if (!m || !out || !n_embd)
+        return orch__err(err, ORCH_EINVAL, "orch_model_embed: NULL argument");
+    *out = NULL;
+    *n_embd = 0;
+    int rc = orch__model_acquire(m, err);
+    if (rc == ORCH_OK) {
+        rc = orch__embed_leased(m, texts, n_texts, params, out, n_embd, err);
+        orch_model_release(m);
+    }
+    return named(m, rc, err);
 }

@@ -32,6 +32,10 @@ double orch__ms_since(int64_t start_ns);
 
 char *orch__strdup(const char *s);
 
+/* This thread's number for per-thread counters (percpu-style slots): dealt
+ * round-robin at a thread's first call, 0..4095; index with % N_SLOTS. */
+unsigned orch__thread_slot(void);
+
 /* Returns 0 when s[0..len) is valid UTF-8 with no NUL, else the byte offset
  * of the first bad byte plus one. */
 size_t orch__utf8_check(const char *s, size_t len);
@@ -107,13 +111,34 @@ void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out
 int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,
                         orch_error *err);
 
-/* ---- fault injection (test builds) ---------------------------------------- */
+/* ---- fault injection and pause points (test builds) ---------------------- */
+
+/* Pause points name the places where an interleaving of threads matters;
+ * a test sets orch__pause_hook to park a thread there and force the
+ * interleaving instead of hoping a stress loop hits it. */
+enum orch__pause_point {
+    ORCH_PAUSE_RELEASE_SLOW = 1, /* release met a stopped slot, before taking from the drain */
+    ORCH_PAUSE_KILL_COUNTED,     /* unload has stopped the slots, before publishing the count */
+    ORCH_PAUSE_IDLE_LOOKED,      /* idle unload saw no lease, before stopping the slots */
+    ORCH_PAUSE_IDLE_COUNTED,     /* idle unload stopped and counted, before free or revive */
+    ORCH_PAUSE_ROLE_LEASED,      /* a request by role holds its lease, before its work */
+    ORCH_PAUSE_N_POINTS
+};
 
 #ifdef ORCH_TESTING
 extern int (*orch__fault_hook)(int id);
 #define orch__fault(id) (orch__fault_hook ? orch__fault_hook(id) : 0)
+typedef void (*orch__pause_fn)(enum orch__pause_point point, const void *obj);
+extern _Atomic(orch__pause_fn) orch__pause_hook;
+#define orch__pause(point, obj)                                                          \
+    do {                                                                                 \
+        orch__pause_fn f__ = atomic_load_explicit(&orch__pause_hook, memory_order_acquire); \
+        if (f__)                                                                         \
+            f__((point), (obj));                                                         \
+    } while (0)
 #else
 #define orch__fault(id) 0
+#define orch__pause(point, obj) ((void)0)
 #endif
 
 enum { ORCH_FAULT_OOM_MODEL = 1, ORCH_FAULT_OOM_RESULT = 2 };

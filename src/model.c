@@ -10,32 +10,52 @@
  *
  * Leases (percpu-refcount's pattern). A READY model counts its leases in
  * N_SLOTS counters, each on its own cache line; a thread always uses the
- * same slot, so a lease costs two uncontended atomic operations and no
- * cache line moves between cores however many threads take leases. A slot
- * word is LIVE (bit 62) | BIAS + count, where count is this slot's acquires
- * minus its releases (it may go below zero when a lease is returned on
- * another thread's slot; BIAS keeps the bits apart). acquire() CASes its
- * slot from a word with LIVE to the word + 1, so it never changes a slot it
- * was refused on. release() subtracts one and is done if LIVE was set.
+ * same slot, so a lease costs one uncontended atomic operation to take and
+ * one to return, and no cache line moves between cores however many threads
+ * take leases. A slot word is LIVE (bit 62) | BIAS + count, where count is
+ * this slot's acquires minus its releases (below zero when leases taken on
+ * other threads are returned here). acquire() and release() both CAS their
+ * slot, and only from a word with LIVE set: nobody but the lock holder ever
+ * writes a stopped slot. A slot whose count reaches +-SLOT_FOLD is folded
+ * under the lock into m->ready_bias, so no count can grow into LIVE however
+ * long a thread only releases what others took.
  *
- * The hard part is shutdown. unload() ("kill"), under the lock, marks the
- * model DRAINING and swaps every slot for a bare BIAS (LIVE clear, count 0),
- * summing what they held into m->drain, the atomic count of leases still
- * out, plus one reference of its own that it then drops. From then on
- * acquire fails on every slot, and a release that finds its slot without
- * LIVE undoes its subtraction there and takes one from m->drain instead.
- * Whoever moves m->drain from 1 to 0 — unload itself when no lease was out,
- * or the last release — frees the backend model, under the lock. Only that
- * one party touches the model after giving its lease back, and it does so
- * under the lock, so orch_model_free() (which waits under the lock for the
- * drain to end) never frees a model a release is still working on.
+ * In READY, leases out = sum of slot counts + m->ready_bias + m->drain,
+ * where m->drain is zero or negative (see the revive below).
  *
- * Idle unloads and evictions (orch__model_unload_if_idle) count the same
+ * The hard part is shutdown. collect_locked() swaps every slot for a bare
+ * BIAS (LIVE clear) and sums what they held, plus ready_bias. unload()
+ * ("kill"), under the lock, marks the model DRAINING, collects, and adds the
+ * sum plus one reference of its own to m->drain, the atomic count of leases
+ * still out, then drops its reference. From then on acquire fails on every
+ * slot, and a release that finds its slot stopped takes one from m->drain
+ * in a single atomic step instead. Whoever moves m->drain from 1 to 0 —
+ * unload itself when no lease was out, or the last release — frees the
+ * backend model, under the lock. Only that one party touches the model after
+ * giving its lease back, and it does so under the lock, so orch_model_free()
+ * (which waits under the lock for the drain to end) never frees a model a
+ * release is still working on. A release that saw a stopped slot needs no
+ * more care: the lease it returns was counted by the collect that stopped
+ * the slot, so taking it from m->drain is right whenever it lands.
+ *
+ * Idle unloads and evictions (orch__model_unload_if_idle) collect the same
  * way but stay READY while they count; if a lease slipped in they revive
- * the model rather than drain it under its holder (see there).
+ * the model (the leases go to ready_bias, LIVE back on every slot) rather
+ * than drain it under its holder. Releases that took from m->drain after
+ * the revive read it leave it negative, which the sum above includes.
+ *
+ * Nested leases. A thread counts the leases it holds per model in a small
+ * thread-local table (held_*). A thread that holds one and asks again while
+ * the model is DRAINING gets another lease on the weights still loaded
+ * (m->drain + 1, only while it is above zero) instead of waiting for a drain
+ * its own lease holds up. The table is a hint that can only err one way: a
+ * lease returned on another thread still counts on the thread that took it,
+ * which may then be granted a lease during a drain — safe, since the drain
+ * waits for that lease too.
  *
  * What must hold:
  *  - LIVE is set only in READY, after m->obj is written (release order).
+ *  - Only the holder of m->lock writes a slot without LIVE.
  *  - m->obj is freed only with LIVE clear on every slot and m->drain zero,
  *    by the one party that brought m->drain to zero, under the lock.
  *  - One backend load at a time per model (state LOADING is the token).
@@ -53,23 +73,39 @@
 
 #define N_SLOTS 64
 #define SLOT_LIVE (UINT64_C(1) << 62)
-#define SLOT_BIAS (UINT64_C(1) << 40)
+#define SLOT_BIAS (UINT64_C(1) << 61)
+#define SLOT_FOLD (INT64_C(1) << 40) /* a count this far from zero is folded */
 #define SLOT_COUNT(v) ((int64_t)((v) & ~SLOT_LIVE) - (int64_t)SLOT_BIAS)
+#ifdef ORCH_TESTING
+int64_t orch__slot_fold = SLOT_FOLD; /* tests lower it to reach the fold */
+#define FOLD_AT orch__slot_fold
+#else
+#define FOLD_AT SLOT_FOLD
+#endif
 
 struct slot {
     _Alignas(64) _Atomic uint64_t word; /* LIVE | BIAS + count; see DESIGN */
 };
 
 /* This thread's slot: threads are dealt slots round-robin at first use. */
-static _Atomic unsigned g_next_slot;
-static _Thread_local int t_slot = -1;
-
 static inline unsigned my_slot(void)
 {
-    if (t_slot < 0)
-        t_slot = (int)(atomic_fetch_add_explicit(&g_next_slot, 1, memory_order_relaxed) % N_SLOTS);
-    return (unsigned)t_slot;
+    return orch__thread_slot() % N_SLOTS;
 }
+
+/* Leases this thread holds, per model (see DESIGN: Nested leases). A model
+ * is matched by address and id, so a new model at a freed one's address is
+ * not mistaken for it. A thread holding leases on more than N_HELD models at
+ * once keeps no count for the others (their nested acquires may wait). */
+#define N_HELD 16
+struct held {
+    const void *m;
+    uint64_t id;
+    int64_t n;
+};
+static _Thread_local struct held t_held[N_HELD];
+static _Thread_local int t_n_held; /* entries in use, a high-water mark */
+static _Atomic uint64_t g_next_id = 1;
 
 struct orch_model {
     /* hot: touched by every acquire/release, each thread its own slot */
@@ -77,6 +113,8 @@ struct orch_model {
     /* leases still out while DRAINING (+1 for unload while it counts);
      * see DESIGN */
     _Alignas(64) _Atomic int64_t drain;
+    _Atomic int64_t ready_bias; /* written under lock: leases folded out of the slots */
+    uint64_t id;           /* immutable: unique per model, for the held table */
 
     /* immutable after orch_model_new() */
     _Alignas(64) struct orch_model_params params; /* strings point into path/role */
@@ -86,6 +124,8 @@ struct orch_model {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_t owner;       /* guarded by lock: its holder, when owned */
+    bool owned;            /* guarded by lock */
     _Atomic int state;     /* written under lock; read lock-free by orch_model_state() */
     void *obj;             /* backend model; written under lock before LIVE is set */
     _Atomic bool cancel;   /* set by orch_model_cancel_load(); read by the loader */
@@ -207,10 +247,71 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     for (int i = 0; i < N_SLOTS; i++)
         atomic_init(&m->slots[i].word, SLOT_BIAS);
     atomic_init(&m->drain, 0);
+    atomic_init(&m->ready_bias, 0);
+    m->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     atomic_init(&m->state, ORCH_STATE_UNLOADED);
     atomic_init(&m->cancel, false);
     *out = m;
     return ORCH_OK;
+}
+
+/* The model's lock, with its holder recorded so that every *_locked
+ * function can assert it holds it. */
+static void lock_model(orch_model *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->owner = pthread_self();
+    m->owned = true;
+}
+
+static void unlock_model(orch_model *m)
+{
+    m->owned = false;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void wait_model(orch_model *m)
+{
+    m->owned = false;
+    pthread_cond_wait(&m->cond, &m->lock);
+    m->owner = pthread_self();
+    m->owned = true;
+}
+
+#define assert_locked(m) assert((m)->owned && pthread_equal((m)->owner, pthread_self()))
+
+/* ---- this thread's held leases ------------------------------------------------ */
+
+static inline struct held *held_find(const orch_model *m)
+{
+    for (int i = 0; i < t_n_held; i++)
+        if (t_held[i].m == m && t_held[i].id == m->id && t_held[i].n > 0)
+            return &t_held[i];
+    return NULL;
+}
+
+static inline void held_add(const orch_model *m)
+{
+    struct held *h = held_find(m);
+    if (h) {
+        h->n++;
+        return;
+    }
+    for (int i = 0; i < N_HELD; i++) {
+        if (i < t_n_held && t_held[i].n > 0)
+            continue;
+        t_held[i] = (struct held){.m = m, .id = m->id, .n = 1};
+        if (i >= t_n_held)
+            t_n_held = i + 1;
+        return;
+    }
+}
+
+static inline void held_drop(const orch_model *m)
+{
+    struct held *h = held_find(m);
+    if (h)
+        h->n--;
 }
 
 static void run_gone_hook(orch_model *m)
@@ -223,6 +324,7 @@ static void run_gone_hook(orch_model *m)
  * held, in DRAINING, by the one party that moved m->drain to zero. */
 static void free_locked(orch_model *m, const char *reason)
 {
+    assert_locked(m);
     assert(get_state(m) == ORCH_STATE_DRAINING);
     assert(atomic_load(&m->drain) == 0);
     int64_t t0 = orch__now_ns();
@@ -239,26 +341,38 @@ static void free_locked(orch_model *m, const char *reason)
     pthread_cond_broadcast(&m->cond);
 }
 
+/* Stops every slot (LIVE clear, count 0) and returns the leases they and
+ * ready_bias held. After this no acquire or release touches a slot; releases
+ * take from m->drain. Called with the lock held in READY. */
+static int64_t collect_locked(orch_model *m)
+{
+    assert_locked(m);
+    int64_t out = atomic_exchange_explicit(&m->ready_bias, 0, memory_order_relaxed);
+    for (int i = 0; i < N_SLOTS; i++) {
+        /* acq_rel: acquire the releases already made on this slot; after
+         * this no CAS succeeds on it */
+        uint64_t v = atomic_exchange_explicit(&m->slots[i].word, SLOT_BIAS, memory_order_acq_rel);
+        out += SLOT_COUNT(v);
+    }
+    return out;
+}
+
 /* Kill: stop new leases and move the count of leases out into m->drain.
  * Called with the lock held in READY. Returns true when no lease was out
  * and the model was freed here. */
 static bool kill_locked(orch_model *m, const char *reason)
 {
+    assert_locked(m);
     set_state(m, ORCH_STATE_DRAINING);
     m->drain_reason = reason;
-    int64_t out = 0;
-    for (int i = 0; i < N_SLOTS; i++) {
-        /* acq_rel: acquire the releases already made on this slot; after
-         * this no acquire succeeds on it */
-        uint64_t v = atomic_exchange_explicit(&m->slots[i].word, SLOT_BIAS, memory_order_acq_rel);
-        out += SLOT_COUNT(v);
-    }
-    /* + 1: our own reference while we look; releases that already came in
-     * through the slow path have made m->drain negative, and this brings it
-     * to exactly the leases still out (+1) */
-    atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
+    int64_t out = collect_locked(m);
+    orch__pause(ORCH_PAUSE_KILL_COUNTED, m);
+    /* + 1: our own reference while we look; releases that came in through
+     * the slow path meanwhile (or after a revive) have made m->drain
+     * negative, and this brings it to exactly the leases still out (+1) */
+    int64_t before = atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
     orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path), OF_S("reason", reason),
-              OF_I("leases", out));
+              OF_I("leases", before + out));
     if (atomic_fetch_sub_explicit(&m->drain, 1, memory_order_acq_rel) == 1) {
         free_locked(m, reason);
         return true;
@@ -290,9 +404,10 @@ static bool load_progress(void *p, float fraction)
  * returns with the lock held and the state READY or FAILED. */
 static int do_load_locked(orch_model *m, orch_error *err)
 {
+    assert_locked(m);
     set_state(m, ORCH_STATE_LOADING);
     atomic_store_explicit(&m->cancel, false, memory_order_relaxed);
-    pthread_mutex_unlock(&m->lock);
+    unlock_model(m);
 
     orch__log(ORCH_LOG_INFO, m->role, "load_start", OF_S("path", m->path),
               OF_S("backend", m->be->ops->name), OF_I("n_gpu_layers", m->params.n_gpu_layers));
@@ -334,7 +449,7 @@ static int do_load_locked(orch_model *m, orch_error *err)
     else if (m->hooks && rc != ORCH_OK && admitted)
         run_gone_hook(m);
 
-    pthread_mutex_lock(&m->lock);
+    lock_model(m);
     m->load_seq++;
     m->last_result = rc;
     if (rc == ORCH_OK) {
@@ -364,11 +479,12 @@ static int do_load_locked(orch_model *m, orch_error *err)
     return rc;
 }
 
-/* Brings the model to READY (lock held on entry and exit). With
- * join_result, a caller that joined a load in flight returns that load's
- * result rather than trying again (single flight for orch_model_load). */
+/* Brings the model to READY (lock held on entry and exit). A caller that
+ * joined a load in flight returns that load's result rather than trying
+ * again (single flight). */
 static int ensure_ready_locked(orch_model *m, orch_error *err)
 {
+    assert_locked(m);
     for (;;) {
         switch (get_state(m)) {
         case ORCH_STATE_READY:
@@ -376,7 +492,7 @@ static int ensure_ready_locked(orch_model *m, orch_error *err)
         case ORCH_STATE_LOADING: {
             uint64_t seq = m->load_seq;
             while (m->load_seq == seq)
-                pthread_cond_wait(&m->cond, &m->lock);
+                wait_model(m);
             if (m->last_result != ORCH_OK) {
                 if (err)
                     *err = m->last_error;
@@ -386,7 +502,7 @@ static int ensure_ready_locked(orch_model *m, orch_error *err)
         }
         case ORCH_STATE_DRAINING:
             while (get_state(m) == ORCH_STATE_DRAINING)
-                pthread_cond_wait(&m->cond, &m->lock);
+                wait_model(m);
             continue;
         case ORCH_STATE_UNLOADED:
         case ORCH_STATE_FAILED: {
@@ -399,16 +515,39 @@ static int ensure_ready_locked(orch_model *m, orch_error *err)
     }
 }
 
+int orch__model_load(orch_model *m, orch_error *err)
+{
+    /* a thread holding a lease has the model loaded, draining or not */
+    if (get_state(m) == ORCH_STATE_READY || held_find(m))
+        return ORCH_OK;
+    lock_model(m);
+    int rc = ensure_ready_locked(m, err);
+    unlock_model(m);
+    return rc;
+}
+
 int orch_model_load(orch_model *m, orch_error *err)
 {
     if (!m)
         return orch__err(err, ORCH_EINVAL, "orch_model_load: model is NULL");
-    if (get_state(m) == ORCH_STATE_READY)
-        return ORCH_OK;
-    pthread_mutex_lock(&m->lock);
-    int rc = ensure_ready_locked(m, err);
-    pthread_mutex_unlock(&m->lock);
+    int rc = orch__model_load(m, err);
+    if (rc)
+        orch__err_prefix(err, "role '%s'", m->role);
     return rc;
+}
+
+/* Folds the slot's count into ready_bias when it has drifted SLOT_FOLD from
+ * zero (lock held; the slot LIVE). */
+static void fold_locked(orch_model *m, _Atomic uint64_t *w)
+{
+    assert_locked(m);
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    int64_t c = SLOT_COUNT(v);
+    if (!(v & SLOT_LIVE) || (c < FOLD_AT && c > -FOLD_AT))
+        return;
+    /* under the lock nobody stops the slot; leases racing on it CAS */
+    v = atomic_exchange_explicit(w, SLOT_LIVE | SLOT_BIAS, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&m->ready_bias, SLOT_COUNT(v), memory_order_relaxed);
 }
 
 /* One try on this thread's slot: true when a lease was granted. */
@@ -416,8 +555,8 @@ static inline bool slot_acquire(orch_model *m)
 {
     _Atomic uint64_t *w = &m->slots[my_slot()].word;
     uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-    while (v & SLOT_LIVE) {
-        /* acquire; pairs with the release fetch_or that set LIVE in
+    while ((v & SLOT_LIVE) && SLOT_COUNT(v) < FOLD_AT) {
+        /* acquire; pairs with the release store that set LIVE in
          * do_load_locked(): m->obj is visible once LIVE is seen */
         if (atomic_compare_exchange_weak_explicit(w, &v, v + 1, memory_order_acquire,
                                                   memory_order_relaxed))
@@ -426,21 +565,64 @@ static inline bool slot_acquire(orch_model *m)
     return false;
 }
 
-int orch_model_acquire(orch_model *m, orch_error *err)
+/* One try to return a lease on this thread's slot. */
+static inline bool slot_release(orch_model *m)
 {
-    if (!m)
-        return orch__err(err, ORCH_EINVAL, "orch_model_acquire: model is NULL");
-    if (slot_acquire(m))
+    _Atomic uint64_t *w = &m->slots[my_slot()].word;
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    while ((v & SLOT_LIVE) && SLOT_COUNT(v) > -FOLD_AT) {
+        /* release: our uses of m->obj happen before whoever frees
+         * (collect's exchange of this slot acquires it) */
+        if (atomic_compare_exchange_weak_explicit(w, &v, v - 1, memory_order_release,
+                                                  memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* A nested lease on a DRAINING model whose weights this thread's lease
+ * keeps (lock held). */
+static bool drain_acquire_locked(orch_model *m)
+{
+    assert_locked(m);
+    if (get_state(m) != ORCH_STATE_DRAINING || !held_find(m))
+        return false;
+    int64_t d = atomic_load_explicit(&m->drain, memory_order_relaxed);
+    while (d > 0)
+        if (atomic_compare_exchange_weak_explicit(&m->drain, &d, d + 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+int orch__model_acquire(orch_model *m, orch_error *err)
+{
+    if (slot_acquire(m)) {
+        held_add(m);
         return ORCH_OK;
-    pthread_mutex_lock(&m->lock);
-    int rc;
-    for (;;) {
+    }
+    lock_model(m);
+    int rc = ORCH_OK;
+    fold_locked(m, &m->slots[my_slot()].word);
+    while (!drain_acquire_locked(m)) {
         rc = ensure_ready_locked(m, err);
         /* READY under the lock: no kill can run, so the CAS succeeds */
         if (rc != ORCH_OK || slot_acquire(m))
             break;
     }
-    pthread_mutex_unlock(&m->lock);
+    unlock_model(m);
+    if (rc == ORCH_OK)
+        held_add(m);
+    return rc;
+}
+
+int orch_model_acquire(orch_model *m, orch_error *err)
+{
+    if (!m)
+        return orch__err(err, ORCH_EINVAL, "orch_model_acquire: model is NULL");
+    int rc = orch__model_acquire(m, err);
+    if (rc)
+        orch__err_prefix(err, "role '%s'", m->role);
     return rc;
 }
 
@@ -448,19 +630,26 @@ void orch_model_release(orch_model *m)
 {
     if (!m)
         return;
-    _Atomic uint64_t *w = &m->slots[my_slot()].word;
-    /* release: our uses of m->obj happen before whoever frees (kill's
-     * exchange of this slot acquires it) */
-    uint64_t prev = atomic_fetch_sub_explicit(w, 1, memory_order_release);
-    if (prev & SLOT_LIVE)
+    held_drop(m);
+    if (slot_release(m))
         return;
-    /* killed: the slot no longer counts; the drain count does */
-    atomic_fetch_add_explicit(w, 1, memory_order_relaxed);
+    _Atomic uint64_t *w = &m->slots[my_slot()].word;
+    if (atomic_load_explicit(w, memory_order_relaxed) & SLOT_LIVE) {
+        /* a count at the fold limit: fold it and try again */
+        lock_model(m);
+        fold_locked(m, w);
+        bool done = slot_release(m);
+        unlock_model(m);
+        if (done)
+            return;
+    }
+    /* stopped: the collect counted our lease into the drain (see DESIGN) */
+    orch__pause(ORCH_PAUSE_RELEASE_SLOW, m);
     /* acq_rel: release our uses; the one reaching zero acquires all */
     if (atomic_fetch_sub_explicit(&m->drain, 1, memory_order_acq_rel) == 1) {
-        pthread_mutex_lock(&m->lock);
+        lock_model(m);
         free_locked(m, m->drain_reason);
-        pthread_mutex_unlock(&m->lock);
+        unlock_model(m);
     }
 }
 
@@ -468,23 +657,23 @@ int orch__model_unload_reason(orch_model *m, const char *reason)
 {
     if (!m)
         return ORCH_EINVAL;
-    pthread_mutex_lock(&m->lock);
+    lock_model(m);
     while (get_state(m) == ORCH_STATE_LOADING)
-        pthread_cond_wait(&m->cond, &m->lock);
+        wait_model(m);
     if (get_state(m) == ORCH_STATE_READY)
         kill_locked(m, reason);
     else if (get_state(m) == ORCH_STATE_FAILED)
         set_state(m, ORCH_STATE_UNLOADED);
-    pthread_mutex_unlock(&m->lock);
+    unlock_model(m);
     return ORCH_OK;
 }
 
-/* Leases out in READY: the slots plus m->drain, which holds a (zero or
- * negative) correction left by releases that met a revived model (see
- * orch__model_unload_if_idle). A snapshot while threads work. */
+/* Leases out in READY (see DESIGN). A snapshot while threads work; exact
+ * under the lock when no lease moves. */
 static int64_t ready_leases(const orch_model *m)
 {
-    int64_t n = atomic_load_explicit(&m->drain, memory_order_relaxed);
+    int64_t n = atomic_load_explicit(&m->drain, memory_order_relaxed) +
+                atomic_load_explicit(&m->ready_bias, memory_order_relaxed);
     for (int i = 0; i < N_SLOTS; i++)
         n += SLOT_COUNT(atomic_load_explicit(&m->slots[i].word, memory_order_relaxed));
     return n;
@@ -493,23 +682,21 @@ static int64_t ready_leases(const orch_model *m)
 bool orch__model_unload_if_idle(orch_model *m, const char *reason)
 {
     bool freed = false;
-    pthread_mutex_lock(&m->lock);
+    lock_model(m);
     if (get_state(m) != ORCH_STATE_READY || ready_leases(m) != 0) {
-        pthread_mutex_unlock(&m->lock);
+        unlock_model(m);
         return false;
     }
-    /* A lease may slip in between that look and the kill, and a lease
+    orch__pause(ORCH_PAUSE_IDLE_LOOKED, m);
+    /* A lease may slip in between that look and the collect, and a lease
      * holder must never see its model drain for idleness. So: stop new
      * leases and count as kill does, but stay READY (acquirers that meet a
-     * bare slot queue on the lock we hold); then either no lease is out and
-     * the model is freed, or it is revived with the leases put back. */
-    int64_t out = 0;
-    for (int i = 0; i < N_SLOTS; i++) {
-        uint64_t v = atomic_exchange_explicit(&m->slots[i].word, SLOT_BIAS, memory_order_acq_rel);
-        out += SLOT_COUNT(v);
-    }
+     * stopped slot queue on the lock we hold); then either no lease is out
+     * and the model is freed, or it is revived with the leases put back. */
+    int64_t out = collect_locked(m);
     atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
-    /* releases meeting a bare slot now take from m->drain; our +1 keeps it
+    orch__pause(ORCH_PAUSE_IDLE_COUNTED, m);
+    /* releases meeting a stopped slot take from m->drain; our +1 keeps it
      * from reaching zero under them */
     int64_t left = atomic_exchange_explicit(&m->drain, 0, memory_order_acq_rel) - 1;
     if (left == 0) {
@@ -520,15 +707,15 @@ bool orch__model_unload_if_idle(orch_model *m, const char *reason)
         free_locked(m, reason);
         freed = true;
     } else {
-        /* revive: the leases go back into a slot, LIVE everywhere again.
-         * A release that took from m->drain after the exchange leaves a
-         * negative correction there, which ready_leases() and the next
-         * kill add in. */
-        atomic_fetch_add_explicit(&m->slots[0].word, (uint64_t)left, memory_order_relaxed);
+        /* revive: the leases go to ready_bias, LIVE on every slot again
+         * (release: pairs with slot_acquire's acquire). A release that takes
+         * from m->drain after the exchange leaves it negative, which the
+         * READY sum and the next collect include. */
+        atomic_store_explicit(&m->ready_bias, left, memory_order_relaxed);
         for (int i = 0; i < N_SLOTS; i++)
-            atomic_fetch_or_explicit(&m->slots[i].word, SLOT_LIVE, memory_order_release);
+            atomic_store_explicit(&m->slots[i].word, SLOT_LIVE | SLOT_BIAS, memory_order_release);
     }
-    pthread_mutex_unlock(&m->lock);
+    unlock_model(m);
     return freed;
 }
 
@@ -546,11 +733,9 @@ void *orch__model_hooks_ud(const orch_model *m)
 int64_t orch__model_n_leases(const orch_model *m)
 {
     /* relaxed: a snapshot for policy and status, not for freeing */
-    if (get_state(m) == ORCH_STATE_DRAINING) {
-        int64_t d = atomic_load_explicit(&m->drain, memory_order_relaxed);
-        return d > 0 ? d : 0;
-    }
-    int64_t n = ready_leases(m);
+    int64_t n = get_state(m) == ORCH_STATE_DRAINING
+                    ? atomic_load_explicit(&m->drain, memory_order_relaxed)
+                    : ready_leases(m);
     return n > 0 ? n : 0;
 }
 
@@ -579,12 +764,17 @@ void orch_model_cancel_load(orch_model *m)
         atomic_store_explicit(&m->cancel, true, memory_order_relaxed);
 }
 
+bool orch__model_load_cancelled(const orch_model *m)
+{
+    return atomic_load_explicit(&m->cancel, memory_order_relaxed);
+}
+
 void orch__model_wait_unloaded(orch_model *m)
 {
-    pthread_mutex_lock(&m->lock);
+    lock_model(m);
     while (get_state(m) == ORCH_STATE_DRAINING || get_state(m) == ORCH_STATE_LOADING)
-        pthread_cond_wait(&m->cond, &m->lock);
-    pthread_mutex_unlock(&m->lock);
+        wait_model(m);
+    unlock_model(m);
 }
 
 void orch_model_free(orch_model *m)
@@ -592,10 +782,7 @@ void orch_model_free(orch_model *m)
     if (!m)
         return;
     orch__model_unload_reason(m, "close");
-    pthread_mutex_lock(&m->lock);
-    while (get_state(m) == ORCH_STATE_DRAINING || get_state(m) == ORCH_STATE_LOADING)
-        pthread_cond_wait(&m->cond, &m->lock);
-    pthread_mutex_unlock(&m->lock);
+    orch__model_wait_unloaded(m);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m->path);
@@ -625,7 +812,7 @@ void orch_model_stats(orch_model *m, struct orch_model_stats *out)
     memset(out, 0, sizeof *out);
     if (!m)
         return;
-    pthread_mutex_lock(&m->lock);
+    lock_model(m);
     out->state = get_state(m);
     out->bytes = m->bytes;
     out->load_ms = m->load_ms;
@@ -634,7 +821,7 @@ void orch_model_stats(orch_model *m, struct orch_model_stats *out)
     out->n_load_failures = m->n_failures;
     out->last_error_code = m->last_error.code;
     memcpy(out->last_error, m->last_error.msg, sizeof out->last_error);
-    pthread_mutex_unlock(&m->lock);
+    unlock_model(m);
 }
 
 int orch_model_info(orch_model *m, struct orch_model_info *out, orch_error *err)

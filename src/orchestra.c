@@ -43,9 +43,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* How often a load waiting for memory looks for returned leases. */
 #define WAIT_SLICE_MS 5
+
+/* Calls in flight are counted per thread slot, as leases are (model.c), so
+ * that counting them shares no cache line between threads. */
+#define N_CALL_SLOTS 64
+struct call_slot {
+    _Alignas(64) _Atomic int64_t n;
+};
 
 struct entry {
     orch_orchestra *o;
@@ -84,8 +92,10 @@ struct orch_orchestra {
     pthread_cond_t cond;     /* memory returned, lease returned, closing */
     uint64_t used;           /* guarded by lock */
     int64_t n_evictions;     /* guarded by lock */
-    bool closing;            /* guarded by lock */
-    _Atomic int n_ttl0_releasing; /* releases unloading an idle_ttl=0 model; see close */
+    _Atomic bool closing;    /* set once by orch_close (under lock, seq_cst) */
+    pid_t pid;               /* immutable: the process that opened it */
+    /* calls in flight, per thread slot (see call_enter) */
+    struct call_slot calls[N_CALL_SLOTS];
 
     bool reaper_running;
     pthread_t reaper;
@@ -141,6 +151,45 @@ static void fmt_bytes(uint64_t b, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
     else
         snprintf(buf, cap, "%llu B", (unsigned long long)b);
+}
+
+/* ---- calls in flight -------------------------------------------------------------- */
+
+/* Counts a call in flight, or refuses it once orch_close() has begun. The
+ * count and the flag are a Dekker pair (seq_cst both ways): either the call
+ * sees `closing`, or close sees the call and waits for it. */
+static int call_enter(orch_orchestra *o, const char *role, orch_error *err)
+{
+    _Atomic int64_t *n = &o->calls[orch__thread_slot() % N_CALL_SLOTS].n;
+    atomic_fetch_add(n, 1);
+    if (!atomic_load(&o->closing))
+        return ORCH_OK;
+    atomic_fetch_sub_explicit(n, 1, memory_order_release);
+    return orch__err(err, ORCH_ECLOSED, "role '%s': the orchestra is closing",
+                     role ? role : "(null)");
+}
+
+/* A call that must run even while closing (returning a lease). */
+static void call_enter_always(orch_orchestra *o)
+{
+    atomic_fetch_add(&o->calls[orch__thread_slot() % N_CALL_SLOTS].n, 1);
+}
+
+/* The last touch of `o` by a call. release: close's acquire sum sees all
+ * the call did. A call may end on another slot than it began (a lease
+ * returned on another thread): only the sum is meaningful. */
+static void call_exit(orch_orchestra *o)
+{
+    atomic_fetch_sub_explicit(&o->calls[orch__thread_slot() % N_CALL_SLOTS].n, 1,
+                              memory_order_release);
+}
+
+static int64_t calls_in_flight(orch_orchestra *o)
+{
+    int64_t n = 0;
+    for (int i = 0; i < N_CALL_SLOTS; i++)
+        n += atomic_load_explicit(&o->calls[i].n, memory_order_acquire);
+    return n;
 }
 
 /* ---- budget: hooks called by the model layer --------------------------------- */
@@ -202,9 +251,8 @@ static int admit(void *ud, orch_model *m, orch_error *err)
     fmt_bytes(o->budget, bb, sizeof bb);
     if (o->budget && need > o->budget)
         return orch__err(err, ORCH_EBUDGET,
-                         "role '%s': '%s' needs %s (estimated), more than the whole memory budget "
-                         "of %s",
-                         orch_model_role(m), e->path, nb, bb);
+                         "'%s' needs %s (estimated), more than the whole memory budget of %s",
+                         e->path, nb, bb);
 
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -217,9 +265,13 @@ static int admit(void *ud, orch_model *m, orch_error *err)
 
     pthread_mutex_lock(&o->lock);
     for (;;) {
-        if (o->closing) {
-            rc = orch__err(err, ORCH_ECLOSED, "role '%s': the orchestra is closing",
-                           orch_model_role(m));
+        if (atomic_load(&o->closing)) {
+            rc = orch__err(err, ORCH_ECLOSED, "the orchestra is closing");
+            break;
+        }
+        if (orch__model_load_cancelled(m)) {
+            rc = orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled while waiting for memory",
+                           e->path);
             break;
         }
         if (!o->budget || o->used + need <= o->budget) {
@@ -260,9 +312,9 @@ static int admit(void *ud, orch_model *m, orch_error *err)
             describe_holders(o, holders, sizeof holders);
             fmt_bytes(o->used, ub, sizeof ub);
             rc = orch__err(err, ORCH_ETIMEDOUT,
-                           "role '%s': '%s' needs %s; the budget is %s with %s in use by %s; "
+                           "'%s' needs %s; the budget is %s with %s in use by %s; "
                            "waited %lld ms for leases to return",
-                           orch_model_role(m), e->path, nb, bb, ub, holders,
+                           e->path, nb, bb, ub, holders,
                            (long long)o->load_timeout_ms);
             break;
         }
@@ -302,10 +354,8 @@ static const struct orch__model_hooks hooks = {.admit = admit, .loaded = loaded,
 
 /* ---- idle unloading ------------------------------------------------------------ */
 
-int orch_tick(orch_orchestra *o)
+static int tick(orch_orchestra *o)
 {
-    if (!o)
-        return 0;
     int n = 0;
     int64_t now = now_ms(o);
     for (size_t i = 0; i < o->n_entries; i++) {
@@ -320,6 +370,15 @@ int orch_tick(orch_orchestra *o)
     return n;
 }
 
+int orch_tick(orch_orchestra *o)
+{
+    if (!o || call_enter(o, "*", NULL) != ORCH_OK)
+        return 0;
+    int n = tick(o);
+    call_exit(o);
+    return n;
+}
+
 static void *reaper_main(void *arg)
 {
     orch_orchestra *o = arg;
@@ -330,17 +389,17 @@ static void *reaper_main(void *arg)
             period = t / 4 < 50 ? 50 : t / 4;
     }
     pthread_mutex_lock(&o->lock);
-    while (!o->closing) {
+    while (!atomic_load(&o->closing)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long)(period % 1000) * 1000000;
         ts.tv_sec += period / 1000 + ts.tv_nsec / 1000000000;
         ts.tv_nsec %= 1000000000;
         pthread_cond_timedwait(&o->reaper_cond, &o->lock, &ts);
-        if (o->closing)
+        if (atomic_load(&o->closing))
             break;
         pthread_mutex_unlock(&o->lock);
-        orch_tick(o);
+        tick(o); /* orch_close joins us before it unloads */
         pthread_mutex_lock(&o->lock);
     }
     pthread_mutex_unlock(&o->lock);
@@ -512,7 +571,7 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
     o->load_timeout_ms = cfg->load_timeout_ms;
     o->clock = p.clock;
     o->clock_ud = p.clock_user_data;
-    atomic_init(&o->n_ttl0_releasing, 0);
+    o->pid = getpid();
 
     rc = copy_roles(o, cfg, err);
     if (rc == ORCH_OK)
@@ -542,64 +601,110 @@ void orch_close(orch_orchestra *o)
 {
     if (!o)
         return;
+    if (getpid() != o->pid) {
+        /* a forked child: the parent's threads do not exist here and its
+         * locks may be held forever; abandon this copy (see the header) */
+        return;
+    }
     pthread_mutex_lock(&o->lock);
-    o->closing = true;
+    atomic_store(&o->closing, true);
     pthread_cond_broadcast(&o->cond);
     pthread_cond_broadcast(&o->reaper_cond);
     pthread_mutex_unlock(&o->lock);
     if (o->reaper_running)
         pthread_join(o->reaper, NULL);
-    /* unload everything, then wait for every model's drain (the leases) */
+    /* From here new calls fail with ORCH_ECLOSED. Unload everything, wait
+     * for every model's drain (the calls in flight finish on the leases
+     * they hold; a load they start is refused by admit), then for the
+     * calls themselves to leave. */
     for (size_t i = 0; i < o->n_entries; i++)
         orch__model_unload_reason(o->entries[i]->model, "close");
     for (size_t i = 0; i < o->n_entries; i++)
         orch__model_wait_unloaded(o->entries[i]->model);
-    /* a release of an idle_ttl = 0 model may still be finishing */
-    while (atomic_load_explicit(&o->n_ttl0_releasing, memory_order_acquire) != 0)
-        sched_yield();
+    while (calls_in_flight(o) != 0)
+        usleep(200);
     free_orchestra(o);
 }
 
 /* ---- leases and requests by role ------------------------------------------------ */
 
-int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err)
+/* Leases the model behind r; errors name the role asked for, once. */
+static int lease_role(orch_orchestra *o, struct role *r, orch_model **out, orch_error *err)
 {
-    if (!o || !out)
-        return orch__err(err, ORCH_EINVAL, "orch_role_acquire: NULL argument");
-    *out = NULL;
-    struct role *r = find_role(o, role);
-    if (!r)
-        return no_role(o, role, err);
-    int rc = orch_model_acquire(r->e->model, err);
+    (void)o;
+    int rc = orch__model_acquire(r->e->model, err);
     if (rc) {
-        if (err && strncmp(err->msg, "role '", 6) != 0)
-            orch__err_prefix(err, "role '%s'", role);
+        orch__err_prefix(err, "role '%s'", r->name);
         return rc;
     }
     *out = r->e->model;
     return ORCH_OK;
 }
 
+/* Returns a lease taken by lease_role. */
+static void unlease_role(orch_orchestra *o, orch_model *m)
+{
+    struct entry *e = orch__model_hooks_ud(m);
+    /* before the lease returns: an evictor that sees no lease sees this */
+    atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
+    orch_model_release(m);
+    /* idle_ttl = 0: unload as the last lease returns. We touch the model
+     * after our lease is back: the call count keeps orch_close() waiting */
+    if (e->idle_ttl_ms == 0 && !e->pinned && orch__model_n_leases(m) == 0)
+        orch__model_unload_if_idle(m, "idle");
+}
+
+int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err)
+{
+    if (!o || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_role_acquire: NULL argument");
+    *out = NULL;
+    int rc = call_enter(o, role, err);
+    if (rc)
+        return rc;
+    struct role *r = find_role(o, role);
+    rc = r ? lease_role(o, r, out, err) : no_role(o, role, err);
+    call_exit(o);
+    return rc;
+}
+
 void orch_role_release(orch_orchestra *o, orch_model *m)
 {
     if (!o || !m)
         return;
-    struct entry *e = orch__model_hooks_ud(m);
-    /* before the lease returns: an evictor that sees no lease sees this */
-    atomic_store_explicit(&e->last_use_ms, now_ms(o), memory_order_relaxed);
-    if (e->idle_ttl_ms != 0 || e->pinned) {
-        orch_model_release(m);
-        return;
+    call_enter_always(o);
+    unlease_role(o, m);
+    call_exit(o);
+}
+
+/* A request by role: enter, find the role, lease its model. On ORCH_OK
+ * the caller runs its work and calls request_end(). */
+static int request_begin(orch_orchestra *o, const char *role, struct role **r, orch_model **m,
+                         orch_error *err)
+{
+    if (!o)
+        return orch__err(err, ORCH_EINVAL, "orchestra is NULL");
+    int rc = call_enter(o, role, err);
+    if (rc)
+        return rc;
+    *r = find_role(o, role);
+    rc = *r ? lease_role(o, *r, m, err) : no_role(o, role, err);
+    if (rc) {
+        call_exit(o);
+        return rc;
     }
-    /* idle_ttl = 0: unload as the last lease returns. We touch the model
-     * after our lease is back, so count ourselves first (while the lease
-     * still keeps the model): orch_close() waits for the count */
-    atomic_fetch_add_explicit(&o->n_ttl0_releasing, 1, memory_order_relaxed);
-    orch_model_release(m);
-    if (orch__model_n_leases(m) == 0)
-        orch__model_unload_if_idle(m, "idle");
-    /* release; pairs with the acquire in orch_close() */
-    atomic_fetch_sub_explicit(&o->n_ttl0_releasing, 1, memory_order_release);
+    orch__pause(ORCH_PAUSE_ROLE_LEASED, *m);
+    return ORCH_OK;
+}
+
+/* Ends a request: names the role in an error (once), returns the lease. */
+static int request_end(orch_orchestra *o, struct role *r, orch_model *m, int rc, orch_error *err)
+{
+    if (rc)
+        orch__err_prefix(err, "role '%s'", r->name);
+    unlease_role(o, m);
+    call_exit(o);
+    return rc;
 }
 
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
@@ -644,18 +749,18 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
         return orch__err(err, ORCH_EINVAL, "orch_generate: res is NULL");
     memset(res, 0, sizeof *res);
     res->finish = ORCH_FINISH_ERROR;
+    struct role *r;
     orch_model *m;
     int64_t t0 = orch__now_ns();
-    int rc = orch_role_acquire(o, role, &m, err);
+    int rc = request_begin(o, role, &r, &m, err);
     if (rc)
         return rc;
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(find_role(o, role), m, params, &p);
-    rc = orch_model_generate(m, prompt, &p, res, err);
-    res->load_wait_ms += wait;
-    orch_role_release(o, m);
-    return rc;
+    request_params(r, m, params, &p);
+    rc = orch__generate_leased(m, prompt, false, &p, res, err);
+    res->load_wait_ms = wait;
+    return request_end(o, r, m, rc, err);
 }
 
 int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
@@ -666,21 +771,28 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
         return orch__err(err, ORCH_EINVAL, "orch_chat: res is NULL");
     memset(res, 0, sizeof *res);
     res->finish = ORCH_FINISH_ERROR;
+    struct role *r;
     orch_model *m;
-    int rc = orch_role_acquire(o, role, &m, err);
+    int64_t t0 = orch__now_ns();
+    int rc = request_begin(o, role, &r, &m, err);
     if (rc)
         return rc;
+    double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(find_role(o, role), m, params, &p);
-    rc = orch_model_chat(m, msgs, n_msgs, &p, res, err);
-    orch_role_release(o, m);
-    return rc;
+    request_params(r, m, params, &p);
+    rc = orch__chat_leased(m, msgs, n_msgs, &p, res, err);
+    res->load_wait_ms = wait;
+    return request_end(o, r, m, rc, err);
 }
 
 int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
                const struct orch_embed_params *params, float **out, int32_t *n_embd,
                orch_error *err)
 {
+    if (!out || !n_embd)
+        return orch__err(err, ORCH_EINVAL, "orch_embed: NULL argument");
+    *out = NULL;
+    *n_embd = 0;
     if (o && !role) {
         for (size_t i = 0; i < o->n_roles && !role; i++)
             if (o->roles[i].cfg.embedding)
@@ -689,16 +801,16 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
             return orch__err(err, ORCH_ENOROLE,
                              "no role is marked 'embedding = true'; name one with --role");
     }
+    struct role *r;
     orch_model *m;
-    int rc = orch_role_acquire(o, role, &m, err);
+    int rc = request_begin(o, role, &r, &m, err);
     if (rc)
         return rc;
     struct orch_embed_params p = params ? *params : orch_embed_default_params();
     if (!p.n_threads)
-        p.n_threads = find_role(o, role)->cfg.n_threads;
-    rc = orch_model_embed(m, texts, n_texts, &p, out, n_embd, err);
-    orch_role_release(o, m);
-    return rc;
+        p.n_threads = r->cfg.n_threads;
+    rc = orch__embed_leased(m, texts, n_texts, &p, out, n_embd, err);
+    return request_end(o, r, m, rc, err);
 }
 
 struct preload_job {
@@ -756,18 +868,22 @@ int orch_unload(orch_orchestra *o, const char *role, orch_error *err)
 {
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orch_unload: orchestra is NULL");
+    int rc = call_enter(o, role, err);
+    if (rc)
+        return rc;
     struct role *r = find_role(o, role);
-    if (!r)
-        return no_role(o, role, err);
-    return orch__model_unload_reason(r->e->model, "explicit");
+    rc = r ? orch__model_unload_reason(r->e->model, "explicit") : no_role(o, role, err);
+    call_exit(o);
+    return rc;
 }
 
 void orch_unload_all(orch_orchestra *o)
 {
-    if (!o)
-        return;
+    if (!o || call_enter(o, NULL, NULL) != ORCH_OK)
+        return; /* closing unloads everything anyway */
     for (size_t i = 0; i < o->n_entries; i++)
         orch__model_unload_reason(o->entries[i]->model, "explicit");
+    call_exit(o);
 }
 
 int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
@@ -775,9 +891,14 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
 {
     if (!o || !out || !n)
         return orch__err(err, ORCH_EINVAL, "orch_status: NULL argument");
+    int rc = call_enter(o, "*", err);
+    if (rc)
+        return rc;
     struct orch_role_status *st = calloc(o->n_roles ? o->n_roles : 1, sizeof *st);
-    if (!st)
+    if (!st) {
+        call_exit(o);
         return orch__err(err, ORCH_ENOMEM, "out of memory");
+    }
     int64_t now = now_ms(o);
     for (size_t i = 0; i < o->n_roles; i++) {
         struct role *r = &o->roles[i];
@@ -825,5 +946,6 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
     }
     *out = st;
     *n = o->n_roles;
+    call_exit(o);
     return ORCH_OK;
 }

@@ -139,6 +139,17 @@ int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err
     return ORCH_OK;
 }
 
+static _Atomic unsigned g_next_slot;
+static _Thread_local int t_slot = -1;
+
+unsigned orch__thread_slot(void)
+{
+    if (t_slot < 0)
+        t_slot = (int)(atomic_fetch_add_explicit(&g_next_slot, 1, memory_order_relaxed) % 4096);
+    return (unsigned)t_slot;
+}
+
 #ifdef ORCH_TESTING
 int (*orch__fault_hook)(int id);
+_Atomic(orch__pause_fn) orch__pause_hook;
 #endif

@@ -388,6 +388,284 @@ static void test_idle_unload_races_acquire(void **state)
     orch_fake_free(fake);
 }
 
+/* ---- nested leases and forced interleavings ------------------------------------ */
+
+static struct orch_gen_params two_tokens(void)
+{
+    struct orch_gen_params p = orch_gen_default_params();
+    p.temperature = 0;
+    p.max_tokens = 2;
+    return p;
+}
+
+struct nested {
+    orch_model *m;
+    orch_backend *fake;
+    int rc_acquire, rc_generate, rc_load, rc_info;
+    enum orch_model_state during;
+    int64_t frees_before_last;
+};
+
+/* A thread holding a lease asks again while the model drains: every call
+ * runs at once on the weights still loaded; the free waits for all. */
+static void *nested_main(void *arg)
+{
+    struct nested *n = arg;
+    orch_error err = {0};
+    if (orch_model_acquire(n->m, &err) != ORCH_OK)
+        return NULL;
+    orch_model_unload(n->m); /* our lease is out: DRAINING */
+    n->during = orch_model_state(n->m);
+    n->rc_acquire = orch_model_acquire(n->m, &err);
+    struct orch_gen_params gp = two_tokens();
+    struct orch_gen_result res;
+    n->rc_generate = orch_model_generate(n->m, "hello", &gp, &res, &err);
+    orch_gen_result_clear(&res);
+    n->rc_load = orch_model_load(n->m, &err);
+    struct orch_model_info info;
+    n->rc_info = orch_model_info(n->m, &info, &err);
+    orch_model_release(n->m);
+    n->frees_before_last = orch_fake_counts(n->fake).n_frees;
+    orch_model_release(n->m);
+    return NULL;
+}
+
+static void test_nested_lease_during_drain(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "nested");
+    struct nested n = {.m = m, .fake = fake, .rc_acquire = -100};
+    assert_true(test_run_within(nested_main, &n, 10)); /* it used to hang here */
+    assert_int_equal(n.during, ORCH_STATE_DRAINING);
+    assert_int_equal(n.rc_acquire, ORCH_OK);
+    assert_int_equal(n.rc_generate, ORCH_OK);
+    assert_int_equal(n.rc_load, ORCH_OK);
+    assert_int_equal(n.rc_info, ORCH_OK);
+    assert_int_equal(n.frees_before_last, 0);
+    struct orch_fake_counts c = orch_fake_counts(fake);
+    assert_int_equal(c.n_frees, 1);
+    assert_int_equal(c.n_loads, 1);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_UNLOADED);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+struct leaser {
+    orch_model *m;
+    pthread_t th;
+    atomic_int step; /* 0 idle, 1 acquire, 2 release, -1 quit */
+    atomic_int done; /* steps completed */
+    int rc;
+};
+
+/* A thread that takes and returns leases when told to. */
+static void *leaser_main(void *arg)
+{
+    struct leaser *l = arg;
+    orch_error err = {0};
+    for (;;) {
+        int s;
+        while ((s = atomic_load(&l->step)) == 0)
+            usleep(100);
+        if (s < 0)
+            return NULL;
+        if (s == 1)
+            l->rc = orch_model_acquire(l->m, &err);
+        else
+            orch_model_release(l->m);
+        atomic_store(&l->step, 0);
+        atomic_fetch_add(&l->done, 1);
+    }
+}
+
+static void leaser_do(struct leaser *l, int step, bool wait)
+{
+    int before = atomic_load(&l->done);
+    atomic_store(&l->step, step);
+    while (wait && atomic_load(&l->done) == before)
+        usleep(100);
+}
+
+struct idle_call {
+    orch_model *m;
+    bool freed;
+};
+
+static void *idle_unload_main(void *arg)
+{
+    struct idle_call *c = arg;
+    c->freed = orch__model_unload_if_idle(c->m, "idle");
+    return NULL;
+}
+
+/* The use-after-free the review proved: a release that met a stopped slot
+ * during an idle unload's count, held there while the model is revived and
+ * then killed, must count exactly once. */
+static void test_release_straddles_revive_and_kill(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "revive");
+    orch_error err = {0};
+    assert_rc(orch_model_load(m, &err), ORCH_OK, err);
+    struct leaser a = {.m = m};
+    pthread_create(&a.th, NULL, leaser_main, &a);
+
+    /* the idle unloader looks, sees no lease, and parks */
+    test_pause_arm(ORCH_PAUSE_IDLE_LOOKED, m);
+    struct idle_call ic = {.m = m};
+    pthread_t u;
+    pthread_create(&u, NULL, idle_unload_main, &ic);
+    test_pause_wait(ORCH_PAUSE_IDLE_LOOKED);
+    /* two leases slip in: one on thread a, one here */
+    leaser_do(&a, 1, true);
+    assert_int_equal(a.rc, ORCH_OK);
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    /* the unloader stops the slots and counts 2, then parks */
+    test_pause_arm(ORCH_PAUSE_IDLE_COUNTED, m);
+    test_pause_go(ORCH_PAUSE_IDLE_LOOKED);
+    test_pause_wait(ORCH_PAUSE_IDLE_COUNTED);
+    /* a's release meets its stopped slot and parks before the drain count */
+    test_pause_arm(ORCH_PAUSE_RELEASE_SLOW, m);
+    leaser_do(&a, 2, false);
+    test_pause_wait(ORCH_PAUSE_RELEASE_SLOW);
+    /* the unloader revives (2 leases out), then an unload kills */
+    test_pause_go(ORCH_PAUSE_IDLE_COUNTED);
+    pthread_join(u, NULL);
+    assert_false(ic.freed);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_READY);
+    orch_model_unload(m);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_DRAINING);
+    /* a's release lands: one lease (ours) is still out */
+    test_pause_go(ORCH_PAUSE_RELEASE_SLOW);
+    while (atomic_load(&a.done) < 2)
+        usleep(100);
+    test_pause_off();
+    assert_int_equal(orch_fake_counts(fake).n_frees, 0);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_DRAINING);
+    struct orch_model_stats st;
+    orch_model_stats(m, &st);
+    assert_int_equal(st.n_leases, 1);
+    struct orch_model_info info; /* ASan: reads the backend model */
+    assert_rc(orch_model_info(m, &info, &err), ORCH_OK, err);
+    orch_model_release(m);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    assert_int_equal(orch_model_state(m), ORCH_STATE_UNLOADED);
+    atomic_store(&a.step, -1);
+    pthread_join(a.th, NULL);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+struct unload_call {
+    orch_model *m;
+};
+
+static void *unload_main(void *arg)
+{
+    orch_model_unload(((struct unload_call *)arg)->m);
+    return NULL;
+}
+
+/* A release that lands while an unload has stopped the slots but not yet
+ * published the count: the drain count goes below zero and the kill's sum
+ * brings it back; nothing is freed under the remaining lease. */
+static void test_release_inside_kill(void **state)
+{
+    (void)state;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "kill");
+    orch_error err = {0};
+    struct leaser a = {.m = m};
+    pthread_create(&a.th, NULL, leaser_main, &a);
+    leaser_do(&a, 1, true);
+    assert_int_equal(a.rc, ORCH_OK);
+    assert_rc(orch_model_acquire(m, &err), ORCH_OK, err);
+    test_pause_arm(ORCH_PAUSE_KILL_COUNTED, m);
+    struct unload_call uc = {.m = m};
+    pthread_t k;
+    pthread_create(&k, NULL, unload_main, &uc);
+    test_pause_wait(ORCH_PAUSE_KILL_COUNTED);
+    leaser_do(&a, 2, true); /* not the last: nothing freed */
+    assert_int_equal(orch_fake_counts(fake).n_frees, 0);
+    test_pause_go(ORCH_PAUSE_KILL_COUNTED);
+    pthread_join(k, NULL);
+    test_pause_off();
+    assert_int_equal(orch_model_state(m), ORCH_STATE_DRAINING);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 0);
+    orch_model_release(m);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    atomic_store(&a.step, -1);
+    pthread_join(a.th, NULL);
+    orch_model_free(m);
+    orch_fake_free(fake);
+}
+
+extern int64_t orch__slot_fold;
+
+struct pump {
+    orch_model *m;
+    int n;
+    bool acquire;
+    int bad;
+};
+
+static void *pump_main(void *arg)
+{
+    struct pump *p = arg;
+    orch_error err = {0};
+    for (int i = 0; i < p->n; i++) {
+        if (p->acquire)
+            p->bad += orch_model_acquire(p->m, &err) != ORCH_OK;
+        else
+            orch_model_release(p->m);
+    }
+    return NULL;
+}
+
+/* Leases taken on one thread and returned on another drive two slots apart
+ * without bound; folding keeps every count in range and the sum exact. */
+static void test_slot_counts_fold(void **state)
+{
+    (void)state;
+    int64_t saved = orch__slot_fold;
+    orch__slot_fold = 8;
+    orch_backend *fake = orch_fake_new(NULL);
+    orch_model *m = test_model_new(fake_file(), fake, "fold");
+    struct orch_model_stats st;
+    for (int round = 0; round < 3; round++) {
+        struct pump acq = {.m = m, .n = 1000, .acquire = true};
+        assert_true(test_run_within(pump_main, &acq, 10));
+        assert_int_equal(acq.bad, 0);
+        orch_model_stats(m, &st);
+        assert_int_equal(st.n_leases, 1000);
+        struct pump rel = {.m = m, .n = 600};
+        assert_true(test_run_within(pump_main, &rel, 10));
+        orch_model_stats(m, &st);
+        assert_int_equal(st.n_leases, 400);
+        rel.n = 400;
+        assert_true(test_run_within(pump_main, &rel, 10));
+        orch_model_stats(m, &st);
+        assert_int_equal(st.n_leases, 0);
+    }
+    /* the accounting came back to zero: an idle unload frees at once */
+    assert_true(orch__model_unload_if_idle(m, "idle"));
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    /* and an unload with folded leases out waits for exactly them */
+    struct pump acq = {.m = m, .n = 100, .acquire = true};
+    assert_true(test_run_within(pump_main, &acq, 10));
+    orch_model_unload(m);
+    struct pump rel = {.m = m, .n = 99};
+    assert_true(test_run_within(pump_main, &rel, 10));
+    assert_int_equal(orch_fake_counts(fake).n_frees, 1);
+    orch_model_release(m);
+    assert_int_equal(orch_fake_counts(fake).n_frees, 2);
+    orch_model_free(m);
+    orch_fake_free(fake);
+    orch__slot_fold = saved;
+}
+
 /* ---- cancellation and progress ------------------------------------------------ */
 
 struct canceller {
@@ -596,6 +874,10 @@ int main(void)
         cmocka_unit_test(test_acquire_during_drain_reloads),
         cmocka_unit_test(test_lease_unload_churn),
         cmocka_unit_test(test_idle_unload_races_acquire),
+        cmocka_unit_test(test_nested_lease_during_drain),
+        cmocka_unit_test(test_release_straddles_revive_and_kill),
+        cmocka_unit_test(test_release_inside_kill),
+        cmocka_unit_test(test_slot_counts_fold),
         cmocka_unit_test(test_cancel_load),
         cmocka_unit_test(test_progress_and_callback_cancel),
         cmocka_unit_test(test_stats_and_load_logs),

@@ -5,6 +5,10 @@
  * 16-thread stress under a budget that forces evictions.
  */
 #include "test.h"
+#include "internal.h"
+
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -495,6 +499,245 @@ static void test_close_waits_for_leases(void **state)
     orch_fake_free(fx.fake);
 }
 
+/* ---- requests racing unload and close ---------------------------------------------- */
+
+struct gen_loop {
+    orch_orchestra *o;
+    const char *role;
+    const char *prompt;
+    int iters;
+    atomic_int stop;
+    int bad;
+    int rc;
+    orch_error err;
+};
+
+static void *gen_loop_main(void *arg)
+{
+    struct gen_loop *g = arg;
+    struct orch_gen_params gp = orch_gen_default_params();
+    gp.temperature = 0;
+    gp.max_tokens = 1;
+    for (int i = 0; i < g->iters && !atomic_load(&g->stop); i++) {
+        struct orch_gen_result res;
+        orch_error err = {0};
+        int rc = orch_generate(g->o, g->role, g->prompt, &gp, &res, &err);
+        if (rc != ORCH_OK) {
+            g->bad++;
+            g->err = err;
+        }
+        orch_gen_result_clear(&res);
+    }
+    return NULL;
+}
+
+static void *unload_loop_main(void *arg)
+{
+    struct gen_loop *g = arg;
+    while (!atomic_load(&g->stop))
+        orch_unload(g->o, g->role, NULL);
+    return NULL;
+}
+
+/* The review's reproducer: one thread generating, one unloading. A request
+ * runs on the one lease it took, so an unload between its steps cannot
+ * leave it waiting for its own drain. */
+static void test_generate_races_unload(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\n", 0);
+    size_t big = 1 << 20; /* a 1 MiB prompt widens the window */
+    char *prompt = malloc(big + 1);
+    memset(prompt, 'x', big);
+    prompt[big] = '\0';
+    struct gen_loop g = {.o = fx.o, .role = "a", .prompt = prompt, .iters = 400};
+    struct gen_loop small = {.o = fx.o, .role = "a", .prompt = "hi", .iters = 20000};
+    pthread_t un;
+    pthread_create(&un, NULL, unload_loop_main, &g);
+    bool done = test_run_within(gen_loop_main, &g, 60) && test_run_within(gen_loop_main, &small, 60);
+    atomic_store(&g.stop, 1);
+    pthread_join(un, NULL);
+    assert_true(done); /* it used to hang within a few thousand calls */
+    if (g.bad || small.bad)
+        print_error("failed: %s %s\n", g.err.msg, small.err.msg);
+    assert_int_equal(g.bad + small.bad, 0);
+    free(prompt);
+    fx_close(&fx);
+}
+
+struct close_call {
+    orch_orchestra *o;
+};
+
+static void *close_main(void *arg)
+{
+    orch_close(((struct close_call *)arg)->o);
+    return NULL;
+}
+
+/* orch_close while a request holds its lease: the request finishes, a
+ * request that begins during the close fails with ORCH_ECLOSED, and close
+ * ends after both. */
+static void test_close_during_generate(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\n[b]\npath = @b:10\n", 0);
+    orch_model *ma;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "a", &ma, &err), ORCH_OK, err);
+    orch_role_release(fx.o, ma);
+    test_pause_arm(ORCH_PAUSE_ROLE_LEASED, NULL);
+    struct gen_loop g = {.o = fx.o, .role = "a", .prompt = "hello", .iters = 1};
+    pthread_t gen;
+    pthread_create(&gen, NULL, gen_loop_main, &g);
+    test_pause_wait(ORCH_PAUSE_ROLE_LEASED);
+    struct close_call cc = {.o = fx.o};
+    pthread_t closer;
+    pthread_create(&closer, NULL, close_main, &cc);
+    /* close has begun once a's model drains (our request holds it) */
+    while (orch_model_state(ma) != ORCH_STATE_DRAINING)
+        usleep(200);
+    struct orch_gen_result res;
+    struct orch_gen_params gp = orch_gen_default_params();
+    gp.max_tokens = 1;
+    assert_rc(orch_generate(fx.o, "b", "x", &gp, &res, &err), ORCH_ECLOSED, err);
+    assert_non_null(strstr(err.msg, "role 'b'"));
+    orch_model *m;
+    assert_rc(orch_role_acquire(fx.o, "a", &m, &err), ORCH_ECLOSED, err);
+    test_pause_go(ORCH_PAUSE_ROLE_LEASED);
+    test_pause_off();
+    assert_true(test_join_within(gen, 10));
+    assert_int_equal(g.bad, 0); /* it finished on its lease */
+    assert_true(test_join_within(closer, 10));
+    assert_int_equal(orch_fake_counts(fx.fake).n_live, 0);
+    orch_fake_free(fx.fake);
+}
+
+struct pinned_gen {
+    orch_orchestra *o;
+    orch_model *m;
+    int rc;
+    orch_error err;
+};
+
+/* A load waiting for memory is cancelled at once by orch_model_cancel_load
+ * (it used to wait out load_timeout and report ORCH_ETIMEDOUT). */
+static void test_cancel_while_waiting_for_memory(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 150K\nload_timeout = 60\nidle_ttl = -1\n"
+            "[a]\npath = @a:100\n[b]\npath = @b:100\n",
+            0);
+    orch_model *ma, *mb;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "b", &mb, &err), ORCH_OK, err); /* learn b's model */
+    orch_role_release(fx.o, mb);
+    assert_rc(orch_role_acquire(fx.o, "a", &ma, &err), ORCH_OK, err); /* evicts b, holds a */
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_UNLOADED);
+    struct bg_acquire bg = {.o = fx.o, .role = "b"};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_acquire_main, &bg);
+    while (orch_model_state(mb) != ORCH_STATE_LOADING)
+        usleep(200);
+    usleep(20000); /* inside the wait for memory */
+    orch_model_cancel_load(mb);
+    assert_true(test_join_within(th, 30));
+    assert_rc(bg.rc, ORCH_ECANCELED, bg.err);
+    assert_non_null(strstr(bg.err.msg, "cancelled while waiting for memory"));
+    assert_int_equal(role_state(fx.o, "b"), ORCH_STATE_FAILED);
+    orch_role_release(fx.o, ma);
+    fx_close(&fx);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Errors name the role once, whichever layer failed. */
+static void test_errors_name_the_role_once(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[defaults]\nmemory_budget = 50K\n[a]\npath = @a:10\n[big]\npath = @big:100\n"
+                 "[coder]\nfallback = a\n", 0);
+    orch_error err = {0};
+    struct orch_gen_result res;
+    struct orch_gen_params gp = orch_gen_default_params();
+    gp.max_tokens = 0; /* parameter check */
+    assert_rc(orch_generate(fx.o, "coder", "x", &gp, &res, &err), ORCH_EINVAL, err);
+    assert_int_equal(count_of(err.msg, "role '"), 1);
+    assert_non_null(strstr(err.msg, "role 'coder': max_tokens 0"));
+    assert_rc(orch_generate(fx.o, "big", "x", NULL, &res, &err), ORCH_EBUDGET, err); /* admit */
+    assert_int_equal(count_of(err.msg, "role '"), 1);
+    assert_rc(orch_unload(fx.o, "a", &err), ORCH_OK, err);
+    orch_fake_fail_next(fx.fake, 1); /* backend load */
+    assert_rc(orch_generate(fx.o, "coder", "x", NULL, &res, &err), ORCH_ELOAD, err);
+    assert_int_equal(count_of(err.msg, "role '"), 1);
+    assert_non_null(strstr(err.msg, "role 'coder'"));
+    const char *bad[] = {"\xff"};
+    float *v;
+    int32_t dim;
+    assert_rc(orch_embed(fx.o, "a", bad, 1, NULL, &v, &dim, &err), ORCH_EINVAL, err);
+    assert_int_equal(count_of(err.msg, "role '"), 1);
+    fx_close(&fx);
+}
+
+/* fork(): the child cannot use the parent's orchestra; orch_close there
+ * returns at once (it used to hang on the reaper), and the child can open
+ * and use one of its own. */
+static void test_fork_child(void **state)
+{
+    (void)state;
+    orch_config *cfg;
+    orch_error err = {0};
+    char ini[600];
+    snprintf(ini, sizeof ini, "[a]\npath = %s\n", test_sparse_file("forked.bin", 4096));
+    assert_rc(orch_config_parse(ini, "fork.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_backend *fake = orch_fake_new(NULL);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.backend = fake; /* with the reaper thread running */
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_gen_result res;
+    assert_rc(orch_generate(o, "a", "x", NULL, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a hang ends as SIGALRM, which the parent sees */
+        orch_close(o);
+        orch_orchestra *mine;
+        op.no_reaper = true; /* ThreadSanitizer cannot start threads after a fork */
+        if (orch_open(cfg, &op, &mine, &err) != ORCH_OK)
+            _exit(2);
+        int rc = orch_generate(mine, "a", "x", NULL, &res, &err);
+        orch_gen_result_clear(&res);
+        orch_close(mine);
+        _exit(rc == ORCH_OK ? 0 : 3);
+    }
+    assert_true(pid > 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_error("child: exited %d, signal %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the parent's orchestra is untouched */
+    assert_rc(orch_generate(o, "a", "x", NULL, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    orch_close(o);
+    orch_config_free(cfg);
+    orch_fake_free(fake);
+}
+
 /* ---- the real model under several roles ---------------------------------------------- */
 
 static void test_real_model_roles(void **state)
@@ -648,6 +891,206 @@ static void test_stress_16_threads(void **state)
     fx_close(&fx);
 }
 
+/* Everything at once: workers generating, chatting, embedding and leasing
+ * (some leases returned by another thread), an unloader, idle unloading on a
+ * moving clock, evictions under a budget, then close while all of it runs.
+ * Workers stop at their first ORCH_ECLOSED; an anchor lease on a model no
+ * worker uses holds close open until they have, so no call starts after
+ * close returns. */
+enum { QCAP = 32 };
+struct handoff {
+    pthread_mutex_t lock;
+    orch_model *q[QCAP];
+    int n;
+};
+
+struct world {
+    orch_orchestra *o;
+    orch_backend *fake;
+    struct handoff h;
+    atomic_int workers_left;
+    atomic_int bad, ops, closed_seen;
+    atomic_bool go_close;
+};
+
+struct worker {
+    struct world *w;
+    unsigned seed;
+};
+
+static bool lease_ok(struct world *w, orch_model *m)
+{
+    enum orch_model_state st = orch_model_state(m);
+    return (st == ORCH_STATE_READY || st == ORCH_STATE_DRAINING) &&
+           orch_fake_counts(w->fake).n_live >= 1;
+}
+
+static void *world_worker(void *arg)
+{
+    struct worker *k = arg;
+    struct world *w = k->w;
+    static const char *roles[] = {"a", "b", "c", "e"};
+    unsigned seed = k->seed;
+    for (;;) {
+        seed = seed * 1103515245u + 12345u;
+        const char *role = roles[(seed >> 16) % 4];
+        orch_error err = {0};
+        int rc;
+        switch ((seed >> 8) % 5) {
+        case 0: {
+            struct orch_gen_result res;
+            struct orch_gen_params gp = orch_gen_default_params();
+            gp.max_tokens = 3;
+            rc = orch_generate(w->o, role, "hello", &gp, &res, &err);
+            orch_gen_result_clear(&res);
+            break;
+        }
+        case 1: {
+            struct orch_chat_message msg = {"user", "hi"};
+            struct orch_gen_result res;
+            rc = orch_chat(w->o, role, &msg, 1, NULL, &res, &err);
+            orch_gen_result_clear(&res);
+            break;
+        }
+        case 2: {
+            const char *texts[] = {"x", "y"};
+            float *v = NULL;
+            int32_t dim;
+            rc = orch_embed(w->o, role, texts, 2, NULL, &v, &dim, &err);
+            free(v);
+            break;
+        }
+        default: {
+            orch_model *m;
+            rc = orch_role_acquire(w->o, role, &m, &err);
+            if (rc != ORCH_OK)
+                break;
+            if (!lease_ok(w, m))
+                atomic_fetch_add(&w->bad, 1);
+            bool handed = false;
+            if ((seed >> 4) % 2) { /* returned by the releaser thread */
+                pthread_mutex_lock(&w->h.lock);
+                if (w->h.n < QCAP) {
+                    w->h.q[w->h.n++] = m;
+                    handed = true;
+                }
+                pthread_mutex_unlock(&w->h.lock);
+            }
+            if (!handed)
+                orch_role_release(w->o, m);
+        }
+        }
+        if (rc == ORCH_ECLOSED) {
+            atomic_fetch_add(&w->closed_seen, 1);
+            break;
+        }
+        if (rc != ORCH_OK && rc != ORCH_ETIMEDOUT) {
+            print_error("role %s: %s\n", role, err.msg);
+            atomic_fetch_add(&w->bad, 1);
+        }
+        atomic_fetch_add(&w->ops, 1);
+    }
+    atomic_fetch_sub(&w->workers_left, 1);
+    return NULL;
+}
+
+static void *world_releaser(void *arg)
+{
+    struct world *w = arg;
+    for (;;) {
+        orch_model *m = NULL;
+        pthread_mutex_lock(&w->h.lock);
+        if (w->h.n)
+            m = w->h.q[--w->h.n];
+        bool empty = w->h.n == 0;
+        pthread_mutex_unlock(&w->h.lock);
+        if (m)
+            orch_role_release(w->o, m);
+        else if (empty && atomic_load(&w->workers_left) == 0)
+            return NULL;
+        else
+            usleep(50);
+    }
+}
+
+static void *world_unloader(void *arg)
+{
+    struct world *w = arg;
+    static const char *roles[] = {"a", "b", "c"};
+    for (unsigned i = 0;; i++) {
+        int rc = i % 16 == 15 ? (orch_unload_all(w->o), ORCH_OK)
+                              : orch_unload(w->o, roles[i % 3], NULL);
+        if (rc == ORCH_ECLOSED)
+            return NULL;
+        if (rc != ORCH_OK)
+            atomic_fetch_add(&w->bad, 1);
+        usleep(300);
+    }
+}
+
+static void *world_ticker(void *arg)
+{
+    struct world *w = arg;
+    for (;;) {
+        atomic_fetch_add(&g_clock_ms, 20);
+        orch_tick(w->o);
+        struct orch_role_status *st;
+        size_t n;
+        if (orch_status(w->o, &st, &n, NULL, NULL) == ORCH_ECLOSED)
+            return NULL;
+        free(st);
+        usleep(200);
+    }
+}
+
+static void test_stress_everything_then_close(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx,
+            "[defaults]\nmemory_budget = 250K\nload_timeout = 30\nidle_ttl = 1\n"
+            "[a]\npath = @a:100\nidle_ttl = 0\n[b]\npath = @b:100\n[c]\npath = @c:100\n"
+            "[d]\npath = @d:10\nidle_ttl = -1\n[e]\nfallback = a\n",
+            0);
+    enum { W = 8 };
+    struct world w = {.o = fx.o, .fake = fx.fake};
+    pthread_mutex_init(&w.h.lock, NULL);
+    atomic_store(&w.workers_left, W);
+    pthread_t th[W + 3];
+    struct worker k[W];
+    for (int i = 0; i < W; i++) {
+        k[i] = (struct worker){.w = &w, .seed = (unsigned)i * 2654435761u + 7};
+        pthread_create(&th[i], NULL, world_worker, &k[i]);
+    }
+    pthread_create(&th[W], NULL, world_releaser, &w);
+    pthread_create(&th[W + 1], NULL, world_unloader, &w);
+    pthread_create(&th[W + 2], NULL, world_ticker, &w);
+    while (atomic_load(&w.ops) < 4000)
+        usleep(1000);
+    /* close while everything runs, held open by the anchor lease */
+    orch_model *anchor;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "d", &anchor, &err), ORCH_OK, err);
+    struct close_call cc = {.o = fx.o};
+    pthread_t closer;
+    pthread_create(&closer, NULL, close_main, &cc);
+    for (int i = 0; i < W + 3; i++)
+        assert_true(test_join_within(th[i], 60));
+    orch_role_release(fx.o, anchor);
+    assert_true(test_join_within(closer, 60));
+    struct orch_fake_counts c = orch_fake_counts(fx.fake);
+    print_message("stress: %d operations by %d workers, %lld loads, then close\n",
+                  atomic_load(&w.ops), W, (long long)c.n_loads);
+    assert_int_equal(atomic_load(&w.bad), 0);
+    assert_int_equal(atomic_load(&w.closed_seen), W);
+    assert_true(c.n_loads > 10); /* unloads, evictions and idle unloads happened */
+    assert_true(c.max_live <= 3); /* two of a, b, c and d: the budget held */
+    assert_int_equal(c.n_live, 0);
+    assert_int_equal(c.n_frees, c.n_loads - c.n_failures);
+    pthread_mutex_destroy(&w.h.lock);
+    orch_fake_free(fx.fake);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,8 +1105,14 @@ int main(void)
         cmocka_unit_test(test_no_head_of_line_blocking),
         cmocka_unit_test(test_requests_join_load),
         cmocka_unit_test(test_close_waits_for_leases),
+        cmocka_unit_test(test_generate_races_unload),
+        cmocka_unit_test(test_close_during_generate),
+        cmocka_unit_test(test_cancel_while_waiting_for_memory),
+        cmocka_unit_test(test_errors_name_the_role_once),
+        cmocka_unit_test(test_fork_child),
         cmocka_unit_test(test_real_model_roles),
         cmocka_unit_test(test_stress_16_threads),
+        cmocka_unit_test(test_stress_everything_then_close),
     };
     return cmocka_run_group_tests_name("orchestra", tests, NULL, test_teardown);
 }

@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include <orchestra.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,23 @@ void test_log_capture_start(enum orch_log_level level);
 /* Returns the captured text (all lines, '\n'-joined) and stops capturing;
  * the caller frees it. */
 char *test_log_capture_stop(void);
+
+/* Runs fn(arg) on a new thread and joins it within `seconds`: false (and
+ * the thread left running) when it did not end in time — a hang becomes a
+ * test failure instead of a stuck suite. */
+bool test_run_within(void *(*fn)(void *), void *arg, int seconds);
+/* Joins th within `seconds`; false when it did not end in time. */
+bool test_join_within(pthread_t th, int seconds);
+
+/* Pause points (src/internal.h, test builds): force an interleaving.
+ * test_pause_arm(P, obj): the next thread to reach P (on obj; NULL = any)
+ * parks there. test_pause_wait(P): until a thread is parked at P (fails the
+ * test after 10 s). test_pause_go(P): lets it go on. test_pause_off():
+ * disarms everything and removes the hook. */
+void test_pause_arm(int point, const void *obj);
+void test_pause_wait(int point);
+void test_pause_go(int point);
+void test_pause_off(void);
 
 /* A model for a path with the given backend (NULL = llama.cpp), 1 thread. */
 orch_model *test_model_new(const char *path, const orch_backend *be, const char *role);

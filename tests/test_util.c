@@ -2,6 +2,7 @@
  * test_util.c — helpers for the tests.
  */
 #include "test.h"
+#include "internal.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -194,4 +195,96 @@ orch_model *test_model_new(const char *path, const orch_backend *be, const char 
         print_error("orch_model_new: %s\n", err.msg);
     assert_int_equal(rc, ORCH_OK);
     return m;
+}
+
+/* ---- threads that must end in time ------------------------------------------------ */
+
+bool test_join_within(pthread_t th, int seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += seconds;
+    return pthread_timedjoin_np(th, NULL, &ts) == 0;
+}
+
+bool test_run_within(void *(*fn)(void *), void *arg, int seconds)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, fn, arg) != 0)
+        return false;
+    if (test_join_within(th, seconds))
+        return true;
+    pthread_detach(th);
+    return false;
+}
+
+/* ---- pause points ----------------------------------------------------------------- */
+
+static pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_pause_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+    bool armed, parked, go;
+    const void *obj;
+} g_pause[ORCH_PAUSE_N_POINTS];
+
+static void pause_hook(enum orch__pause_point point, const void *obj)
+{
+    pthread_mutex_lock(&g_pause_lock);
+    if (g_pause[point].armed && (!g_pause[point].obj || g_pause[point].obj == obj)) {
+        g_pause[point].armed = false;
+        g_pause[point].parked = true;
+        pthread_cond_broadcast(&g_pause_cond);
+        while (!g_pause[point].go)
+            pthread_cond_wait(&g_pause_cond, &g_pause_lock);
+        g_pause[point].go = false;
+        g_pause[point].parked = false;
+    }
+    pthread_mutex_unlock(&g_pause_lock);
+}
+
+void test_pause_arm(int point, const void *obj)
+{
+    pthread_mutex_lock(&g_pause_lock);
+    g_pause[point].armed = true;
+    g_pause[point].obj = obj;
+    g_pause[point].go = false;
+    pthread_mutex_unlock(&g_pause_lock);
+    atomic_store(&orch__pause_hook, pause_hook);
+}
+
+void test_pause_wait(int point)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    pthread_mutex_lock(&g_pause_lock);
+    int rc = 0;
+    while (!g_pause[point].parked && rc == 0)
+        rc = pthread_cond_timedwait(&g_pause_cond, &g_pause_lock, &ts);
+    bool parked = g_pause[point].parked;
+    pthread_mutex_unlock(&g_pause_lock);
+    if (!parked) {
+        print_error("no thread reached pause point %d within 10 s\n", point);
+        fail();
+    }
+}
+
+void test_pause_go(int point)
+{
+    pthread_mutex_lock(&g_pause_lock);
+    g_pause[point].go = true;
+    pthread_cond_broadcast(&g_pause_cond);
+    pthread_mutex_unlock(&g_pause_lock);
+}
+
+void test_pause_off(void)
+{
+    pthread_mutex_lock(&g_pause_lock);
+    for (int i = 0; i < ORCH_PAUSE_N_POINTS; i++) {
+        g_pause[i].armed = false;
+        if (g_pause[i].parked)
+            g_pause[i].go = true;
+    }
+    pthread_cond_broadcast(&g_pause_cond);
+    pthread_mutex_unlock(&g_pause_lock);
 }
