@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test Orchestra.
 #
-#  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm).
+#  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm; clang
+#     and its runtime for the pre-check's fuzz target).
 #  2. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
 #     pinned release (node-llama-cpp 3.22.1 = llama.cpp v0.5.0 build) from npm:
 #     prebuilt shared libraries plus headers taken from the release's git
@@ -22,7 +23,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ---- 1. Debian packages -----------------------------------------------------
 need_pkgs=()
 for p in build-essential cmake pkg-config libinih-dev libjansson-dev libcmocka-dev \
-         git ca-certificates; do
+         git ca-certificates clang libclang-rt-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$p")
 done
 # npm may come from Node's own installer rather than Debian's package.

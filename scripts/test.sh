@@ -5,6 +5,8 @@
 #                CPU-dependent assumption fails here and not on a user's machine
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), all tests
 #   build-tsan/  ThreadSanitizer, the concurrency tests
+#   build-fuzz/  clang + libFuzzer + ASan: the model-file pre-check's fuzz
+#                target, a bounded deterministic run (ORCH_FUZZ_RUNS, seed 1)
 # Installs what it needs first (scripts/setup.sh, idempotent).
 # ORCH_TEST_QUICK=1 runs only the plain build.
 set -euo pipefail
@@ -54,6 +56,24 @@ else
 fi
 
 if [ -z "${ORCH_TEST_QUICK:-}" ]; then
+  # Whatever the pre-check accepts, llama.cpp must load and run without
+  # aborting: the fuzz target aborts (and this run fails) when it does not.
+  runs=${ORCH_FUZZ_RUNS:-20000}
+  echo "== fuzz: model-file pre-check vs llama.cpp's loader ($runs runs, seed 1)"
+  CC=clang build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_TESTING=OFF -DORCH_BENCH=OFF \
+    -DORCH_FUZZ=ON -DORCH_SANITIZE=address
+  mkdir -p build-fuzz/run
+  if (cd build-fuzz/run && ASAN_OPTIONS=detect_leaks=0 TMPDIR="$PWD" \
+        ../fuzz-precheck -runs="$runs" -seed=1 -max_len=128 -len_control=0 -print_final_stats=1 \
+        > ../fuzz.log 2>&1); then
+    grep -E "^Done|stat::number_of_executed_units" build-fuzz/fuzz.log | head -2
+    total=$((total + 1))
+  else
+    tail -40 build-fuzz/fuzz.log
+    echo "fuzz target found an input the pre-check accepts and llama.cpp aborts on (build-fuzz/run)"
+    exit 1
+  fi
+
   echo "== ASan + UBSan (+ LSan): all tests"
   build build-asan -DCMAKE_BUILD_TYPE=Debug "-DORCH_SANITIZE=address;undefined"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

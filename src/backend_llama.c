@@ -154,12 +154,16 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
     pthread_once(&g_once, global_init);
 
     /* Our own header check first: clear errors for empty, truncated or
-     * foreign files before llama.cpp sees them. */
+     * foreign files, and a refusal of every value llama.cpp would abort the
+     * process on, before llama.cpp sees the file. */
     struct orch__gguf *g;
     int rc = orch__gguf_open(req->path, &g, err);
     if (rc)
         return rc;
+    rc = orch__gguf_check_loadable(g, req->path, err);
     orch__gguf_close(g);
+    if (rc)
+        return rc;
 
     struct lmodel *lm = calloc(1, sizeof *lm);
     if (!lm)

@@ -14,6 +14,8 @@
  */
 #include "internal.h"
 
+#include <ggml.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,11 +27,19 @@
 #include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
-#define MAX_KV 1000000u
-#define MAX_TENSORS 10000000u
+/* Real models have well under a thousand keys and a few thousand tensors;
+ * llama.cpp checks both for duplicates in time that grows with the square
+ * of the count (1,000,000 keys: over 40 minutes), so counts past these
+ * limits are refused as hostile. */
+#define MAX_KV 4096u
+#define MAX_TENSORS 16384u
 #define MAX_KEY_LEN 65535u
+#define MAX_TENSOR_NAME 63u  /* GGML_MAX_NAME - 1 */
 #define STR_KEEP_MAX (1u << 20)
+#define INTS_KEEP_MAX 4096u  /* integer arrays up to this length keep their values */
 #define MAX_DIMS 4
+#define MIN_ALIGNMENT 32u    /* ggml's TENSOR_ALIGNMENT: less aborts the process */
+#define MAX_ALIGNMENT 65536u
 
 enum gtype {
     GT_U8 = 0, GT_I8, GT_U16, GT_I16, GT_U32, GT_I32, GT_F32, GT_BOOL, GT_STR, GT_ARR,
@@ -43,6 +53,7 @@ struct kv {
     enum gtype type;
     enum gtype arr_type;
     uint64_t arr_n;
+    int64_t *ints; /* an integer array's values, when short enough */
     int64_t i;     /* integer / bool value */
     double d;      /* float value */
     char *s;       /* string value, NULL when too long */
@@ -57,28 +68,6 @@ struct orch__gguf {
     uint64_t n_params;
     int dominant_type;
 };
-
-/* ggml tensor types: block size (elements) and bytes per block. */
-struct ttype {
-    const char *name;
-    uint32_t blck;
-    uint32_t size;
-};
-
-static const struct ttype ttypes[] = {
-    [0] = {"F32", 1, 4},        [1] = {"F16", 1, 2},        [2] = {"Q4_0", 32, 18},
-    [3] = {"Q4_1", 32, 20},     [6] = {"Q5_0", 32, 22},     [7] = {"Q5_1", 32, 24},
-    [8] = {"Q8_0", 32, 34},     [9] = {"Q8_1", 32, 36},     [10] = {"Q2_K", 256, 84},
-    [11] = {"Q3_K", 256, 110},  [12] = {"Q4_K", 256, 144},  [13] = {"Q5_K", 256, 176},
-    [14] = {"Q6_K", 256, 210},  [15] = {"Q8_K", 256, 292},  [16] = {"IQ2_XXS", 256, 66},
-    [17] = {"IQ2_XS", 256, 74}, [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},
-    [20] = {"IQ4_NL", 32, 18},  [21] = {"IQ3_S", 256, 110}, [22] = {"IQ2_S", 256, 82},
-    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},       [25] = {"I16", 1, 2},
-    [26] = {"I32", 1, 4},       [27] = {"I64", 1, 8},       [28] = {"F64", 1, 8},
-    [29] = {"IQ1_M", 256, 56},  [30] = {"BF16", 1, 2},      [34] = {"TQ1_0", 256, 54},
-    [35] = {"TQ2_0", 256, 66},  [39] = {"MXFP4", 32, 17},
-};
-#define N_TTYPES (sizeof ttypes / sizeof ttypes[0])
 
 struct reader {
     const unsigned char *map; /* the whole file, read-only */
@@ -225,6 +214,20 @@ static int rd_kv(struct reader *r, struct kv *kv, uint64_t idx)
                          "'%s': array '%s' claims %" PRIu64 " elements; the file has room for "
                          "at most %" PRIu64,
                          r->path, kv->key, n, (r->size - r->pos) / min);
+    bool is_int = et <= GT_I32 || et == GT_U64 || et == GT_I64;
+    if (is_int && et != GT_BOOL && n <= INTS_KEEP_MAX) {
+        kv->ints = malloc((n ? n : 1) * sizeof *kv->ints);
+        if (!kv->ints)
+            return orch__err(r->err, ORCH_ENOMEM, "'%s': out of memory reading '%s'", r->path,
+                             kv->key);
+        for (uint64_t i = 0; i < n; i++) {
+            struct kv one = {0};
+            if ((rc = rd_scalar(r, (enum gtype)et, &one, kv->key)))
+                return rc;
+            kv->ints[i] = one.i;
+        }
+        return ORCH_OK;
+    }
     if (et != GT_STR)
         return skip(r, n * min, kv->key);
     for (uint64_t i = 0; i < n; i++) {
@@ -233,6 +236,31 @@ static int rd_kv(struct reader *r, struct kv *kv, uint64_t idx)
             return rc;
     }
     return ORCH_OK;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp((*(const struct kv *const *)a)->key, (*(const struct kv *const *)b)->key);
+}
+
+/* Duplicate keys, found in n log n (llama.cpp refuses them too, in n^2). */
+static int check_unique_keys(const struct orch__gguf *g, const char *path, orch_error *err)
+{
+    if (g->n_kv < 2)
+        return ORCH_OK;
+    const struct kv **sorted = malloc(g->n_kv * sizeof *sorted);
+    if (!sorted)
+        return orch__err(err, ORCH_ENOMEM, "'%s': out of memory", path);
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        sorted[i] = &g->kvs[i];
+    qsort(sorted, g->n_kv, sizeof *sorted, cmp_key);
+    int rc = ORCH_OK;
+    for (uint64_t i = 1; i < g->n_kv && rc == ORCH_OK; i++)
+        if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
+            rc = orch__err(err, ORCH_EFORMAT, "'%s': key '%s' appears twice", path,
+                           sorted[i]->key);
+    free(sorted);
+    return rc;
 }
 
 static const struct kv *find(const struct orch__gguf *g, const char *key)
@@ -272,7 +300,7 @@ int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key)
 
 static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment)
 {
-    uint64_t counts[N_TTYPES] = {0};
+    uint64_t counts[GGML_TYPE_COUNT] = {0};
     uint64_t data_end = 0; /* relative to the data section */
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         /* the name, straight from the map: "tensor 'blk.0.attn_q.weight'"
@@ -281,10 +309,11 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
         int rc = rd_u64(r, &name_len, "a tensor name");
         if (rc)
             return rc;
-        if (name_len > 64 * 1024 || name_len > r->size - r->pos)
+        if (name_len > MAX_TENSOR_NAME || name_len > r->size - r->pos)
             return orch__err(r->err, ORCH_EFORMAT,
-                             "'%s': tensor %" PRIu64 " has an absurd name length %" PRIu64,
-                             r->path, i, name_len);
+                             "'%s': tensor %" PRIu64 " has a name of %" PRIu64
+                             " bytes (llama.cpp's limit: %u)",
+                             r->path, i, name_len, MAX_TENSOR_NAME);
         char label[96] = "tensor '";
         size_t shown = name_len < 80 ? (size_t)name_len : 80;
         memcpy(label + 8, r->map + r->pos, shown);
@@ -308,23 +337,35 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
         }
         if ((rc = rd_u32(r, &type, label)))
             return rc;
-        if (type >= N_TTYPES || !ttypes[type].name)
-            return orch__err(r->err, ORCH_EFORMAT, "'%s': %s has unknown type %u", r->path, label,
-                             type);
+        /* ggml's own table: every type the linked ggml knows, none it does not */
+        if (type >= GGML_TYPE_COUNT || ggml_blck_size((enum ggml_type)type) <= 0 ||
+            ggml_type_size((enum ggml_type)type) == 0)
+            return orch__err(r->err, ORCH_EFORMAT,
+                             "'%s': %s has type %u, which this llama.cpp's ggml does not know",
+                             r->path, label, type);
         uint64_t offset;
         if ((rc = rd_u64(r, &offset, label)))
             return rc;
-        const struct ttype *tt = &ttypes[type];
-        if (ne % tt->blck)
+        uint64_t blck = (uint64_t)ggml_blck_size((enum ggml_type)type);
+        uint64_t tsize = ggml_type_size((enum ggml_type)type);
+        if (ne % blck)
             return orch__err(r->err, ORCH_EFORMAT,
-                             "'%s': %s has %" PRIu64 " elements, not a multiple of %s's block %u",
-                             r->path, label, ne, tt->name, tt->blck);
-        uint64_t nbytes = ne / tt->blck * tt->size;
+                             "'%s': %s has %" PRIu64 " elements, not a multiple of %s's block %" PRIu64,
+                             r->path, label, ne, ggml_type_name((enum ggml_type)type), blck);
+        if (ne / blck > UINT64_MAX / tsize)
+            return orch__err(r->err, ORCH_EFORMAT,
+                             "'%s': %s has %" PRIu64 " elements of %s: its size in bytes "
+                             "overflows 64 bits", r->path, label, ne,
+                             ggml_type_name((enum ggml_type)type));
+        uint64_t nbytes = ne / blck * tsize;
         if (offset % alignment || offset > UINT64_MAX - nbytes)
             return orch__err(r->err, ORCH_EFORMAT, "'%s': %s has a bad data offset %" PRIu64,
                              r->path, label, offset);
         if (offset + nbytes > data_end)
             data_end = offset + nbytes;
+        if (nbytes > UINT64_MAX - g->tensor_bytes || ne > UINT64_MAX - g->n_params)
+            return orch__err(r->err, ORCH_EFORMAT, "'%s': tensor sizes add up past 64 bits at %s",
+                             r->path, label);
         g->tensor_bytes += nbytes;
         g->n_params += ne;
         counts[type] += nbytes;
@@ -336,7 +377,7 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
                          " but the file has %" PRIu64 " bytes",
                          r->path, data_start + data_end, r->size);
     g->dominant_type = -1;
-    for (size_t t = 0; t < N_TTYPES; t++)
+    for (size_t t = 0; t < GGML_TYPE_COUNT; t++)
         if (counts[t] && (g->dominant_type < 0 || counts[t] > counts[g->dominant_type]))
             g->dominant_type = (int)t;
     return ORCH_OK;
@@ -349,6 +390,7 @@ void orch__gguf_close(struct orch__gguf *g)
     for (uint64_t i = 0; i < g->n_kv; i++) {
         free(g->kvs[i].key);
         free(g->kvs[i].s);
+        free(g->kvs[i].ints);
     }
     free(g->kvs);
     free(g);
@@ -399,7 +441,8 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
     /* a key takes at least 12 bytes, a tensor at least 8+4+8+4+8 */
     if (n_kv > MAX_KV || n_tensors > MAX_TENSORS) {
         rc = orch__err(err, ORCH_EFORMAT,
-                       "'%s': absurd %s count %" PRIu64 " in the header (at most %u)", path,
+                       "'%s': absurd %s count %" PRIu64 " in the header (limit %u; llama.cpp's "
+                       "duplicate check grows with its square)", path,
                        n_kv > MAX_KV ? "key" : "tensor", n_kv > MAX_KV ? n_kv : n_tensors,
                        n_kv > MAX_KV ? MAX_KV : MAX_TENSORS);
         goto fail;
@@ -421,13 +464,18 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
         if ((rc = rd_kv(&r, &g->kvs[i], i)))
             goto fail;
     }
+    if ((rc = check_unique_keys(g, path, err)))
+        goto fail;
     g->n_tensors = n_tensors;
     int64_t alignment = 32;
     const struct kv *al = find(g, "general.alignment");
     if (al) {
-        if (al->type != GT_U32 || al->i == 0 || (al->i & (al->i - 1))) {
+        if (al->type != GT_U32 || al->i < MIN_ALIGNMENT || al->i > MAX_ALIGNMENT ||
+            (al->i & (al->i - 1))) {
             rc = orch__err(err, ORCH_EFORMAT,
-                           "'%s': general.alignment must be a u32 power of two", path);
+                           "'%s': key 'general.alignment' is %lld; expected a u32 power of two "
+                           "from %u to %u (ggml aborts on data aligned to less than %u bytes)",
+                           path, (long long)al->i, MIN_ALIGNMENT, MAX_ALIGNMENT, MIN_ALIGNMENT);
             goto fail;
         }
         alignment = al->i;
@@ -451,6 +499,200 @@ static int64_t arch_int(const struct orch__gguf *g, const char *arch, const char
     return orch__gguf_get_int(g, key, &v) ? v : -1;
 }
 
+/* ---- what llama.cpp's loader would abort on ------------------------------------ */
+
+#define MAX_LAYERS 512   /* llama.cpp's LLAMA_MAX_LAYERS */
+#define MAX_EXPERTS 1024 /* llama.cpp's LLAMA_MAX_EXPERTS */
+
+struct lcheck {
+    const struct orch__gguf *g;
+    const char *path;
+    const char *arch;
+    orch_error *err;
+    char key[160];
+};
+
+/* The integer under "<arch>.<suffix>" (or the plain key when arch is NULL). */
+static bool lc_int(struct lcheck *c, const char *suffix, int64_t *v)
+{
+    if (c->arch)
+        snprintf(c->key, sizeof c->key, "%s.%s", c->arch, suffix);
+    else
+        snprintf(c->key, sizeof c->key, "%s", suffix);
+    return orch__gguf_get_int(c->g, c->key, v);
+}
+
+/* A per-layer value: a scalar for every layer, or an array of n_layer
+ * integers. Returns false when absent or not in a form llama.cpp reads
+ * (it refuses those itself, without aborting). */
+static bool lc_layers(struct lcheck *c, const char *suffix, int64_t n_layer, int64_t *out)
+{
+    int64_t v;
+    if (lc_int(c, suffix, &v)) {
+        for (int64_t i = 0; i < n_layer; i++)
+            out[i] = v;
+        return true;
+    }
+    const struct kv *kv = find(c->g, c->key);
+    if (!kv || kv->type != GT_ARR || !kv->ints || kv->arr_n != (uint64_t)n_layer)
+        return false;
+    memcpy(out, kv->ints, (size_t)n_layer * sizeof *out);
+    return true;
+}
+
+static int lc_fail(struct lcheck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int lc_fail(struct lcheck *c, const char *fmt, ...)
+{
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return orch__err(c->err, ORCH_EFORMAT, "'%s': key '%s' %s", c->path, c->key, why);
+}
+
+static int64_t max_of(const int64_t *v, int64_t n)
+{
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
+}
+
+int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch_error *err)
+{
+    struct lcheck c = {.g = g, .path = path, .err = err};
+    c.arch = orch__gguf_get_str(g, "general.architecture");
+    if (!c.arch)
+        return ORCH_OK; /* llama.cpp refuses the file itself */
+    int64_t n_vocab = orch__gguf_array_len(g, "tokenizer.ggml.tokens");
+
+    /* BOS/EOS: llama.cpp replaces an id outside the vocabulary by its
+     * default, disables a default outside it, and then aborts on the first
+     * prompt when the token is to be added */
+    static const char *const special[] = {"bos", "eos"};
+    const char *tok_model = orch__gguf_get_str(g, "tokenizer.ggml.model");
+    c.arch = NULL;
+    for (int i = 0; i < 2 && n_vocab >= 0; i++) {
+        char k[64];
+        int64_t add = -1, id = -1;
+        snprintf(k, sizeof k, "tokenizer.ggml.add_%s_token", special[i]);
+        const struct kv *kv = find(g, k);
+        if (kv && kv->type == GT_BOOL)
+            add = kv->i;
+        snprintf(k, sizeof k, "tokenizer.ggml.%s_token_id", special[i]);
+        bool have = lc_int(&c, k, &id) && id >= 0 && id < n_vocab;
+        /* SentencePiece ("llama") adds BOS by default; its default ids are
+         * 1 (BOS) and 2 (EOS) */
+        bool spm = tok_model && strcmp(tok_model, "llama") == 0;
+        if (spm && n_vocab > i + 1)
+            have = true;
+        if ((add == 1 || (spm && i == 0 && add < 0)) && !have)
+            return lc_fail(&c, "is %lld, outside the vocabulary of %lld tokens, while the %s "
+                               "token is to be added to every prompt",
+                           (long long)id, (long long)n_vocab, special[i]);
+    }
+    c.arch = orch__gguf_get_str(g, "general.architecture");
+
+    int64_t n_layer;
+    if (!lc_int(&c, "block_count", &n_layer))
+        return ORCH_OK; /* absent or not an integer: llama.cpp refuses it */
+    if (n_layer < 1 || n_layer > MAX_LAYERS)
+        return lc_fail(&c, "is %lld; llama.cpp accepts 1 to %d layers and aborts otherwise",
+                       (long long)n_layer, MAX_LAYERS);
+    int64_t v;
+    if (lc_int(&c, "nextn_predict_layers", &v) && (v < 0 || v > n_layer))
+        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
+                       (long long)n_layer);
+    if (lc_int(&c, "posnet.block_count", &v) && (v < 0 || v > n_layer))
+        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
+                       (long long)n_layer);
+    if (lc_int(&c, "convnext.block_count", &v) && (v < 0 || v > n_layer))
+        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
+                       (long long)n_layer);
+
+    /* experts (llama.cpp's load_hparams asserts each of these) */
+    int64_t n_expert = 0, groups = 0, group_used = 0;
+    int64_t used[MAX_LAYERS] = {0};
+    if (lc_int(&c, "expert_count", &n_expert) && (n_expert < 0 || n_expert > MAX_EXPERTS))
+        return lc_fail(&c, "is %lld; llama.cpp accepts 0 to %d experts and aborts otherwise",
+                       (long long)n_expert, MAX_EXPERTS);
+    lc_layers(&c, "expert_used_count", n_layer, used);
+    int64_t used_max = max_of(used, n_layer);
+    if (used_max > n_expert)
+        return lc_fail(&c, "is %lld, more than the %lld experts", (long long)used_max,
+                       (long long)n_expert);
+    if (n_expert > 0 && used_max == 0)
+        return lc_fail(&c, "is 0 (or absent) with %lld experts; llama.cpp aborts",
+                       (long long)n_expert);
+    if (lc_int(&c, "expert_group_count", &groups) &&
+        (groups < 0 || (n_expert > 0 ? groups >= n_expert : groups != 0)))
+        return lc_fail(&c, "is %lld; it must be below the expert count %lld", (long long)groups,
+                       (long long)n_expert);
+    if (groups > 1) {
+        if (n_expert % groups)
+            return lc_fail(&c, "is %lld, which does not divide the %lld experts",
+                           (long long)groups, (long long)n_expert);
+        if (!lc_int(&c, "expert_group_used_count", &group_used) || group_used < 1 ||
+            group_used >= groups)
+            return lc_fail(&c, "is %lld; it must be from 1 to the group count %lld minus one",
+                           (long long)group_used, (long long)groups);
+    }
+
+    /* rope scaling: a name llama.cpp does not know aborts */
+    snprintf(c.key, sizeof c.key, "%s.rope.scaling.type", c.arch);
+    const char *scaling = orch__gguf_get_str(g, c.key);
+    if (scaling && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0 &&
+        strcmp(scaling, "yarn") != 0 && strcmp(scaling, "longrope") != 0)
+        return lc_fail(&c, "is '%.40s'; llama.cpp knows none, linear, yarn and longrope",
+                       scaling);
+
+    /* attention shapes: heads divide the width, KV heads divide the heads,
+     * rotary dimensions fit the head (ggml asserts on each in the graph) */
+    int64_t n_head[MAX_LAYERS] = {0}, n_head_kv[MAX_LAYERS] = {0};
+    if (!lc_layers(&c, "attention.head_count", n_layer, n_head))
+        return ORCH_OK;
+    if (!lc_layers(&c, "attention.head_count_kv", n_layer, n_head_kv))
+        memcpy(n_head_kv, n_head, sizeof n_head);
+    for (int64_t il = 0; il < n_layer; il++) {
+        if (n_head[il] < 0 || n_head[il] > 65536) {
+            lc_int(&c, "attention.head_count", &v);
+            return lc_fail(&c, "is %lld at layer %lld; expected 0 to 65536", (long long)n_head[il],
+                           (long long)il);
+        }
+        if (n_head_kv[il] < 0 || n_head_kv[il] > n_head[il] ||
+            (n_head_kv[il] > 0 && n_head[il] % n_head_kv[il])) {
+            lc_int(&c, "attention.head_count_kv", &v);
+            return lc_fail(&c, "is %lld at layer %lld; it must divide the %lld attention heads",
+                           (long long)n_head_kv[il], (long long)il, (long long)n_head[il]);
+        }
+    }
+    if (n_head[0] == 0)
+        return ORCH_OK; /* no attention (recurrent models) */
+    int64_t n_embd;
+    if (!lc_int(&c, "embedding_length", &n_embd))
+        return ORCH_OK;
+    if (n_embd < 1 || n_embd > (INT64_C(1) << 24))
+        return lc_fail(&c, "is %lld; expected 1 to %lld", (long long)n_embd,
+                       (long long)(INT64_C(1) << 24));
+    int64_t head_k = n_embd / n_head[0], head_v = head_k;
+    if (lc_int(&c, "attention.key_length", &head_k) && (head_k < 1 || head_k > 65536))
+        return lc_fail(&c, "is %lld; expected 1 to 65536", (long long)head_k);
+    if (lc_int(&c, "attention.value_length", &head_v) && (head_v < 1 || head_v > 65536))
+        return lc_fail(&c, "is %lld; expected 1 to 65536", (long long)head_v);
+    if (head_k < 1) {
+        lc_int(&c, "attention.head_count", &v);
+        return lc_fail(&c, "is %lld, more than the embedding length %lld: no room for a head",
+                       (long long)n_head[0], (long long)n_embd);
+    }
+    int64_t n_rot;
+    if (lc_int(&c, "rope.dimension_count", &n_rot) && (n_rot < 0 || n_rot > head_k || n_rot % 2))
+        return lc_fail(&c, "is %lld; it must be even and at most the head size %lld",
+                       (long long)n_rot, (long long)head_k);
+    return ORCH_OK;
+}
+
 void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -465,7 +707,10 @@ void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out
     const char *name = orch__gguf_get_str(g, "general.name");
     snprintf(out->name, sizeof out->name, "%s", name ? name : "");
     snprintf(out->file_type, sizeof out->file_type, "%s",
-             g->dominant_type >= 0 ? ttypes[g->dominant_type].name : "");
+             g->dominant_type >= 0 ? ggml_type_name((enum ggml_type)g->dominant_type) : "");
+    for (char *p = out->file_type; *p; p++) /* "F16", as the GGUF world writes it */
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
     const char *a = arch ? arch : "";
     out->n_ctx_train = arch_int(g, a, "context_length");
     out->n_embd = arch_int(g, a, "embedding_length");

@@ -32,6 +32,11 @@ double orch__ms_since(int64_t start_ns);
 
 char *orch__strdup(const char *s);
 
+/* Writes "a, b, c" into buf (names name_at(ctx, 0..n-1)), ending with
+ * "..." when they do not all fit. The one role lister for every message. */
+void orch__join_names(char *buf, size_t cap, size_t n,
+                      const char *(*name_at)(const void *ctx, size_t i), const void *ctx);
+
 /* This thread's number for per-thread counters (percpu-style slots): dealt
  * round-robin at a thread's first call, 0..4095; index with % N_SLOTS. */
 unsigned orch__thread_slot(void);
@@ -106,6 +111,10 @@ bool orch__gguf_get_int(const struct orch__gguf *g, const char *key, int64_t *v)
 /* Returns the element count of an array key, or -1. */
 int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key);
 void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out);
+/* The pre-check before llama.cpp loads a parsed file: refuses, with
+ * ORCH_EFORMAT naming the file, the key and the limit, the values llama.cpp's
+ * loader (or its first graph) would abort the process on. */
+int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch_error *err);
 /* Weights (tensor bytes) and per-context memory (KV cache for n_ctx tokens,
  * n_ctx <= 0: the trained size; plus compute buffers) from the header. */
 int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,

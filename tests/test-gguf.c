@@ -5,6 +5,9 @@
  * and the cause, the model shows FAILED, the process and other models go on.
  */
 #include "test.h"
+#include "gguf_edit.h"
+
+#include <time.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -151,7 +154,7 @@ static int make_corpus(const char *paths[], struct bad_case cases[], int max)
     g_u64(&g, 0);
     g_put(&g, rnd, 64);
     paths[n] = test_write_file("ttype.gguf", g.d, g.n);
-    cases[n++] = (struct bad_case){"tensor type", ORCH_EFORMAT, "unknown type 200"};
+    cases[n++] = (struct bad_case){"tensor type", ORCH_EFORMAT, "type 200, which this llama.cpp"};
     /* header fine, tensor data missing */
     g_header(&g, 1, 0);
     g_str(&g, "t");
@@ -388,6 +391,193 @@ static void test_synth_model(void **state)
     assert_non_null(strstr(err.msg, "x.gguf"));
 }
 
+/* ---- hostile values: what llama.cpp's loader would abort or spin on -------------- */
+
+struct hostile {
+    const char *name;
+    struct gguf_edit edits[3];
+    const char *needle; /* in the message: the key and the limit */
+};
+
+static const int64_t kv_layers_bad[] = {2, 2, 2, 5};
+
+static const struct hostile hostiles[] = {
+    {"block_count 0", {{"{arch}.block_count", GE_U32, .i = 0}}, "llama.block_count' is 0; llama.cpp accepts 1 to 512"},
+    {"block_count 1e9", {{"{arch}.block_count", GE_U32, .i = 1000000000}}, "llama.block_count' is 1000000000"},
+    {"alignment 1", {{"general.alignment", GE_U32, .i = 1}}, "'general.alignment' is 1; expected a u32 power of two from 32"},
+    {"alignment 16", {{"general.alignment", GE_U32, .i = 16}}, "'general.alignment' is 16"},
+    {"too many experts", {{"{arch}.expert_count", GE_U32, .i = 5000}, {"{arch}.expert_used_count", GE_U32, .i = 2}}, "expert_count' is 5000; llama.cpp accepts 0 to 1024"},
+    {"more used than experts", {{"{arch}.expert_count", GE_U32, .i = 4}, {"{arch}.expert_used_count", GE_U32, .i = 8}}, "expert_used_count' is 8, more than the 4 experts"},
+    {"experts, none used", {{"{arch}.expert_count", GE_U32, .i = 4}}, "expert_used_count' is 0 (or absent) with 4 experts"},
+    {"used without experts", {{"{arch}.expert_used_count", GE_U32, .i = 2}}, "expert_used_count' is 2, more than the 0 experts"},
+    {"expert groups", {{"{arch}.expert_count", GE_U32, .i = 8}, {"{arch}.expert_used_count", GE_U32, .i = 2}, {"{arch}.expert_group_count", GE_U32, .i = 3}}, "expert_group_count' is 3, which does not divide the 8 experts"},
+    {"rope scaling", {{"{arch}.rope.scaling.type", GE_STR, .s = "bogus"}}, "rope.scaling.type' is 'bogus'; llama.cpp knows none, linear, yarn and longrope"},
+    {"kv heads do not divide", {{"{arch}.attention.head_count_kv", GE_U32, .i = 3}}, "head_count_kv' is 3 at layer 0; it must divide"},
+    {"kv heads per layer", {{"{arch}.attention.head_count_kv", GE_ARR, .arr_type = GE_U32, .arr = kv_layers_bad, .n_arr = 4}}, "head_count_kv' is 5 at layer 3"},
+    {"more heads than width", {{"{arch}.attention.head_count", GE_U32, .i = 1000}, {"{arch}.attention.head_count_kv", GE_U32, .i = 1000}}, "head_count' is 1000, more than the embedding length"},
+    {"rope dims odd", {{"{arch}.rope.dimension_count", GE_U32, .i = 33}}, "rope.dimension_count' is 33; it must be even and at most the head size"},
+    {"rope dims past head", {{"{arch}.rope.dimension_count", GE_U32, .i = 4096}}, "rope.dimension_count' is 4096"},
+    {"width 0", {{"{arch}.embedding_length", GE_U32, .i = 0}}, "embedding_length' is 0; expected 1 to"},
+    {"nextn past layers", {{"{arch}.nextn_predict_layers", GE_U32, .i = 99}}, "nextn_predict_layers' is 99; it must be from 0 to the block count"},
+    {"bos outside vocab", {{"tokenizer.ggml.model", GE_STR, .s = "gpt2"}, {"tokenizer.ggml.add_bos_token", GE_BOOL, .i = 1}, {"tokenizer.ggml.bos_token_id", GE_U32, .i = 99999}}, "bos_token_id' is 99999, outside the vocabulary"},
+    {"duplicate key", {{NULL}}, "key 'general.name' appears twice"},
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Loads path through the real backend; returns the code, err filled. */
+static int try_load(const char *path, orch_error *err, double *ms)
+{
+    orch_model *m = test_model_new(path, NULL, "hostile");
+    double t0 = now_ms();
+    int rc = orch_model_load(m, err);
+    *ms = now_ms() - t0;
+    orch_model_free(m);
+    return rc;
+}
+
+/* One file per condition, each made from a valid model by changing one to
+ * three keys: the pre-check refuses each with ORCH_EFORMAT naming the file,
+ * the key and the limit, before llama.cpp sees it. Without the pre-check the
+ * pinned llama.cpp aborts the process (SIGABRT) on twelve of them: the first
+ * ten and "nextn past layers" at load, "kv heads per layer" at the first
+ * context; the others it refuses itself, later and less clearly (measured
+ * with a forked probe, 2026-11-27). */
+static void test_hostile_values(void **state)
+{
+    (void)state;
+    char base[600];
+    snprintf(base, sizeof base, "%s/base.gguf", test_tmpdir());
+    struct orch_synth_params sp = orch_synth_default_params();
+    sp.n_params = 1000000;
+    orch_error err = {0};
+    assert_rc(orch_synth_model(base, &sp, &err), ORCH_OK, err);
+    double ms, worst = 0;
+    /* the control: the untouched file, and one rewritten with no change, load */
+    assert_rc(try_load(base, &err, &ms), ORCH_OK, err);
+    char same[600];
+    snprintf(same, sizeof same, "%s/same.gguf", test_tmpdir());
+    assert_int_equal(gguf_rewrite(base, same, NULL, 0), 0);
+    assert_rc(try_load(same, &err, &ms), ORCH_OK, err);
+    orch_log_set_level(ORCH_LOG_OFF);
+    for (size_t i = 0; i < sizeof hostiles / sizeof hostiles[0]; i++) {
+        const struct hostile *h = &hostiles[i];
+        size_t n = 0;
+        while (n < 3 && h->edits[n].key)
+            n++;
+        char path[600];
+        snprintf(path, sizeof path, "%s/hostile-%zu.gguf", test_tmpdir(), i);
+        if (strcmp(h->name, "duplicate key") == 0) {
+            /* the editor replaces a key in place, so write this one by hand:
+             * a header with the same key twice */
+            FILE *f;
+            unsigned char g2[256];
+            size_t k = 0;
+            uint32_t u;
+            uint64_t q;
+            memcpy(g2 + k, "GGUF", 4), k += 4;
+            u = 3, memcpy(g2 + k, &u, 4), k += 4;
+            q = 0, memcpy(g2 + k, &q, 8), k += 8;
+            q = 2, memcpy(g2 + k, &q, 8), k += 8;
+            for (int d = 0; d < 2; d++) {
+                q = 12, memcpy(g2 + k, &q, 8), k += 8;
+                memcpy(g2 + k, "general.name", 12), k += 12;
+                u = 8, memcpy(g2 + k, &u, 4), k += 4;
+                q = 1, memcpy(g2 + k, &q, 8), k += 8;
+                g2[k++] = 'a';
+            }
+            f = fopen(path, "wb");
+            fwrite(g2, 1, k, f);
+            fclose(f);
+        } else {
+            assert_int_equal(gguf_rewrite(base, path, h->edits, n), 0);
+        }
+        int rc = try_load(path, &err, &ms);
+        if (ms > worst)
+            worst = ms;
+        if (rc != ORCH_EFORMAT || !strstr(err.msg, h->needle) || !strstr(err.msg, path))
+            print_error("case '%s': got %s '%s'\n  expected ORCH_EFORMAT with '%s'\n", h->name,
+                        orch_err_name(rc), err.msg, h->needle);
+        assert_int_equal(rc, ORCH_EFORMAT);
+        assert_non_null(strstr(err.msg, h->needle));
+        assert_non_null(strstr(err.msg, path));
+    }
+    orch_log_set_level(ORCH_LOG_WARN);
+    print_message("hostile values: %zu files refused, slowest in %.2f ms\n",
+                  sizeof hostiles / sizeof hostiles[0], worst);
+}
+
+/* The file from the review: a header claiming 1,000,000 metadata keys
+ * (21 MB of them). llama.cpp spent over 40 minutes in its duplicate-key
+ * check; the pre-check refuses it from the header. */
+static void test_million_keys(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/million.gguf", test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint32_t u = 0x46554747u;
+    fwrite(&u, 4, 1, f);
+    u = 3;
+    fwrite(&u, 4, 1, f);
+    uint64_t q = 0;
+    fwrite(&q, 8, 1, f);
+    q = 1000000;
+    fwrite(&q, 8, 1, f);
+    for (int i = 0; i < 1000000; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%07d", i);
+        q = (uint64_t)n;
+        fwrite(&q, 8, 1, f);
+        fwrite(key, 1, (size_t)n, f);
+        u = 4;
+        fwrite(&u, 4, 1, f);
+        fwrite(&u, 4, 1, f);
+    }
+    fclose(f);
+    orch_error err = {0};
+    double ms;
+    orch_log_set_level(ORCH_LOG_OFF);
+    int rc = try_load(path, &err, &ms);
+    orch_log_set_level(ORCH_LOG_WARN);
+    assert_rc(rc, ORCH_EFORMAT, err);
+    assert_non_null(strstr(err.msg, "absurd key count 1000000 in the header (limit 4096"));
+    print_message("1,000,000 keys: refused in %.2f ms\n", ms);
+}
+
+/* A tensor whose byte size wraps 64 bits (it used to be accepted: 4.6e18
+ * parameters in 1 MiB). */
+static void test_tensor_size_wraps(void **state)
+{
+    (void)state;
+    unsigned char g2[512];
+    size_t k = 0;
+    uint32_t u;
+    uint64_t q;
+    memcpy(g2 + k, "GGUF", 4), k += 4;
+    u = 3, memcpy(g2 + k, &u, 4), k += 4;
+    q = 1, memcpy(g2 + k, &q, 8), k += 8; /* one tensor */
+    q = 0, memcpy(g2 + k, &q, 8), k += 8;
+    q = 1, memcpy(g2 + k, &q, 8), k += 8;
+    g2[k++] = 't';
+    u = 2, memcpy(g2 + k, &u, 4), k += 4;
+    q = UINT64_C(1) << 40, memcpy(g2 + k, &q, 8), k += 8;
+    q = UINT64_C(1) << 22, memcpy(g2 + k, &q, 8), k += 8; /* 2^62 elements */
+    u = 0, memcpy(g2 + k, &u, 4), k += 4;                 /* F32: 2^64 bytes */
+    q = 0, memcpy(g2 + k, &q, 8), k += 8;
+    const char *path = test_write_file("wrap.gguf", g2, k);
+    struct orch_file_info fi;
+    orch_error err = {0};
+    assert_rc(orch_file_info(path, &fi, &err), ORCH_EFORMAT, err);
+    assert_non_null(strstr(err.msg, "overflows 64 bits"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +586,9 @@ int main(void)
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_real_file_info),
         cmocka_unit_test(test_synth_model),
+        cmocka_unit_test(test_hostile_values),
+        cmocka_unit_test(test_million_keys),
+        cmocka_unit_test(test_tensor_size_wraps),
     };
     return cmocka_run_group_tests_name("gguf", tests, NULL, test_teardown);
 }
