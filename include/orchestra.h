@@ -545,17 +545,25 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  * repeat_penalty, max_tokens, stop (repeatable).
  * Environment variables override the file: ORCH_<ROLE>_<KEY> for a role
  * defined in the file, ORCH_<KEY> for [defaults] (ORCH_REASONING_PATH,
- * ORCH_MEMORY_BUDGET, ...).
- * Errors name the file, line and key and say what was expected; an unknown
- * key suggests the nearest valid one; a role with neither path nor fallback,
- * a fallback to a missing role and a fallback cycle are errors here, not at
- * first use.
+ * ORCH_MEMORY_BUDGET, ...); role names upper-cased, '-' written '_'. A
+ * variable ORCH_<X>_<KEY> with a role key for an X that is no role, or
+ * ORCH_<ROLE>_<Y> for a Y that is no key, is an error as the same line in
+ * the file would be; other ORCH_ variables (ORCH_LOG_LEVEL, ...) are left
+ * alone. One rule for relative model paths, wherever they are written: they
+ * are relative to the config file's folder (to the working directory for a
+ * config parsed from a string or built in code).
+ * Role names: letters, digits, '_' and '-', at most 49 bytes. Lines: at most
+ * 198 bytes.
+ * Errors name the file and line (or the variable) and the key and say what
+ * was expected; an unknown key suggests the nearest valid one; a role with
+ * neither path nor fallback, a fallback to a missing role and a fallback
+ * cycle are errors here, not at first use. Validation takes n log n in the
+ * roles, however long their fallback chains.
  */
 typedef struct orch_config orch_config;
 
-/* Reads `path`, then the environment. A relative model path in the file is
- * relative to the file's folder (one from the environment, to the working
- * directory). Returns: ORCH_OK, ORCH_ECONFIG (with
+/* Reads `path` (a regular file; anything else is refused before it is
+ * opened), then the environment. Returns: ORCH_OK, ORCH_ECONFIG (with
  *   file:line and key in the message), ORCH_ENOENT, ORCH_EACCES, ORCH_ENOMEM.
  * Ownership: *out is the caller's: orch_config_free(). Threads: any. */
 int orch_config_load(const char *path, orch_config **out, orch_error *err);

@@ -11,15 +11,20 @@
  * built-in default (orch__config_resolve()).
  *
  * libinih gives no line numbers to its handler (Debian builds it without
- * INI_HANDLER_LINENO), so the text is pre-scanned with inih's own rules:
- * the n-th handler call comes from the n-th key line. Lines longer than
- * inih's 200-byte limit are refused up front rather than silently split.
+ * INI_HANDLER_LINENO), so it reads the text through ini_parse_stream() and
+ * a reader of our own that counts the lines it hands over: the handler's
+ * key is on the reader's current line. The reader also refuses what inih
+ * would silently mangle: lines past its buffer (it would split them) and
+ * section names past its 49 bytes (it would cut them, making two roles
+ * one). Fallbacks are resolved once, in n log n, for validation and for
+ * orch_open() alike (orch__config_model_roles()).
  * A config is immutable once validated and may be shared between threads.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +33,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define INIH_MAX_LINE 200
+#define INIH_MAX_LINE 200    /* Debian's libinih: INI_MAX_LINE */
+#define INIH_MAX_SECTION 50  /* its MAX_SECTION: names up to 49 bytes */
+#define ROLE_NAME_MAX (INIH_MAX_SECTION - 1)
 
 enum ktype { K_STR, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS };
 
@@ -123,6 +130,7 @@ static void role_cfg_clear(struct orch__role_cfg *r)
     free(r->name);
     free(r->path);
     free(r->fallback);
+    free(r->fallback_where);
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->stop);
@@ -219,9 +227,9 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
                          where, name);
     bool is_defaults = strcmp(section, "defaults") == 0;
     size_t slen = strlen(section);
-    if (slen > 63)
-        return orch__err(err, ORCH_ECONFIG, "%s: role name '%.40s...' is longer than 63 bytes",
-                         where, section);
+    if (slen > ROLE_NAME_MAX)
+        return orch__err(err, ORCH_ECONFIG, "%s: role name '%.40s...' is %zu bytes; at most %d are "
+                         "allowed", where, section, slen, ROLE_NAME_MAX);
     for (const char *c = section; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
             return orch__err(err, ORCH_ECONFIG,
@@ -245,8 +253,9 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
             return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s is empty (expected %s)", where,
                              section, name, k->expect);
         char *s;
-        if (k->off == OFF(path) && line > 0 && cfg->base_dir && value[0] != '/') {
-            /* a relative path in a file is relative to that file */
+        if (k->off == OFF(path) && cfg->base_dir && value[0] != '/') {
+            /* one rule: a relative path, from the file or the environment,
+             * is relative to the config file's folder */
             size_t n = strlen(cfg->base_dir) + strlen(value) + 2;
             s = malloc(n);
             if (s)
@@ -258,6 +267,13 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
             return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
         free(*(char **)p);
         *(char **)p = s;
+        if (k->off == OFF(fallback)) {
+            char *w = orch__strdup(where);
+            if (!w)
+                return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+            free(r->fallback_where);
+            r->fallback_where = w;
+        }
         break;
     }
     case K_INT:
@@ -322,89 +338,72 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
 struct parse_ctx {
     orch_config *cfg;
     const char *name;
-    int *lines; /* line of the n-th handler call */
-    size_t n_lines, next;
+    const char *p;  /* the rest of the text */
+    int lineno;     /* of the line last handed to inih */
     orch_error *err;
     int rc;
-    bool stop_reset_done[1]; /* unused; keeps struct non-empty on all compilers */
 };
+
+/* Checks a "[name]" line and records where the role starts. */
+static int section_line(struct parse_ctx *pc, const char *s, size_t len)
+{
+    const char *close = memchr(s, ']', len);
+    if (!close)
+        return ORCH_OK; /* inih reports it on this line */
+    size_t n = (size_t)(close - s - 1);
+    if (n > ROLE_NAME_MAX)
+        return orch__err(pc->err, ORCH_ECONFIG,
+                         "%s:%d: role name '%.40s...' is %zu bytes; at most %d are allowed",
+                         pc->name, pc->lineno, s + 1, n, ROLE_NAME_MAX);
+    char sec[INIH_MAX_SECTION];
+    memcpy(sec, s + 1, n);
+    sec[n] = '\0';
+    if (strcmp(sec, "defaults") != 0 && !get_section(pc->cfg, sec, true, pc->lineno))
+        return orch__err(pc->err, ORCH_ENOMEM, "%s: out of memory", pc->name);
+    return ORCH_OK;
+}
+
+/* inih's line reader: hands over one line, counting them. Returns NULL (the
+ * end, for inih) at the end of the text or on an error kept in pc->rc. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parse_ctx *pc = stream;
+    if (!*pc->p || pc->rc != ORCH_OK)
+        return NULL;
+    const char *eol = strchr(pc->p, '\n');
+    size_t len = eol ? (size_t)(eol - pc->p) + 1 : strlen(pc->p);
+    pc->lineno++;
+    if (len > (size_t)num - 1 || len >= INIH_MAX_LINE - 1) {
+        pc->rc = orch__err(pc->err, ORCH_ECONFIG, "%s:%d: line is %zu bytes; at most %d are allowed",
+                           pc->name, pc->lineno, len, INIH_MAX_LINE - 2);
+        return NULL;
+    }
+    memcpy(str, pc->p, len);
+    str[len] = '\0';
+    pc->p += len;
+    const char *s = str;
+    if (pc->lineno == 1 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB &&
+        (unsigned char)s[2] == 0xBF)
+        s += 3;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '[') {
+        pc->rc = section_line(pc, s, len - (size_t)(s - str));
+        if (pc->rc != ORCH_OK)
+            return NULL;
+    }
+    return str;
+}
 
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     struct parse_ctx *pc = user;
-    int line = pc->next < pc->n_lines ? pc->lines[pc->next] : 0;
-    pc->next++;
     if (pc->rc != ORCH_OK)
-        return 1; /* keep the first error */
+        return 0;
     char where[600];
-    snprintf(where, sizeof where, "%s:%d", pc->name, line);
-    pc->rc = set_key(pc->cfg, where, section, name, value, line, pc->err);
+    snprintf(where, sizeof where, "%s:%d", pc->name, pc->lineno);
+    pc->rc = set_key(pc->cfg, where, section, name, value, pc->lineno, pc->err);
     return pc->rc == ORCH_OK;
-}
-
-/* Finds key lines and section headers the way inih reads them. */
-static int prescan(const char *text, const char *name, int **lines_out, size_t *n_out,
-                   orch_config *cfg, orch_error *err)
-{
-    size_t cap = 16, n = 0;
-    int *lines = malloc(cap * sizeof *lines);
-    if (!lines)
-        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
-    int lineno = 0;
-    bool have_key = false;
-    const char *p = text;
-    if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
-        p += 3;
-    while (*p) {
-        lineno++;
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        if (len >= INIH_MAX_LINE - 1) {
-            free(lines);
-            return orch__err(err, ORCH_ECONFIG, "%s:%d: line is %zu bytes; at most %d are allowed",
-                             name, lineno, len, INIH_MAX_LINE - 2);
-        }
-        const char *s = p;
-        while (s < p + len && isspace((unsigned char)*s))
-            s++;
-        bool indented = s > p;
-        bool blank = s == p + len || (s < p + len && s[0] == '\r' && s + 1 == p + len);
-        if (blank || *s == ';' || *s == '#') {
-            /* nothing */
-        } else if (*s == '[') {
-            have_key = false;
-            const char *close = memchr(s, ']', (size_t)(p + len - s));
-            if (close) {
-                char sec[128];
-                size_t sl = (size_t)(close - s - 1);
-                snprintf(sec, sizeof sec, "%.*s", (int)(sl < 127 ? sl : 127), s + 1);
-                if (strcmp(sec, "defaults") != 0) {
-                    /* remember where each role starts, for its messages */
-                    struct orch__role_cfg *r = get_section(cfg, sec, true, lineno);
-                    if (!r) {
-                        free(lines);
-                        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
-                    }
-                }
-            }
-        } else if ((indented && have_key) || memchr(s, '=', (size_t)(p + len - s)) ||
-                   memchr(s, ':', (size_t)(p + len - s))) {
-            have_key = true;
-            if (n == cap) {
-                int *l2 = realloc(lines, (cap *= 2) * sizeof *l2);
-                if (!l2) {
-                    free(lines);
-                    return orch__err(err, ORCH_ENOMEM, "%s: out of memory", name);
-                }
-                lines = l2;
-            }
-            lines[n++] = lineno;
-        }
-        p = eol ? eol + 1 : p + len;
-    }
-    *lines_out = lines;
-    *n_out = n;
-    return ORCH_OK;
 }
 
 int orch_config_new(orch_config **out, orch_error *err)
@@ -442,23 +441,89 @@ int orch_config_set(orch_config *cfg, const char *section, const char *key, cons
     return set_key(cfg, cfg->name, section, key, value, 0, err);
 }
 
+/* "ORCH_" + upper-cased name with '-' as '_' */
+static void env_name(char *var, size_t cap, const char *role, const char *key)
+{
+    if (role)
+        snprintf(var, cap, "ORCH_%s_%s", role, key);
+    else
+        snprintf(var, cap, "ORCH_%s", key);
+    for (char *c = var; *c; c++)
+        *c = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+}
+
+/* A variable shaped like a role setting that matches no role and key of
+ * this config: an error, as the same line in the file would be. Other
+ * ORCH_ variables (ORCH_LOG_LEVEL, ...) are not ours to judge. */
+static int check_env_names(orch_config *cfg, orch_error *err)
+{
+    extern char **environ;
+    char var[200], list[300];
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (len >= sizeof var || strncmp(*e, "ORCH_", 5) != 0)
+            continue;
+        memcpy(var, *e, len);
+        var[len] = '\0';
+        bool known = false;
+        for (size_t k = 0; k < N_KEYS && !known; k++) {
+            char v[200];
+            env_name(v, sizeof v, NULL, keys[k].name);
+            known = strcmp(v, var) == 0;
+            for (size_t r = 0; r < cfg->n_roles && !known; r++) {
+                env_name(v, sizeof v, cfg->roles[r].name, keys[k].name);
+                known = strcmp(v, var) == 0;
+            }
+        }
+        if (known)
+            continue;
+        /* ORCH_<ROLE>_<something> for a role of this config: a bad key */
+        for (size_t r = 0; r < cfg->n_roles; r++) {
+            char prefix[200];
+            env_name(prefix, sizeof prefix, cfg->roles[r].name, "");
+            size_t pl = strlen(prefix);
+            if (strncmp(var, prefix, pl) == 0 && var[pl]) {
+                char key[160];
+                snprintf(key, sizeof key, "%s", var + pl);
+                for (char *c = key; *c; c++)
+                    *c = (char)tolower((unsigned char)*c);
+                return orch__err(err, ORCH_ECONFIG,
+                                 "environment %s: [%s] unknown key '%s' (did you mean '%s'?)", var,
+                                 cfg->roles[r].name, key, nearest_key(key));
+            }
+        }
+        /* ORCH_<X>_<role key> for an X that is no role of this config */
+        for (size_t k = 0; k < N_KEYS; k++) {
+            char suffix[100];
+            env_name(suffix, sizeof suffix, "", keys[k].name); /* "ORCH__KEY" */
+            const char *tail = suffix + 5;                       /* "_KEY" */
+            size_t tl = strlen(tail);
+            if (keys[k].defaults_only || len <= 5 + tl || strcmp(var + len - tl, tail) != 0)
+                continue;
+            orch__config_role_list(cfg, list, sizeof list);
+            return orch__err(err, ORCH_ECONFIG,
+                             "environment %s: no role '%.*s' in %s for its %s (roles: %s)", var,
+                             (int)(len - 5 - tl), var + 5, cfg->name, keys[k].name, list);
+        }
+    }
+    return ORCH_OK;
+}
+
 /* ORCH_<ROLE>_<KEY> for each role, ORCH_<KEY> for [defaults]. */
 static int apply_env(orch_config *cfg, orch_error *err)
 {
+    int rc = check_env_names(cfg, err);
+    if (rc)
+        return rc;
     size_t n_roles = cfg->n_roles;
     for (size_t r = 0; r <= n_roles; r++) {
         const char *section = r < n_roles ? cfg->roles[r].name : "defaults";
         for (size_t k = 0; k < N_KEYS; k++) {
             char var[160];
-            if (r < n_roles) {
-                if (keys[k].defaults_only)
-                    continue;
-                snprintf(var, sizeof var, "ORCH_%s_%s", section, keys[k].name);
-            } else {
-                snprintf(var, sizeof var, "ORCH_%s", keys[k].name);
-            }
-            for (char *c = var; *c; c++)
-                *c = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+            if (r < n_roles && keys[k].defaults_only)
+                continue;
+            env_name(var, sizeof var, r < n_roles ? section : NULL, keys[k].name);
             const char *v = getenv(var);
             if (!v)
                 continue;
@@ -466,14 +531,14 @@ static int apply_env(orch_config *cfg, orch_error *err)
             snprintf(where, sizeof where, "environment %s", var);
             if (keys[k].type == K_STOP) {
                 /* the variable replaces the list */
-                struct orch__role_cfg *rc = get_section(cfg, section, false, 0);
-                if (rc) {
-                    for (size_t i = 0; i < rc->n_stop; i++)
-                        free(rc->stop[i]);
-                    rc->n_stop = 0;
+                struct orch__role_cfg *sec = get_section(cfg, section, false, 0);
+                if (sec) {
+                    for (size_t i = 0; i < sec->n_stop; i++)
+                        free(sec->stop[i]);
+                    sec->n_stop = 0;
                 }
             }
-            int rc = set_key(cfg, where, section, keys[k].name, v, 0, err);
+            rc = set_key(cfg, where, section, keys[k].name, v, 0, err);
             if (rc)
                 return rc;
         }
@@ -500,14 +565,8 @@ static int parse_impl(const char *text, const char *name, const char *base_dir, 
         orch_config_free(cfg);
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     }
-    struct parse_ctx pc = {.cfg = cfg, .name = name, .err = err, .rc = ORCH_OK};
-    rc = prescan(text, name, &pc.lines, &pc.n_lines, cfg, err);
-    if (rc) {
-        orch_config_free(cfg);
-        return rc;
-    }
-    int line = ini_parse_string(text, handler, &pc);
-    free(pc.lines);
+    struct parse_ctx pc = {.cfg = cfg, .name = name, .p = text, .err = err, .rc = ORCH_OK};
+    int line = ini_parse_stream(read_line, &pc, handler, &pc);
     if (pc.rc)
         rc = pc.rc;
     else if (line > 0)
@@ -544,11 +603,20 @@ int orch_config_load(const char *path, orch_config **out, orch_error *err)
         return orch__err_errno(err, errno, "cannot open config file", path);
     if (S_ISDIR(st.st_mode))
         return orch__err(err, ORCH_EISDIR, "config file '%s' is a directory", path);
+    if (!S_ISREG(st.st_mode)) /* a FIFO would block the open forever */
+        return orch__err(err, ORCH_ECONFIG, "config file '%s' is not a regular file", path);
     if (st.st_size > 1 << 20)
         return orch__err(err, ORCH_ECONFIG, "config file '%s' is larger than 1 MiB", path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return orch__err_errno(err, errno, "cannot open config file", path);
+    /* O_NONBLOCK: should the path turn into a FIFO after the stat, the open
+     * still does not wait for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return orch__err_errno(err, e, "cannot open config file", path);
+    }
     char *text = malloc((size_t)st.st_size + 1);
     size_t n = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
     int rerr = ferror(f);
@@ -576,6 +644,94 @@ int orch_config_load(const char *path, orch_config **out, orch_error *err)
     return rc;
 }
 
+static const char *role_name_at(const void *ctx, size_t i)
+{
+    return ((const orch_config *)ctx)->roles[i].name;
+}
+
+void orch__config_role_list(const orch_config *cfg, char *buf, size_t cap)
+{
+    orch__join_names(buf, cap, cfg->n_roles, role_name_at, cfg);
+}
+
+struct named {
+    const char *name;
+    size_t index;
+};
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
+}
+
+/* Index of the role `name` in the sorted table, or (size_t)-1. */
+static size_t find_sorted(const struct named *sorted, size_t n, const char *name)
+{
+    struct named key = {name, 0};
+    const struct named *hit = name ? bsearch(&key, sorted, n, sizeof key, cmp_named) : NULL;
+    return hit ? hit->index : (size_t)-1;
+}
+
+int orch__config_model_roles(const orch_config *cfg, size_t *model_of, orch_error *err)
+{
+    size_t n = cfg->n_roles;
+    struct named *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    size_t *chain = malloc((n ? n : 1) * sizeof *chain);
+    unsigned char *state = calloc(n ? n : 1, 1); /* 0 new, 1 on the chain, 2 resolved */
+    int rc = ORCH_OK;
+    if (!sorted || !chain || !state) {
+        rc = orch__err(err, ORCH_ENOMEM, "%s: out of memory", cfg->name);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = (struct named){cfg->roles[i].name, i};
+    qsort(sorted, n, sizeof *sorted, cmp_named);
+    /* each role is put on a chain once: linear in the roles after the sort */
+    for (size_t i = 0; i < n && rc == ORCH_OK; i++) {
+        size_t len = 0, cur = i;
+        while (state[cur] == 0) {
+            state[cur] = 1;
+            chain[len++] = cur;
+            struct orch__role_cfg r;
+            orch__config_resolve(cfg, cur, &r);
+            if (r.path) {
+                model_of[cur] = cur;
+                state[cur] = 2;
+                break;
+            }
+            size_t next = find_sorted(sorted, n, r.fallback);
+            if (next == (size_t)-1) {
+                char list[300];
+                orch__config_role_list(cfg, list, sizeof list);
+                rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] fallback = %s: no such role (roles: %s)",
+                               r.fallback_where ? r.fallback_where : cfg->name, r.name,
+                               r.fallback, list);
+                goto done;
+            }
+            if (state[next] == 1) {
+                struct orch__role_cfg x;
+                orch__config_resolve(cfg, next, &x);
+                rc = orch__err(err, ORCH_ECONFIG,
+                               "%s: [%s] fallback = %s: fallback cycle %s -> ... -> %s never "
+                               "reaches a role with a path",
+                               r.fallback_where ? r.fallback_where : cfg->name, r.name, r.fallback,
+                               x.name, r.name);
+                goto done;
+            }
+            cur = next;
+        }
+        for (size_t k = 0; k < len; k++) {
+            model_of[chain[k]] = model_of[cur];
+            state[chain[k]] = 2;
+        }
+    }
+done:
+    free(sorted);
+    free(chain);
+    free(state);
+    return rc;
+}
+
 int orch_config_validate(const orch_config *cfg, orch_error *err)
 {
     if (!cfg)
@@ -586,39 +742,16 @@ int orch_config_validate(const orch_config *cfg, orch_error *err)
     for (size_t i = 0; i < cfg->n_roles; i++) {
         struct orch__role_cfg r;
         orch__config_resolve(cfg, i, &r);
-        const struct orch__role_cfg *rc = &cfg->roles[i];
         if (!r.path && !r.fallback)
             return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback", cfg->name,
-                             rc->line, rc->name);
-        if (r.fallback && !r.path) {
-            /* follow the chain: it must end at a role with a path */
-            const char *cur = rc->name;
-            for (size_t steps = 0;; steps++) {
-                size_t j = orch__config_find(cfg, cur);
-                struct orch__role_cfg x;
-                orch__config_resolve(cfg, j, &x);
-                if (x.path)
-                    break;
-                size_t k = orch__config_find(cfg, x.fallback);
-                if (k == (size_t)-1)
-                    return orch__err(err, ORCH_ECONFIG,
-                                     "%s:%d: [%s] fallback = %s: no such role (roles: %s%s%s)",
-                                     cfg->name, cfg->roles[j].line, cfg->roles[j].name, x.fallback,
-                                     cfg->roles[0].name, cfg->n_roles > 1 ? ", " : "",
-                                     cfg->n_roles > 1 ? cfg->roles[1].name : "");
-                if (steps > cfg->n_roles)
-                    return orch__err(err, ORCH_ECONFIG,
-                                     "%s:%d: [%s] fallback cycle: %s -> %s -> ... never reaches a "
-                                     "role with a path",
-                                     cfg->name, rc->line, rc->name, rc->name, r.fallback);
-                cur = cfg->roles[k].name;
-            }
-        } else if (r.fallback && orch__config_find(cfg, r.fallback) == (size_t)-1) {
-            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] fallback = %s: no such role", cfg->name,
-                             rc->line, rc->name, r.fallback);
-        }
+                             r.line, r.name);
     }
-    return ORCH_OK;
+    size_t *model_of = malloc(cfg->n_roles * sizeof *model_of);
+    if (!model_of)
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", cfg->name);
+    int rc = orch__config_model_roles(cfg, model_of, err);
+    free(model_of);
+    return rc;
 }
 
 size_t orch__config_find(const orch_config *cfg, const char *role)
@@ -646,6 +779,7 @@ void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cf
     PICK(n_threads, 1u << 3, 0);
     PICK(embedding, 1u << 4, false);
     PICK(fallback, 1u << 5, NULL);
+    PICK(fallback_where, 1u << 5, NULL);
     PICK(pin, 1u << 6, false);
     PICK(idle_ttl_s, 1u << 7, 300);
     PICK(gen.temperature, 1u << 8, g.temperature);

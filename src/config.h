@@ -14,6 +14,7 @@ struct orch__role_cfg {
     unsigned set;        /* bit per key (see the key table in config.c) */
     char *path;
     char *fallback;
+    char *fallback_where;  /* "file:line" or "environment ORCH_X_FALLBACK", for messages */
     int32_t n_ctx;
     int32_t n_gpu_layers;
     int32_t n_threads;
@@ -38,6 +39,15 @@ struct orch_config {
 
 /* Index of `role`, or (size_t)-1. */
 size_t orch__config_find(const orch_config *cfg, const char *role);
+
+/* For each role, the index of the role whose path serves it (following
+ * fallbacks), in n log n. Returns ORCH_OK, or ORCH_ECONFIG naming where a
+ * fallback to a missing role or a cycle was written, or ORCH_ENOMEM.
+ * model_of holds n_roles entries. */
+int orch__config_model_roles(const orch_config *cfg, size_t *model_of, orch_error *err);
+
+/* "a, b, c": the config's role names, for messages. */
+void orch__config_role_list(const orch_config *cfg, char *buf, size_t cap);
 
 /* Effective settings of role i: its own, else [defaults], else built-in.
  * Strings are borrowed from cfg. */

@@ -128,17 +128,18 @@ static struct role *find_role(orch_orchestra *o, const char *name)
     return NULL;
 }
 
+static const char *role_name_at(const void *ctx, size_t i)
+{
+    return ((const orch_orchestra *)ctx)->roles[i].name;
+}
+
 static int no_role(orch_orchestra *o, const char *name, orch_error *err)
 {
-    char list[256] = "";
-    size_t pos = 0;
-    for (size_t i = 0; i < o->n_roles && pos < sizeof list - 1; i++) {
-        int n = snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", o->roles[i].name);
-        if (n < 0)
-            break;
-        pos += (size_t)n;
-    }
-    return orch__err(err, ORCH_ENOROLE, "no role '%s' (roles: %s)", name ? name : "(null)", list);
+    char list[300];
+    orch__join_names(list, sizeof list, o->n_roles, role_name_at, o);
+    if (!name)
+        return orch__err(err, ORCH_ENOROLE, "no role given (roles: %s)", list);
+    return orch__err(err, ORCH_ENOROLE, "no role '%s' (roles: %s)", name, list);
 }
 
 static void fmt_bytes(uint64_t b, char *buf, size_t cap)
@@ -452,6 +453,7 @@ static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err
         r->name = orch__strdup(r->cfg.name);
         r->cfg.path = r->cfg.path ? orch__strdup(r->cfg.path) : NULL;
         r->cfg.fallback = r->cfg.fallback ? orch__strdup(r->cfg.fallback) : NULL;
+        r->cfg.fallback_where = NULL; /* borrowed from cfg, which may go */
         char **stop = r->cfg.n_stop ? calloc(r->cfg.n_stop, sizeof *stop) : NULL;
         bool ok = r->name && (!r->cfg.n_stop || stop);
         for (size_t k = 0; ok && k < r->cfg.n_stop; k++)
@@ -467,24 +469,16 @@ static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err
     return ORCH_OK;
 }
 
-/* Follows fallbacks from role i to the role that has a path. */
-static size_t model_role_of(orch_orchestra *o, size_t i)
-{
-    for (size_t steps = 0; steps <= o->n_roles && !o->roles[i].cfg.path; steps++) {
-        struct role *next = find_role(o, o->roles[i].cfg.fallback);
-        i = (size_t)(next - o->roles);
-    }
-    return i;
-}
-
-static int make_entries(orch_orchestra *o, const struct orch_orchestra_params *p, orch_error *err)
+/* model_of[i]: the role whose path serves role i (config.c resolved it). */
+static int make_entries(orch_orchestra *o, const struct orch_orchestra_params *p,
+                        const size_t *model_of, orch_error *err)
 {
     o->entries = calloc(o->n_roles, sizeof *o->entries);
     if (!o->entries)
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     for (size_t i = 0; i < o->n_roles; i++) {
         struct role *r = &o->roles[i];
-        r->model_role = model_role_of(o, i);
+        r->model_role = model_of[i];
         struct role *mr = &o->roles[r->model_role];
         struct stat st;
         bool have = stat(mr->cfg.path, &st) == 0;
@@ -573,9 +567,13 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
     o->clock_ud = p.clock_user_data;
     o->pid = getpid();
 
-    rc = copy_roles(o, cfg, err);
+    size_t *model_of = malloc(cfg->n_roles * sizeof *model_of);
+    rc = model_of ? copy_roles(o, cfg, err) : orch__err(err, ORCH_ENOMEM, "out of memory");
     if (rc == ORCH_OK)
-        rc = make_entries(o, &p, err);
+        rc = orch__config_model_roles(cfg, model_of, err);
+    if (rc == ORCH_OK)
+        rc = make_entries(o, &p, model_of, err);
+    free(model_of);
     if (rc == ORCH_OK && !p.no_reaper) {
         if (pthread_create(&o->reaper, NULL, reaper_main, o) != 0)
             rc = orch__err(err, ORCH_ENOMEM, "cannot start the idle-unload thread");

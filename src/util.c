@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,23 @@ int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err
     if (size_out)
         *size_out = (uint64_t)st.st_size;
     return ORCH_OK;
+}
+
+void orch__join_names(char *buf, size_t cap, size_t n,
+                      const char *(*name_at)(const void *ctx, size_t i), const void *ctx)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *name = name_at(ctx, i);
+        size_t need = strlen(name) + (i ? 2 : 0);
+        /* keep room for ", ..." */
+        if (pos + need + 6 > cap) {
+            snprintf(buf + pos, cap - pos, "%s...", i ? ", " : "");
+            return;
+        }
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%s", i ? ", " : "", name);
+    }
 }
 
 static _Atomic unsigned g_next_slot;

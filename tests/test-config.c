@@ -4,6 +4,7 @@
  */
 #include "test.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef ORCH_SOURCE_DIR
@@ -132,7 +133,7 @@ static void test_errors_name_file_line_key(void **state)
     parse_err("[a]\npath = x\nmemory_budget = 4G\n", "belongs in [defaults]", NULL);
     parse_err("[defaults]\nmemory_budget = lots\n[a]\npath = x\n", "memory_budget", "percentage");
     parse_err("[defaults]\nmemory_budget = 150%\n[a]\npath = x\n", "memory_budget", NULL);
-    parse_err("[a]\nfallback = b\n", "t.ini:1", "fallback = b: no such role");
+    parse_err("[a]\nfallback = b\n", "t.ini:2", "fallback = b: no such role (roles: a)");
     parse_err("[a]\nn_ctx = 100\n", "[a] needs a path or a fallback", "t.ini:1");
     parse_err("[a]\nfallback = b\n[b]\nfallback = c\n[c]\nfallback = a\n", "fallback cycle", NULL);
     parse_err("[a]\nfallback = a\n", "fallback cycle", NULL);
@@ -250,6 +251,145 @@ static void test_missing_config_file(void **state)
     assert_rc(orch_config_load("/no/such/orchestra.ini", &cfg, &err), ORCH_ENOENT, err);
     assert_non_null(strstr(err.msg, "/no/such/orchestra.ini"));
     assert_rc(orch_config_load("/", &cfg, &err), ORCH_EISDIR, err);
+    /* a FIFO is refused, not opened (the open would wait for a writer) */
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/cfg.fifo", test_tmpdir());
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_rc(orch_config_load(fifo, &cfg, &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+}
+
+/* A fallback chain r0 -> r1 -> ... -> r1999: validated and opened in
+ * n log n (it took 60 s at 2,000 roles when each step searched the roles
+ * and each role walked its whole chain). */
+struct parse_job {
+    const char *text;
+    orch_config *cfg;
+    int rc;
+    orch_error err;
+};
+
+static void *parse_main(void *arg) /* no cmocka asserts off the main thread */
+{
+    struct parse_job *j = arg;
+    j->rc = orch_config_parse(j->text, "t.ini", false, &j->cfg, &j->err);
+    return NULL;
+}
+
+static void test_long_fallback_chain(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    size_t cap = (size_t)N * 40;
+    char *text = malloc(cap), *w = text;
+    for (int i = 0; i < N - 1; i++)
+        w += sprintf(w, "[r%d]\nfallback = r%d\n", i, i + 1);
+    w += sprintf(w, "[r%d]\npath = /m/last.gguf\n", N - 1);
+    /* a guard, not a timing: the cubic validation took 60 s here */
+    struct parse_job job = {.text = text};
+    assert_true(test_run_within(parse_main, &job, 30));
+    assert_rc(job.rc, ORCH_OK, job.err);
+    orch_config *cfg = job.cfg;
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    op.backend = NULL;
+    orch_orchestra *o;
+    orch_error err = {0};
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    assert_int_equal(n, N);
+    assert_string_equal(st[0].model_role, "r1999");
+    assert_string_equal(st[0].path, "/m/last.gguf");
+    free(st);
+    orch_close(o);
+    orch_config_free(cfg);
+    /* a cycle far down a long chain is still found */
+    w = text;
+    for (int i = 0; i < N; i++)
+        w += sprintf(w, "[r%d]\nfallback = r%d\n", i, (i + 1) % N);
+    parse_err(text, "fallback cycle", NULL);
+    free(text);
+}
+
+/* Messages as a new user meets them: every role listed, no "(null)", the
+ * right line, no role name cut in two. */
+static void test_messages_for_people(void **state)
+{
+    (void)state;
+    parse_err("[a]\npath = x\n[b]\npath = y\n[c]\npath = z\n[d]\nfallback = nope\n",
+              "no such role (roles: a, b, c, d)", "t.ini:8");
+    parse_err("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "[b] needs a path or a fallback", "t.ini:3");
+    orch_config *cfg = NULL;
+    orch_error err = {0};
+    assert_rc(orch_config_parse("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "t.ini", false, &cfg, &err),
+              ORCH_ECONFIG, err);
+    assert_null(strstr(err.msg, "(null)"));
+    /* inih keeps 49 bytes of a section name: longer ones are refused, not cut */
+    char text[300];
+    snprintf(text, sizeof text, "[%s]\npath = x\n", "r23456789012345678901234567890123456789012345678901234");
+    parse_err(text, "t.ini:1: role name", "at most 49");
+    snprintf(text, sizeof text, "[%s]\npath = x\n", "r234567890123456789012345678901234567890123456789");
+    cfg = parse_ok(text);
+    assert_int_equal(strlen(orch_config_role_name(cfg, 0)), 49);
+    orch_config_free(cfg);
+    /* an unclosed section is reported on its own line */
+    parse_err("[a]\npath = x\n[b\npath = y\n", "t.ini:3:", NULL);
+    /* a line too long for inih is refused on its line, not split */
+    char longline[400];
+    snprintf(longline, sizeof longline, "[a]\npath = /%0250d\n", 0);
+    parse_err(longline, "t.ini:2: line is", "at most");
+}
+
+/* ORCH_ variables that look like role settings but match nothing are
+ * errors, as the same line in the file is; a fallback set there is named
+ * in its error; a relative path there is relative to the config's folder,
+ * as in the file. */
+static void test_environment_is_checked(void **state)
+{
+    (void)state;
+    const char *text = "[coder]\npath = /x/a.gguf\n";
+    orch_config *cfg;
+    orch_error err = {0};
+    setenv("ORCH_NOPE_PATH", "/x/b.gguf", 1);
+    assert_rc(orch_config_parse(text, "t.ini", true, &cfg, &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "environment ORCH_NOPE_PATH: no role 'NOPE'"));
+    assert_non_null(strstr(err.msg, "(roles: coder)"));
+    unsetenv("ORCH_NOPE_PATH");
+    setenv("ORCH_CODER_TEMPERATUR", "0.2", 1);
+    assert_rc(orch_config_parse(text, "t.ini", true, &cfg, &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "environment ORCH_CODER_TEMPERATUR: [coder] unknown key "
+                                    "'temperatur' (did you mean 'temperature'?)"));
+    unsetenv("ORCH_CODER_TEMPERATUR");
+    setenv("ORCH_CODER_FALLBACK", "ghost", 1);
+    const char *text2 = "[coder]\nn_ctx = 64\n[main]\npath = /x/a.gguf\n";
+    assert_rc(orch_config_parse(text2, "t.ini", true, &cfg, &err), ORCH_ECONFIG, err);
+    assert_non_null(strstr(err.msg, "environment ORCH_CODER_FALLBACK: [coder] fallback = ghost"));
+    unsetenv("ORCH_CODER_FALLBACK");
+    /* other ORCH_ variables are not the config's business */
+    setenv("ORCH_LOG_LEVEL", "warn", 1);
+    assert_rc(orch_config_parse(text, "t.ini", true, &cfg, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    unsetenv("ORCH_LOG_LEVEL");
+    /* one rule for relative paths */
+    const char *ini = test_write_file("envrel.ini", text, strlen(text));
+    setenv("ORCH_CODER_PATH", "models/c.gguf", 1);
+    assert_rc(orch_config_load(ini, &cfg, &err), ORCH_OK, err);
+    unsetenv("ORCH_CODER_PATH");
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    char want[700];
+    snprintf(want, sizeof want, "%s/models/c.gguf", test_tmpdir());
+    assert_string_equal(st[0].path, want);
+    free(st);
+    orch_close(o);
+    orch_config_free(cfg);
 }
 
 int main(void)
@@ -263,6 +403,9 @@ int main(void)
         cmocka_unit_test(test_config_in_code),
         cmocka_unit_test(test_missing_config_file),
         cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_long_fallback_chain),
+        cmocka_unit_test(test_messages_for_people),
+        cmocka_unit_test(test_environment_is_checked),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, test_teardown);
 }
