@@ -168,7 +168,7 @@ void orch_fake_free(orch_backend *fake);
 void orch_fake_fail_next(orch_backend *fake, int n);
 /* Makes every load from now on fail (true) or not (false). */
 void orch_fake_fail_always(orch_backend *fake, bool on);
-/* Changes the load latency / model size / per-token time for later loads. */
+/* Changes the load latency / model size for later loads. */
 void orch_fake_set_load_ms(orch_backend *fake, uint32_t ms);
 void orch_fake_set_size(orch_backend *fake, uint64_t bytes);
 
@@ -225,7 +225,8 @@ struct orch_model_params {
                               0, other negatives or > ORCH_N_CTX_MAX: ORCH_EINVAL */
     int32_t n_gpu_layers;  /* layers to offload to a GPU; default 0; -1 = all */
     int32_t n_threads;     /* CPU threads per request; default 0 = as many as
-                              the CPUs this process may run on (never more) */
+                              the CPUs this process may run on; more than
+                              that is capped to it (with a warning) */
     int32_t n_batch;       /* prompt tokens per decode; default 512 */
     orch_progress_fn progress; /* may be NULL */
     void *progress_user_data;
@@ -519,8 +520,11 @@ struct orch_synth_params orch_synth_default_params(void);
 
 /* Writes a valid Llama-architecture GGUF with random weights (deterministic
  * from the seed) of about n_params parameters, with a byte-level vocabulary,
- * loadable by llama.cpp. Written to `path`.tmp and renamed into place.
- * Returns: ORCH_OK, ORCH_EINVAL, ORCH_EIO (names the file and errno).
+ * loadable by llama.cpp. Written to `path`.tmp and renamed into place; an
+ * existing `path` must be a regular file (not a directory, device, FIFO or
+ * symlink), checked before anything is written.
+ * Returns: ORCH_OK, ORCH_EINVAL (also: `path` is not a regular file),
+ *   ORCH_EISDIR, ORCH_EIO (names the file and errno).
  * Threads: any. */
 int orch_synth_model(const char *path, const struct orch_synth_params *params, orch_error *err);
 

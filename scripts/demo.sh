@@ -71,4 +71,8 @@ say "embed --role embedding: one JSON vector per line (first 80 characters shown
 $O -c "$work/demo.ini" embed --role embedding -t "a cat" -t "a dog" | cut -c1-80
 say "preload two roles in parallel under the budget, with load logs"
 $O -v -c "$work/demo.ini" preload reasoning coder
+if [ -r "$top/../shared/models/stories260K.gguf" ]; then
+  say "the shipped example config, as shipped (examples/orchestra.ini)"
+  $O -c examples/orchestra.ini ps
+fi
 say "done: see README.md for the library API and the config file"

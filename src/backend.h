@@ -120,6 +120,9 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
                        const struct orch_embed_params *params, float **out, int32_t *n_embd,
                        orch_error *err);
 
+/* n, or the CPUs this process may use when n is more (warns once). */
+int32_t orch__cap_threads(int32_t n, const char *role);
+
 /* True while a load in flight has been asked to stop (orch_model_cancel_load
  * or the progress callback); the admit hook polls it while it waits. */
 bool orch__model_load_cancelled(const orch_model *m);

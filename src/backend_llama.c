@@ -43,27 +43,40 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-/* per-thread capture of llama.cpp's warnings and errors during a load */
-static _Thread_local char *t_capture;
-static _Thread_local size_t t_capture_len, t_capture_cap;
+/* per-thread capture of llama.cpp's errors and warnings during a load; the
+ * errors lead the message (they are the cause), the warnings follow */
+struct capture {
+    char errors[512], warnings[512];
+    size_t n_errors, n_warnings;
+};
+static _Thread_local struct capture *t_capture;
 static _Thread_local char t_line[1024];
 static _Thread_local size_t t_line_len;
 static _Thread_local int t_line_level;
 
+static void capture_append(char *buf, size_t cap, size_t *len, const char *line)
+{
+    size_t n = strlen(line);
+    if (*len + n + 3 >= cap)
+        return;
+    if (*len) {
+        memcpy(buf + *len, "; ", 2);
+        *len += 2;
+    }
+    memcpy(buf + *len, line, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
 static void capture_line(int level, const char *line)
 {
-    if (!t_capture || (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN))
+    struct capture *c = t_capture;
+    if (!c)
         return;
-    size_t n = strlen(line);
-    if (t_capture_len + n + 3 >= t_capture_cap)
-        return;
-    if (t_capture_len) {
-        memcpy(t_capture + t_capture_len, "; ", 2);
-        t_capture_len += 2;
-    }
-    memcpy(t_capture + t_capture_len, line, n);
-    t_capture_len += n;
-    t_capture[t_capture_len] = '\0';
+    if (level == GGML_LOG_LEVEL_ERROR)
+        capture_append(c->errors, sizeof c->errors, &c->n_errors, line);
+    else if (level == GGML_LOG_LEVEL_WARN)
+        capture_append(c->warnings, sizeof c->warnings, &c->n_warnings, line);
 }
 
 static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud)
@@ -147,6 +160,32 @@ static bool progress_cb(float progress, void *ud)
     return true;
 }
 
+/* Offloading asked for where llama.cpp has no GPU backend: say so once. */
+static void warn_no_gpu(int32_t n_gpu_layers)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    if (n_gpu_layers == 0)
+        return;
+    char found[256] = "";
+    size_t pos = 0;
+    bool gpu = false;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
+        gpu |= t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
+        int k = snprintf(found + pos, sizeof found - pos, "%s%s", pos ? ", " : "",
+                         ggml_backend_dev_name(d));
+        if (k > 0 && (size_t)k < sizeof found - pos)
+            pos += (size_t)k;
+    }
+    if (gpu || atomic_flag_test_and_set(&warned))
+        return;
+    orch__log(ORCH_LOG_WARN, NULL, "no_gpu",
+              OF_S("msg", "n_gpu_layers asks for offloading, but this llama.cpp has no GPU "
+                          "backend: every layer runs on the CPU"),
+              OF_I("n_gpu_layers", n_gpu_layers), OF_S("backends", found));
+}
+
 static int llama_load(const orch_backend *be, const struct orch__load_req *req, void **out,
                       orch_error *err)
 {
@@ -177,10 +216,9 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
     mp.progress_callback = progress_cb;
     mp.progress_callback_user_data = &bridge;
 
-    char captured[768] = "";
-    t_capture = captured;
-    t_capture_len = 0;
-    t_capture_cap = sizeof captured;
+    warn_no_gpu(req->n_gpu_layers);
+    struct capture cap = {0};
+    t_capture = &cap;
     lm->model = llama_model_load_from_file(req->path, mp);
     t_capture = NULL;
 
@@ -188,8 +226,11 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
         free(lm);
         if (bridge.cancelled)
             return orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled", req->path);
-        return orch__err(err, ORCH_ELOAD, "llama.cpp could not load '%s': %s", req->path,
-                         captured[0] ? captured : "no reason given");
+        /* the pre-check passed, so what llama.cpp refuses is the file's
+         * content: bad input, not a failed operation */
+        return orch__err(err, ORCH_EFORMAT, "llama.cpp refused '%s': %s%s%s", req->path,
+                         cap.n_errors ? cap.errors : "no reason given",
+                         cap.n_warnings ? "; warnings: " : "", cap.warnings);
     }
     lm->vocab = llama_model_get_vocab(lm->model);
     pthread_mutex_init(&lm->pool_lock, NULL);
@@ -274,15 +315,14 @@ static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t
         cp.n_seq_max = EMBED_SEQ_MAX;
         cp.kv_unified = true;
     }
-    char captured[512] = "";
-    t_capture = captured;
-    t_capture_len = 0;
-    t_capture_cap = sizeof captured;
+    struct capture cap = {0};
+    t_capture = &cap;
     ctx = llama_init_from_model(lm->model, cp);
     t_capture = NULL;
     if (!ctx)
-        orch__err(err, ORCH_ENOMEM, "llama.cpp could not create a context of %u tokens: %s", n_ctx,
-                  captured[0] ? captured : "no reason given");
+        orch__err(err, ORCH_ENOMEM, "llama.cpp could not create a context of %u tokens: %s%s%s",
+                  n_ctx, cap.n_errors ? cap.errors : "no reason given",
+                  cap.n_warnings ? "; warnings: " : "", cap.warnings);
     return ctx;
 }
 

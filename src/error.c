@@ -62,6 +62,8 @@ int orch__err_errno(orch_error *err, int errnum, const char *what, const char *p
     switch (errnum) {
     case ENOENT:
     case ENOTDIR:
+    case ELOOP:        /* a symlink loop leads to no file */
+    case ENAMETOOLONG:
         code = ORCH_ENOENT;
         break;
     case EACCES:

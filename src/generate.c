@@ -251,7 +251,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .parse_special = parse_special,
         .params = p,
         .n_ctx = resolve_n_ctx(m, p->n_ctx),
-        .n_threads = p->n_threads ? p->n_threads : mp->n_threads,
+        .n_threads = p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
         .n_batch = mp->n_batch,
         .emit = sink_emit,
         .sink = &s,
@@ -467,7 +467,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
         .texts = texts,
         .n_texts = n_texts,
         .n_ctx = n_ctx < 2048 ? n_ctx : 2048,
-        .n_threads = p->n_threads ? p->n_threads : mp->n_threads,
+        .n_threads = p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
     };
     int64_t t0 = orch__now_ns();
     int rc = be->ops->embed(orch__model_backend_obj(m), &req, err);

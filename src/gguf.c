@@ -693,6 +693,16 @@ int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch
     return ORCH_OK;
 }
 
+/* Copies src into dst[cap], cut on a UTF-8 character boundary. */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = orch__utf8_complete_len(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -703,9 +713,9 @@ void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out
     out->n_kv = g->n_kv;
     out->n_params = g->n_params;
     const char *arch = orch__gguf_get_str(g, "general.architecture");
-    snprintf(out->arch, sizeof out->arch, "%s", arch ? arch : "");
+    copy_text(out->arch, sizeof out->arch, arch ? arch : "");
     const char *name = orch__gguf_get_str(g, "general.name");
-    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
+    copy_text(out->name, sizeof out->name, name ? name : "");
     snprintf(out->file_type, sizeof out->file_type, "%s",
              g->dominant_type >= 0 ? ggml_type_name((enum ggml_type)g->dominant_type) : "");
     for (char *p = out->file_type; *p; p++) /* "F16", as the GGUF world writes it */

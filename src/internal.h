@@ -25,9 +25,8 @@ int orch__err_errno(orch_error *err, int errnum, const char *what, const char *p
 
 /* ---- clock and small helpers (util.c) ------------------------------------- */
 
-/* Monotonic clock. The coarse one is a few ns (vDSO) and good to ~4 ms. */
+/* Monotonic clock. */
 int64_t orch__now_ns(void);
-int64_t orch__now_ms_coarse(void);
 double orch__ms_since(int64_t start_ns);
 
 char *orch__strdup(const char *s);

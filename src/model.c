@@ -170,6 +170,19 @@ int32_t orch_default_n_threads(void)
     return n;
 }
 
+int32_t orch__cap_threads(int32_t n, const char *role)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    int32_t cpus = orch_default_n_threads();
+    if (n <= cpus)
+        return n;
+    if (!atomic_flag_test_and_set(&warned))
+        orch__log(ORCH_LOG_WARN, role, "threads_capped", OF_I("asked", n), OF_I("using", cpus),
+                  OF_S("why", "more threads than the CPUs this process may use only wait for "
+                              "each other"));
+    return cpus;
+}
+
 struct orch_model_params orch_model_default_params(void)
 {
     struct orch_model_params p;
@@ -239,6 +252,7 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     m->params.role = m->role;
     if (m->params.n_threads == 0)
         m->params.n_threads = orch_default_n_threads();
+    m->params.n_threads = orch__cap_threads(m->params.n_threads, m->role);
     if (m->params.n_batch == 0)
         m->params.n_batch = 512;
     m->be = params->backend ? params->backend : orch_backend_llama();

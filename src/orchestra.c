@@ -166,8 +166,9 @@ static int call_enter(orch_orchestra *o, const char *role, orch_error *err)
     if (!atomic_load(&o->closing))
         return ORCH_OK;
     atomic_fetch_sub_explicit(n, 1, memory_order_release);
-    return orch__err(err, ORCH_ECLOSED, "role '%s': the orchestra is closing",
-                     role ? role : "(null)");
+    if (!role)
+        return orch__err(err, ORCH_ECLOSED, "the orchestra is closing");
+    return orch__err(err, ORCH_ECLOSED, "role '%s': the orchestra is closing", role);
 }
 
 /* A call that must run even while closing (returning a lease). */
@@ -373,7 +374,7 @@ static int tick(orch_orchestra *o)
 
 int orch_tick(orch_orchestra *o)
 {
-    if (!o || call_enter(o, "*", NULL) != ORCH_OK)
+    if (!o || call_enter(o, NULL, NULL) != ORCH_OK)
         return 0;
     int n = tick(o);
     call_exit(o);
@@ -889,7 +890,7 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
 {
     if (!o || !out || !n)
         return orch__err(err, ORCH_EINVAL, "orch_status: NULL argument");
-    int rc = call_enter(o, "*", err);
+    int rc = call_enter(o, NULL, err);
     if (rc)
         return rc;
     struct orch_role_status *st = calloc(o->n_roles ? o->n_roles : 1, sizeof *st);

@@ -11,7 +11,7 @@
  * any text tokenizes. Weights are uniform in ±1/sqrt(fan_in) from an
  * xorshift stream seeded by (seed, tensor index): the file is a function of
  * the parameters alone. The file is written to PATH.tmp and renamed, so a
- * reader never sees half a model.
+ * reader never sees half a model; an existing PATH must be a regular file.
  */
 #include "internal.h"
 
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define ALIGN 32
 #define T_F32 0
@@ -260,6 +261,13 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     if (params->n_ctx_train < 0 || params->n_ctx_train > ORCH_N_CTX_MAX)
         return orch__err(err, ORCH_EINVAL, "'%s': n_ctx_train %d is out of range", path,
                          params->n_ctx_train);
+    /* the target: a new file, or a regular one to replace; never a device,
+     * a FIFO, a directory or a symlink (rename would replace the link) —
+     * checked before gigabytes are written */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return orch__err(err, S_ISDIR(st.st_mode) ? ORCH_EISDIR : ORCH_EINVAL,
+                         "'%s' exists and is not a regular file; refusing to replace it", path);
     struct synth_params_solved s;
     solve(params->n_params, &s);
     s.f16 = params->f16;

@@ -19,13 +19,6 @@ int64_t orch__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t orch__now_ms_coarse(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 double orch__ms_since(int64_t start_ns)
 {
     return (double)(orch__now_ns() - start_ns) / 1e6;

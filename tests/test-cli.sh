@@ -55,6 +55,46 @@ expect_grep "info missing names file" err "none.gguf"
 head -c 100 "$TMP/syn.gguf" > "$TMP/cut.gguf"
 expect_rc "info truncated" 3 "$BIN" info "$TMP/cut.gguf"
 expect_grep "info truncated message" err "cut short"
+# help and version to a full stdout are write errors, not success
+"$BIN" --help >/dev/full 2>/dev/null; rc=$?
+if [ $rc -eq 4 ]; then ok; else bad "--help to a full stdout: exit $rc, expected 4"; fi
+"$BIN" generate --help >/dev/full 2>/dev/null; rc=$?
+if [ $rc -eq 4 ]; then ok; else bad "generate --help to a full stdout: exit $rc, expected 4"; fi
+# help shows the library's real defaults
+expect_rc "generate help" 0 "$BIN" generate --help
+expect_grep "help default max-tokens" out "tokens to generate (default 256)"
+expect_grep "help default threads" out "(default $(nproc)"
+expect_grep "help llama spellings" out "ctx-size"
+# a symlink loop is bad input (3), like a missing file
+ln -s "$TMP/loop" "$TMP/loop"
+expect_rc "symlink loop" 3 "$BIN" info "$TMP/loop"
+# mkmodel never replaces what is not a regular file, and checks before writing
+expect_rc "mkmodel to /dev/null" 3 "$BIN" mkmodel --params 1M -o /dev/null
+if [ -c /dev/null ]; then ok; else bad "mkmodel replaced /dev/null"; fi
+expect_grep "mkmodel device message" err "not a regular file"
+mkdir "$TMP/adir"
+expect_rc "mkmodel to a directory" 3 "$BIN" mkmodel --params 1M -o "$TMP/adir"
+if [ ! -e "$TMP/adir.tmp" ]; then ok; else bad "mkmodel wrote $TMP/adir.tmp before failing"; fi
+ln -s "$TMP/syn.gguf" "$TMP/link.gguf"
+expect_rc "mkmodel to a symlink" 3 "$BIN" mkmodel --params 1M -o "$TMP/link.gguf"
+if [ -L "$TMP/link.gguf" ]; then ok; else bad "mkmodel replaced a symlink"; fi
+# an interrupted mkmodel leaves no half-written file
+"$BIN" mkmodel --params 2B -o "$TMP/big.gguf" 2>/dev/null &
+mk=$!
+for _ in $(seq 100); do [ -e "$TMP/big.gguf.tmp" ] && break; sleep 0.05; done
+kill -INT $mk; wait $mk 2>/dev/null
+if [ ! -e "$TMP/big.gguf.tmp" ] && [ ! -e "$TMP/big.gguf" ]; then ok; else bad "interrupted mkmodel left $(ls "$TMP"/big.gguf* 2>/dev/null)"; fi
+# a name in a file that is not UTF-8: info prints it safely, JSON stays valid
+{ printf 'GGUF\x03\x00\x00\x00'; printf '\x00\x00\x00\x00\x00\x00\x00\x00'
+  printf '\x02\x00\x00\x00\x00\x00\x00\x00'
+  printf '\x14\x00\x00\x00\x00\x00\x00\x00general.architecture\x08\x00\x00\x00'
+  printf '\x05\x00\x00\x00\x00\x00\x00\x00llama'
+  printf '\x0c\x00\x00\x00\x00\x00\x00\x00general.name\x08\x00\x00\x00'
+  printf '\x06\x00\x00\x00\x00\x00\x00\x00ab\xff\x1b[c'; } > "$TMP/badname.gguf"
+expect_rc "info bad name" 0 "$BIN" info "$TMP/badname.gguf"
+if grep -q $'\x1b' "$TMP/out"; then bad "info printed an escape byte from the file"; else ok; fi
+expect_rc "info --json bad name" 0 "$BIN" info --json "$TMP/badname.gguf"
+expect_grep "info json replacement" out '"name": "ab'
 
 if [ ! -r "$MODEL" ]; then
   echo "SKIP: real model not found at $MODEL; skipping the tests that need it" >&2
@@ -114,7 +154,32 @@ else
   fi
   expect_rc "no bar in a pipe" 0 "$BIN" generate "${M[@]}" -p Once -n 2
   if ! grep -q "loading model" "$TMP/err"; then ok; else bad "progress bar written to a pipe"; fi
+  # llama.cpp's spellings, and a prompt from a file
+  printf 'Once upon a time' > "$TMP/pfile"
+  expect_rc "llama.cpp spellings" 0 "$BIN" -q generate -m "$MODEL" -t 1 -ngl 0 --ctx-size 256 --n-predict 11 -s 1 --temp 0 -f "$TMP/pfile"
+  expect_out "spellings text" ", there was a little girl named Lily."
+  expect_rc "n-gpu-layers spelling" 0 "$BIN" -q generate -m "$MODEL" -t 1 --n-gpu-layers 0 -p Once -n 2
+  # more threads than CPUs: capped, with a warning
+  expect_rc "threads capped" 0 "$BIN" -q generate -m "$MODEL" --threads 64 -p Once -n 2 --temp 0
+  expect_grep "threads warning" err "this process may use"
+  # offloading without a GPU backend: said once
+  expect_rc "ngl without gpu" 0 "$BIN" -q generate -m "$MODEL" -t 1 --ngl 99 -p Once -n 2 --temp 0
+  if [ "$(grep -c 'no GPU backend' "$TMP/err")" -eq 1 ]; then ok; else bad "ngl 99: expected one 'no GPU backend' warning: $(head -c 300 "$TMP/err")"; fi
+  # --ctx -1 is the model's trained size (2048), not "not given"
+  long=$(for _ in $(seq 250); do printf 'the cat sat. '; done)
+  expect_rc "ctx 1024 too small" 3 "$BIN" -q generate -m "$MODEL" -t 1 --ctx 1024 -p "$long" -n 1
+  expect_rc "ctx -1 trained" 0 "$BIN" -q generate -m "$MODEL" -t 1 --ctx -1 -p "$long" -n 1
+  # generate with no prompt on a terminal says where the prompt comes from
+  if command -v script >/dev/null 2>&1; then
+    timeout 20 script -qec "'$BIN' generate -m '$MODEL' --threads 1 -n 2" /dev/null < /dev/null > "$TMP/tty" 2>&1
+    if grep -q "reading the prompt from standard input" "$TMP/tty"; then ok; else bad "no stdin hint on a terminal"; fi
+  fi
   # --- chat -------------------------------------------------------------------------
+  # a long conversation: the oldest turns go, the chat goes on
+  for i in 1 2 3 4 5 6; do echo "Once upon a time there was a girl who liked to play number $i"; done > "$TMP/longchat"
+  expect_rc "chat trims history" 0 "$BIN" -q chat -m "$MODEL" -t 1 --ctx 96 -n 12 --temp 0 < "$TMP/longchat"
+  if [ "$(wc -l < "$TMP/out")" -eq 6 ]; then ok; else bad "chat trim: expected 6 replies, got $(wc -l < "$TMP/out")"; fi
+  expect_grep "chat trim message" err "dropped its"
   printf 'Hello\nTell me a story\n' > "$TMP/chat"
   expect_rc "chat pipe" 0 "$BIN" -q chat "${M[@]}" -n 5 --temp 0 < "$TMP/chat"
   if [ "$(wc -l < "$TMP/out")" -eq 2 ]; then ok; else bad "chat: expected 2 reply lines, got $(wc -l < "$TMP/out")"; fi
@@ -175,6 +240,13 @@ INI
   expect_rc "over budget" 1 "$BIN" -c "$TMP/tiny.ini" generate -p x
   expect_grep "over budget message" err "more than the whole memory budget"
   expect_rc "ps without config" 2 "$BIN" ps
+  # the shipped example works as shipped
+  expect_rc "example config ps" 0 "$BIN" -c "$SRC/examples/orchestra.ini" ps
+  expect_rc "example config generate" 0 "$BIN" -q -c "$SRC/examples/orchestra.ini" generate --role coder -p Once -n 2 --threads 1
+  # a role whose file is missing: ps shows it and exits 3
+  printf '[a]\npath = %s\n[b]\npath = %s/missing.gguf\n' "$MODEL" "$TMP" > "$TMP/miss.ini"
+  expect_rc "ps missing file" 3 "$BIN" -c "$TMP/miss.ini" ps
+  expect_grep "ps missing message" out "missing.gguf"
 fi
 
 echo "$pass passed, $fail failed$([ $skip -eq 1 ] && echo ", 1 skipped")"

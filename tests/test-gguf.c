@@ -507,7 +507,20 @@ static void test_hostile_values(void **state)
         assert_non_null(strstr(err.msg, h->needle));
         assert_non_null(strstr(err.msg, path));
     }
+    /* a file the pre-check passes and llama.cpp refuses is bad input too
+     * (ORCH_EFORMAT, exit 3), with llama.cpp's cause first, warnings after */
+    char refused[600];
+    snprintf(refused, sizeof refused, "%s/refused.gguf", test_tmpdir());
+    struct gguf_edit bpe[] = {{"tokenizer.ggml.model", GE_STR, .s = "gpt2"}};
+    assert_int_equal(gguf_rewrite(base, refused, bpe, 1), 0);
+    int rc = try_load(refused, &err, &ms);
     orch_log_set_level(ORCH_LOG_WARN);
+    if (rc != ORCH_EFORMAT || !strstr(err.msg, "llama.cpp refused"))
+        print_error("got %s '%s'\n", orch_err_name(rc), err.msg);
+    assert_int_equal(rc, ORCH_EFORMAT);
+    const char *cause = strstr(err.msg, "merges"), *warn = strstr(err.msg, "warnings:");
+    assert_non_null(cause);
+    assert_true(!warn || cause < warn);
     print_message("hostile values: %zu files refused, slowest in %.2f ms\n",
                   sizeof hostiles / sizeof hostiles[0], worst);
 }
@@ -551,6 +564,28 @@ static void test_million_keys(void **state)
     print_message("1,000,000 keys: refused in %.2f ms\n", ms);
 }
 
+/* A name longer than orch_file_info keeps is cut on a character boundary
+ * (it used to be cut mid-character, and `info --json` then failed). */
+static void test_name_cut_on_character(void **state)
+{
+    (void)state;
+    char base[600], path[600], name[200];
+    snprintf(base, sizeof base, "%s/named-base.gguf", test_tmpdir());
+    snprintf(path, sizeof path, "%s/named.gguf", test_tmpdir());
+    struct orch_synth_params sp = orch_synth_default_params();
+    sp.n_params = 100000;
+    orch_error err = {0};
+    assert_rc(orch_synth_model(base, &sp, &err), ORCH_OK, err);
+    memset(name, 'a', 126);
+    strcpy(name + 126, "\xC3\xA9tude"); /* "é" at bytes 126 and 127 */
+    struct gguf_edit e[] = {{"general.name", GE_STR, .s = name}};
+    assert_int_equal(gguf_rewrite(base, path, e, 1), 0);
+    struct orch_file_info fi;
+    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
+    assert_int_equal(strlen(fi.name), 126);
+    assert_memory_equal(fi.name, name, 126);
+}
+
 /* A tensor whose byte size wraps 64 bits (it used to be accepted: 4.6e18
  * parameters in 1 MiB). */
 static void test_tensor_size_wraps(void **state)
@@ -589,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_million_keys),
         cmocka_unit_test(test_tensor_size_wraps),
+        cmocka_unit_test(test_name_cut_on_character),
     };
     return cmocka_run_group_tests_name("gguf", tests, NULL, test_teardown);
 }

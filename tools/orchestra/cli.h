@@ -43,12 +43,43 @@ bool cli_int(const char *opt, const char *s, long min, long max, long *out);
 bool cli_float(const char *opt, const char *s, double *out);
 bool cli_size(const char *opt, const char *s, uint64_t *out); /* 100M, 1.5B, 250000 */
 
+/* ---- options (cli_opts.c) ---------------------------------------------------- */
+
+/* One option of a command. */
+struct cli_opt {
+    int id;            /* handed to the command's handler; 0 ends a table */
+    char shrt;         /* short letter, 0 = none */
+    const char *lng;   /* long name, without "--" */
+    const char *alias; /* llama.cpp's spelling of it, or NULL */
+    const char *arg;   /* the argument in help ("N", "FILE"); NULL = a flag */
+    const char *help;
+    void (*dflt)(char *buf, size_t cap); /* the library's default, for help; may be NULL */
+};
+
+struct cli_cmd {
+    const char *name;     /* "generate" */
+    const char *synopsis; /* "(-m FILE | --role ROLE) [-p PROMPT] [options]" */
+    const char *about;    /* what it does, for help */
+    const struct cli_opt *const *tables; /* NULL-terminated */
+};
+
+/* Returns EXIT_OK, or an exit code after printing why. */
+typedef int (*cli_opt_fn)(void *ctx, int id, const char *arg);
+
+/* Parses argv (argv[0] is the command's name) through cmd's tables, calling
+ * on_opt for each option. --help prints the usage (*first_arg = -1).
+ * Returns EXIT_OK with *first_arg the index of the first non-option, or
+ * EXIT_USAGE / EXIT_OUTPUT / on_opt's code. */
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, cli_opt_fn on_opt, void *ctx,
+              int *first_arg);
+
 /* Opens the target: a model file (with model params from options) or a role
  * of the config in cli->config_path. Returns an exit code. */
 struct target_opts {
     const char *model_path;
     const char *role;
-    long n_ctx, n_threads, n_gpu_layers; /* -1 = not given */
+    long n_ctx, n_threads, n_gpu_layers;
+    bool have_ctx, have_threads, have_ngl; /* which were given */
     bool embedding;
 };
 int target_open(struct cli *cli, const struct target_opts *o, struct target *t);
@@ -61,6 +92,8 @@ bool out_ok(void);
 /* Reads all of stdin (max 64 MiB). Returns an exit code; *len excludes the
  * added NUL. Rejects NUL bytes with a message naming the offset. */
 int read_stdin(char **out, size_t *len);
+/* The same from an open file; `name` is for messages. */
+int read_stream(FILE *f, const char *name, char **out, size_t *len);
 
 /* Progress bar on stderr when it is a terminal. */
 bool cli_progress(const char *role, float progress, void *ud);

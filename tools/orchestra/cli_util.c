@@ -106,11 +106,11 @@ int target_open(struct cli *cli, const struct target_opts *o, struct target *t)
     if (o->model_path) {
         struct orch_model_params mp = orch_model_default_params();
         mp.path = o->model_path;
-        if (o->n_ctx >= 0)
-            mp.n_ctx = (int32_t)o->n_ctx;
-        if (o->n_threads >= 0)
+        if (o->have_ctx)
+            mp.n_ctx = (int32_t)o->n_ctx; /* -1: the model's trained size */
+        if (o->have_threads)
             mp.n_threads = (int32_t)o->n_threads;
-        if (o->n_gpu_layers >= -1 && o->n_gpu_layers != -2)
+        if (o->have_ngl)
             mp.n_gpu_layers = (int32_t)o->n_gpu_layers;
         mp.embedding = o->embedding;
         mp.progress = cli_progress;
@@ -165,49 +165,55 @@ bool out_ok(void)
     return !g_out_failed;
 }
 
-int read_stdin(char **out, size_t *len)
+int read_stream(FILE *f, const char *name, char **out, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
-        cli_error("out of memory reading stdin");
+        cli_error("out of memory reading %s", name);
         return EXIT_FAIL;
     }
     for (;;) {
         if (n + 1 == cap) {
             if (cap >= (64u << 20)) {
                 free(buf);
-                cli_error("stdin is larger than 64 MiB");
+                cli_error("%s is larger than 64 MiB", name);
                 return EXIT_INPUT;
             }
             char *b = realloc(buf, cap *= 2);
             if (!b) {
                 free(buf);
-                cli_error("out of memory reading stdin");
+                cli_error("out of memory reading %s", name);
                 return EXIT_FAIL;
             }
             buf = b;
         }
-        size_t r = fread(buf + n, 1, cap - n - 1, stdin);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
         n += r;
         if (r == 0)
             break;
     }
-    if (ferror(stdin)) {
+    if (ferror(f)) {
         free(buf);
-        cli_error("cannot read stdin: %s", strerror(errno));
+        cli_error("cannot read %s: %s", name, strerror(errno));
         return EXIT_INPUT;
     }
     buf[n] = '\0';
     const char *nul = memchr(buf, '\0', n);
     if (nul) {
-        cli_error("stdin holds a NUL byte at offset %zu; text input must not", (size_t)(nul - buf));
+        cli_error("%s holds a NUL byte at offset %zu; text input must not", name,
+                  (size_t)(nul - buf));
         free(buf);
         return EXIT_INPUT;
     }
     *out = buf;
     *len = n;
     return EXIT_OK;
+}
+
+int read_stdin(char **out, size_t *len)
+{
+    return read_stream(stdin, "stdin", out, len);
 }
 
 bool cli_progress(const char *role, float progress, void *ud)

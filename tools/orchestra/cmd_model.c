@@ -7,8 +7,9 @@
  */
 #include "cli.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,42 +19,41 @@
 enum {
     OPT_ROLE = 1000, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_STOP,
     OPT_CTX, OPT_THREADS, OPT_NGL, OPT_SYSTEM, OPT_JSON, OPT_PARAMS, OPT_F32, OPT_RAW,
+    OPT_MAX, OPT_PROMPT, OPT_FILE, OPT_TEXT, OPT_MODEL, OPT_OUT, OPT_TEMPLATE,
 };
 
-#define MODEL_OPTS                                                        \
-    {"model", required_argument, 0, 'm'},                                 \
-    {"role", required_argument, 0, OPT_ROLE},                             \
-    {"ctx", required_argument, 0, OPT_CTX},                               \
-    {"threads", required_argument, 0, OPT_THREADS},                       \
-    {"ngl", required_argument, 0, OPT_NGL},                               \
-    {"help", no_argument, 0, 'h'}
+/* the library's defaults, as help shows them */
+static void d_ctx(char *b, size_t n) { snprintf(b, n, "%d; role: its n_ctx", orch_model_default_params().n_ctx); }
+static void d_threads(char *b, size_t n) { snprintf(b, n, "%d, the CPUs this process may use", orch_default_n_threads()); }
+static void d_ngl(char *b, size_t n) { snprintf(b, n, "%d", orch_model_default_params().n_gpu_layers); }
+static void d_max(char *b, size_t n) { snprintf(b, n, "%d", orch_gen_default_params().max_tokens); }
+static void d_temp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().temperature); }
+static void d_topk(char *b, size_t n) { snprintf(b, n, "%d", orch_gen_default_params().top_k); }
+static void d_topp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().top_p); }
+static void d_minp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().min_p); }
+static void d_rep(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().repeat_penalty); }
+static void d_seed(char *b, size_t n) { snprintf(b, n, "random"); }
 
-#define SAMPLING_OPTS                                                     \
-    {"max-tokens", required_argument, 0, 'n'},                            \
-    {"temp", required_argument, 0, OPT_TEMP},                             \
-    {"top-k", required_argument, 0, OPT_TOPK},                            \
-    {"top-p", required_argument, 0, OPT_TOPP},                            \
-    {"min-p", required_argument, 0, OPT_MINP},                            \
-    {"repeat-penalty", required_argument, 0, OPT_REPEAT},                 \
-    {"seed", required_argument, 0, OPT_SEED},                             \
-    {"stop", required_argument, 0, OPT_STOP}
+static const struct cli_opt model_opts[] = {
+    {OPT_MODEL, 'm', "model", NULL, "FILE", "GGUF model file", NULL},
+    {OPT_ROLE, 0, "role", NULL, "ROLE", "a role of the config given with -c (default: its first)", NULL},
+    {OPT_CTX, 0, "ctx", "ctx-size", "N", "context size in tokens; -1 = the model's trained size", d_ctx},
+    {OPT_THREADS, 't', "threads", NULL, "N", "CPU threads, at most the CPUs this process may use", d_threads},
+    {OPT_NGL, 0, "ngl", "n-gpu-layers", "N", "layers to offload to a GPU (-1 = all; also -ngl)", d_ngl},
+    {0},
+};
 
-static const char model_opts_help[] =
-    "  -m, --model FILE        GGUF model file\n"
-    "      --role ROLE         a role of the config given with -c (default: its first)\n"
-    "      --ctx N             context size in tokens (default 2048; role: its n_ctx)\n"
-    "      --threads N         CPU threads (default: one per CPU; role: its n_threads)\n"
-    "      --ngl N             layers to offload to the GPU (-1 = all; default 0)\n";
-
-static const char sampling_help[] =
-    "  -n, --max-tokens N      tokens to generate (default 256)\n"
-    "      --temp T            temperature, 0 = greedy (default 0.8)\n"
-    "      --top-k K           0 = off (default 40)\n"
-    "      --top-p P           in (0,1], 1 = off (default 0.95)\n"
-    "      --min-p P           in [0,1), 0 = off (default 0.05)\n"
-    "      --repeat-penalty R  1 = off (default 1.0)\n"
-    "      --seed S            sampling seed (default random)\n"
-    "      --stop TEXT         stop before TEXT (repeatable)\n";
+static const struct cli_opt sampling_opts[] = {
+    {OPT_MAX, 'n', "max-tokens", "n-predict", "N", "tokens to generate", d_max},
+    {OPT_TEMP, 0, "temp", NULL, "T", "temperature, 0 = greedy", d_temp},
+    {OPT_TOPK, 0, "top-k", NULL, "K", "0 = off", d_topk},
+    {OPT_TOPP, 0, "top-p", NULL, "P", "in (0,1], 1 = off", d_topp},
+    {OPT_MINP, 0, "min-p", NULL, "P", "in [0,1), 0 = off", d_minp},
+    {OPT_REPEAT, 0, "repeat-penalty", NULL, "R", "1 = off", d_rep},
+    {OPT_SEED, 's', "seed", NULL, "S", "sampling seed", d_seed},
+    {OPT_STOP, 0, "stop", NULL, "TEXT", "stop before TEXT (repeatable)", NULL},
+    {0},
+};
 
 struct common {
     struct target_opts t;
@@ -68,109 +68,143 @@ enum { G_MAX = 1, G_TEMP = 2, G_TOPK = 4, G_TOPP = 8, G_MINP = 16, G_REP = 32, G
 static void common_init(struct common *c)
 {
     memset(c, 0, sizeof *c);
-    c->t.n_ctx = c->t.n_threads = -1;
-    c->t.n_gpu_layers = -2;
 }
 
-/* Handles an option shared by the model commands. Returns 1 when handled,
- * 0 when not ours, -1 on a bad value (message printed). */
-static int common_opt(struct common *c, int opt, const char *arg)
+/* A float option within [lo, hi] (lo_open: lo itself excluded). */
+static bool float_in(const char *opt, const char *arg, double lo, bool lo_open, double hi,
+                     const char *expect, float *out)
 {
-    long l;
     double d;
+    if (!cli_float(opt, arg, &d))
+        return false;
+    if (d < lo || d > hi || (lo_open && d == lo)) {
+        cli_error("%s %s: must be %s", opt, arg, expect);
+        return false;
+    }
+    *out = (float)d;
+    return true;
+}
+
+/* Handles an option of the model and sampling tables. */
+static int common_opt(void *ctx, int opt, const char *arg)
+{
+    struct common *c = ctx;
+    long l;
+    bool ok = true;
     switch (opt) {
-    case 'm': c->t.model_path = arg; return 1;
-    case OPT_ROLE: c->t.role = arg; return 1;
+    case OPT_MODEL: c->t.model_path = arg; break;
+    case OPT_ROLE: c->t.role = arg; break;
     case OPT_CTX:
-        if (!cli_int("--ctx", arg, -1, ORCH_N_CTX_MAX, &l) || l == 0) {
-            if (l == 0)
-                cli_error("--ctx 0: expected 1..%d, or -1 for the model's trained size", ORCH_N_CTX_MAX);
-            return -1;
+        if ((ok = cli_int("--ctx", arg, -1, ORCH_N_CTX_MAX, &l) && l != 0)) {
+            c->t.n_ctx = l;
+            c->t.have_ctx = true;
+        } else if (l == 0) {
+            cli_error("--ctx 0: expected 1..%d, or -1 for the model's trained size", ORCH_N_CTX_MAX);
         }
-        c->t.n_ctx = l;
-        return 1;
-    case OPT_THREADS:
-        if (!cli_int("--threads", arg, 1, 1024, &l))
-            return -1;
+        break;
+    case OPT_THREADS: {
+        if (!(ok = cli_int("--threads", arg, 1, 1024, &l)))
+            break;
+        long cpus = orch_default_n_threads();
+        if (l > cpus) {
+            cli_error("warning: --threads %ld: this process may use %ld CPU%s; using %ld (more "
+                      "threads than CPUs only wait for each other)", l, cpus, cpus == 1 ? "" : "s",
+                      cpus);
+            l = cpus;
+        }
         c->t.n_threads = l;
-        return 1;
+        c->t.have_threads = true;
+        break;
+    }
     case OPT_NGL:
-        if (!cli_int("--ngl", arg, -1, 100000, &l))
-            return -1;
-        c->t.n_gpu_layers = l;
-        return 1;
-    case 'n':
-        if (!cli_int("--max-tokens", arg, 1, ORCH_N_CTX_MAX, &l))
-            return -1;
-        c->g.max_tokens = (int32_t)l;
-        c->given |= G_MAX;
-        return 1;
+        if ((ok = cli_int("--ngl", arg, -1, 100000, &l))) {
+            c->t.n_gpu_layers = l;
+            c->t.have_ngl = true;
+        }
+        break;
+    case OPT_MAX:
+        if ((ok = cli_int("--max-tokens", arg, 1, ORCH_N_CTX_MAX, &l)))
+            c->g.max_tokens = (int32_t)l, c->given |= G_MAX;
+        break;
     case OPT_TEMP:
-        if (!cli_float("--temp", arg, &d))
-            return -1;
-        if (d < 0) {
-            cli_error("--temp %s: must be 0 (greedy) or more", arg);
-            return -1;
-        }
-        c->g.temperature = (float)d;
-        c->given |= G_TEMP;
-        return 1;
+        if ((ok = float_in("--temp", arg, 0, false, 1e9, "0 (greedy) or more", &c->g.temperature)))
+            c->given |= G_TEMP;
+        break;
     case OPT_TOPK:
-        if (!cli_int("--top-k", arg, 0, 1000000, &l))
-            return -1;
-        c->g.top_k = (int32_t)l;
-        c->given |= G_TOPK;
-        return 1;
+        if ((ok = cli_int("--top-k", arg, 0, 1000000, &l)))
+            c->g.top_k = (int32_t)l, c->given |= G_TOPK;
+        break;
     case OPT_TOPP:
-        if (!cli_float("--top-p", arg, &d))
-            return -1;
-        if (!(d > 0 && d <= 1)) {
-            cli_error("--top-p %s: must be in (0, 1]", arg);
-            return -1;
-        }
-        c->g.top_p = (float)d;
-        c->given |= G_TOPP;
-        return 1;
+        if ((ok = float_in("--top-p", arg, 0, true, 1, "in (0, 1]", &c->g.top_p)))
+            c->given |= G_TOPP;
+        break;
     case OPT_MINP:
-        if (!cli_float("--min-p", arg, &d))
-            return -1;
-        if (!(d >= 0 && d < 1)) {
-            cli_error("--min-p %s: must be in [0, 1)", arg);
-            return -1;
-        }
-        c->g.min_p = (float)d;
-        c->given |= G_MINP;
-        return 1;
+        if ((ok = float_in("--min-p", arg, 0, false, 0.999999, "in [0, 1)", &c->g.min_p)))
+            c->given |= G_MINP;
+        break;
     case OPT_REPEAT:
-        if (!cli_float("--repeat-penalty", arg, &d))
-            return -1;
-        if (!(d > 0)) {
-            cli_error("--repeat-penalty %s: must be above 0", arg);
-            return -1;
-        }
-        c->g.repeat_penalty = (float)d;
-        c->given |= G_REP;
-        return 1;
+        if ((ok = float_in("--repeat-penalty", arg, 0, true, 1e9, "above 0", &c->g.repeat_penalty)))
+            c->given |= G_REP;
+        break;
     case OPT_SEED:
-        if (!cli_int("--seed", arg, 0, 0xFFFFFFFEL, &l))
-            return -1;
-        c->g.seed = (uint32_t)l;
-        c->given |= G_SEED;
-        return 1;
+        if ((ok = cli_int("--seed", arg, 0, 0xFFFFFFFEL, &l)))
+            c->g.seed = (uint32_t)l, c->given |= G_SEED;
+        break;
     case OPT_STOP:
         if (!*arg) {
             cli_error("--stop: the text must not be empty");
-            return -1;
-        }
-        if (c->n_stop == sizeof c->stop / sizeof c->stop[0]) {
+            ok = false;
+        } else if (c->n_stop == sizeof c->stop / sizeof c->stop[0]) {
             cli_error("--stop: at most 32");
-            return -1;
+            ok = false;
+        } else {
+            c->stop[c->n_stop++] = arg;
+            c->given |= G_STOP;
         }
-        c->stop[c->n_stop++] = arg;
-        c->given |= G_STOP;
-        return 1;
+        break;
+    default:
+        cli_error("option %d is not handled", opt);
+        ok = false;
     }
-    return 0;
+    return ok ? EXIT_OK : EXIT_USAGE;
+}
+
+/* Parses a model command: its own options through `own`, the rest through
+ * common_opt. Returns an exit code; *done after --help. */
+struct cmd_ctx {
+    struct common *c;
+    int (*own)(struct cmd_ctx *x, int id, const char *arg);
+    void *data;
+};
+
+static int cmd_opt(void *ctx, int id, const char *arg)
+{
+    struct cmd_ctx *x = ctx;
+    if (x->own) {
+        int r = x->own(x, id, arg);
+        if (r != -1)
+            return r;
+    }
+    return common_opt(x->c, id, arg);
+}
+
+static int parse_cmd(const struct cli_cmd *cmd, int argc, char **argv, struct cmd_ctx *x,
+                     bool *done)
+{
+    int first;
+    *done = false;
+    int rc = cli_parse(cmd, argc, argv, cmd_opt, x, &first);
+    if (rc != EXIT_OK)
+        return rc;
+    if (first < 0) {
+        *done = true;
+        return EXIT_OK;
+    }
+    if (first < argc) {
+        cli_error("%s: unexpected argument '%s'", cmd->name, argv[first]);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
 }
 
 /* The request's params: the role's (or the defaults), then the options. */
@@ -194,9 +228,23 @@ static int gen_params(struct target *t, struct common *c, struct orch_gen_params
         p->stop = c->stop;
         p->n_stop = c->n_stop;
     }
-    if (t->orch && c->t.n_ctx > 0)
+    if (t->orch && c->t.have_ctx && c->t.n_ctx > 0)
         p->n_ctx = (int32_t)c->t.n_ctx;
-    if (t->orch && c->t.n_threads > 0)
+    if (t->orch && c->t.have_ctx && c->t.n_ctx < 0) { /* -1: the model's trained size */
+        orch_model *m;
+        struct orch_model_info info;
+        int rc = orch_role_acquire(t->orch, t->role, &m, &err);
+        if (rc == ORCH_OK) {
+            rc = orch_model_info(m, &info, &err);
+            orch_role_release(t->orch, m);
+        }
+        if (rc)
+            return cli_fail(rc, &err);
+        p->n_ctx = info.n_ctx_train > 0 && info.n_ctx_train < ORCH_N_CTX_MAX
+                       ? (int32_t)info.n_ctx_train
+                       : ORCH_N_CTX_MAX;
+    }
+    if (t->orch && c->t.have_threads)
         p->n_threads = (int32_t)c->t.n_threads;
     return EXIT_OK;
 }
@@ -237,41 +285,72 @@ static int run_chat(struct target *t, const struct orch_chat_message *m, size_t 
 
 /* ---- generate ---------------------------------------------------------------- */
 
-int cmd_generate(struct cli *cli, int argc, char **argv)
+static const struct cli_opt generate_opts[] = {
+    {OPT_PROMPT, 'p', "prompt", NULL, "TEXT", "the prompt (else standard input)", NULL},
+    {OPT_FILE, 'f', "file", NULL, "FILE", "read the prompt from FILE", NULL},
+    {0},
+};
+static const struct cli_opt *const generate_tables[] = {generate_opts, model_opts, sampling_opts, NULL};
+static const struct cli_cmd generate_cmd = {
+    "generate", "(-m FILE | --role ROLE) [-p PROMPT | -f FILE] [options]",
+    "Completes PROMPT (or standard input) and streams the text to stdout.", generate_tables};
+
+struct generate_args {
+    const char *prompt, *file;
+};
+
+static int generate_own(struct cmd_ctx *x, int id, const char *arg)
 {
-    static const struct option opts[] = {MODEL_OPTS, SAMPLING_OPTS,
-                                         {"prompt", required_argument, 0, 'p'}, {0, 0, 0, 0}};
-    struct common c;
-    common_init(&c);
-    const char *prompt = NULL;
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
-        if (opt == 'h') {
-            printf("usage: orchestra generate (-m FILE | --role ROLE) [-p PROMPT] [options]\n"
-                   "Completes PROMPT (or stdin when -p is absent) and streams the text to stdout.\n\n"
-                   "  -p, --prompt TEXT       the prompt\n%s%s",
-                   model_opts_help, sampling_help);
-            return EXIT_OK;
-        }
-        if (opt == 'p') {
-            prompt = optarg;
-            continue;
-        }
-        int r = common_opt(&c, opt, optarg);
-        if (r <= 0) {
-            if (r == 0)
-                fprintf(stderr, "try 'orchestra generate --help'\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        cli_error("generate: unexpected argument '%s'", argv[optind]);
+    struct generate_args *g = x->data;
+    if (id == OPT_PROMPT)
+        g->prompt = arg;
+    else if (id == OPT_FILE)
+        g->file = arg;
+    else
+        return -1;
+    if (g->prompt && g->file) {
+        cli_error("generate: give -p PROMPT or -f FILE, not both");
         return EXIT_USAGE;
     }
+    return EXIT_OK;
+}
+
+/* Reads a prompt file whole (as stdin is read). */
+static int read_prompt_file(const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("cannot open prompt file '%s': %s", path, strerror(errno));
+        return EXIT_INPUT;
+    }
+    size_t len;
+    int rc = read_stream(f, path, out, &len);
+    fclose(f);
+    return rc;
+}
+
+int cmd_generate(struct cli *cli, int argc, char **argv)
+{
+    struct common c;
+    common_init(&c);
+    struct generate_args g = {0};
+    struct cmd_ctx x = {&c, generate_own, &g};
+    bool done;
+    int rc0 = parse_cmd(&generate_cmd, argc, argv, &x, &done);
+    if (rc0 != EXIT_OK || done)
+        return rc0;
+    const char *prompt = g.prompt;
     char *input = NULL;
-    if (!prompt) {
+    if (g.file) {
+        int rc = read_prompt_file(g.file, &input);
+        if (rc)
+            return rc;
+        prompt = input;
+    } else if (!prompt) {
         size_t len;
+        if (isatty(STDIN_FILENO))
+            fprintf(stderr, "orchestra: reading the prompt from standard input (end it with "
+                            "Ctrl-D; or give -p TEXT)\n");
         int rc = read_stdin(&input, &len);
         if (rc)
             return rc;
@@ -311,41 +390,38 @@ int cmd_generate(struct cli *cli, int argc, char **argv)
 
 /* ---- chat ---------------------------------------------------------------------- */
 
+static const struct cli_opt chat_opts[] = {
+    {OPT_SYSTEM, 0, "system", NULL, "TEXT", "a system message first", NULL},
+    {0},
+};
+static const struct cli_opt *const chat_tables[] = {chat_opts, model_opts, sampling_opts, NULL};
+static const struct cli_cmd chat_cmd = {
+    "chat", "(-m FILE | --role ROLE) [--system TEXT] [options]",
+    "Reads one user message per line from stdin and prints each reply on stdout,\n"
+    "rendered with the model's chat template (a plain \"User:/Assistant:\"\n"
+    "transcript when it has none). '/reset' forgets the conversation. When the\n"
+    "conversation outgrows the context, the oldest turns are dropped (the system\n"
+    "message stays) and stderr says so.",
+    chat_tables};
+
+static int chat_own(struct cmd_ctx *x, int id, const char *arg)
+{
+    if (id != OPT_SYSTEM)
+        return -1;
+    *(const char **)x->data = arg;
+    return EXIT_OK;
+}
+
 int cmd_chat(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {MODEL_OPTS, SAMPLING_OPTS,
-                                         {"system", required_argument, 0, OPT_SYSTEM},
-                                         {0, 0, 0, 0}};
     struct common c;
     common_init(&c);
     const char *system = NULL;
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "m:n:h", opts, NULL)) != -1) {
-        if (opt == 'h') {
-            printf("usage: orchestra chat (-m FILE | --role ROLE) [--system TEXT] [options]\n"
-                   "Reads one user message per line from stdin and prints each reply on stdout,\n"
-                   "rendered with the model's chat template (a plain \"User:/Assistant:\"\n"
-                   "transcript when it has none). '/reset' forgets the conversation.\n\n"
-                   "      --system TEXT       a system message first\n%s%s",
-                   model_opts_help, sampling_help);
-            return EXIT_OK;
-        }
-        if (opt == OPT_SYSTEM) {
-            system = optarg;
-            continue;
-        }
-        int r = common_opt(&c, opt, optarg);
-        if (r <= 0) {
-            if (r == 0)
-                fprintf(stderr, "try 'orchestra chat --help'\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        cli_error("chat: unexpected argument '%s'", argv[optind]);
-        return EXIT_USAGE;
-    }
+    struct cmd_ctx x = {&c, chat_own, &system};
+    bool done;
+    int rc0 = parse_cmd(&chat_cmd, argc, argv, &x, &done);
+    if (rc0 != EXIT_OK || done)
+        return rc0;
     struct target t;
     int rc = target_open(cli, &c.t, &t);
     if (rc)
@@ -416,6 +492,23 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
         struct orch_gen_result res;
         orch_error err = {0};
         int st = run_chat(&t, msgs, n, &p, &res, &err);
+        size_t dropped = 0;
+        while (st == ORCH_ECTX && n - first_turn > 2) {
+            /* the history outgrew the context: drop the oldest exchange
+             * (the system message stays) and try again */
+            size_t k = msgs[first_turn + 1].role[0] == 'a' ? 2 : 1;
+            for (size_t i = 0; i < k; i++)
+                free(owned[first_turn + i]);
+            memmove(msgs + first_turn, msgs + first_turn + k, (n - first_turn - k) * sizeof *msgs);
+            memmove(owned + first_turn, owned + first_turn + k, (n - first_turn - k) * sizeof *owned);
+            n -= k;
+            dropped += k;
+            st = run_chat(&t, msgs, n, &p, &res, &err);
+        }
+        if (dropped)
+            cli_error("the conversation outgrew the context: dropped its %zu oldest message%s "
+                      "(%zu kept%s)", dropped, dropped == 1 ? "" : "s", n - first_turn,
+                      first_turn ? ", and the system message" : "");
         if (st) {
             rc = cli_fail(st, &err);
             free(owned[--n]); /* forget the turn that failed */
@@ -461,65 +554,70 @@ static bool print_vector(const float *v, int32_t n)
     return out_write("]\n", 2);
 }
 
+static const struct cli_opt embed_opts[] = {
+    {OPT_TEXT, 't', "text", NULL, "TEXT", "a text (repeatable; else one per line of stdin)", NULL},
+    {OPT_RAW, 0, "raw", NULL, NULL, "do not normalise", NULL},
+    {0},
+};
+static const struct cli_opt *const embed_tables[] = {embed_opts, model_opts, NULL};
+static const struct cli_cmd embed_cmd = {
+    "embed", "(-m FILE | --role ROLE) [-t TEXT]... [options]",
+    "Embeds each TEXT (or each line of stdin) and prints one JSON array per\n"
+    "text on stdout, L2-normalised, in input order.",
+    embed_tables};
+
+struct embed_args {
+    const char **texts;
+    size_t n, cap;
+    bool normalize;
+};
+
+static bool add_text(struct embed_args *e, const char *t)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        const char **t2 = realloc(e->texts, cap * sizeof *t2);
+        if (!t2) {
+            cli_error("out of memory");
+            return false;
+        }
+        e->texts = t2;
+        e->cap = cap;
+    }
+    e->texts[e->n++] = t;
+    return true;
+}
+
+static int embed_own(struct cmd_ctx *x, int id, const char *arg)
+{
+    struct embed_args *e = x->data;
+    if (id == OPT_TEXT)
+        return add_text(e, arg) ? EXIT_OK : EXIT_FAIL;
+    if (id == OPT_RAW) {
+        e->normalize = false;
+        return EXIT_OK;
+    }
+    return -1;
+}
+
 int cmd_embed(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {MODEL_OPTS, {"text", required_argument, 0, 't'},
-                                         {"raw", no_argument, 0, OPT_RAW}, {0, 0, 0, 0}};
     struct common c;
     common_init(&c);
     c.t.embedding = true;
-    size_t n_texts = 0, cap = 16;
-    const char **texts = malloc(cap * sizeof *texts);
-    bool normalize = true;
-    int opt, rc = EXIT_OK;
-    if (!texts)
-        return EXIT_FAIL;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
-        if (opt == 'h') {
-            printf("usage: orchestra embed (-m FILE | --role ROLE) [-t TEXT]... [options]\n"
-                   "Embeds each TEXT (or each line of stdin) and prints one JSON array per\n"
-                   "text on stdout, L2-normalised, in input order.\n\n"
-                   "  -t, --text TEXT         a text (repeatable)\n"
-                   "      --raw               do not normalise\n%s",
-                   model_opts_help);
-            free(texts);
-            return EXIT_OK;
-        }
-        if (opt == 't') {
-            if (n_texts == cap) {
-                const char **t2 = realloc(texts, (cap *= 2) * sizeof *t2);
-                if (!t2) {
-                    free(texts);
-                    return EXIT_FAIL;
-                }
-                texts = t2;
-            }
-            texts[n_texts++] = optarg;
-            continue;
-        }
-        if (opt == OPT_RAW) {
-            normalize = false;
-            continue;
-        }
-        int r = common_opt(&c, opt, optarg);
-        if (r <= 0) {
-            if (r == 0)
-                fprintf(stderr, "try 'orchestra embed --help'\n");
-            free(texts);
-            return EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        cli_error("embed: unexpected argument '%s'", argv[optind]);
-        free(texts);
-        return EXIT_USAGE;
+    struct embed_args e = {.normalize = true};
+    struct cmd_ctx x = {&c, embed_own, &e};
+    bool done;
+    int rc = parse_cmd(&embed_cmd, argc, argv, &x, &done);
+    if (rc != EXIT_OK || done) {
+        free(e.texts);
+        return rc;
     }
     char *input = NULL;
-    if (!n_texts) {
+    if (!e.n) {
         size_t len;
         if ((rc = read_stdin(&input, &len))) {
-            free(texts);
+            free(e.texts);
             return rc;
         }
         size_t lineno = 0;
@@ -533,49 +631,44 @@ int cmd_embed(struct cli *cli, int argc, char **argv)
                 s[--l] = '\0';
             if (!l) {
                 cli_error("line %zu of stdin is empty; give one text per line", lineno);
-                free(texts);
+                free(e.texts);
                 free(input);
                 return EXIT_INPUT;
             }
-            if (n_texts == cap) {
-                const char **t2 = realloc(texts, (cap *= 2) * sizeof *t2);
-                if (!t2) {
-                    free(texts);
-                    free(input);
-                    return EXIT_FAIL;
-                }
-                texts = t2;
+            if (!add_text(&e, s)) {
+                free(e.texts);
+                free(input);
+                return EXIT_FAIL;
             }
-            texts[n_texts++] = s;
             if (!nl)
                 break;
             s = nl + 1;
         }
-        if (!n_texts) {
+        if (!e.n) {
             cli_error("nothing to embed: give -t TEXT or lines on stdin");
-            free(texts);
+            free(e.texts);
             free(input);
             return EXIT_INPUT;
         }
     }
     struct target t;
     if ((rc = target_open(cli, &c.t, &t))) {
-        free(texts);
+        free(e.texts);
         free(input);
         return rc;
     }
     struct orch_embed_params ep = orch_embed_default_params();
-    ep.normalize = normalize;
-    if (c.t.n_threads > 0)
+    ep.normalize = e.normalize;
+    if (c.t.have_threads)
         ep.n_threads = (int32_t)c.t.n_threads;
     /* batches of 256 texts keep memory bounded on long inputs */
-    for (size_t first = 0; first < n_texts && rc == EXIT_OK; first += 256) {
-        size_t k = n_texts - first < 256 ? n_texts - first : 256;
+    for (size_t first = 0; first < e.n && rc == EXIT_OK; first += 256) {
+        size_t k = e.n - first < 256 ? e.n - first : 256;
         float *v = NULL;
         int32_t dim = 0;
         orch_error err = {0};
-        int st = t.orch ? orch_embed(t.orch, t.role, texts + first, k, &ep, &v, &dim, &err)
-                        : orch_model_embed(t.model, texts + first, k, &ep, &v, &dim, &err);
+        int st = t.orch ? orch_embed(t.orch, t.role, e.texts + first, k, &ep, &v, &dim, &err)
+                        : orch_model_embed(t.model, e.texts + first, k, &ep, &v, &dim, &err);
         if (st) {
             rc = cli_fail(st, &err);
             break;
@@ -588,7 +681,7 @@ int cmd_embed(struct cli *cli, int argc, char **argv)
         free(v);
     }
     target_close(&t);
-    free(texts);
+    free(e.texts);
     free(input);
     return rc;
 }
@@ -605,33 +698,68 @@ static void human(uint64_t b, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
 }
 
+/* Text from a model file, made safe to print: invalid UTF-8 becomes U+FFFD
+ * and, for a terminal (json false), control bytes become '?'. */
+static void clean_text(const char *in, char *out, size_t cap, bool json)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    while (*p && o + 4 < cap) {
+        size_t n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        bool valid = n > 0;
+        for (size_t k = 1; k < n && valid; k++)
+            valid = (p[k] & 0xC0) == 0x80;
+        if (!valid) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            o += 3;
+            p++;
+            continue;
+        }
+        if (n == 1 && !json && (*p < 0x20 || *p == 0x7F)) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
+static void d_none(char *b, size_t n) { snprintf(b, n, "text"); }
+static const struct cli_opt info_opts[] = {
+    {OPT_JSON, 0, "json", NULL, NULL, "print one JSON object instead of text", d_none},
+    {0},
+};
+static const struct cli_opt *const info_tables[] = {info_opts, NULL};
+static const struct cli_cmd info_cmd = {
+    "info", "[--json] FILE",
+    "Reads a GGUF file's header without loading the model: architecture,\n"
+    "parameters, file size, trained context, vocabulary, chat template.",
+    info_tables};
+
+static int flag_opt(void *ctx, int id, const char *arg)
+{
+    (void)id;
+    (void)arg;
+    *(bool *)ctx = true;
+    return EXIT_OK;
+}
+
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
     (void)cli;
-    static const struct option opts[] = {{"json", no_argument, 0, OPT_JSON},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     bool json = false;
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (opt == 'h') {
-            printf("usage: orchestra info [--json] FILE\n"
-                   "Reads a GGUF file's header without loading the model: architecture,\n"
-                   "parameters, file size, trained context, vocabulary, chat template.\n");
-            return EXIT_OK;
-        }
-        if (opt == OPT_JSON) {
-            json = true;
-            continue;
-        }
-        fprintf(stderr, "try 'orchestra info --help'\n");
-        return EXIT_USAGE;
-    }
-    if (optind != argc - 1) {
+    int first;
+    int rc0 = cli_parse(&info_cmd, argc, argv, flag_opt, &json, &first);
+    if (rc0 != EXIT_OK || first < 0)
+        return rc0;
+    if (first != argc - 1) {
         cli_error("info: give exactly one FILE");
         return EXIT_USAGE;
     }
-    const char *path = argv[optind];
+    const char *path = argv[first];
     struct orch_file_info fi;
     orch_error err = {0};
     int st = orch_file_info(path, &fi, &err);
@@ -639,9 +767,13 @@ int cmd_info(struct cli *cli, int argc, char **argv)
         return cli_fail(st, &err);
     uint64_t est = 0;
     orch_file_estimate(path, 0, &est, NULL);
+    char name[sizeof fi.name * 2], arch[sizeof fi.arch * 2], shown_path[8192];
+    clean_text(fi.name, name, sizeof name, json);
+    clean_text(fi.arch, arch, sizeof arch, json);
+    clean_text(path, shown_path, sizeof shown_path, json);
     if (json) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:i, s:I}",
-                              "path", path, "architecture", fi.arch, "name", fi.name,
+                              "path", shown_path, "architecture", arch, "name", name,
                               "file_type", fi.file_type, "n_params", (json_int_t)fi.n_params,
                               "file_bytes", (json_int_t)fi.file_bytes,
                               "tensor_bytes", (json_int_t)fi.tensor_bytes,
@@ -678,7 +810,7 @@ int cmd_info(struct cli *cli, int argc, char **argv)
                      "vocabulary:      %lld\n"
                      "chat template:   %s\n"
                      "memory (n_ctx = trained): %s estimated\n",
-                     path, fi.name[0] ? fi.name : "-", fi.arch[0] ? fi.arch : "-",
+                     shown_path, name[0] ? name : "-", arch[0] ? arch : "-",
                      (unsigned long long)fi.n_params, (double)fi.n_params / 1e6, fi.file_type, fb, tb,
                      (unsigned long long)fi.n_tensors, (long long)fi.n_ctx_train,
                      (long long)fi.n_layer, (long long)fi.n_embd, (long long)fi.n_head,
@@ -693,57 +825,81 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 
 /* ---- mkmodel ----------------------------------------------------------------------- */
 
+static void d_params(char *b, size_t n) { snprintf(b, n, "%lluM", (unsigned long long)(orch_synth_default_params().n_params / 1000000)); }
+static void d_sseed(char *b, size_t n) { snprintf(b, n, "%u", orch_synth_default_params().seed); }
+static void d_sctx(char *b, size_t n) { snprintf(b, n, "%d", orch_synth_default_params().n_ctx_train); }
+static const struct cli_opt mkmodel_opts[] = {
+    {OPT_OUT, 'o', "output", NULL, "FILE", "where to write it (a new file, or a regular one to replace)", NULL},
+    {OPT_PARAMS, 0, "params", NULL, "N", "parameters: 250000, 100M, 1B", d_params},
+    {OPT_SEED, 0, "seed", NULL, "S", "the weights are a function of the seed", d_sseed},
+    {OPT_CTX, 0, "ctx", NULL, "N", "trained context length", d_sctx},
+    {OPT_F32, 0, "f32", NULL, NULL, "F32 weights instead of F16", NULL},
+    {OPT_TEMPLATE, 0, "chat-template", NULL, "TEMPLATE", "stored as the model's chat template (Jinja text)", NULL},
+    {0},
+};
+static const struct cli_opt *const mkmodel_tables[] = {mkmodel_opts, NULL};
+static const struct cli_cmd mkmodel_cmd = {
+    "mkmodel", "-o FILE [options]",
+    "Writes a Llama-architecture GGUF with random weights of about N parameters,\n"
+    "the same bytes for the same seed, loadable by llama.cpp.",
+    mkmodel_tables};
+
+struct mkmodel_args {
+    struct orch_synth_params sp;
+    const char *out;
+};
+
+static int mkmodel_opt(void *ctx, int id, const char *arg)
+{
+    struct mkmodel_args *m = ctx;
+    long l;
+    switch (id) {
+    case OPT_OUT: m->out = arg; return EXIT_OK;
+    case OPT_PARAMS: return cli_size("--params", arg, &m->sp.n_params) ? EXIT_OK : EXIT_USAGE;
+    case OPT_SEED:
+        if (!cli_int("--seed", arg, 0, 0xFFFFFFFFL, &l))
+            return EXIT_USAGE;
+        m->sp.seed = (uint32_t)l;
+        return EXIT_OK;
+    case OPT_CTX:
+        if (!cli_int("--ctx", arg, 1, ORCH_N_CTX_MAX, &l))
+            return EXIT_USAGE;
+        m->sp.n_ctx_train = (int32_t)l;
+        return EXIT_OK;
+    case OPT_F32: m->sp.f16 = false; return EXIT_OK;
+    case OPT_TEMPLATE: m->sp.chat_template = arg; return EXIT_OK;
+    }
+    return EXIT_USAGE;
+}
+
+/* An interrupted mkmodel removes its half-written file. */
+static char g_tmp_path[4200];
+
+static void remove_tmp_and_exit(int sig)
+{
+    unlink(g_tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int cmd_mkmodel(struct cli *cli, int argc, char **argv)
 {
     (void)cli;
-    static const struct option opts[] = {{"params", required_argument, 0, OPT_PARAMS},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"seed", required_argument, 0, OPT_SEED},
-                                         {"ctx", required_argument, 0, OPT_CTX},
-                                         {"f32", no_argument, 0, OPT_F32},
-                                         {"chat-template", required_argument, 0, OPT_SYSTEM},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    struct orch_synth_params sp = orch_synth_default_params();
-    const char *out = NULL;
-    int opt;
-    long l;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'h':
-            printf("usage: orchestra mkmodel -o FILE [--params N] [--seed S] [--ctx N] [--f32]\n"
-                   "                        [--chat-template TEMPLATE]\n"
-                   "Writes a Llama-architecture GGUF with random weights of about N parameters\n"
-                   "(250000, 100M, 1B; default 100M), the same bytes for the same seed,\n"
-                   "loadable by llama.cpp. Weights are F16 unless --f32. TEMPLATE is stored\n"
-                   "as the model's chat template (Jinja text, as in real models).\n");
-            return EXIT_OK;
-        case 'o': out = optarg; break;
-        case OPT_PARAMS:
-            if (!cli_size("--params", optarg, &sp.n_params))
-                return EXIT_USAGE;
-            break;
-        case OPT_SEED:
-            if (!cli_int("--seed", optarg, 0, 0xFFFFFFFFL, &l))
-                return EXIT_USAGE;
-            sp.seed = (uint32_t)l;
-            break;
-        case OPT_CTX:
-            if (!cli_int("--ctx", optarg, 1, ORCH_N_CTX_MAX, &l))
-                return EXIT_USAGE;
-            sp.n_ctx_train = (int32_t)l;
-            break;
-        case OPT_F32: sp.f16 = false; break;
-        case OPT_SYSTEM: sp.chat_template = optarg; break;
-        default:
-            fprintf(stderr, "try 'orchestra mkmodel --help'\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (!out || optind < argc) {
+    struct mkmodel_args m = {.sp = orch_synth_default_params()};
+    int first;
+    int rc0 = cli_parse(&mkmodel_cmd, argc, argv, mkmodel_opt, &m, &first);
+    if (rc0 != EXIT_OK || first < 0)
+        return rc0;
+    const char *out = m.out;
+    struct orch_synth_params sp = m.sp;
+    if (!out || first < argc) {
         cli_error("mkmodel: give -o FILE (and no other arguments)");
         return EXIT_USAGE;
     }
+    snprintf(g_tmp_path, sizeof g_tmp_path, "%s.tmp", out);
+    signal(SIGINT, remove_tmp_and_exit);
+    signal(SIGTERM, remove_tmp_and_exit);
+    signal(SIGHUP, remove_tmp_and_exit);
     orch_error err = {0};
     int st = orch_synth_model(out, &sp, &err);
     if (st)

@@ -3,7 +3,6 @@
  */
 #include "cli.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,7 +32,8 @@ static void duration(int64_t ms, char *buf, size_t cap)
         snprintf(buf, cap, "%lld hours", (long long)(ms / 3600000));
 }
 
-static int print_table(orch_orchestra *o)
+/* Prints the roles; *bad says whether a role's file is missing or bad. */
+static int print_table(orch_orchestra *o, bool *bad)
 {
     struct orch_role_status *st;
     size_t n;
@@ -69,6 +69,8 @@ static int print_table(orch_orchestra *o)
         k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6lld %s\n", st[i].role, model,
                      orch_state_name(st[i].state), size, (long long)st[i].n_leases, until);
         ok = out_write(line, (size_t)k);
+        if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
+            *bad = true;
         if (ok && st[i].state != ORCH_STATE_READY && st[i].last_error[0] &&
             strcmp(st[i].role, st[i].model_role) == 0) {
             k = snprintf(line, sizeof line, "  error: %.900s\n", st[i].last_error);
@@ -108,56 +110,75 @@ static int open_config(struct cli *cli, orch_orchestra **o)
     return rc ? cli_fail(rc, &err) : EXIT_OK;
 }
 
+static const struct cli_opt no_opts[] = {{0}};
+static const struct cli_opt *const no_tables[] = {no_opts, NULL};
+static const struct cli_cmd ps_cmd = {
+    "ps", "(with -c CONFIG before it)",
+    "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
+    "falls back to), state, size (~ = estimated from the file), leases, and when\n"
+    "it would be unloaded for idleness. This command holds no models of its own\n"
+    "loaded: see `preload` to load roles and list them. Exits 3 when a role's\n"
+    "model file is missing or not a model.",
+    no_tables};
+static const struct cli_cmd preload_cmd = {
+    "preload", "ROLE... (with -c CONFIG before it)",
+    "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
+    "lists all roles as `ps` does.",
+    no_tables};
+
+static int no_opt(void *ctx, int id, const char *arg)
+{
+    (void)ctx;
+    (void)id;
+    (void)arg;
+    return EXIT_USAGE;
+}
+
 int cmd_ps(struct cli *cli, int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: orchestra -c CONFIG ps\n"
-               "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
-               "falls back to), state, size (~ = estimated from the file), leases, and when\n"
-               "it would be unloaded for idleness. This command holds no models of its own\n"
-               "loaded: see `preload` to load roles and list them.\n");
-        return EXIT_OK;
-    }
-    if (argc > 1) {
-        cli_error("ps: unexpected argument '%s'", argv[1]);
+    int first;
+    int rc = cli_parse(&ps_cmd, argc, argv, no_opt, NULL, &first);
+    if (rc != EXIT_OK || first < 0)
+        return rc;
+    if (first < argc) {
+        cli_error("ps: unexpected argument '%s'", argv[first]);
         return EXIT_USAGE;
     }
     orch_orchestra *o;
-    int rc = open_config(cli, &o);
-    if (rc)
+    if ((rc = open_config(cli, &o)))
         return rc;
-    rc = print_table(o);
+    bool bad = false;
+    rc = print_table(o, &bad);
     orch_close(o);
-    return rc;
+    return rc ? rc : bad ? EXIT_INPUT : EXIT_OK;
 }
 
 int cmd_preload(struct cli *cli, int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: orchestra -c CONFIG preload ROLE...\n"
-               "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
-               "lists all roles as `ps` does.\n");
-        return EXIT_OK;
-    }
-    if (argc < 2) {
+    int first;
+    int rc = cli_parse(&preload_cmd, argc, argv, no_opt, NULL, &first);
+    if (rc != EXIT_OK || first < 0)
+        return rc;
+    if (first >= argc) {
         cli_error("preload: name at least one ROLE");
         return EXIT_USAGE;
     }
     orch_orchestra *o;
-    int rc = open_config(cli, &o);
-    if (rc)
+    if ((rc = open_config(cli, &o)))
         return rc;
     orch_error err = {0};
     struct timespec t0, t1;
+    size_t n = (size_t)(argc - first);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int st = orch_preload(o, (const char *const *)argv + 1, (size_t)argc - 1, &err);
+    int st = orch_preload(o, (const char *const *)argv + first, n, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (st)
         rc = cli_fail(st, &err);
     else if (!cli->quiet)
-        fprintf(stderr, "[preloaded %d role%s in %.1f ms]\n", argc - 1, argc == 2 ? "" : "s",
+        fprintf(stderr, "[preloaded %zu role%s in %.1f ms]\n", n, n == 1 ? "" : "s",
                 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
-    int prc = print_table(o);
+    bool bad = false;
+    int prc = print_table(o, &bad);
     orch_close(o);
     return rc ? rc : prc;
 }

@@ -75,10 +75,18 @@ int main(int argc, char **argv)
             }
             orch_log_set_level((enum orch_log_level)l);
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
+            if (!out_write(usage, strlen(usage)) || !out_ok()) {
+                cli_error("cannot write to stdout");
+                return EXIT_OUTPUT;
+            }
             return EXIT_OK;
         } else if (!strcmp(a, "--version")) {
-            printf("orchestra %s\n", ORCH_VERSION);
+            char v[64];
+            int k = snprintf(v, sizeof v, "orchestra %s\n", ORCH_VERSION);
+            if (!out_write(v, (size_t)k) || !out_ok()) {
+                cli_error("cannot write to stdout");
+                return EXIT_OUTPUT;
+            }
             return EXIT_OK;
         } else {
             cli_error("unknown option '%s'", a);
