@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KB 1024ull
@@ -73,6 +74,13 @@ static void fx_close(struct fx *fx)
     orch_close(fx->o);
     assert_int_equal(orch_fake_counts(fx->fake).n_live, 0);
     orch_fake_free(fx->fake);
+}
+
+static int64_t orch_test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static enum orch_model_state role_state(orch_orchestra *o, const char *role)
@@ -1065,7 +1073,11 @@ static void test_stress_everything_then_close(void **state)
     pthread_create(&th[W], NULL, world_releaser, &w);
     pthread_create(&th[W + 1], NULL, world_unloader, &w);
     pthread_create(&th[W + 2], NULL, world_ticker, &w);
-    while (atomic_load(&w.ops) < 4000)
+    /* ORCH_STRESS_OPS makes a longer run (default 4000 operations) */
+    const char *env = getenv("ORCH_STRESS_OPS");
+    int target = env && atoi(env) > 0 ? atoi(env) : 4000;
+    int64_t t0 = orch_test_now_ms();
+    while (atomic_load(&w.ops) < target)
         usleep(1000);
     /* close while everything runs, held open by the anchor lease */
     orch_model *anchor;
@@ -1079,8 +1091,10 @@ static void test_stress_everything_then_close(void **state)
     orch_role_release(fx.o, anchor);
     assert_true(test_join_within(closer, 60));
     struct orch_fake_counts c = orch_fake_counts(fx.fake);
-    print_message("stress: %d operations by %d workers, %lld loads, then close\n",
-                  atomic_load(&w.ops), W, (long long)c.n_loads);
+    print_message("stress: %d operations by %d workers (plus a releaser of handed-over leases, "
+                  "an unloader, an idle ticker), %lld loads, then close: %lld ms\n",
+                  atomic_load(&w.ops), W, (long long)c.n_loads,
+                  (long long)(orch_test_now_ms() - t0));
     assert_int_equal(atomic_load(&w.bad), 0);
     assert_int_equal(atomic_load(&w.closed_seen), W);
     assert_true(c.n_loads > 10); /* unloads, evictions and idle unloads happened */
