@@ -124,6 +124,20 @@ enum orch_log_level orch_log_get_level(void);
 /* Threads: any. */
 void orch_log_set_format(enum orch_log_format format);
 
+/* One field of an event line: a string (str not NULL) or a number. */
+struct orch_log_field {
+    const char *key;
+    const char *str;  /* NULL: the field is `num` */
+    double num;       /* printed as an integer when it is one */
+};
+
+/* Writes one event line through the sink, in the same format as the
+ * library's own (time, level, thread, role, event, then the fields), for
+ * programs built on the library (the daemon's access log). role may be
+ * NULL; at most 32 fields are written. Threads: any. */
+void orch_log_event(enum orch_log_level level, const char *role, const char *event,
+                    const struct orch_log_field *fields, size_t n_fields);
+
 /* Returns: the level named by `s` ("debug".."off"), or -1. Threads: any. */
 int orch_log_level_from_string(const char *s);
 

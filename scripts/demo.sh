@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, build, then run several models side by
-# side in roles from a config, under a memory budget.
+# side in roles from a config, under a memory budget; then the daemon.
 #
 #   scripts/demo.sh                 # synthesizes two small models (no model needed)
 #   scripts/demo.sh MODEL.gguf      # your GGUF as the reasoning model
@@ -75,4 +75,21 @@ if [ -r "$top/../shared/models/stories260K.gguf" ]; then
   say "the shipped example config, as shipped (examples/orchestra.ini)"
   $O -c examples/orchestra.ini ps
 fi
-say "done: see README.md for the library API and the config file"
+say "the daemon: orchestra serve (loopback, a free port), then one request per API"
+$O -c "$work/demo.ini" serve --port 0 --port-file "$work/port" 2>"$work/serve.log" &
+serve_pid=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+url="http://127.0.0.1:$(cat "$work/port")"
+echo "+ curl $url/v1/chat/completions (OpenAI)" >&2
+curl -s "$url/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "reasoning", "messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 20}'
+echo
+echo "+ curl $url/api/generate (Ollama)" >&2
+curl -s "$url/api/generate" -d '{"model": "dream", "prompt": "Once upon a time", "stream": false, "options": {"num_predict": 20, "seed": 7}}'
+echo
+echo "+ curl $url/api/embed (Ollama)" >&2
+curl -s "$url/api/embed" -d '{"model": "embedding", "input": "a cat"}' | cut -c1-100
+echo
+kill -TERM "$serve_pid"
+wait "$serve_pid" && echo "daemon stopped cleanly (exit 0)" >&2
+say "done: see README.md for the library API, the config file and the daemon"

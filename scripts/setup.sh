@@ -3,7 +3,8 @@
 #
 #  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm; clang
 #     and its runtime for the pre-check's fuzz target).
-#  2. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
+#  2. The npm packages openai and ollama (the daemon's tests), into .deps/node.
+#  3. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
 #     pinned release (node-llama-cpp 3.22.1 = llama.cpp v0.5.0 build) from npm:
 #     prebuilt shared libraries plus headers taken from the release's git
 #     bundle, laid out under .deps/llama with a llama.pc of our own, so the
@@ -23,7 +24,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ---- 1. Debian packages -----------------------------------------------------
 need_pkgs=()
 for p in build-essential cmake pkg-config libinih-dev libjansson-dev libcmocka-dev \
-         git ca-certificates clang libclang-rt-14-dev; do
+         git ca-certificates clang libclang-rt-14-dev libmicrohttpd-dev curl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$p")
 done
 # npm may come from Node's own installer rather than Debian's package.
@@ -35,7 +36,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-# ---- 2. llama.cpp -------------------------------------------------------------
+# ---- 2. the real HTTP clients the daemon's tests drive (npm, pinned) ----------
+OPENAI_VERSION=6.49.0
+OLLAMA_VERSION=0.6.4
+node_stamp="$deps/node/.complete-openai-$OPENAI_VERSION-ollama-$OLLAMA_VERSION"
+if [ ! -f "$node_stamp" ]; then
+  log "installing the npm packages openai@$OPENAI_VERSION and ollama@$OLLAMA_VERSION into .deps/node"
+  mkdir -p "$deps/node"
+  if (cd "$deps/node" && npm install --silent --no-audit --no-fund --no-save \
+        "openai@$OPENAI_VERSION" "ollama@$OLLAMA_VERSION" >/dev/null 2>&1); then
+    touch "$node_stamp"
+  else
+    log "npm install failed: the daemon's client tests will skip"
+  fi
+fi
+
+# ---- 3. llama.cpp -------------------------------------------------------------
 if [ -z "${ORCH_FORCE_BOOTSTRAP:-}" ] && PKG_CONFIG_PATH="" pkg-config --exists llama 2>/dev/null; then
   log "using system llama.cpp $(pkg-config --modversion llama)"
   echo ""

@@ -299,3 +299,26 @@ void orch__log_text(enum orch_log_level level, const char *source, const char *t
     struct orch__field f[] = {OF_S("msg", msg)};
     orch__log_emit(level, source, "backend_log", f, 1);
 }
+
+void orch_log_event(enum orch_log_level level, const char *role, const char *event,
+                    const struct orch_log_field *fields, size_t n_fields)
+{
+    if (!orch__log_enabled(level) || !event)
+        return;
+    struct orch__field f[32];
+    size_t n = n_fields < 32 ? n_fields : 32;
+    for (size_t i = 0; i < n; i++) {
+        f[i].key = fields[i].key ? fields[i].key : "field";
+        if (fields[i].str) {
+            f[i].type = ORCH__F_STR;
+            f[i].v.s = fields[i].str;
+        } else if (fields[i].num == (double)(long long)fields[i].num) {
+            f[i].type = ORCH__F_INT;
+            f[i].v.i = (long long)fields[i].num;
+        } else {
+            f[i].type = ORCH__F_DBL;
+            f[i].v.d = fields[i].num;
+        }
+    }
+    orch__log_emit(level, role, event, f, n);
+}

@@ -105,5 +105,6 @@ int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_mkmodel(struct cli *cli, int argc, char **argv);
 int cmd_ps(struct cli *cli, int argc, char **argv);
 int cmd_preload(struct cli *cli, int argc, char **argv);
+int cmd_serve(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const char usage[] =
     "  mkmodel    write a synthetic Llama GGUF of a given size\n"
     "  ps         the config's roles: state, size, leases, idle unload (needs -c)\n"
     "  preload    load roles under the memory budget, then list them (needs -c)\n"
+    "  serve      the roles over HTTP: OpenAI and Ollama APIs (needs -c)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   roles from an INI config (see examples/orchestra.ini)\n"
@@ -41,7 +42,7 @@ static const struct {
 } commands[] = {
     {"generate", cmd_generate}, {"chat", cmd_chat}, {"embed", cmd_embed},
     {"info", cmd_info},         {"mkmodel", cmd_mkmodel}, {"ps", cmd_ps},
-    {"preload", cmd_preload},
+    {"preload", cmd_preload}, {"serve", cmd_serve},
 };
 
 int main(int argc, char **argv)

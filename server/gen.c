@@ -1,0 +1,123 @@
+/*
+ * gen.c — one generation request as both APIs run it: parameters, the
+ * role's defaults under them, the text streamed piece by piece.
+ */
+#include "srv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gen_job *gen_new(struct req *r, int role_index)
+{
+    struct gen_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->s = r->s;
+    j->keep = json_incref(r->json);
+    j->role_index = role_index;
+    snprintf(j->role, sizeof j->role, "%s", orch_config_role_name(r->s->cfg, (size_t)role_index));
+    orch_error err;
+    if (orch_role_gen_params(r->s->o, j->role, &j->p, &err) != ORCH_OK)
+        j->p = orch_gen_default_params();
+    j->t0_ns = r->t0_ns;
+    return j;
+}
+
+void gen_free(void *job)
+{
+    struct gen_job *j = job;
+    if (!j)
+        return;
+    orch_gen_result_clear(&j->res);
+    for (size_t i = 0; i < j->n_msgs; i++)
+        free((char *)j->msgs[i].content);
+    free(j->msgs);
+    free(j->api);
+    json_decref(j->keep);
+    free(j);
+}
+
+static bool on_text(const char *text, size_t n, void *ud)
+{
+    struct gen_job *j = ud;
+    if (j->st && stream_gone(j->st))
+        return false; /* the client left: stop, and the lease goes back */
+    return j->on_piece ? j->on_piece(j, text, n) : true;
+}
+
+void gen_run(struct gen_job *j)
+{
+    if (j->on_piece || j->st) {
+        j->p.on_text = on_text;
+        j->p.user_data = j;
+    }
+    j->rc = j->chat ? orch_chat(j->s->o, j->role, j->msgs, j->n_msgs, &j->p, &j->res, &j->err)
+                    : orch_generate(j->s->o, j->role, j->prompt, &j->p, &j->res, &j->err);
+    j->total_ms = (double)(srv_now_ns() - j->t0_ns) / 1e6;
+}
+
+int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
+{
+    if (!json_is_array(messages) || json_array_size(messages) == 0) {
+        snprintf(msg, cap, "'messages' must be a non-empty array");
+        return -1;
+    }
+    size_t n = json_array_size(messages);
+    j->msgs = calloc(n, sizeof *j->msgs);
+    if (!j->msgs) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *c = json_object_get(m, "content");
+        if (!json_is_object(m) || !role) {
+            snprintf(msg, cap, "messages[%zu] needs a 'role'", i);
+            return -1;
+        }
+        if (strcmp(role, "developer") == 0) /* OpenAI's newer name for system */
+            role = "system";
+        if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
+            strcmp(role, "assistant") != 0) {
+            snprintf(msg, cap, "messages[%zu] has role '%.40s' (expected system, user or assistant)",
+                     i, role);
+            return -1;
+        }
+        char *text = NULL;
+        if (json_is_string(c)) {
+            text = strdup(json_string_value(c));
+        } else if (json_is_array(c)) { /* [{type: "text", text}, ...] */
+            size_t len = 0, k;
+            json_t *part;
+            json_array_foreach(c, k, part) {
+                const char *t = json_string_value(json_object_get(part, "text"));
+                if (!t) {
+                    snprintf(msg, cap, "messages[%zu].content[%zu]: only text parts are supported",
+                             i, k);
+                    return -1;
+                }
+                len += strlen(t);
+            }
+            text = malloc(len + 1);
+            if (text) {
+                text[0] = '\0';
+                json_array_foreach(c, k, part) strcat(text, json_string_value(json_object_get(part, "text")));
+            }
+        } else if (!c || json_is_null(c)) {
+            text = strdup("");
+        } else {
+            snprintf(msg, cap, "messages[%zu].content must be a string or an array of text parts", i);
+            return -1;
+        }
+        if (!text) {
+            snprintf(msg, cap, "out of memory");
+            return -1;
+        }
+        j->msgs[i] = (struct orch_chat_message){role, text};
+        j->n_msgs = i + 1;
+    }
+    j->chat = true;
+    return 0;
+}

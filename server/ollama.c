@@ -1,0 +1,509 @@
+/*
+ * ollama.c — the Ollama-compatible API: /api/version, /api/tags, /api/ps,
+ * /api/show, /api/generate and /api/chat (NDJSON streams by default),
+ * /api/embed and the older /api/embeddings. Model names are role names.
+ *
+ * keep_alive: 0 unloads the role's model when the request ends; any other
+ * value (a duration, seconds, negative) leaves it to the config's idle_ttl.
+ * An empty prompt (or no messages) with keep_alive only loads or unloads.
+ */
+#include "srv.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static enum MHD_Result bad(struct req *r, const char *msg)
+{
+    return reply_olm_error(r, 400, "%s", msg);
+}
+
+/* "292.80K", "7.24B" */
+static void param_size(uint64_t n, char *buf, size_t cap)
+{
+    if (n >= 1000000000ull)
+        snprintf(buf, cap, "%.2fB", (double)n / 1e9);
+    else if (n >= 1000000ull)
+        snprintf(buf, cap, "%.2fM", (double)n / 1e6);
+    else
+        snprintf(buf, cap, "%.2fK", (double)n / 1e3);
+}
+
+/* A role's model as Ollama describes one (from the file's header). */
+static json_t *details(const struct orch_file_info *fi)
+{
+    char ps[32];
+    param_size(fi->n_params, ps, sizeof ps);
+    return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf",
+                     "family", fi->arch, "families", fi->arch, "parameter_size", ps,
+                     "quantization_level", fi->file_type);
+}
+
+/* Not a sha256 of the file (that would read gigabytes): a fingerprint of
+ * its path, size and time, stable while the file is. */
+static void digest(const char *path, const struct stat *st, char *buf, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h ^= (uint64_t)st->st_size * 31 + (uint64_t)st->st_mtime;
+    snprintf(buf, cap, "%016llx%016llx", (unsigned long long)h,
+             (unsigned long long)(h * 0x9E3779B97F4A7C15ull));
+}
+
+static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, bool ps)
+{
+    struct orch_file_info fi;
+    orch_error err;
+    memset(&fi, 0, sizeof fi);
+    orch_file_info(rs->path, &fi, &err);
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    stat(rs->path, &st);
+    char dg[40], when[64];
+    digest(rs->path, &st, dg, sizeof dg);
+    json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", rs->role, "model", rs->role, "size",
+                          (json_int_t)(ps ? rs->bytes : fi.file_bytes), "digest", dg, "details",
+                          details(&fi));
+    if (ps) {
+        time_t t = time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_object_set_new(e, "expires_at", json_string(when));
+        json_object_set_new(e, "size_vram", json_integer(0));
+    } else {
+        struct tm tm;
+        gmtime_r(&st.st_mtime, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_object_set_new(e, "modified_at", json_string(when));
+    }
+    (void)s;
+    return e;
+}
+
+static enum MHD_Result list(struct req *r, bool ps)
+{
+    r->endpoint = ps ? "/api/ps" : "/api/tags";
+    struct orch_role_status *st;
+    size_t n;
+    orch_error err;
+    int rc = orch_status(r->s->o, &st, &n, NULL, &err);
+    if (rc)
+        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    json_t *models = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (!ps || st[i].state == ORCH_STATE_READY)
+            json_array_append_new(models, model_entry(r->s, &st[i], ps));
+    free(st);
+    return reply_json(r, 200, json_pack("{s:o}", "models", models));
+}
+
+/* The role a request names ("model", or the older "name"); replies on
+ * failure (returns -1). */
+static int take_model(struct req *r, enum MHD_Result *ret)
+{
+    json_t *m = json_object_get(r->json, "model");
+    if (!m)
+        m = json_object_get(r->json, "name");
+    if (!json_is_string(m)) {
+        *ret = bad(r, "'model' must be a string: one of the roles (GET /api/tags)");
+        return -1;
+    }
+    int i = srv_take_role(r, json_string_value(m));
+    if (i == -1) {
+        *ret = reply_olm_error(r, 404, "model '%s' not found (GET /api/tags lists the roles)",
+                               json_string_value(m));
+        return -1;
+    }
+    if (i == -2) {
+        *ret = reply_olm_error(r, 503, "role '%s' has %d requests running or waiting; try again",
+                               json_string_value(m), r->s->opts.queue_max);
+        return -1;
+    }
+    return i;
+}
+
+static enum MHD_Result show(struct req *r)
+{
+    r->endpoint = "/api/show";
+    enum MHD_Result ret;
+    if (take_model(r, &ret) < 0)
+        return ret;
+    struct orch_role_status *st;
+    size_t n;
+    orch_error err;
+    int rc = orch_status(r->s->o, &st, &n, NULL, &err);
+    if (rc)
+        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    const struct orch_role_status *rs = &st[r->role_index];
+    struct orch_file_info fi;
+    memset(&fi, 0, sizeof fi);
+    orch_file_info(rs->path, &fi, &err);
+    struct orch_gen_params g;
+    orch_role_gen_params(r->s->o, r->role, &g, &err);
+    char params[512];
+    int k = snprintf(params, sizeof params,
+                     "temperature %g\ntop_p %g\ntop_k %d\nmin_p %g\nrepeat_penalty %g\nnum_predict %d\n",
+                     (double)g.temperature, (double)g.top_p, g.top_k, (double)g.min_p,
+                     (double)g.repeat_penalty, g.max_tokens);
+    for (size_t i = 0; i < g.n_stop && k > 0 && (size_t)k < sizeof params; i++)
+        k += snprintf(params + k, sizeof params - (size_t)k, "stop \"%s\"\n", g.stop[i]);
+    char key[64];
+    json_t *info = json_pack("{s:s, s:I}", "general.architecture", fi.arch,
+                             "general.parameter_count", (json_int_t)fi.n_params);
+    snprintf(key, sizeof key, "%s.context_length", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_ctx_train));
+    snprintf(key, sizeof key, "%s.embedding_length", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_embd));
+    snprintf(key, sizeof key, "%s.block_count", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_layer));
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s,s]}", "modelfile", "", "parameters",
+                            params, "template", "", "details", details(&fi), "model_info", info,
+                            "capabilities", "completion", "embedding");
+    json_object_set_new(out, "path", json_string(rs->path));
+    free(st);
+    return reply_json(r, 200, out);
+}
+
+/* Ollama's options (and keep_alive) onto the job. */
+static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
+{
+    json_t *o = json_object_get(b, "options");
+    if (o && !json_is_object(o) && !json_is_null(o)) {
+        snprintf(msg, cap, "'options' must be an object");
+        return -1;
+    }
+    long long v;
+    if (json_float(json_object_get(o, "temperature"), "temperature", 0, 100, &j->p.temperature, msg, cap) ||
+        json_float(json_object_get(o, "top_p"), "top_p", 0, 1, &j->p.top_p, msg, cap) ||
+        json_float(json_object_get(o, "min_p"), "min_p", 0, 0.999999f, &j->p.min_p, msg, cap) ||
+        json_float(json_object_get(o, "repeat_penalty"), "repeat_penalty", 0.000001f, 100,
+                   &j->p.repeat_penalty, msg, cap))
+        return -1;
+    if (j->p.top_p <= 0)
+        j->p.top_p = 1e-6f;
+    v = -3;
+    if (json_int(json_object_get(o, "top_k"), "top_k", 0, 1000000, &v, msg, cap))
+        return -1;
+    if (v != -3)
+        j->p.top_k = (int32_t)v;
+    v = -3;
+    if (json_int(json_object_get(o, "num_predict"), "num_predict", -2, ORCH_N_CTX_MAX, &v, msg, cap))
+        return -1;
+    if (v == -1 || v == -2) /* unbounded / fill the context: up to the context */
+        j->p.max_tokens = ORCH_N_CTX_MAX;
+    else if (v > 0)
+        j->p.max_tokens = (int32_t)v;
+    else if (v == 0) {
+        snprintf(msg, cap, "'num_predict' must not be 0");
+        return -1;
+    }
+    v = 0;
+    if (json_int(json_object_get(o, "num_ctx"), "num_ctx", 1, ORCH_N_CTX_MAX, &v, msg, cap))
+        return -1;
+    if (v)
+        j->p.n_ctx = (int32_t)v;
+    v = -1;
+    if (json_int(json_object_get(o, "seed"), "seed", -1, 0xFFFFFFFELL, &v, msg, cap))
+        return -1;
+    if (v >= 0)
+        j->p.seed = (uint32_t)v;
+    v = -3;
+    if (json_int(json_object_get(o, "repeat_last_n"), "repeat_last_n", -1, ORCH_N_CTX_MAX, &v, msg, cap))
+        return -1;
+    if (v != -3)
+        j->p.repeat_last_n = (int32_t)v;
+    if (json_stops(json_object_get(o, "stop"), j->stops, &j->p.n_stop, msg, cap))
+        return -1;
+    if (j->p.n_stop)
+        j->p.stop = j->stops;
+    return 0;
+}
+
+/* keep_alive: a number of seconds, or a duration ("5m", "300s", "1h", "-1").
+ * Returns 0 (*ms set; negative = keep) or -1 with msg. */
+static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
+{
+    *ms = 1; /* not given: the config decides */
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_number(v)) {
+        *ms = (int64_t)(json_number_value(v) * 1000);
+        return 0;
+    }
+    const char *s = json_string_value(v);
+    char *end;
+    double x = s ? strtod(s, &end) : NAN;
+    if (!s || end == s || isnan(x)) {
+        snprintf(msg, cap, "'keep_alive' must be seconds or a duration such as \"5m\"");
+        return -1;
+    }
+    double mult = 1000;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000;
+    else if (*end && strcmp(end, "s") != 0) {
+        snprintf(msg, cap, "'keep_alive' \"%.20s\": expected a duration such as \"5m\" or \"30s\"", s);
+        return -1;
+    }
+    *ms = (int64_t)(x * mult);
+    return 0;
+}
+
+struct olm {
+    bool chat;
+    int64_t keep_ms;
+    char model[64];
+};
+
+/* The final object of a reply, with Ollama's timings (nanoseconds). */
+static json_t *final_obj(struct gen_job *j, bool streamed)
+{
+    struct olm *o = j->api;
+    char now[64];
+    rfc3339_now(now, sizeof now);
+    json_t *out = json_pack("{s:s, s:s}", "model", o->model, "created_at", now);
+    const char *text = streamed ? "" : j->res.text;
+    size_t len = streamed ? 0 : j->res.len;
+    if (o->chat)
+        json_object_set_new(out, "message",
+                            json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
+    else
+        json_object_set_new(out, "response", json_stringn(text, len));
+    json_object_set_new(out, "done", json_true());
+    json_object_set_new(out, "done_reason",
+                        json_string(j->res.finish == ORCH_FINISH_LENGTH ? "length" : "stop"));
+    json_object_set_new(out, "total_duration", json_integer((json_int_t)(j->total_ms * 1e6)));
+    json_object_set_new(out, "load_duration", json_integer((json_int_t)(j->res.load_wait_ms * 1e6)));
+    json_object_set_new(out, "prompt_eval_count", json_integer(j->res.n_prompt));
+    json_object_set_new(out, "prompt_eval_duration", json_integer((json_int_t)(j->res.prompt_ms * 1e6)));
+    json_object_set_new(out, "eval_count", json_integer(j->res.n_generated));
+    json_object_set_new(out, "eval_duration", json_integer((json_int_t)(j->res.gen_ms * 1e6)));
+    return out;
+}
+
+static bool ndjson(struct stream *st, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text)
+        return false;
+    bool ok = stream_write(st, text, strlen(text)) && stream_write(st, "\n", 1);
+    free(text);
+    return ok;
+}
+
+static bool on_piece(struct gen_job *j, const char *text, size_t n)
+{
+    struct olm *o = j->api;
+    char now[64];
+    rfc3339_now(now, sizeof now);
+    json_t *e = o->chat ? json_pack("{s:s, s:s, s:{s:s, s:s%}, s:b}", "model", o->model,
+                                    "created_at", now, "message", "role", "assistant", "content",
+                                    text, n, "done", 0)
+                        : json_pack("{s:s, s:s, s:s%, s:b}", "model", o->model, "created_at", now,
+                                    "response", text, n, "done", 0);
+    return ndjson(j->st, e);
+}
+
+static void after(struct gen_job *j)
+{
+    struct olm *o = j->api;
+    if (o->keep_ms == 0) /* keep_alive 0: unload when the request ends */
+        orch_unload(j->s->o, j->role, NULL);
+}
+
+static void run_stream(struct stream *st, void *job)
+{
+    struct gen_job *j = job;
+    j->st = st;
+    j->on_piece = on_piece;
+    gen_run(j);
+    if (j->rc == ORCH_OK)
+        ndjson(st, final_obj(j, true));
+    else
+        ndjson(st, json_pack("{s:s}", "error", j->err.msg));
+    stream_account(st, j->rc == ORCH_OK ? 200 : status_for(j->rc), j->res.n_prompt,
+                   j->res.n_generated);
+    after(j);
+}
+
+static enum MHD_Result generate(struct req *r, bool chat)
+{
+    r->endpoint = chat ? "/api/chat" : "/api/generate";
+    enum MHD_Result ret;
+    int ri = take_model(r, &ret);
+    if (ri < 0)
+        return ret;
+    struct gen_job *j = gen_new(r, ri);
+    struct olm *o = calloc(1, sizeof *o);
+    if (j)
+        j->api = o;
+    if (!j || !o) {
+        if (!j)
+            free(o);
+        gen_free(j);
+        return reply_olm_error(r, 500, "out of memory");
+    }
+    o->chat = chat;
+    snprintf(o->model, sizeof o->model, "%s", r->role);
+    char msg[300];
+    if (options(j, r->json, msg, sizeof msg) ||
+        keep_alive(json_object_get(r->json, "keep_alive"), &o->keep_ms, msg, sizeof msg)) {
+        gen_free(j);
+        return bad(r, msg);
+    }
+    json_t *body = r->json;
+    bool empty;
+    if (chat) {
+        json_t *ms = json_object_get(body, "messages");
+        empty = !ms || json_is_null(ms) || (json_is_array(ms) && json_array_size(ms) == 0);
+        if (!empty && gen_messages(j, ms, msg, sizeof msg)) {
+            gen_free(j);
+            return bad(r, msg);
+        }
+    } else {
+        json_t *p = json_object_get(body, "prompt");
+        if (p && !json_is_string(p) && !json_is_null(p)) {
+            gen_free(j);
+            return bad(r, "'prompt' must be a string");
+        }
+        j->prompt = json_is_string(p) ? json_string_value(p) : "";
+        empty = !*j->prompt;
+        const char *system = json_string_value(json_object_get(body, "system"));
+        if (!empty && system && *system) { /* a system message: through the chat template */
+            j->msgs = calloc(2, sizeof *j->msgs);
+            if (j->msgs) {
+                j->msgs[0] = (struct orch_chat_message){"system", strdup(system)};
+                j->msgs[1] = (struct orch_chat_message){"user", strdup(j->prompt)};
+                j->n_msgs = 2;
+                j->chat = true;
+            }
+        }
+    }
+    if (empty) {
+        /* load (or, with keep_alive 0, unload) without generating */
+        orch_error err;
+        int rc = ORCH_OK;
+        const char *reason = "load";
+        if (o->keep_ms == 0) {
+            reason = "unload";
+            rc = orch_unload(r->s->o, r->role, &err);
+        } else {
+            orch_model *m;
+            rc = orch_role_acquire(r->s->o, r->role, &m, &err);
+            if (rc == ORCH_OK)
+                orch_role_release(r->s->o, m);
+        }
+        if (rc) {
+            gen_free(j);
+            return reply_olm_error(r, status_for(rc), "%s", err.msg);
+        }
+        char now[64];
+        rfc3339_now(now, sizeof now);
+        json_t *out = json_pack("{s:s, s:s, s:b, s:s}", "model", r->role, "created_at", now,
+                                "done", 1, "done_reason", reason);
+        json_object_set_new(out, chat ? "message" : "response",
+                            chat ? json_pack("{s:s, s:s}", "role", "assistant", "content", "")
+                                 : json_string(""));
+        gen_free(j);
+        return reply_json(r, 200, out);
+    }
+    json_t *stream = json_object_get(body, "stream");
+    if (!json_is_false(stream)) /* Ollama streams unless told not to */
+        return reply_stream(r, "application/x-ndjson", run_stream, j, gen_free);
+    gen_run(j);
+    r->tok_in = j->res.n_prompt;
+    r->tok_out = j->res.n_generated;
+    if (j->rc) {
+        ret = reply_olm_error(r, status_for(j->rc), "%s", j->err.msg);
+        after(j);
+        gen_free(j);
+        return ret;
+    }
+    json_t *out = final_obj(j, false);
+    after(j);
+    gen_free(j);
+    return reply_json(r, 200, out);
+}
+
+static enum MHD_Result embed(struct req *r, bool legacy)
+{
+    r->endpoint = legacy ? "/api/embeddings" : "/api/embed";
+    enum MHD_Result ret;
+    if (take_model(r, &ret) < 0)
+        return ret;
+    int64_t t0 = srv_now_ns();
+    json_t *in = json_object_get(r->json, legacy ? "prompt" : "input");
+    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    if (!(json_is_string(in) || (!legacy && json_is_array(in) && n > 0)) || n > 2048)
+        return bad(r, legacy ? "'prompt' must be a string"
+                             : "'input' must be a string or an array of 1 to 2048 strings");
+    const char **texts = calloc(n, sizeof *texts);
+    if (!texts)
+        return reply_olm_error(r, 500, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!json_is_string(t) || !json_string_length(t)) {
+            free(texts);
+            return bad(r, "every input must be a non-empty string");
+        }
+        texts[i] = json_string_value(t);
+    }
+    float *v = NULL;
+    int32_t dim = 0;
+    orch_error err;
+    int rc = orch_embed(r->s->o, r->role, texts, n, NULL, &v, &dim, &err);
+    free(texts);
+    if (rc)
+        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    json_t *vecs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array();
+        for (int32_t k = 0; k < dim; k++)
+            json_array_append_new(e, json_real(v[i * (size_t)dim + (size_t)k]));
+        json_array_append_new(vecs, e);
+    }
+    free(v);
+    if (legacy) {
+        json_t *one = json_incref(json_array_get(vecs, 0));
+        json_decref(vecs);
+        return reply_json(r, 200, json_pack("{s:o}", "embedding", one));
+    }
+    json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:i}", "model", r->role, "embeddings", vecs,
+                            "total_duration", (json_int_t)(srv_now_ns() - t0), "load_duration",
+                            (json_int_t)0, "prompt_eval_count", 0);
+    return reply_json(r, 200, out);
+}
+
+enum MHD_Result api_ollama(struct req *r)
+{
+    const char *p = r->path;
+    bool post = strcmp(r->method, "POST") == 0;
+    if (!post && strcmp(p, "/api/version") == 0) {
+        r->endpoint = "/api/version";
+        return reply_json(r, 200, json_pack("{s:s}", "version", ORCH_VERSION));
+    }
+    if (!post && strcmp(p, "/api/tags") == 0)
+        return list(r, false);
+    if (!post && strcmp(p, "/api/ps") == 0)
+        return list(r, true);
+    if (post && strcmp(p, "/api/show") == 0)
+        return show(r);
+    if (post && strcmp(p, "/api/generate") == 0)
+        return generate(r, false);
+    if (post && strcmp(p, "/api/chat") == 0)
+        return generate(r, true);
+    if (post && strcmp(p, "/api/embed") == 0)
+        return embed(r, false);
+    if (post && strcmp(p, "/api/embeddings") == 0)
+        return embed(r, true);
+    return reply_olm_error(r, 404, "no endpoint %s %s", r->method, p);
+}

@@ -1,0 +1,323 @@
+/*
+ * openai.c — the OpenAI-compatible API: /v1/models, /v1/completions,
+ * /v1/chat/completions (with server-sent events), /v1/embeddings.
+ * Model names are role names.
+ */
+#include "srv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Atomic uint64_t g_next_id = 1;
+
+struct oai_stream {
+    char id[40];
+    bool chat;
+    bool include_usage;
+    bool first_sent;
+    int64_t created;
+};
+
+static enum MHD_Result bad(struct req *r, const char *msg)
+{
+    return reply_oai_error(r, 400, "invalid_request_error", "%s", msg);
+}
+
+static json_t *model_entry(struct srv *s, size_t i)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", orch_config_role_name(s->cfg, i), "object",
+                     "model", "created", (json_int_t)s->started_unix, "owned_by", "orchestra");
+}
+
+static enum MHD_Result models(struct req *r, const char *one)
+{
+    struct srv *s = r->s;
+    if (one) {
+        int i = srv_role(s, one);
+        if (i < 0)
+            return reply_oai_error(r, 404, "not_found_error", "no model '%s'", one);
+        return reply_json(r, 200, model_entry(s, (size_t)i));
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < s->n_roles; i++)
+        json_array_append_new(data, model_entry(s, i));
+    return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* Takes the role named by "model"; replies on failure (returns -1). */
+static int take_model(struct req *r, enum MHD_Result *ret)
+{
+    json_t *m = json_object_get(r->json, "model");
+    if (!json_is_string(m)) {
+        *ret = bad(r, "'model' must be a string: one of the roles (GET /v1/models)");
+        return -1;
+    }
+    int i = srv_take_role(r, json_string_value(m));
+    if (i == -1) {
+        *ret = reply_oai_error(r, 404, "not_found_error", "no model '%s' (GET /v1/models lists them)",
+                               json_string_value(m));
+        return -1;
+    }
+    if (i == -2) {
+        *ret = reply_oai_error(r, 503, "server_error",
+                               "role '%s' has %d requests running or waiting; try again",
+                               json_string_value(m), r->s->opts.queue_max);
+        return -1;
+    }
+    return i;
+}
+
+/* Sampling parameters of a completion request onto the job. */
+static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t cap)
+{
+    long long v;
+    if (json_float(json_object_get(b, "temperature"), "temperature", 0, 2, &j->p.temperature, msg, cap) ||
+        json_float(json_object_get(b, "top_p"), "top_p", 0, 1, &j->p.top_p, msg, cap))
+        return -1;
+    if (j->p.top_p <= 0)
+        j->p.top_p = 1e-6f;
+    const char *mt = chat && json_object_get(b, "max_completion_tokens") ? "max_completion_tokens"
+                                                                         : "max_tokens";
+    v = 0;
+    if (json_int(json_object_get(b, mt), mt, 1, ORCH_N_CTX_MAX, &v, msg, cap))
+        return -1;
+    if (v)
+        j->p.max_tokens = (int32_t)v;
+    v = -1;
+    if (json_int(json_object_get(b, "seed"), "seed", 0, 0xFFFFFFFELL, &v, msg, cap))
+        return -1;
+    if (v >= 0)
+        j->p.seed = (uint32_t)v;
+    v = 1;
+    if (json_int(json_object_get(b, "n"), "n", 1, 1, &v, msg, cap))
+        return -1;
+    if (json_stops(json_object_get(b, "stop"), j->stops, &j->p.n_stop, msg, cap))
+        return -1;
+    if (j->p.n_stop)
+        j->p.stop = j->stops;
+    return 0;
+}
+
+static json_t *usage(const struct orch_gen_result *res)
+{
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", res->n_prompt, "completion_tokens",
+                     res->n_generated, "total_tokens", res->n_prompt + res->n_generated);
+}
+
+static bool sse(struct stream *st, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text)
+        return false;
+    bool ok = stream_write(st, "data: ", 6) && stream_write(st, text, strlen(text)) &&
+              stream_write(st, "\n\n", 2);
+    free(text);
+    return ok;
+}
+
+static json_t *chunk(struct gen_job *j, const char *text, size_t n, const char *finish)
+{
+    struct oai_stream *o = j->api;
+    json_t *choice;
+    if (o->chat) {
+        json_t *delta = json_object();
+        if (!o->first_sent)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (text)
+            json_object_set_new(delta, "content", json_stringn(text, n));
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+                           "finish_reason", finish ? json_string(finish) : json_null());
+    } else {
+        choice = json_pack("{s:i, s:s%, s:n, s:o}", "index", 0, "text", text ? text : "",
+                           text ? n : 0, "logprobs", "finish_reason",
+                           finish ? json_string(finish) : json_null());
+    }
+    o->first_sent = true;
+    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", o->id, "object",
+                     o->chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)o->created, "model", j->role, "choices", choice);
+}
+
+static bool on_piece(struct gen_job *j, const char *text, size_t n)
+{
+    return sse(j->st, chunk(j, text, n, NULL));
+}
+
+static void run_stream(struct stream *st, void *job)
+{
+    struct gen_job *j = job;
+    struct oai_stream *o = j->api;
+    j->st = st;
+    j->on_piece = on_piece;
+    if (o->chat) /* the role first, as OpenAI does */
+        sse(st, chunk(j, "", 0, NULL));
+    gen_run(j);
+    if (j->rc == ORCH_OK) {
+        sse(st, chunk(j, NULL, 0, finish_openai(j->res.finish)));
+        if (o->include_usage) {
+            json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", o->id, "object",
+                                  o->chat ? "chat.completion.chunk" : "text_completion", "created",
+                                  (json_int_t)o->created, "model", j->role, "choices", "usage",
+                                  usage(&j->res));
+            sse(st, u);
+        }
+    } else {
+        sse(st, json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", j->err.msg, "type",
+                          "server_error", "param", "code"));
+    }
+    stream_write(st, "data: [DONE]\n\n", 14);
+    stream_account(st, j->rc == ORCH_OK ? 200 : status_for(j->rc), j->res.n_prompt,
+                   j->res.n_generated);
+}
+
+static enum MHD_Result completion(struct req *r, bool chat)
+{
+    r->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+    enum MHD_Result ret;
+    int ri = take_model(r, &ret);
+    if (ri < 0)
+        return ret;
+    struct gen_job *j = gen_new(r, ri);
+    struct oai_stream *o = calloc(1, sizeof *o);
+    if (j)
+        j->api = o;
+    if (!j || !o) {
+        if (!j)
+            free(o);
+        gen_free(j);
+        return reply_oai_error(r, 500, "server_error", "out of memory");
+    }
+    char msg[300];
+    int bad_input = gen_params(j, r->json, chat, msg, sizeof msg);
+    if (!bad_input && chat) {
+        bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg);
+    } else if (!bad_input) {
+        json_t *p = json_object_get(r->json, "prompt");
+        if (json_is_array(p) && json_array_size(p) == 1)
+            p = json_array_get(p, 0);
+        if (!json_is_string(p)) {
+            snprintf(msg, sizeof msg, "'prompt' must be a string (or an array of one string)");
+            bad_input = -1;
+        } else {
+            j->prompt = json_string_value(p);
+        }
+    }
+    if (bad_input) {
+        gen_free(j);
+        return bad(r, msg);
+    }
+    o->chat = chat;
+    o->created = (int64_t)time(NULL);
+    snprintf(o->id, sizeof o->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)atomic_fetch_add(&g_next_id, 1));
+    json_t *so = json_object_get(r->json, "stream_options");
+    o->include_usage = json_is_true(json_object_get(so, "include_usage"));
+    if (json_is_true(json_object_get(r->json, "stream")))
+        return reply_stream(r, "text/event-stream", run_stream, j, gen_free);
+
+    gen_run(j);
+    r->tok_in = j->res.n_prompt;
+    r->tok_out = j->res.n_generated;
+    if (j->rc) {
+        int st = status_for(j->rc);
+        ret = reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
+                              j->err.msg);
+        gen_free(j);
+        return ret;
+    }
+    json_t *choice;
+    if (chat)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", 0, "message", "role",
+                           "assistant", "content", j->res.text, j->res.len, "logprobs",
+                           "finish_reason", finish_openai(j->res.finish));
+    else
+        choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", j->res.text, j->res.len,
+                           "logprobs", "finish_reason", finish_openai(j->res.finish));
+    json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", o->id, "object",
+                            chat ? "chat.completion" : "text_completion", "created",
+                            (json_int_t)o->created, "model", j->role, "choices", choice, "usage",
+                            usage(&j->res));
+    gen_free(j);
+    return reply_json(r, 200, out);
+}
+
+static enum MHD_Result embeddings(struct req *r)
+{
+    r->endpoint = "/v1/embeddings";
+    enum MHD_Result ret;
+    int ri = take_model(r, &ret);
+    if (ri < 0)
+        return ret;
+    json_t *in = json_object_get(r->json, "input");
+    const char *fmt = json_string_value(json_object_get(r->json, "encoding_format"));
+    if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
+        return bad(r, "'encoding_format' must be 'float' or 'base64'");
+    bool b64 = fmt && strcmp(fmt, "base64") == 0;
+    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    if (!(json_is_string(in) || (json_is_array(in) && n > 0)) || n > 2048)
+        return bad(r, "'input' must be a string or an array of 1 to 2048 strings");
+    const char **texts = calloc(n, sizeof *texts);
+    if (!texts)
+        return reply_oai_error(r, 500, "server_error", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!json_is_string(t) || !json_string_length(t)) {
+            free(texts);
+            return bad(r, "'input' must hold non-empty strings (token arrays are not supported)");
+        }
+        texts[i] = json_string_value(t);
+    }
+    float *v = NULL;
+    int32_t dim = 0;
+    orch_error err;
+    int rc = orch_embed(r->s->o, r->role, texts, n, NULL, &v, &dim, &err);
+    free(texts);
+    if (rc) {
+        int st = status_for(rc);
+        return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
+                               err.msg);
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *e;
+        if (b64) {
+            char *s = base64_floats(v + i * (size_t)dim, (size_t)dim);
+            e = s ? json_string(s) : json_null();
+            free(s);
+        } else {
+            e = json_array();
+            for (int32_t k = 0; k < dim; k++)
+                json_array_append_new(e, json_real(v[i * (size_t)dim + (size_t)k]));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",
+                                              (int)i, "embedding", e));
+    }
+    free(v);
+    return reply_json(r, 200, json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data",
+                                        data, "model", r->role, "usage", "prompt_tokens", 0,
+                                        "total_tokens", 0));
+}
+
+enum MHD_Result api_openai(struct req *r)
+{
+    const char *p = r->path;
+    bool post = strcmp(r->method, "POST") == 0;
+    if (!post && strcmp(p, "/v1/models") == 0) {
+        r->endpoint = "/v1/models";
+        return models(r, NULL);
+    }
+    if (!post && strncmp(p, "/v1/models/", 11) == 0) {
+        r->endpoint = "/v1/models";
+        return models(r, p + 11);
+    }
+    if (post && strcmp(p, "/v1/chat/completions") == 0)
+        return completion(r, true);
+    if (post && strcmp(p, "/v1/completions") == 0)
+        return completion(r, false);
+    if (post && strcmp(p, "/v1/embeddings") == 0)
+        return embeddings(r);
+    return reply_oai_error(r, 404, "not_found_error", "no endpoint %s %s", r->method, p);
+}

@@ -1,0 +1,162 @@
+/*
+ * ops.c — operations: /health, /metrics (Prometheus text), /admin/load and
+ * /admin/unload of a role.
+ */
+#include "srv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct text {
+    char *d;
+    size_t len, cap;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->d ? t->d + t->len : NULL, t->d ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (t->d && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 8192;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
+        char *d = realloc(t->d, cap);
+        if (!d)
+            return;
+        t->d = d;
+        t->cap = cap;
+    }
+}
+
+static enum MHD_Result metrics(struct req *r)
+{
+    r->endpoint = "/metrics";
+    struct srv *s = r->s;
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err;
+    if (orch_status(s->o, &st, &n, &b, &err) != ORCH_OK)
+        return reply_text(r, 503, "text/plain", "closing\n");
+    struct text t = {0};
+    add(&t, "# HELP orchestra_requests_total HTTP requests by endpoint and status.\n"
+            "# TYPE orchestra_requests_total counter\n");
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_counts; i++)
+        add(&t, "orchestra_requests_total{endpoint=\"%s\",status=\"%d\"} %lld\n",
+            s->counts[i].endpoint, s->counts[i].status, (long long)s->counts[i].n);
+    pthread_mutex_unlock(&s->lock);
+    add(&t, "# HELP orchestra_role_requests_total Requests by role and result.\n"
+            "# TYPE orchestra_role_requests_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        struct role_metrics *m = &s->roles[i];
+        add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"ok\"} %lld\n", st[i].role,
+            (long long)atomic_load(&m->requests_ok));
+        add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"error\"} %lld\n", st[i].role,
+            (long long)atomic_load(&m->requests_err));
+    }
+    add(&t, "# HELP orchestra_tokens_total Tokens in (prompt) and out (generated) by role.\n"
+            "# TYPE orchestra_tokens_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"in\"} %lld\n", st[i].role,
+            (long long)atomic_load(&s->roles[i].tokens_in));
+        add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"out\"} %lld\n", st[i].role,
+            (long long)atomic_load(&s->roles[i].tokens_out));
+    }
+    add(&t, "# HELP orchestra_requests_waiting Requests running or waiting, by role.\n"
+            "# TYPE orchestra_requests_waiting gauge\n");
+    for (size_t i = 0; i < n; i++)
+        add(&t, "orchestra_requests_waiting{role=\"%s\"} %lld\n", st[i].role,
+            (long long)atomic_load(&s->roles[i].in_flight));
+    add(&t, "# HELP orchestra_leases Leases out on the role's model.\n"
+            "# TYPE orchestra_leases gauge\n");
+    for (size_t i = 0; i < n; i++)
+        add(&t, "orchestra_leases{role=\"%s\"} %lld\n", st[i].role, (long long)st[i].n_leases);
+    add(&t, "# HELP orchestra_model_loaded 1 when the role's model is loaded.\n"
+            "# TYPE orchestra_model_loaded gauge\n");
+    for (size_t i = 0; i < n; i++)
+        add(&t, "orchestra_model_loaded{role=\"%s\"} %d\n", st[i].role,
+            st[i].state == ORCH_STATE_READY);
+    add(&t, "# HELP orchestra_memory_used_bytes Bytes charged to loaded and loading models.\n"
+            "# TYPE orchestra_memory_used_bytes gauge\norchestra_memory_used_bytes %llu\n",
+        (unsigned long long)b.used);
+    add(&t, "# HELP orchestra_memory_budget_bytes The memory budget (0 = none).\n"
+            "# TYPE orchestra_memory_budget_bytes gauge\norchestra_memory_budget_bytes %llu\n",
+        (unsigned long long)b.budget);
+    add(&t, "# HELP orchestra_evictions_total Models unloaded to make room.\n"
+            "# TYPE orchestra_evictions_total counter\norchestra_evictions_total %lld\n",
+        (long long)b.n_evictions);
+    add(&t, "# HELP orchestra_unauthorized_total Requests refused for a missing or wrong key.\n"
+            "# TYPE orchestra_unauthorized_total counter\norchestra_unauthorized_total %lld\n",
+        (long long)atomic_load(&s->unauthorized));
+    add(&t, "# HELP orchestra_body_too_large_total Requests refused for their size.\n"
+            "# TYPE orchestra_body_too_large_total counter\norchestra_body_too_large_total %lld\n",
+        (long long)atomic_load(&s->too_large));
+    free(st);
+    if (!t.d)
+        return reply_text(r, 500, "text/plain", "out of memory\n");
+    enum MHD_Result ret = reply_text(r, 200, "text/plain; version=0.0.4", t.d);
+    free(t.d);
+    return ret;
+}
+
+static enum MHD_Result admin(struct req *r, bool load)
+{
+    r->endpoint = load ? "/admin/load" : "/admin/unload";
+    const char *role = json_string_value(json_object_get(r->json, "role"));
+    if (!role)
+        role = json_string_value(json_object_get(r->json, "model"));
+    if (!role)
+        return reply_olm_error(r, 400, "give {\"role\": NAME}");
+    int i = srv_take_role(r, role);
+    if (i == -1)
+        return reply_olm_error(r, 404, "no role '%s'", role);
+    if (i == -2)
+        return reply_olm_error(r, 503, "role '%s' is busy; try again", role);
+    orch_error err;
+    int rc;
+    int64_t t0 = srv_now_ns();
+    if (load) {
+        const char *roles[] = {role};
+        rc = orch_preload(r->s->o, roles, 1, &err);
+    } else {
+        rc = orch_unload(r->s->o, role, &err);
+    }
+    if (rc)
+        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    return reply_json(r, 200, json_pack("{s:s, s:s, s:f}", "role", role, "status",
+                                        load ? "loaded" : "unloading", "ms",
+                                        (double)(srv_now_ns() - t0) / 1e6));
+}
+
+enum MHD_Result api_ops(struct req *r)
+{
+    bool post = strcmp(r->method, "POST") == 0;
+    if (!post && strcmp(r->path, "/health") == 0) {
+        r->endpoint = "/health";
+        return reply_json(r, 200, json_pack("{s:s}", "status",
+                                            atomic_load(&r->s->stopping) ? "stopping" : "ok"));
+    }
+    if (!post && strcmp(r->path, "/metrics") == 0)
+        return metrics(r);
+    if (post && strcmp(r->path, "/admin/load") == 0)
+        return admin(r, true);
+    if (post && strcmp(r->path, "/admin/unload") == 0)
+        return admin(r, false);
+    if (!post && strcmp(r->path, "/") == 0) {
+        r->endpoint = "/";
+        return reply_text(r, 200, "text/plain", "Orchestra is running\n");
+    }
+    return reply_olm_error(r, 404, "no endpoint %s %s", r->method, r->path);
+}

@@ -1,0 +1,35 @@
+/*
+ * server.h — `orchestra serve`: a daemon over an orchestra that speaks the
+ * OpenAI and Ollama HTTP APIs. Built on the public library only.
+ */
+#ifndef ORCH_SERVER_H
+#define ORCH_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct orch_server_opts {
+    const char *config_path; /* required */
+    const char *host;        /* default "127.0.0.1" */
+    int port;                /* default 11435; 0 = any free port (printed) */
+    const char *api_key;     /* NULL = none; else every endpoint but /health needs it */
+    size_t body_max;         /* default 8 MiB */
+    unsigned conn_max;       /* default 64 */
+    unsigned timeout_s;      /* idle connection timeout; default 60 */
+    double drain_s;          /* on SIGTERM: how long requests in flight may finish; default 30 */
+    int queue_max;           /* requests per role running or waiting; past it 503; default 64 */
+    const char *port_file;   /* where to write the port once listening; NULL = none */
+};
+
+/* Defaults for the fields above. */
+struct orch_server_opts orch_server_default_opts(void);
+
+/* Loads the config, opens the orchestra, listens, serves until SIGTERM or
+ * SIGINT (then stops accepting, lets requests in flight finish for up to
+ * drain_s, unloads and returns). Returns a process exit code: 0 after a
+ * clean stop, 3 for a bad config (message on stderr with file:line), 1 when
+ * it cannot listen. Threads: call from the main thread; it blocks SIGTERM,
+ * SIGINT, SIGHUP and SIGPIPE in every thread it starts and waits for them. */
+int orch_server_run(const struct orch_server_opts *opts);
+
+#endif /* ORCH_SERVER_H */

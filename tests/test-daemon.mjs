@@ -1,0 +1,313 @@
+// test-daemon.mjs — `orchestra serve` driven by the real client libraries
+// people use (the npm packages openai and ollama) and by plain fetch, on
+// loopback, with the real test model. Run by ctest: node --test.
+//
+// Environment: ORCH_BIN (the orchestra command), ORCH_NODE_MODULES (where
+// setup put the packages), ORCH_TEST_MODEL (default ../shared/models/...),
+// ORCH_TEST_SKIP_LOG (skips are noted there).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const BIN = process.env.ORCH_BIN;
+const MODEL = process.env.ORCH_TEST_MODEL || path.join(here, '..', '..', 'shared', 'models', 'stories260K.gguf');
+const MODULES = process.env.ORCH_NODE_MODULES || path.join(here, '..', '.deps', 'node', 'node_modules');
+const GREEDY = ', there was a little girl named Lily.';
+
+function skipAll(why) {
+  const log = process.env.ORCH_TEST_SKIP_LOG;
+  if (log) fs.appendFileSync(log, `test-daemon: ${why}\n`);
+  test('daemon', { skip: why }, () => {});
+}
+
+let OpenAI, Ollama;
+const missing = !BIN ? 'ORCH_BIN not set' : !fs.existsSync(MODEL) ? `real model not found at ${MODEL}` : null;
+try {
+  const require = createRequire(path.join(MODULES, 'x.js'));
+  OpenAI = require('openai');
+  OpenAI = OpenAI.default || OpenAI.OpenAI || OpenAI;
+  Ollama = require('ollama').Ollama;
+} catch (e) {
+  OpenAI = null;
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orch-daemon-'));
+function writeConfig(name, text) {
+  const p = path.join(tmp, name);
+  fs.writeFileSync(p, text);
+  return p;
+}
+
+// Starts a daemon on a free loopback port; resolves when it listens.
+async function startServer(config, args = [], env = {}) {
+  const portFile = path.join(tmp, `port-${Math.random().toString(36).slice(2)}`);
+  const child = spawn(BIN, ['-c', config, '-v', 'serve', '--port', '0', '--port-file', portFile, ...args],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  for (let i = 0; i < 500; i++) {
+    if (fs.existsSync(portFile) && fs.readFileSync(portFile, 'utf8').trim()) break;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const port = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8').trim()) : 0;
+  return { child, port, url: `http://127.0.0.1:${port}`, exited, stderr: () => stderr };
+}
+
+async function stopServer(s) {
+  if (s.child.exitCode === null) s.child.kill('SIGTERM');
+  return s.exited;
+}
+
+async function metric(url, name, labels) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{${labels}}`)) return Number(line.split(' ').pop());
+  }
+  return NaN;
+}
+
+if (missing || !OpenAI || !Ollama) {
+  skipAll(missing || `npm packages openai and ollama not found in ${MODULES} (scripts/setup.sh installs them)`);
+} else {
+  const config = writeConfig('roles.ini', `[defaults]
+n_threads = 1
+idle_ttl = -1
+[story]
+path = ${MODEL}
+temperature = 0
+max_tokens = 11
+[coder]
+fallback = story
+temperature = 0
+[dream]
+fallback = story
+temperature = 0.9
+[embedding]
+fallback = story
+embedding = true
+`);
+  let srv, oai, olm;
+  before(async () => {
+    srv = await startServer(config);
+    assert.ok(srv.port > 0, `daemon did not start: ${srv.stderr()}`);
+    oai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    olm = new Ollama({ host: srv.url });
+  });
+  after(async () => {
+    const { code } = await stopServer(srv);
+    assert.equal(code, 0, srv.stderr());
+  });
+
+  test('health and the model list (OpenAI)', async () => {
+    const h = await fetch(`${srv.url}/health`);
+    assert.equal(h.status, 200);
+    const models = await oai.models.list();
+    const ids = models.data.map((m) => m.id);
+    assert.deepEqual(ids, ['story', 'coder', 'dream', 'embedding']);
+    const one = await oai.models.retrieve('coder');
+    assert.equal(one.id, 'coder');
+  });
+
+  test('completions: greedy text equals the library\'s own', async () => {
+    const r = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11, temperature: 0 });
+    assert.equal(r.choices[0].text, GREEDY);
+    assert.equal(r.choices[0].finish_reason, 'length');
+    assert.equal(r.usage.completion_tokens, 11);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 11);
+    const cli = execFileSync(BIN, ['-q', 'generate', '-m', MODEL, '-t', '1', '-p', 'Once upon a time', '-n', '11', '--temp', '0']).toString().replace(/\n$/, '');
+    assert.equal(r.choices[0].text, cli);
+  });
+
+  test('completions stream: the pieces make the same text, usage at the end', async () => {
+    const stream = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = '', usage = null, finish = null;
+    for await (const c of stream) {
+      if (c.choices.length) { text += c.choices[0].text; finish = c.choices[0].finish_reason || finish; }
+      if (c.usage) usage = c.usage;
+    }
+    assert.equal(text, GREEDY);
+    assert.equal(finish, 'length');
+    assert.equal(usage.completion_tokens, 11);
+  });
+
+  test('chat completions, plain and streamed, and a stop string', async () => {
+    const msgs = [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'Once upon a time' }];
+    const r = await oai.chat.completions.create({ model: 'coder', messages: msgs, max_tokens: 16 });
+    assert.equal(r.object, 'chat.completion');
+    assert.equal(r.choices[0].message.role, 'assistant');
+    assert.ok(r.choices[0].message.content.length > 0);
+    const s = await oai.chat.completions.create({ model: 'coder', messages: msgs, max_tokens: 16, stream: true });
+    let text = '', role = null;
+    for await (const c of s) {
+      if (c.choices[0]?.delta?.role) role = c.choices[0].delta.role;
+      text += c.choices[0]?.delta?.content || '';
+    }
+    assert.equal(role, 'assistant');
+    assert.equal(text, r.choices[0].message.content);
+    const st = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 30, temperature: 0, stop: ['girl'] });
+    assert.equal(st.choices[0].text, ', there was a little ');
+    assert.equal(st.choices[0].finish_reason, 'stop');
+  });
+
+  test('embeddings (base64, the client\'s default, and float) equal `orchestra embed`', async () => {
+    const r = await oai.embeddings.create({ model: 'embedding', input: ['a cat', 'a dog'] });
+    assert.equal(r.data.length, 2);
+    const f = await oai.embeddings.create({ model: 'embedding', input: 'a cat', encoding_format: 'float' });
+    const cli = JSON.parse(execFileSync(BIN, ['embed', '-m', MODEL, '--threads', '1', '-t', 'a cat']).toString().split('\n')[0]);
+    const cos = (a, b) => { let d = 0, x = 0, y = 0; for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; x += a[i] * a[i]; y += b[i] * b[i]; } return d / Math.sqrt(x * y); };
+    assert.equal(f.data[0].embedding.length, cli.length);
+    assert.ok(cos(f.data[0].embedding, cli) >= 0.9999, 'float embedding differs from the CLI');
+    assert.ok(cos(r.data[0].embedding, cli) >= 0.9999, 'base64 embedding differs from the CLI');
+    assert.ok(cos(r.data[0].embedding, r.data[1].embedding) < 0.9999, 'two texts, one vector');
+  });
+
+  test('OpenAI errors: unknown model 404, bad JSON and bad values 400, too large 413', async () => {
+    await assert.rejects(oai.completions.create({ model: 'wizard', prompt: 'x' }), (e) => e.status === 404 && /wizard/.test(e.message));
+    await assert.rejects(oai.completions.create({ model: 'story', prompt: 'x', temperature: 9 }), (e) => e.status === 400);
+    let r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: '{"model": "story", ' });
+    assert.equal(r.status, 400);
+    const body = await r.json();
+    assert.equal(body.error.type, 'invalid_request_error');
+    r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'bad \u0000 nul' }) });
+    assert.equal(r.status, 400);
+    r = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: 'x'.repeat(9 << 20) });
+    assert.equal(r.status, 413);
+    r = await fetch(`${srv.url}/v1/nothing`);
+    assert.equal(r.status, 404);
+  });
+
+  test('Ollama: version, tags, show, generate (streamed and not), chat, embed, embeddings', async () => {
+    const v = await olm.version();
+    assert.ok(v.version);
+    const tags = await olm.list();
+    assert.deepEqual(tags.models.map((m) => m.name), ['story', 'coder', 'dream', 'embedding']);
+    assert.equal(tags.models[0].details.family, 'llama');
+    const show = await olm.show({ model: 'story' });
+    assert.equal(show.model_info['general.architecture'], 'llama');
+    const g = await olm.generate({ model: 'story', prompt: 'Once upon a time', stream: false, options: { num_predict: 11, temperature: 0 } });
+    assert.equal(g.response, GREEDY);
+    assert.equal(g.done, true);
+    assert.equal(g.eval_count, 11);
+    assert.ok(g.total_duration > 0 && g.prompt_eval_count > 0);
+    let text = '', last = null;
+    for await (const part of await olm.generate({ model: 'story', prompt: 'Once upon a time', stream: true, options: { num_predict: 11, temperature: 0 } })) {
+      text += part.response;
+      last = part;
+    }
+    assert.equal(text, GREEDY);
+    assert.equal(last.done, true);
+    const c = await olm.chat({ model: 'coder', messages: [{ role: 'user', content: 'Hello' }], stream: false, options: { num_predict: 8 } });
+    assert.equal(c.message.role, 'assistant');
+    assert.equal(c.eval_count, 8);
+    const e = await olm.embed({ model: 'embedding', input: ['a cat', 'a dog'] });
+    assert.equal(e.embeddings.length, 2);
+    const old = await olm.embeddings({ model: 'embedding', prompt: 'a cat' });
+    assert.equal(old.embedding.length, e.embeddings[0].length);
+    // the replaced system's plain requests: /api/generate with options, stream false
+    const raw = await fetch(`${srv.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'Once upon a time', stream: false, options: { temperature: 0, num_predict: 11 } }) });
+    assert.equal((await raw.json()).response, GREEDY);
+    await assert.rejects(olm.generate({ model: 'wizard', prompt: 'x', stream: false }), (err) => err.status_code === 404);
+  });
+
+  test('Ollama keep_alive: an empty prompt loads, keep_alive 0 unloads', async () => {
+    await olm.generate({ model: 'story', prompt: '', keep_alive: 0 });
+    let ps = await olm.ps();
+    assert.equal(ps.models.length, 0);
+    const r = await olm.generate({ model: 'story', prompt: '' });
+    assert.equal(r.done_reason, 'load');
+    ps = await olm.ps();
+    assert.ok(ps.models.some((m) => m.name === 'story'));
+    await olm.generate({ model: 'story', prompt: 'Once', stream: false, keep_alive: 0, options: { num_predict: 2 } });
+    ps = await olm.ps();
+    assert.equal(ps.models.length, 0);
+  });
+
+  test('a client that leaves mid-stream cancels its generation and returns the lease', async () => {
+    const ctl = new AbortController();
+    const s = await oai.completions.create({ model: 'dream', prompt: 'Once upon a time', max_tokens: 1900, stream: true }, { signal: ctl.signal });
+    let pieces = 0;
+    try {
+      for await (const c of s) {
+        if (++pieces === 3) ctl.abort();
+      }
+    } catch (e) { /* aborted */ }
+    const t0 = performance.now();
+    let leases = NaN;
+    while (performance.now() - t0 < 5000) {
+      leases = await metric(srv.url, 'orchestra_leases', 'role="dream"');
+      if (leases === 0) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    console.log(`lease back ${(performance.now() - t0).toFixed(1)} ms after the client left`);
+    assert.equal(leases, 0);
+    const out = await metric(srv.url, 'orchestra_tokens_total', 'role="dream",direction="out"');
+    assert.ok(out < 1900, `the generation ran on (${out} tokens)`);
+  });
+
+  test('many clients on several roles at once', async () => {
+    const jobs = [];
+    for (let i = 0; i < 12; i++) {
+      const role = ['story', 'coder'][i % 2];
+      jobs.push(i % 3 === 0
+        ? olm.generate({ model: role, prompt: 'Once upon a time', stream: false, options: { num_predict: 11, temperature: 0 } }).then((r) => r.response)
+        : oai.completions.create({ model: role, prompt: 'Once upon a time', max_tokens: 11, temperature: 0 }).then((r) => r.choices[0].text));
+    }
+    jobs.push(oai.embeddings.create({ model: 'embedding', input: 'a cat' }).then(() => GREEDY));
+    const texts = await Promise.all(jobs);
+    for (const t of texts) assert.equal(t, GREEDY);
+  });
+
+  test('the access log names method, path, role, status, tokens and time', async () => {
+    await oai.completions.create({ model: 'story', prompt: 'Once', max_tokens: 2 });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match(srv.stderr(), /role=story event=http method=POST path=\/v1\/completions status=200 tokens_in=\d+ tokens_out=2 ms=/);
+  });
+
+  test('an API key: 401 without it, 200 with it, /health open', async () => {
+    const keyed = await startServer(config, [], { ORCH_API_KEY: 's3cret' });
+    try {
+      assert.equal((await fetch(`${keyed.url}/health`)).status, 200);
+      assert.equal((await fetch(`${keyed.url}/v1/models`)).status, 401);
+      assert.equal((await fetch(`${keyed.url}/api/tags`, { headers: { Authorization: 'Bearer wrong' } })).status, 401);
+      const bad = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: 'nope', maxRetries: 0 });
+      await assert.rejects(bad.models.list(), (e) => e.status === 401);
+      const good = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: 's3cret', maxRetries: 0 });
+      assert.equal((await good.models.list()).data.length, 4);
+      const olmKeyed = new Ollama({ host: keyed.url, headers: { Authorization: 'Bearer s3cret' } });
+      assert.equal((await olmKeyed.list()).models.length, 4);
+    } finally {
+      assert.equal((await stopServer(keyed)).code, 0);
+    }
+  });
+
+  test('SIGTERM with a stream in flight: the stream completes, then exit 0', async () => {
+    const s2 = await startServer(config);
+    const client = new OpenAI({ baseURL: `${s2.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const stream = await client.completions.create({ model: 'dream', prompt: 'Once upon a time', max_tokens: 300, stream: true });
+    let n = 0, finish = null;
+    for await (const c of stream) {
+      if (++n === 2) s2.child.kill('SIGTERM');
+      if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+    }
+    assert.ok(finish, 'the stream did not finish');
+    const { code } = await s2.exited;
+    assert.equal(code, 0, s2.stderr());
+    // and nothing listens any more
+    await assert.rejects(fetch(`${s2.url}/health`));
+  });
+
+  test('a bad config on start exits 3 naming file and line', async () => {
+    const bad = writeConfig('bad.ini', '[a]\npath = x\ntemperatur = 1\n');
+    const s3 = await startServer(bad);
+    const { code } = await s3.exited;
+    assert.equal(code, 3);
+    assert.match(s3.stderr(), /bad\.ini:3/);
+  });
+}
