@@ -558,6 +558,8 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  *   fallback = reasoning        ; no model of its own: use reasoning's
  *
  * Role keys: path, n_ctx, n_gpu_layers, n_threads, embedding, fallback, pin,
+ * alias (repeatable: another name the role answers to, such as the model
+ * name a client sends; unique across roles),
  * idle_ttl (seconds; default 300; 0 = unload as soon as the last lease
  * returns; negative = never), temperature, top_p, top_k, min_p,
  * repeat_penalty, max_tokens, stop (repeatable).
@@ -610,6 +612,15 @@ void orch_config_free(orch_config *cfg);
  * config's life), in file order. */
 size_t orch_config_n_roles(const orch_config *cfg);
 const char *orch_config_role_name(const orch_config *cfg, size_t i);
+
+/* Returns: the index of the role called `name` (its name or one of its
+ * aliases), or (size_t)-1. Threads: any (the config is not changed). */
+size_t orch_config_find_role(const orch_config *cfg, const char *name);
+
+/* Returns: role i's aliases: how many, and alias k (valid for the config's
+ * life; NULL when out of range). */
+size_t orch_config_role_n_aliases(const orch_config *cfg, size_t i);
+const char *orch_config_role_alias(const orch_config *cfg, size_t i, size_t k);
 
 /* Returns: the memory budget in bytes (0 = none). */
 uint64_t orch_config_budget(const orch_config *cfg);

@@ -49,12 +49,8 @@ void rfc3339_now(char *buf, size_t cap)
 
 int srv_role(struct srv *s, const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < s->n_roles; i++)
-        if (strcmp(orch_config_role_name(s->cfg, i), name) == 0)
-            return (int)i;
-    return -1;
+    size_t i = orch_config_find_role(s->cfg, name); /* a role's name or alias */
+    return i == (size_t)-1 ? -1 : (int)i;
 }
 
 int srv_take_role(struct req *r, const char *name)
@@ -68,7 +64,7 @@ int srv_take_role(struct req *r, const char *name)
         return -2;
     }
     r->role_index = i;
-    snprintf(r->role, sizeof r->role, "%s", name);
+    snprintf(r->role, sizeof r->role, "%s", orch_config_role_name(r->s->cfg, (size_t)i));
     return i;
 }
 

@@ -25,24 +25,27 @@ static enum MHD_Result bad(struct req *r, const char *msg)
     return reply_oai_error(r, 400, "invalid_request_error", "%s", msg);
 }
 
-static json_t *model_entry(struct srv *s, size_t i)
+static json_t *model_entry(struct srv *s, const char *name)
 {
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", orch_config_role_name(s->cfg, i), "object",
-                     "model", "created", (json_int_t)s->started_unix, "owned_by", "orchestra");
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", name, "object", "model", "created",
+                     (json_int_t)s->started_unix, "owned_by", "orchestra");
 }
 
 static enum MHD_Result models(struct req *r, const char *one)
 {
     struct srv *s = r->s;
     if (one) {
-        int i = srv_role(s, one);
-        if (i < 0)
+        if (srv_role(s, one) < 0)
             return reply_oai_error(r, 404, "not_found_error", "no model '%s'", one);
-        return reply_json(r, 200, model_entry(s, (size_t)i));
+        return reply_json(r, 200, model_entry(s, one));
     }
+    /* every role, then every alias: each is a model name a client may send */
     json_t *data = json_array();
     for (size_t i = 0; i < s->n_roles; i++)
-        json_array_append_new(data, model_entry(s, i));
+        json_array_append_new(data, model_entry(s, orch_config_role_name(s->cfg, i)));
+    for (size_t i = 0; i < s->n_roles; i++)
+        for (size_t k = 0; k < orch_config_role_n_aliases(s->cfg, i); k++)
+            json_array_append_new(data, model_entry(s, orch_config_role_alias(s->cfg, i, k)));
     return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 

@@ -105,7 +105,7 @@ bool stream_gone(struct stream *st);
 /* The request's accounting, written by the producer before it returns. */
 void stream_account(struct stream *st, int status, int64_t tok_in, int64_t tok_out);
 
-/* Finds the role a request names (a role name of the config). Returns its
+/* Finds the role a request names (a role's name or alias). Returns its
  * index, or -1. */
 int srv_role(struct srv *s, const char *name);
 

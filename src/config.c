@@ -37,7 +37,7 @@
 #define INIH_MAX_SECTION 50  /* its MAX_SECTION: names up to 49 bytes */
 #define ROLE_NAME_MAX (INIH_MAX_SECTION - 1)
 
-enum ktype { K_STR, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS };
+enum ktype { K_STR, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS };
 
 struct key {
     const char *name;
@@ -76,6 +76,8 @@ static const struct key keys[] = {
     {"max_tokens", K_INT, OFF(gen.max_tokens), 1u << 13, false, 1, ORCH_N_CTX_MAX, false,
      "a token count of at least 1"},
     {"stop", K_STOP, 0, 1u << 14, false, 0, 0, false, "a non-empty string"},
+    {"alias", K_ALIAS, 0, 1u << 15, false, 0, 0, false,
+     "another name for the role: letters, digits, '_', '-', '.', ':' and '/'"},
     {"memory_budget", K_BUDGET, 0, 0, true, 0, 0, false,
      "bytes with an optional K, M, G or T suffix, or a percentage of RAM such as 75%"},
     {"load_timeout", K_SECONDS, 0, 0, true, 0, 86400, false, "seconds from 0 to 86400"},
@@ -134,6 +136,9 @@ static void role_cfg_clear(struct orch__role_cfg *r)
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->stop);
+    for (size_t i = 0; i < r->n_aliases; i++)
+        free(r->aliases[i]);
+    free(r->aliases);
     memset(r, 0, sizeof *r);
 }
 
@@ -312,6 +317,26 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
         if (!(v[r->n_stop] = orch__strdup(value)))
             return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
         r->n_stop++;
+        break;
+    }
+    case K_ALIAS: {
+        /* model names clients send: "gpt-4o-mini", "llama3.2:3b", "org/name" */
+        bool ok = is_defaults ? false : *value && strlen(value) <= 127;
+        for (const char *c = value; ok && *c; c++)
+            ok = isalnum((unsigned char)*c) || strchr("_-.:/", *c);
+        if (is_defaults)
+            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] alias: an alias names one role",
+                             where);
+        if (!ok)
+            return orch__err(err, ORCH_ECONFIG, "%s: [%s] alias = '%s': expected %s", where,
+                             section, value, k->expect);
+        char **v = realloc(r->aliases, (r->n_aliases + 1) * sizeof *v);
+        if (!v)
+            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+        r->aliases = v;
+        if (!(v[r->n_aliases] = orch__strdup(value)))
+            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+        r->n_aliases++;
         break;
     }
     case K_BUDGET:
@@ -746,12 +771,57 @@ int orch_config_validate(const orch_config *cfg, orch_error *err)
             return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback", cfg->name,
                              r.line, r.name);
     }
+    /* every alias names one role, and no alias is another role's name */
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        for (size_t a = 0; a < cfg->roles[i].n_aliases; a++) {
+            const char *al = cfg->roles[i].aliases[a];
+            size_t owner = orch__config_find(cfg, al); /* a role of that name first */
+            if (owner == (size_t)-1)
+                owner = orch__config_find_any(cfg, al);
+            if (owner != i)
+                return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] alias '%s' is already the name "
+                                 "or an alias of [%s]", cfg->name, cfg->roles[i].line,
+                                 cfg->roles[i].name, al, cfg->roles[owner].name);
+            for (size_t b = 0; b < a; b++)
+                if (strcmp(cfg->roles[i].aliases[b], al) == 0)
+                    return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] alias '%s' given twice",
+                                     cfg->name, cfg->roles[i].line, cfg->roles[i].name, al);
+        }
     size_t *model_of = malloc(cfg->n_roles * sizeof *model_of);
     if (!model_of)
         return orch__err(err, ORCH_ENOMEM, "%s: out of memory", cfg->name);
     int rc = orch__config_model_roles(cfg, model_of, err);
     free(model_of);
     return rc;
+}
+
+size_t orch__config_find_any(const orch_config *cfg, const char *name)
+{
+    if (!name)
+        return (size_t)-1;
+    for (size_t i = 0; i < cfg->n_roles; i++) {
+        if (strcmp(cfg->roles[i].name, name) == 0)
+            return i;
+        for (size_t a = 0; a < cfg->roles[i].n_aliases; a++)
+            if (strcmp(cfg->roles[i].aliases[a], name) == 0)
+                return i;
+    }
+    return (size_t)-1;
+}
+
+size_t orch_config_find_role(const orch_config *cfg, const char *name)
+{
+    return cfg ? orch__config_find_any(cfg, name) : (size_t)-1;
+}
+
+size_t orch_config_role_n_aliases(const orch_config *cfg, size_t i)
+{
+    return cfg && i < cfg->n_roles ? cfg->roles[i].n_aliases : 0;
+}
+
+const char *orch_config_role_alias(const orch_config *cfg, size_t i, size_t k)
+{
+    return cfg && i < cfg->n_roles && k < cfg->roles[i].n_aliases ? cfg->roles[i].aliases[k] : NULL;
 }
 
 size_t orch__config_find(const orch_config *cfg, const char *role)
@@ -796,6 +866,8 @@ void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cf
         out->stop = d->stop;
         out->n_stop = d->n_stop;
     }
+    out->aliases = r->aliases;
+    out->n_aliases = r->n_aliases;
     out->gen.repeat_last_n = g.repeat_last_n;
     out->gen.seed = g.seed;
     out->set = r->set;

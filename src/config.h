@@ -24,6 +24,8 @@ struct orch__role_cfg {
     struct orch_gen_params gen; /* temperature, top_p, top_k, min_p, repeat_penalty, max_tokens */
     char **stop;
     size_t n_stop;
+    char **aliases;        /* other names the role answers to (never from [defaults]) */
+    size_t n_aliases;
 };
 
 struct orch_config {
@@ -45,6 +47,9 @@ size_t orch__config_find(const orch_config *cfg, const char *role);
  * fallback to a missing role or a cycle was written, or ORCH_ENOMEM.
  * model_of holds n_roles entries. */
 int orch__config_model_roles(const orch_config *cfg, size_t *model_of, orch_error *err);
+
+/* Index of the role named `name` or having it as an alias, or (size_t)-1. */
+size_t orch__config_find_any(const orch_config *cfg, const char *name);
 
 /* "a, b, c": the config's role names, for messages. */
 void orch__config_role_list(const orch_config *cfg, char *buf, size_t cap);

@@ -122,9 +122,13 @@ static struct role *find_role(orch_orchestra *o, const char *name)
 {
     if (!name)
         return NULL;
-    for (size_t i = 0; i < o->n_roles; i++)
+    for (size_t i = 0; i < o->n_roles; i++) {
         if (strcmp(o->roles[i].name, name) == 0)
             return &o->roles[i];
+        for (size_t a = 0; a < o->roles[i].cfg.n_aliases; a++)
+            if (o->roles[i].cfg.aliases && strcmp(o->roles[i].cfg.aliases[a], name) == 0)
+                return &o->roles[i];
+    }
     return NULL;
 }
 
@@ -410,6 +414,27 @@ static void *reaper_main(void *arg)
 
 /* ---- open / close ---------------------------------------------------------------- */
 
+/* A copy of n strings; NULL when n is 0 or memory ran out. */
+static char **dup_strings(char *const *in, size_t n)
+{
+    char **out = n ? calloc(n, sizeof *out) : NULL;
+    for (size_t k = 0; out && k < n; k++)
+        if (!(out[k] = orch__strdup(in[k]))) {
+            while (k--)
+                free(out[k]);
+            free(out);
+            return NULL;
+        }
+    return out;
+}
+
+static void free_strings(char **v, size_t n)
+{
+    for (size_t k = 0; v && k < n; k++)
+        free(v[k]);
+    free(v);
+}
+
 static void free_orchestra(orch_orchestra *o)
 {
     for (size_t i = 0; i < o->n_entries; i++) {
@@ -423,9 +448,8 @@ static void free_orchestra(orch_orchestra *o)
         free(r->name);
         free(r->cfg.path);
         free(r->cfg.fallback);
-        for (size_t k = 0; k < r->cfg.n_stop; k++)
-            free(r->stop[k]);
-        free(r->stop);
+        free_strings(r->stop, r->stop ? r->cfg.n_stop : 0);
+        free_strings(r->cfg.aliases, r->cfg.aliases ? r->cfg.n_aliases : 0);
     }
     free(o->roles);
     pthread_cond_destroy(&o->reaper_cond);
@@ -455,14 +479,11 @@ static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err
         r->cfg.path = r->cfg.path ? orch__strdup(r->cfg.path) : NULL;
         r->cfg.fallback = r->cfg.fallback ? orch__strdup(r->cfg.fallback) : NULL;
         r->cfg.fallback_where = NULL; /* borrowed from cfg, which may go */
-        char **stop = r->cfg.n_stop ? calloc(r->cfg.n_stop, sizeof *stop) : NULL;
-        bool ok = r->name && (!r->cfg.n_stop || stop);
-        for (size_t k = 0; ok && k < r->cfg.n_stop; k++)
-            ok = (stop[k] = orch__strdup(r->cfg.stop[k])) != NULL;
-        r->stop = stop;
-        r->cfg.stop = stop;
+        r->stop = dup_strings(r->cfg.stop, r->cfg.n_stop);
+        r->cfg.stop = r->stop;
+        r->cfg.aliases = dup_strings(r->cfg.aliases, r->cfg.n_aliases);
         r->cfg.name = r->name;
-        if (!ok)
+        if (!r->name || (r->cfg.n_stop && !r->stop) || (r->cfg.n_aliases && !r->cfg.aliases))
             return orch__err(err, ORCH_ENOMEM, "out of memory");
         r->cfg.gen.stop = (const char *const *)r->stop;
         r->cfg.gen.n_stop = r->cfg.n_stop;

@@ -388,6 +388,43 @@ static void test_environment_is_checked(void **state)
     orch_config_free(cfg);
 }
 
+/* Aliases: other names a role answers to, unique across the config. */
+static void test_aliases(void **state)
+{
+    (void)state;
+    orch_config *cfg = parse_ok("[big]\npath = /m/big.gguf\nalias = gpt-4o\nalias = llama3.2:3b\n"
+                                "[small]\nfallback = big\nalias = org/small-model\n");
+    assert_int_equal(orch_config_find_role(cfg, "big"), 0);
+    assert_int_equal(orch_config_find_role(cfg, "gpt-4o"), 0);
+    assert_int_equal(orch_config_find_role(cfg, "llama3.2:3b"), 0);
+    assert_int_equal(orch_config_find_role(cfg, "org/small-model"), 1);
+    assert_int_equal(orch_config_find_role(cfg, "nope"), (size_t)-1);
+    assert_int_equal(orch_config_role_n_aliases(cfg, 0), 2);
+    assert_string_equal(orch_config_role_alias(cfg, 1, 0), "org/small-model");
+    /* requests by alias reach the role */
+    orch_backend *fake = orch_fake_new(NULL);
+    char ini[700];
+    snprintf(ini, sizeof ini, "[big]\npath = %s\nalias = gpt-4o\n", test_sparse_file("al.bin", 4096));
+    orch_config *c2 = parse_ok(ini);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    op.backend = fake;
+    orch_orchestra *o;
+    orch_error err = {0};
+    assert_rc(orch_open(c2, &op, &o, &err), ORCH_OK, err);
+    struct orch_gen_result res;
+    assert_rc(orch_generate(o, "gpt-4o", "x", NULL, &res, &err), ORCH_OK, err);
+    orch_gen_result_clear(&res);
+    orch_close(o);
+    orch_config_free(c2);
+    orch_config_free(cfg);
+    orch_fake_free(fake);
+    parse_err("[a]\npath = x\nalias = b\n[b]\npath = y\n", "alias 'b' is already the name", "[b]");
+    parse_err("[a]\npath = x\nalias = m\n[b]\npath = y\nalias = m\n", "alias 'm'", NULL);
+    parse_err("[defaults]\nalias = m\n[a]\npath = x\n", "an alias names one role", NULL);
+    parse_err("[a]\npath = x\nalias = bad name\n", "alias = 'bad name'", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_long_fallback_chain),
         cmocka_unit_test(test_messages_for_people),
         cmocka_unit_test(test_environment_is_checked),
+        cmocka_unit_test(test_aliases),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, test_teardown);
 }

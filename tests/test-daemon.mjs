@@ -89,6 +89,8 @@ temperature = 0
 [dream]
 fallback = story
 temperature = 0.9
+alias = gpt-4o-mini
+alias = llama3.2:1b
 [embedding]
 fallback = story
 embedding = true
@@ -110,7 +112,7 @@ embedding = true
     assert.equal(h.status, 200);
     const models = await oai.models.list();
     const ids = models.data.map((m) => m.id);
-    assert.deepEqual(ids, ['story', 'coder', 'dream', 'embedding']);
+    assert.deepEqual(ids, ['story', 'coder', 'dream', 'embedding', 'gpt-4o-mini', 'llama3.2:1b']);
     const one = await oai.models.retrieve('coder');
     assert.equal(one.id, 'coder');
   });
@@ -279,7 +281,7 @@ embedding = true
       const bad = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: 'nope', maxRetries: 0 });
       await assert.rejects(bad.models.list(), (e) => e.status === 401);
       const good = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: 's3cret', maxRetries: 0 });
-      assert.equal((await good.models.list()).data.length, 4);
+      assert.equal((await good.models.list()).data.length, 6);
       const olmKeyed = new Ollama({ host: keyed.url, headers: { Authorization: 'Bearer s3cret' } });
       assert.equal((await olmKeyed.list()).models.length, 4);
     } finally {
@@ -301,6 +303,43 @@ embedding = true
     assert.equal(code, 0, s2.stderr());
     // and nothing listens any more
     await assert.rejects(fetch(`${s2.url}/health`));
+  });
+
+  test('model names a client already sends: aliases of a role', async () => {
+    const r = await oai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3 });
+    assert.equal(r.model, 'dream');
+    const g = await olm.generate({ model: 'llama3.2:1b', prompt: 'Once', stream: false, options: { num_predict: 2 } });
+    assert.equal(g.eval_count, 2);
+  });
+
+  test('past --queue-max on a role: 503 with Retry-After; other roles still serve', async () => {
+    const q = await startServer(config, ['--queue-max', '1']);
+    const client = new OpenAI({ baseURL: `${q.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const ctl = new AbortController();
+    const stream = await client.completions.create({ model: 'dream', prompt: 'Once upon a time', max_tokens: 1900, stream: true }, { signal: ctl.signal });
+    const it = stream[Symbol.asyncIterator]();
+    await it.next(); /* the first request holds dream's only place */
+    const r = await fetch(`${q.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'dream', prompt: 'x', max_tokens: 1 }) });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '1');
+    assert.equal((await r.json()).error.type, 'server_error');
+    const other = await client.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11, temperature: 0 });
+    assert.equal(other.choices[0].text, GREEDY);
+    ctl.abort();
+    try { await it.next(); } catch (e) { /* aborted */ }
+    assert.equal((await stopServer(q)).code, 0);
+  });
+
+  test('a model that cannot fit the memory budget: 507 with the library\'s message', async () => {
+    const tiny = writeConfig('tiny.ini', `[defaults]\nmemory_budget = 1K\n[story]\npath = ${MODEL}\n`);
+    const t = await startServer(tiny);
+    try {
+      const r = await fetch(`${t.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'x', stream: false }) });
+      assert.equal(r.status, 507);
+      assert.match((await r.json()).error, /more than the whole memory budget/);
+    } finally {
+      assert.equal((await stopServer(t)).code, 0);
+    }
   });
 
   test('a bad config on start exits 3 naming file and line', async () => {

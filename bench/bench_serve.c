@@ -1,0 +1,172 @@
+/*
+ * bench_serve.c — what the daemon adds to a request: one short greedy
+ * completion through HTTP (POST /v1/completions on a kept-alive loopback
+ * connection to `orchestra serve`) against the same request in process
+ * (orch_generate on an orchestra over the same config), alternated, in one
+ * run. Prints p50 and p99 of each and the added milliseconds.
+ * usage: bench_serve [MODEL.gguf] [-n REQUESTS]
+ */
+#include <orchestra.h>
+
+#include "bench_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ORCH_BIN
+#define ORCH_BIN "orchestra"
+#endif
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One request on a kept-alive connection; returns the HTTP status. */
+static int http_post(int fd, const char *path, const char *body, char *resp, size_t cap)
+{
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, strlen(body), body);
+    if (write(fd, req, (size_t)n) != n)
+        return -1;
+    size_t got = 0;
+    long want = -1;
+    char *hdr_end = NULL;
+    for (;;) {
+        ssize_t r = read(fd, resp + got, cap - got - 1);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        resp[got] = '\0';
+        if (!hdr_end && (hdr_end = strstr(resp, "\r\n\r\n"))) {
+            const char *cl = strcasestr(resp, "Content-Length:");
+            want = cl ? atol(cl + 15) : 0;
+        }
+        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - resp)) >= want)
+            break;
+    }
+    return atoi(resp + 9);
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = "../shared/models/stories260K.gguf";
+    int n = 200;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-n") && i + 1 < argc)
+            n = atoi(argv[++i]);
+        else
+            model = argv[i];
+    }
+    if (access(model, R_OK) != 0) {
+        printf("bench_serve: %s not found; nothing measured\n", model);
+        return 0;
+    }
+    char abs_model[4096];
+    if (!realpath(model, abs_model)) {
+        printf("bench_serve: %s not found; nothing measured\n", model);
+        return 0;
+    }
+    model = abs_model;
+    char cfg_path[] = "/tmp/bench-serve-XXXXXX";
+    int cfd = mkstemp(cfg_path);
+    char ini[1200];
+    int k = snprintf(ini, sizeof ini, "[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = %s\n",
+                     model);
+    if (write(cfd, ini, (size_t)k) != k)
+        return 1;
+    close(cfd);
+    char port_file[64];
+    snprintf(port_file, sizeof port_file, "%s.port", cfg_path);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stderr))
+            _exit(127);
+        execl(ORCH_BIN, "orchestra", "-c", cfg_path, "serve", "--port", "0", "--port-file",
+              port_file, (char *)NULL);
+        _exit(127);
+    }
+    int port = 0;
+    for (int i = 0; i < 500 && !port; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (!port)
+            usleep(10000);
+    }
+    int fd = port ? connect_to(port) : -1;
+    orch_config *cfg;
+    orch_orchestra *o;
+    orch_error err;
+    if (fd < 0 || orch_config_load(cfg_path, &cfg, &err) || orch_open(cfg, NULL, &o, &err)) {
+        fprintf(stderr, "bench_serve: cannot start (%s)\n", fd < 0 ? "daemon" : err.msg);
+        kill(pid, SIGTERM);
+        return 1;
+    }
+    static const char body[] =
+        "{\"model\":\"story\",\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}";
+    struct orch_gen_params gp = orch_gen_default_params();
+    gp.temperature = 0;
+    gp.max_tokens = 8;
+    double *http = malloc((size_t)n * sizeof *http), *lib = malloc((size_t)n * sizeof *lib);
+    char resp[65536];
+    /* warm both: load the model on each side */
+    http_post(fd, "/v1/completions", body, resp, sizeof resp);
+    struct orch_gen_result res;
+    orch_generate(o, "story", "Once upon a time", &gp, &res, &err);
+    orch_gen_result_clear(&res);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        double t0 = bench_now_ms();
+        bad += http_post(fd, "/v1/completions", body, resp, sizeof resp) != 200;
+        http[i] = bench_now_ms() - t0;
+        t0 = bench_now_ms();
+        bad += orch_generate(o, "story", "Once upon a time", &gp, &res, &err) != ORCH_OK;
+        lib[i] = bench_now_ms() - t0;
+        orch_gen_result_clear(&res);
+    }
+    double h50 = bench_pct(http, n, 0.5), h99 = bench_pct(http, n, 0.99);
+    double l50 = bench_pct(lib, n, 0.5), l99 = bench_pct(lib, n, 0.99);
+    printf("one greedy completion of 8 tokens (stories260K, 1 thread), %d requests each, alternated\n", n);
+    printf("%24s %10s %10s\n", "", "p50 ms", "p99 ms");
+    printf("%24s %10.3f %10.3f\n", "in process", l50, l99);
+    printf("%24s %10.3f %10.3f\n", "HTTP /v1/completions", h50, h99);
+    printf("%24s %10.3f %10.3f\n", "added by the daemon", h50 - l50, h99 - l99);
+    if (bad)
+        printf("(%d requests failed)\n", bad);
+    close(fd);
+    orch_close(o);
+    orch_config_free(cfg);
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    remove(cfg_path);
+    remove(port_file);
+    free(http);
+    free(lib);
+    return bad ? 1 : 0;
+}
