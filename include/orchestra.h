@@ -684,6 +684,19 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
  * Threads: any one thread, once. */
 void orch_close(orch_orchestra *o);
 
+/* Applies a new config to an open orchestra (the daemon's SIGHUP): its roles
+ * replace the old ones. A model whose file (same device and inode) and GPU
+ * placement some new role still uses stays loaded, whatever else changed
+ * (sampling, contexts, pins, idle times, names); a model no role uses any
+ * more is unloaded once its leases return; the memory budget and load
+ * timeout change too. Calls already running finish on the roles they
+ * started with; calls that start later see the new ones. Returns after the
+ * calls that may still see the old roles have left.
+ * Returns: ORCH_OK, or ORCH_ECONFIG / ORCH_ENOMEM / ORCH_ECLOSED with the
+ *   old config still in force. Ownership: cfg is copied (free it after).
+ * Threads: any; reconfigures are serialised; not after orch_close() began. */
+int orch_reconfigure(orch_orchestra *o, const orch_config *cfg, orch_error *err);
+
 /* Leases the model behind `role` (through its fallbacks), loading it when
  * needed under the budget. Once the model is ready this takes no lock.
  * Nested leases behave as with orch_model_acquire().
@@ -694,8 +707,15 @@ void orch_close(orch_orchestra *o);
 int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err);
 void orch_role_release(orch_orchestra *o, orch_model *m);
 
+/* Copies into out[cap] the name of the role that `name` (a role's name or
+ * one of its aliases) designates. Returns: ORCH_OK or ORCH_ENOROLE.
+ * Threads: any. */
+int orch_role_canonical(orch_orchestra *o, const char *name, char *out, size_t cap,
+                        orch_error *err);
+
 /* The role's generation defaults (from its config section). Stop strings
- * point into the orchestra and stay valid until orch_close().
+ * point into the orchestra and stay valid until orch_close() (also across
+ * orch_reconfigure()).
  * Returns: ORCH_OK or ORCH_ENOROLE. Threads: any. */
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
                          orch_error *err);
@@ -732,6 +752,7 @@ int orch_tick(orch_orchestra *o);
 
 struct orch_role_status {
     char role[64];
+    char aliases[256];       /* its aliases, comma-separated ("" = none; whole names only) */
     char model_role[64];     /* the role whose model serves it (after fallbacks) */
     char path[512];
     enum orch_model_state state;

@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct gen_job *gen_new(struct req *r, int role_index)
+struct gen_job *gen_new(struct req *r)
 {
     struct gen_job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
     j->s = r->s;
     j->keep = json_incref(r->json);
-    j->role_index = role_index;
-    snprintf(j->role, sizeof j->role, "%s", orch_config_role_name(r->s->cfg, (size_t)role_index));
+    j->role_index = r->role_index;
+    snprintf(j->role, sizeof j->role, "%s", r->role);
     orch_error err;
     if (orch_role_gen_params(r->s->o, j->role, &j->p, &err) != ORCH_OK)
         j->p = orch_gen_default_params();

@@ -47,15 +47,26 @@ void rfc3339_now(char *buf, size_t cap)
     snprintf(buf, cap, "%s.%09ldZ", day, ts.tv_nsec);
 }
 
-int srv_role(struct srv *s, const char *name)
+int srv_role(struct srv *s, const char *name, char *canon)
 {
-    size_t i = orch_config_find_role(s->cfg, name); /* a role's name or alias */
-    return i == (size_t)-1 ? -1 : (int)i;
+    if (!name || orch_role_canonical(s->o, name, canon, 64, NULL) != ORCH_OK)
+        return -1;
+    /* its slot: found, or made (slots are never given back) */
+    pthread_mutex_lock(&s->lock);
+    int i = 0;
+    for (; i < SRV_MAX_ROLES && s->roles[i].name[0]; i++)
+        if (strcmp(s->roles[i].name, canon) == 0)
+            break;
+    if (i < SRV_MAX_ROLES && !s->roles[i].name[0])
+        snprintf(s->roles[i].name, sizeof s->roles[i].name, "%s", canon);
+    pthread_mutex_unlock(&s->lock);
+    return i < SRV_MAX_ROLES ? i : -1;
 }
 
 int srv_take_role(struct req *r, const char *name)
 {
-    int i = srv_role(r->s, name);
+    char canon[64];
+    int i = srv_role(r->s, name, canon);
     if (i < 0)
         return -1;
     struct role_metrics *m = &r->s->roles[i];
@@ -64,7 +75,7 @@ int srv_take_role(struct req *r, const char *name)
         return -2;
     }
     r->role_index = i;
-    snprintf(r->role, sizeof r->role, "%s", orch_config_role_name(r->s->cfg, (size_t)i));
+    snprintf(r->role, sizeof r->role, "%s", canon);
     return i;
 }
 
@@ -613,6 +624,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- the daemon --------------------------------------------------------------------------- */
 
+/* SIGHUP: read the config again and apply it; models whose role and file
+ * are unchanged stay loaded. A bad config is logged and the old one stays. */
+static void reload(struct srv *s)
+{
+    orch_config *cfg;
+    orch_error err = {0};
+    int rc = orch_config_load(s->opts.config_path, &cfg, &err);
+    if (rc == ORCH_OK) {
+        rc = orch_reconfigure(s->o, cfg, &err);
+        orch_config_free(cfg);
+    }
+    struct orch_log_field f[] = {{"config", s->opts.config_path, 0},
+                                 {"result", rc ? "kept the old config" : "applied", 0},
+                                 {"error", rc ? err.msg : "", 0}};
+    orch_log_event(rc ? ORCH_LOG_ERROR : ORCH_LOG_INFO, NULL, "reload", f, rc ? 3 : 2);
+    if (rc)
+        fprintf(stderr, "orchestra serve: reload: %s (the old config stays)\n", err.msg);
+}
+
 int orch_server_run(const struct orch_server_opts *in)
 {
     struct srv *s = calloc(1, sizeof *s);
@@ -624,17 +654,10 @@ int orch_server_run(const struct orch_server_opts *in)
     pthread_mutex_init(&s->lock, NULL);
     s->started_unix = (int64_t)time(NULL);
     orch_error err = {0};
-    int rc = orch_config_load(in->config_path, &s->cfg, &err);
+    orch_config *cfg;
+    int rc = orch_config_load(in->config_path, &cfg, &err);
     if (rc) {
         fprintf(stderr, "orchestra serve: %s\n", err.msg);
-        free(s);
-        return 3;
-    }
-    s->n_roles = orch_config_n_roles(s->cfg);
-    if (s->n_roles > SRV_MAX_ROLES) {
-        fprintf(stderr, "orchestra serve: %s: %zu roles; the daemon serves at most %d\n",
-                in->config_path, s->n_roles, SRV_MAX_ROLES);
-        orch_config_free(s->cfg);
         free(s);
         return 3;
     }
@@ -649,10 +672,10 @@ int orch_server_run(const struct orch_server_opts *in)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct orch_orchestra_params op = orch_orchestra_default_params();
-    rc = orch_open(s->cfg, &op, &s->o, &err);
+    rc = orch_open(cfg, &op, &s->o, &err);
+    orch_config_free(cfg);
     if (rc) {
         fprintf(stderr, "orchestra serve: %s\n", err.msg);
-        orch_config_free(s->cfg);
         free(s);
         return 3;
     }
@@ -660,7 +683,6 @@ int orch_server_run(const struct orch_server_opts *in)
     if (inet_pton(AF_INET, in->host, &addr.sin_addr) != 1) {
         fprintf(stderr, "orchestra serve: --host %s: expected an IPv4 address\n", in->host);
         orch_close(s->o);
-        orch_config_free(s->cfg);
         free(s);
         return 2;
     }
@@ -674,7 +696,6 @@ int orch_server_run(const struct orch_server_opts *in)
         fprintf(stderr, "orchestra serve: cannot listen on %s:%d: %s\n", in->host, in->port,
                 strerror(errno));
         orch_close(s->o);
-        orch_config_free(s->cfg);
         free(s);
         return 1;
     }
@@ -702,11 +723,8 @@ int orch_server_run(const struct orch_server_opts *in)
             continue;
         if (sig == SIGTERM || sig == SIGINT)
             break;
-        if (sig == SIGHUP) {
-            struct orch_log_field f[] = {{"msg", "SIGHUP: reloading the config is not supported "
-                                                 "yet; restart the daemon to apply changes", 0}};
-            orch_log_event(ORCH_LOG_WARN, NULL, "sighup", f, 1);
-        }
+        if (sig == SIGHUP)
+            reload(s);
     }
     /* stop accepting, let requests in flight finish (bounded), unload */
     atomic_store(&s->stopping, true);
@@ -722,7 +740,6 @@ int orch_server_run(const struct orch_server_opts *in)
     orch_log_event(ORCH_LOG_INFO, NULL, "stopping", f, 2);
     MHD_stop_daemon(s->mhd);
     orch_close(s->o);
-    orch_config_free(s->cfg);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return 0;

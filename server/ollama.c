@@ -139,7 +139,10 @@ static enum MHD_Result show(struct req *r)
     int rc = orch_status(r->s->o, &st, &n, NULL, &err);
     if (rc)
         return reply_olm_error(r, status_for(rc), "%s", err.msg);
-    const struct orch_role_status *rs = &st[r->role_index];
+    const struct orch_role_status *rs = st;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].role, r->role) == 0)
+            rs = &st[i];
     struct orch_file_info fi;
     memset(&fi, 0, sizeof fi);
     orch_file_info(rs->path, &fi, &err);
@@ -342,7 +345,8 @@ static enum MHD_Result generate(struct req *r, bool chat)
     int ri = take_model(r, &ret);
     if (ri < 0)
         return ret;
-    struct gen_job *j = gen_new(r, ri);
+    (void)ri;
+    struct gen_job *j = gen_new(r);
     struct olm *o = calloc(1, sizeof *o);
     if (j)
         j->api = o;

@@ -35,17 +35,30 @@ static enum MHD_Result models(struct req *r, const char *one)
 {
     struct srv *s = r->s;
     if (one) {
-        if (srv_role(s, one) < 0)
+        char canon[64];
+        if (orch_role_canonical(s->o, one, canon, sizeof canon, NULL) != ORCH_OK)
             return reply_oai_error(r, 404, "not_found_error", "no model '%s'", one);
         return reply_json(r, 200, model_entry(s, one));
     }
     /* every role, then every alias: each is a model name a client may send */
+    struct orch_role_status *st;
+    size_t n;
+    orch_error err;
+    if (orch_status(s->o, &st, &n, NULL, &err) != ORCH_OK)
+        return reply_oai_error(r, 503, "server_error", "%s", err.msg);
     json_t *data = json_array();
-    for (size_t i = 0; i < s->n_roles; i++)
-        json_array_append_new(data, model_entry(s, orch_config_role_name(s->cfg, i)));
-    for (size_t i = 0; i < s->n_roles; i++)
-        for (size_t k = 0; k < orch_config_role_n_aliases(s->cfg, i); k++)
-            json_array_append_new(data, model_entry(s, orch_config_role_alias(s->cfg, i, k)));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(data, model_entry(s, st[i].role));
+    for (size_t i = 0; i < n; i++)
+        for (char *a = st[i].aliases, *end; *a; a = *end ? end + 1 : end) {
+            end = strchr(a, ',');
+            if (!end)
+                end = a + strlen(a);
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(end - a), a);
+            json_array_append_new(data, model_entry(s, name));
+        }
+    free(st);
     return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -183,7 +196,8 @@ static enum MHD_Result completion(struct req *r, bool chat)
     int ri = take_model(r, &ret);
     if (ri < 0)
         return ret;
-    struct gen_job *j = gen_new(r, ri);
+    (void)ri;
+    struct gen_job *j = gen_new(r);
     struct oai_stream *o = calloc(1, sizeof *o);
     if (j)
         j->api = o;

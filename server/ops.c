@@ -39,6 +39,18 @@ static void add(struct text *t, const char *fmt, ...)
     }
 }
 
+/* The role's counters, or NULL when it has served nothing yet. */
+static struct role_metrics *metrics_of(struct srv *s, const char *role)
+{
+    struct role_metrics *m = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SRV_MAX_ROLES && s->roles[i].name[0] && !m; i++)
+        if (strcmp(s->roles[i].name, role) == 0)
+            m = &s->roles[i];
+    pthread_mutex_unlock(&s->lock);
+    return m;
+}
+
 static enum MHD_Result metrics(struct req *r)
 {
     r->endpoint = "/metrics";
@@ -60,25 +72,28 @@ static enum MHD_Result metrics(struct req *r)
     add(&t, "# HELP orchestra_role_requests_total Requests by role and result.\n"
             "# TYPE orchestra_role_requests_total counter\n");
     for (size_t i = 0; i < n; i++) {
-        struct role_metrics *m = &s->roles[i];
+        struct role_metrics *m = metrics_of(s, st[i].role);
         add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"ok\"} %lld\n", st[i].role,
-            (long long)atomic_load(&m->requests_ok));
+            (long long)(m ? atomic_load(&m->requests_ok) : 0));
         add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"error\"} %lld\n", st[i].role,
-            (long long)atomic_load(&m->requests_err));
+            (long long)(m ? atomic_load(&m->requests_err) : 0));
     }
     add(&t, "# HELP orchestra_tokens_total Tokens in (prompt) and out (generated) by role.\n"
             "# TYPE orchestra_tokens_total counter\n");
     for (size_t i = 0; i < n; i++) {
+        struct role_metrics *m = metrics_of(s, st[i].role);
         add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"in\"} %lld\n", st[i].role,
-            (long long)atomic_load(&s->roles[i].tokens_in));
+            (long long)(m ? atomic_load(&m->tokens_in) : 0));
         add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"out\"} %lld\n", st[i].role,
-            (long long)atomic_load(&s->roles[i].tokens_out));
+            (long long)(m ? atomic_load(&m->tokens_out) : 0));
     }
     add(&t, "# HELP orchestra_requests_waiting Requests running or waiting, by role.\n"
             "# TYPE orchestra_requests_waiting gauge\n");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        struct role_metrics *m = metrics_of(s, st[i].role);
         add(&t, "orchestra_requests_waiting{role=\"%s\"} %lld\n", st[i].role,
-            (long long)atomic_load(&s->roles[i].in_flight));
+            (long long)(m ? atomic_load(&m->in_flight) : 0));
+    }
     add(&t, "# HELP orchestra_leases Leases out on the role's model.\n"
             "# TYPE orchestra_leases gauge\n");
     for (size_t i = 0; i < n; i++)

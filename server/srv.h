@@ -30,8 +30,10 @@
 
 #define SRV_MAX_ROLES 256
 
-/* Per-role counters for /metrics (index = config order). */
+/* Per-role counters for /metrics, by role name: a role keeps its slot for
+ * the daemon's life, across reloads. */
 struct role_metrics {
+    char name[64];         /* "" = free; written once under srv.lock */
     _Atomic int64_t requests_ok, requests_err;
     _Atomic int64_t tokens_in, tokens_out;
     _Atomic int64_t in_flight; /* requests running or waiting on this role */
@@ -40,8 +42,6 @@ struct role_metrics {
 struct srv {
     struct orch_server_opts opts;
     orch_orchestra *o;
-    orch_config *cfg;
-    size_t n_roles;
     struct MHD_Daemon *mhd;
     int64_t started_unix;
     _Atomic int64_t in_flight;   /* requests not yet completed */
@@ -105,9 +105,9 @@ bool stream_gone(struct stream *st);
 /* The request's accounting, written by the producer before it returns. */
 void stream_account(struct stream *st, int status, int64_t tok_in, int64_t tok_out);
 
-/* Finds the role a request names (a role's name or alias). Returns its
- * index, or -1. */
-int srv_role(struct srv *s, const char *name);
+/* The metrics slot of the role a request names (a role's name or alias),
+ * its canonical name in canon[64]; -1 when there is no such role. */
+int srv_role(struct srv *s, const char *name, char *canon);
 
 /* Takes a place for the request on the role `name`: its index, -1 for no
  * such role, -2 when the role already has queue_max requests running or
@@ -155,9 +155,9 @@ struct gen_job {
     double total_ms;
 };
 
-/* A job for role `role` (already taken with srv_take_role), the request's
+/* A job for the request's role (taken with srv_take_role), the request's
  * JSON kept. Returns NULL when out of memory. */
-struct gen_job *gen_new(struct req *r, int role_index);
+struct gen_job *gen_new(struct req *r);
 void gen_free(void *job);
 /* Runs the generation (or chat) with the job's params. */
 void gen_run(struct gen_job *j);

@@ -62,9 +62,10 @@ struct entry {
     dev_t dev;
     ino_t ino;
     bool have_ino;
-    bool pinned;          /* immutable after open: any role on it pinned */
-    int64_t idle_ttl_ms;  /* immutable after open: -1 = never */
-    int32_t n_ctx;        /* immutable after open: largest of its roles */
+    /* from its roles, rewritten by orch_reconfigure (atomics: read anywhere) */
+    _Atomic bool pinned;          /* any role on it pinned */
+    _Atomic int64_t idle_ttl_ms;  /* -1 = never */
+    _Atomic int32_t n_ctx;        /* largest of its roles; -1 = trained size */
     uint64_t charged;     /* guarded by o->lock: bytes charged to the budget */
     uint64_t context_est; /* guarded by o->lock: per-context part of the charge */
     _Atomic int64_t last_use_ms; /* relaxed: orchestra clock; LRU and idle hint */
@@ -78,15 +79,34 @@ struct role {
     size_t model_role;         /* index of the role whose path is used */
 };
 
-struct orch_orchestra {
+/* What a config made: its roles and the entries they use. A call reads the
+ * view once, after call_enter(), and uses it to its end; orch_reconfigure()
+ * publishes a new one and frees the old once every call that could have
+ * read it has left (the call counts' epochs, see call_enter). */
+struct view {
     struct role *roles;
     size_t n_roles;
-    struct entry **entries;
+    struct entry **entries; /* distinct: the ones its roles use */
     size_t n_entries;
-    uint64_t budget;         /* immutable after open */
-    int64_t load_timeout_ms; /* immutable after open */
+    struct view *next;      /* in o->old_views once replaced */
+};
+
+struct orch_orchestra {
+    _Atomic(struct view *) view;
+    struct entry **all;      /* guarded by lock: every entry ever made, freed at close */
+    size_t n_all, cap_all;
+    _Atomic uint64_t budget;
+    _Atomic int64_t load_timeout_ms;
     orch_clock_fn clock;
     void *clock_ud;
+    /* from orch_open, for the models of roles a reconfigure adds */
+    const orch_backend *backend;
+    struct orch_role_backend *role_backends; /* copied, role names too */
+    size_t n_role_backends;
+    orch_progress_fn progress;
+    void *progress_ud;
+    pthread_mutex_t reconf_lock; /* one reconfigure at a time */
+    struct view *old_views;      /* guarded by lock: replaced views, freed at close */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;     /* memory returned, lease returned, closing */
@@ -94,8 +114,9 @@ struct orch_orchestra {
     int64_t n_evictions;     /* guarded by lock */
     _Atomic bool closing;    /* set once by orch_close (under lock, seq_cst) */
     pid_t pid;               /* immutable: the process that opened it */
-    /* calls in flight, per thread slot (see call_enter) */
-    struct call_slot calls[N_CALL_SLOTS];
+    /* calls in flight, per epoch and thread slot (see call_enter) */
+    struct call_slot calls[2][N_CALL_SLOTS];
+    _Atomic int epoch;
 
     bool reaper_running;
     pthread_t reaper;
@@ -118,29 +139,35 @@ struct orch_orchestra_params orch_orchestra_default_params(void)
     return p;
 }
 
-static struct role *find_role(orch_orchestra *o, const char *name)
+/* The current view (a call holds it from call_enter to call_exit). */
+static struct view *view_of(orch_orchestra *o)
+{
+    return atomic_load(&o->view);
+}
+
+static struct role *find_role(struct view *v, const char *name)
 {
     if (!name)
         return NULL;
-    for (size_t i = 0; i < o->n_roles; i++) {
-        if (strcmp(o->roles[i].name, name) == 0)
-            return &o->roles[i];
-        for (size_t a = 0; a < o->roles[i].cfg.n_aliases; a++)
-            if (o->roles[i].cfg.aliases && strcmp(o->roles[i].cfg.aliases[a], name) == 0)
-                return &o->roles[i];
+    for (size_t i = 0; i < v->n_roles; i++) {
+        if (strcmp(v->roles[i].name, name) == 0)
+            return &v->roles[i];
+        for (size_t a = 0; a < v->roles[i].cfg.n_aliases; a++)
+            if (v->roles[i].cfg.aliases && strcmp(v->roles[i].cfg.aliases[a], name) == 0)
+                return &v->roles[i];
     }
     return NULL;
 }
 
 static const char *role_name_at(const void *ctx, size_t i)
 {
-    return ((const orch_orchestra *)ctx)->roles[i].name;
+    return ((const struct view *)ctx)->roles[i].name;
 }
 
-static int no_role(orch_orchestra *o, const char *name, orch_error *err)
+static int no_role(struct view *v, const char *name, orch_error *err)
 {
     char list[300];
-    orch__join_names(list, sizeof list, o->n_roles, role_name_at, o);
+    orch__join_names(list, sizeof list, v->n_roles, role_name_at, v);
     if (!name)
         return orch__err(err, ORCH_ENOROLE, "no role given (roles: %s)", list);
     return orch__err(err, ORCH_ENOROLE, "no role '%s' (roles: %s)", name, list);
@@ -162,10 +189,15 @@ static void fmt_bytes(uint64_t b, char *buf, size_t cap)
 
 /* Counts a call in flight, or refuses it once orch_close() has begun. The
  * count and the flag are a Dekker pair (seq_cst both ways): either the call
- * sees `closing`, or close sees the call and waits for it. */
-static int call_enter(orch_orchestra *o, const char *role, orch_error *err)
+ * sees `closing`, or close sees the call and waits for it. Calls are counted
+ * in the current epoch (*ep); orch_reconfigure() publishes a new view, flips
+ * the epoch and waits for the old epoch's count to reach zero: a call that
+ * counted itself in the old epoch after that wait began reads the view after
+ * its count, so it sees the new view (seq_cst orders the two). */
+static int call_enter(orch_orchestra *o, const char *role, orch_error *err, int *ep)
 {
-    _Atomic int64_t *n = &o->calls[orch__thread_slot() % N_CALL_SLOTS].n;
+    *ep = atomic_load(&o->epoch);
+    _Atomic int64_t *n = &o->calls[*ep][orch__thread_slot() % N_CALL_SLOTS].n;
     atomic_fetch_add(n, 1);
     if (!atomic_load(&o->closing))
         return ORCH_OK;
@@ -176,25 +208,26 @@ static int call_enter(orch_orchestra *o, const char *role, orch_error *err)
 }
 
 /* A call that must run even while closing (returning a lease). */
-static void call_enter_always(orch_orchestra *o)
+static void call_enter_always(orch_orchestra *o, int *ep)
 {
-    atomic_fetch_add(&o->calls[orch__thread_slot() % N_CALL_SLOTS].n, 1);
+    *ep = atomic_load(&o->epoch);
+    atomic_fetch_add(&o->calls[*ep][orch__thread_slot() % N_CALL_SLOTS].n, 1);
 }
 
-/* The last touch of `o` by a call. release: close's acquire sum sees all
- * the call did. A call may end on another slot than it began (a lease
+/* The last touch of `o` by a call. release: the waiter's acquire sum sees
+ * all the call did. A call may end on another slot than it began (a lease
  * returned on another thread): only the sum is meaningful. */
-static void call_exit(orch_orchestra *o)
+static void call_exit(orch_orchestra *o, int ep)
 {
-    atomic_fetch_sub_explicit(&o->calls[orch__thread_slot() % N_CALL_SLOTS].n, 1,
+    atomic_fetch_sub_explicit(&o->calls[ep][orch__thread_slot() % N_CALL_SLOTS].n, 1,
                               memory_order_release);
 }
 
-static int64_t calls_in_flight(orch_orchestra *o)
+static int64_t calls_in_epoch(orch_orchestra *o, int ep)
 {
     int64_t n = 0;
     for (int i = 0; i < N_CALL_SLOTS; i++)
-        n += atomic_load_explicit(&o->calls[i].n, memory_order_acquire);
+        n += atomic_load_explicit(&o->calls[ep][i].n, memory_order_acquire);
     return n;
 }
 
@@ -205,8 +238,8 @@ static struct entry *lru_victim(orch_orchestra *o, const struct entry *self)
 {
     struct entry *best = NULL;
     int64_t best_use = 0;
-    for (size_t i = 0; i < o->n_entries; i++) {
-        struct entry *e = o->entries[i];
+    for (size_t i = 0; i < o->n_all; i++) {
+        struct entry *e = o->all[i];
         if (e == self || e->pinned || !e->charged ||
             orch_model_state(e->model) != ORCH_STATE_READY || orch__model_n_leases(e->model) > 0)
             continue;
@@ -224,8 +257,8 @@ static void describe_holders(orch_orchestra *o, char *buf, size_t cap)
 {
     size_t pos = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < o->n_entries && pos < cap - 1; i++) {
-        struct entry *e = o->entries[i];
+    for (size_t i = 0; i < o->n_all && pos < cap - 1; i++) {
+        struct entry *e = o->all[i];
         if (!e->charged)
             continue;
         char b[32];
@@ -252,18 +285,20 @@ static int admit(void *ud, orch_model *m, orch_error *err)
     if (rc)
         return rc;
     uint64_t need = weights + context;
+    uint64_t budget = atomic_load(&o->budget);
+    int64_t timeout_ms = atomic_load(&o->load_timeout_ms);
     char nb[32], bb[32];
     fmt_bytes(need, nb, sizeof nb);
-    fmt_bytes(o->budget, bb, sizeof bb);
-    if (o->budget && need > o->budget)
+    fmt_bytes(budget, bb, sizeof bb);
+    if (budget && need > budget)
         return orch__err(err, ORCH_EBUDGET,
                          "'%s' needs %s (estimated), more than the whole memory budget of %s",
                          e->path, nb, bb);
 
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += o->load_timeout_ms / 1000;
-    deadline.tv_nsec += (o->load_timeout_ms % 1000) * 1000000;
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000;
@@ -280,7 +315,7 @@ static int admit(void *ud, orch_model *m, orch_error *err)
                            e->path);
             break;
         }
-        if (!o->budget || o->used + need <= o->budget) {
+        if (!budget || o->used + need <= budget) {
             o->used += need;
             e->charged = need;
             e->context_est = context;
@@ -321,7 +356,7 @@ static int admit(void *ud, orch_model *m, orch_error *err)
                            "'%s' needs %s; the budget is %s with %s in use by %s; "
                            "waited %lld ms for leases to return",
                            e->path, nb, bb, ub, holders,
-                           (long long)o->load_timeout_ms);
+                           (long long)timeout_ms);
             break;
         }
     }
@@ -360,12 +395,29 @@ static const struct orch__model_hooks hooks = {.admit = admit, .loaded = loaded,
 
 /* ---- idle unloading ------------------------------------------------------------ */
 
+/* A snapshot of every entry (entries live until close). Returns its size;
+ * *out is malloc'd (NULL when there are none or memory ran out). */
+static size_t all_entries(orch_orchestra *o, struct entry ***out)
+{
+    pthread_mutex_lock(&o->lock);
+    size_t n = o->n_all;
+    *out = n ? malloc(n * sizeof **out) : NULL;
+    if (*out)
+        memcpy(*out, o->all, n * sizeof **out);
+    else
+        n = 0;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
 static int tick(orch_orchestra *o)
 {
     int n = 0;
     int64_t now = now_ms(o);
-    for (size_t i = 0; i < o->n_entries; i++) {
-        struct entry *e = o->entries[i];
+    struct entry **all;
+    size_t n_all = all_entries(o, &all);
+    for (size_t i = 0; i < n_all; i++) {
+        struct entry *e = all[i];
         if (e->pinned || e->idle_ttl_ms < 0 || orch_model_state(e->model) != ORCH_STATE_READY ||
             orch__model_n_leases(e->model) > 0)
             continue;
@@ -373,29 +425,32 @@ static int tick(orch_orchestra *o)
         if (idle >= e->idle_ttl_ms && orch__model_unload_if_idle(e->model, "idle"))
             n++;
     }
+    free(all);
     return n;
 }
 
 int orch_tick(orch_orchestra *o)
 {
-    if (!o || call_enter(o, NULL, NULL) != ORCH_OK)
+    int ep;
+    if (!o || call_enter(o, NULL, NULL, &ep) != ORCH_OK)
         return 0;
     int n = tick(o);
-    call_exit(o);
+    call_exit(o, ep);
     return n;
 }
 
 static void *reaper_main(void *arg)
 {
     orch_orchestra *o = arg;
-    int64_t period = 1000;
-    for (size_t i = 0; i < o->n_entries; i++) {
-        int64_t t = o->entries[i]->idle_ttl_ms;
-        if (t > 0 && t / 4 < period)
-            period = t / 4 < 50 ? 50 : t / 4;
-    }
     pthread_mutex_lock(&o->lock);
     while (!atomic_load(&o->closing)) {
+        /* a quarter of the shortest idle time (a reconfigure may change it) */
+        int64_t period = 1000;
+        for (size_t i = 0; i < o->n_all; i++) {
+            int64_t t = o->all[i]->idle_ttl_ms;
+            if (t > 0 && t / 4 < period)
+                period = t / 4 < 50 ? 50 : t / 4;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long)(period % 1000) * 1000000;
@@ -435,45 +490,63 @@ static void free_strings(char **v, size_t n)
     free(v);
 }
 
-static void free_orchestra(orch_orchestra *o)
+static void free_view(struct view *v)
 {
-    for (size_t i = 0; i < o->n_entries; i++) {
-        orch_model_free(o->entries[i]->model);
-        free(o->entries[i]->path);
-        free(o->entries[i]);
-    }
-    free(o->entries);
-    for (size_t i = 0; i < o->n_roles; i++) {
-        struct role *r = &o->roles[i];
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->n_roles; i++) {
+        struct role *r = &v->roles[i];
         free(r->name);
         free(r->cfg.path);
         free(r->cfg.fallback);
         free_strings(r->stop, r->stop ? r->cfg.n_stop : 0);
         free_strings(r->cfg.aliases, r->cfg.aliases ? r->cfg.n_aliases : 0);
     }
-    free(o->roles);
+    free(v->roles);
+    free(v->entries);
+    free(v);
+}
+
+static void free_orchestra(orch_orchestra *o)
+{
+    for (size_t i = 0; i < o->n_all; i++) {
+        orch_model_free(o->all[i]->model);
+        free(o->all[i]->path);
+        free(o->all[i]);
+    }
+    free(o->all);
+    free_view(atomic_load(&o->view));
+    while (o->old_views) {
+        struct view *next = o->old_views->next;
+        free_view(o->old_views);
+        o->old_views = next;
+    }
+    for (size_t i = 0; i < o->n_role_backends; i++)
+        free((char *)o->role_backends[i].role);
+    free(o->role_backends);
     pthread_cond_destroy(&o->reaper_cond);
     pthread_cond_destroy(&o->cond);
+    pthread_mutex_destroy(&o->reconf_lock);
     pthread_mutex_destroy(&o->lock);
     free(o);
 }
 
-static const orch_backend *backend_for(const struct orch_orchestra_params *p, const char *role)
+static const orch_backend *backend_for(const orch_orchestra *o, const char *role)
 {
-    for (size_t i = 0; i < p->n_role_backends; i++)
-        if (p->role_backends[i].role && strcmp(p->role_backends[i].role, role) == 0)
-            return p->role_backends[i].backend;
-    return p->backend;
+    for (size_t i = 0; i < o->n_role_backends; i++)
+        if (o->role_backends[i].role && strcmp(o->role_backends[i].role, role) == 0)
+            return o->role_backends[i].backend;
+    return o->backend;
 }
 
-static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err)
+static int copy_roles(struct view *v, const orch_config *cfg, orch_error *err)
 {
-    o->roles = calloc(cfg->n_roles, sizeof *o->roles);
-    if (!o->roles)
+    v->roles = calloc(cfg->n_roles, sizeof *v->roles);
+    if (!v->roles)
         return orch__err(err, ORCH_ENOMEM, "out of memory");
-    o->n_roles = cfg->n_roles;
+    v->n_roles = cfg->n_roles;
     for (size_t i = 0; i < cfg->n_roles; i++) {
-        struct role *r = &o->roles[i];
+        struct role *r = &v->roles[i];
         orch__config_resolve(cfg, i, &r->cfg);
         r->name = orch__strdup(r->cfg.name);
         r->cfg.path = r->cfg.path ? orch__strdup(r->cfg.path) : NULL;
@@ -491,76 +564,141 @@ static int copy_roles(orch_orchestra *o, const orch_config *cfg, orch_error *err
     return ORCH_OK;
 }
 
-/* model_of[i]: the role whose path serves role i (config.c resolved it). */
-static int make_entries(orch_orchestra *o, const struct orch_orchestra_params *p,
-                        const size_t *model_of, orch_error *err)
+/* The entry for a file: one already made (same device and inode, or the
+ * same path for a file that is not there), else a new one. */
+static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **out,
+                     orch_error *err)
 {
-    o->entries = calloc(o->n_roles, sizeof *o->entries);
-    if (!o->entries)
-        return orch__err(err, ORCH_ENOMEM, "out of memory");
-    for (size_t i = 0; i < o->n_roles; i++) {
-        struct role *r = &o->roles[i];
-        r->model_role = model_of[i];
-        struct role *mr = &o->roles[r->model_role];
-        struct stat st;
-        bool have = stat(mr->cfg.path, &st) == 0;
-        struct entry *e = NULL;
-        for (size_t k = 0; k < o->n_entries && !e; k++) {
-            struct entry *x = o->entries[k];
-            if (have ? (x->have_ino && x->dev == st.st_dev && x->ino == st.st_ino)
-                     : (!x->have_ino && strcmp(x->path, mr->cfg.path) == 0))
-                e = x;
+    struct stat st;
+    bool have = stat(mr->cfg.path, &st) == 0;
+    for (size_t k = 0; k < o->n_all; k++) { /* only this thread adds entries */
+        struct entry *x = o->all[k];
+        if (have ? (x->have_ino && x->dev == st.st_dev && x->ino == st.st_ino)
+                 : (!x->have_ino && strcmp(x->path, mr->cfg.path) == 0)) {
+            *out = x;
+            return ORCH_OK;
         }
-        if (e) {
-            const struct orch_model_params *mp = orch__model_params(e->model);
-            if (mp->n_gpu_layers != mr->cfg.n_gpu_layers)
-                return orch__err(err, ORCH_ECONFIG,
-                                 "roles '%s' and '%s' share '%s' but ask for %d and %d GPU layers; "
-                                 "shared weights need one placement",
-                                 mp->role, mr->name, e->path, mp->n_gpu_layers,
-                                 mr->cfg.n_gpu_layers);
-        } else {
-            e = calloc(1, sizeof *e);
-            if (!e || !(e->path = orch__strdup(mr->cfg.path))) {
-                free(e);
-                return orch__err(err, ORCH_ENOMEM, "out of memory");
-            }
-            e->o = o;
-            e->have_ino = have;
-            if (have) {
-                e->dev = st.st_dev;
-                e->ino = st.st_ino;
-            }
-            e->idle_ttl_ms = -2; /* unset */
-            o->entries[o->n_entries++] = e;
-            struct orch_model_params mp = orch_model_default_params();
-            mp.path = mr->cfg.path;
-            mp.role = mr->name;
-            mp.backend = backend_for(p, mr->name);
-            mp.n_ctx = mr->cfg.n_ctx;
-            mp.n_gpu_layers = mr->cfg.n_gpu_layers;
-            mp.n_threads = mr->cfg.n_threads;
-            mp.embedding = mr->cfg.embedding;
-            mp.progress = p->progress;
-            mp.progress_user_data = p->progress_user_data;
-            int rc = orch_model_new(&mp, &e->model, err);
-            if (rc)
-                return rc;
-            orch__model_set_hooks(e->model, &hooks, e);
-        }
-        r->e = e;
-        /* what the entry needs from all its roles */
-        int64_t ttl = r->cfg.idle_ttl_s < 0 ? -1 : r->cfg.idle_ttl_s * 1000;
-        if (e->idle_ttl_ms == -2 || ttl < 0 || (e->idle_ttl_ms >= 0 && ttl > e->idle_ttl_ms))
-            e->idle_ttl_ms = ttl;
-        e->pinned |= r->cfg.pin;
-        /* the largest context any of its roles asks for; -1 = trained size */
-        if (r->cfg.n_ctx < 0)
-            e->n_ctx = -1;
-        else if (e->n_ctx >= 0 && r->cfg.n_ctx > e->n_ctx)
-            e->n_ctx = r->cfg.n_ctx;
     }
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = orch__strdup(mr->cfg.path))) {
+        free(e);
+        return orch__err(err, ORCH_ENOMEM, "out of memory");
+    }
+    e->o = o;
+    e->have_ino = have;
+    if (have) {
+        e->dev = st.st_dev;
+        e->ino = st.st_ino;
+    }
+    atomic_init(&e->last_use_ms, now_ms(o));
+    struct orch_model_params mp = orch_model_default_params();
+    mp.path = mr->cfg.path;
+    mp.role = mr->name;
+    mp.backend = backend_for(o, mr->name);
+    mp.n_ctx = mr->cfg.n_ctx;
+    mp.n_gpu_layers = mr->cfg.n_gpu_layers;
+    mp.n_threads = mr->cfg.n_threads;
+    mp.embedding = mr->cfg.embedding;
+    mp.progress = o->progress;
+    mp.progress_user_data = o->progress_ud;
+    int rc = orch_model_new(&mp, &e->model, err);
+    if (rc == ORCH_OK) {
+        orch__model_set_hooks(e->model, &hooks, e);
+        pthread_mutex_lock(&o->lock);
+        if (o->n_all == o->cap_all) {
+            size_t cap = o->cap_all ? o->cap_all * 2 : 8;
+            struct entry **a = realloc(o->all, cap * sizeof *a);
+            if (a) {
+                o->all = a;
+                o->cap_all = cap;
+            }
+        }
+        if (o->n_all < o->cap_all)
+            o->all[o->n_all++] = e;
+        else
+            rc = orch__err(err, ORCH_ENOMEM, "out of memory");
+        pthread_mutex_unlock(&o->lock);
+    }
+    if (rc) {
+        orch_model_free(e->model);
+        free(e->path);
+        free(e);
+        return rc;
+    }
+    *out = e;
     return ORCH_OK;
+}
+
+/* Builds the view of `cfg`: its roles, and their entries (made, or reused
+ * from earlier views, whose loaded models stay loaded). */
+static int build_view(orch_orchestra *o, const orch_config *cfg, struct view **out,
+                      orch_error *err)
+{
+    struct view *v = calloc(1, sizeof *v);
+    size_t *model_of = malloc(cfg->n_roles * sizeof *model_of);
+    int rc = v && model_of ? copy_roles(v, cfg, err)
+                           : orch__err(err, ORCH_ENOMEM, "out of memory");
+    if (rc == ORCH_OK)
+        rc = orch__config_model_roles(cfg, model_of, err);
+    if (rc == ORCH_OK && !(v->entries = calloc(v->n_roles, sizeof *v->entries)))
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == ORCH_OK && i < v->n_roles; i++) {
+        struct role *r = &v->roles[i];
+        r->model_role = model_of[i];
+        struct role *mr = &v->roles[r->model_role];
+        rc = entry_for(o, mr, &r->e, err);
+        if (rc)
+            break;
+        const struct orch_model_params *mp = orch__model_params(r->e->model);
+        if (mp->n_gpu_layers != mr->cfg.n_gpu_layers) {
+            rc = orch__err(err, ORCH_ECONFIG,
+                           "roles '%s' and '%s' share '%s' but ask for %d and %d GPU layers; "
+                           "shared weights need one placement",
+                           mp->role, mr->name, r->e->path, mp->n_gpu_layers, mr->cfg.n_gpu_layers);
+            break;
+        }
+        size_t k = 0;
+        while (k < v->n_entries && v->entries[k] != r->e)
+            k++;
+        if (k == v->n_entries)
+            v->entries[v->n_entries++] = r->e;
+    }
+    free(model_of);
+    if (rc) {
+        free_view(v);
+        return rc;
+    }
+    *out = v;
+    return ORCH_OK;
+}
+
+/* What each entry of v needs from all its roles: pinned by any, the longest
+ * idle time (never beats any), the largest context (-1: trained size). */
+static void apply_entry_settings(struct view *v)
+{
+    for (size_t k = 0; k < v->n_entries; k++) {
+        struct entry *e = v->entries[k];
+        bool pinned = false, first = true;
+        int64_t ttl = 0;
+        int32_t n_ctx = 0;
+        for (size_t i = 0; i < v->n_roles; i++) {
+            const struct role *r = &v->roles[i];
+            if (r->e != e)
+                continue;
+            int64_t t = r->cfg.idle_ttl_s < 0 ? -1 : r->cfg.idle_ttl_s * 1000;
+            if (first || t < 0 || (ttl >= 0 && t > ttl))
+                ttl = t;
+            pinned |= r->cfg.pin;
+            if (r->cfg.n_ctx < 0)
+                n_ctx = -1;
+            else if (n_ctx >= 0 && r->cfg.n_ctx > n_ctx)
+                n_ctx = r->cfg.n_ctx;
+            first = false;
+        }
+        e->pinned = pinned;
+        e->idle_ttl_ms = ttl;
+        e->n_ctx = n_ctx;
+    }
 }
 
 int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params,
@@ -577,25 +715,39 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
     if (!o)
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->reconf_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&o->cond, &ca);
     pthread_cond_init(&o->reaper_cond, &ca);
     pthread_condattr_destroy(&ca);
-    o->budget = cfg->budget;
-    o->load_timeout_ms = cfg->load_timeout_ms;
+    atomic_init(&o->budget, cfg->budget);
+    atomic_init(&o->load_timeout_ms, cfg->load_timeout_ms);
     o->clock = p.clock;
     o->clock_ud = p.clock_user_data;
     o->pid = getpid();
-
-    size_t *model_of = malloc(cfg->n_roles * sizeof *model_of);
-    rc = model_of ? copy_roles(o, cfg, err) : orch__err(err, ORCH_ENOMEM, "out of memory");
+    o->backend = p.backend;
+    o->progress = p.progress;
+    o->progress_ud = p.progress_user_data;
+    if (p.n_role_backends) {
+        o->role_backends = calloc(p.n_role_backends, sizeof *o->role_backends);
+        if (!o->role_backends)
+            rc = orch__err(err, ORCH_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == ORCH_OK && i < p.n_role_backends; i++) {
+            o->role_backends[i].backend = p.role_backends[i].backend;
+            o->role_backends[i].role =
+                p.role_backends[i].role ? orch__strdup(p.role_backends[i].role) : NULL;
+            o->n_role_backends = i + 1;
+        }
+    }
+    struct view *v = NULL;
     if (rc == ORCH_OK)
-        rc = orch__config_model_roles(cfg, model_of, err);
-    if (rc == ORCH_OK)
-        rc = make_entries(o, &p, model_of, err);
-    free(model_of);
+        rc = build_view(o, cfg, &v, err);
+    if (rc == ORCH_OK) {
+        apply_entry_settings(v);
+        atomic_init(&o->view, v);
+    }
     if (rc == ORCH_OK && !p.no_reaper) {
         if (pthread_create(&o->reaper, NULL, reaper_main, o) != 0)
             rc = orch__err(err, ORCH_ENOMEM, "cannot start the idle-unload thread");
@@ -606,14 +758,66 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
         free_orchestra(o);
         return rc;
     }
-    for (size_t i = 0; i < o->n_entries; i++)
-        atomic_init(&o->entries[i]->last_use_ms, now_ms(o));
     char bb[32];
-    fmt_bytes(o->budget, bb, sizeof bb);
+    fmt_bytes(cfg->budget, bb, sizeof bb);
     orch__log(ORCH_LOG_INFO, NULL, "orchestra_open", OF_S("config", cfg->name),
-              OF_U("roles", o->n_roles), OF_U("models", o->n_entries),
-              OF_S("budget", o->budget ? bb : "none"));
+              OF_U("roles", v->n_roles), OF_U("models", v->n_entries),
+              OF_S("budget", cfg->budget ? bb : "none"));
     *out = o;
+    return ORCH_OK;
+}
+
+int orch_reconfigure(orch_orchestra *o, const orch_config *cfg, orch_error *err)
+{
+    if (!o || !cfg)
+        return orch__err(err, ORCH_EINVAL, "orch_reconfigure: NULL argument");
+    int rc = orch_config_validate(cfg, err);
+    if (rc)
+        return rc;
+    int ep;
+    if ((rc = call_enter(o, NULL, err, &ep)))
+        return rc;
+    pthread_mutex_lock(&o->reconf_lock);
+    struct view *v;
+    rc = build_view(o, cfg, &v, err);
+    if (rc) {
+        pthread_mutex_unlock(&o->reconf_lock);
+        call_exit(o, ep);
+        return rc;
+    }
+    apply_entry_settings(v);
+    atomic_store(&o->budget, cfg->budget);
+    atomic_store(&o->load_timeout_ms, cfg->load_timeout_ms);
+    /* publish, then flip the epoch and wait for the calls that may still
+     * read the old view (ours counted in it: leave it first) */
+    struct view *old = atomic_exchange(&o->view, v);
+    int old_ep = atomic_load(&o->epoch);
+    atomic_store(&o->epoch, 1 - old_ep);
+    call_exit(o, ep);
+    while (calls_in_epoch(o, old_ep) != 0)
+        usleep(200);
+    /* models no role uses any more: unloaded (once their leases return) */
+    size_t retired = 0;
+    for (size_t i = 0; i < old->n_entries; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < v->n_entries && !kept; k++)
+            kept = v->entries[k] == old->entries[i];
+        if (!kept) {
+            old->entries[i]->pinned = false;
+            old->entries[i]->idle_ttl_ms = 0;
+            orch__model_unload_reason(old->entries[i]->model, "reconfigure");
+            retired++;
+        }
+    }
+    orch__log(ORCH_LOG_INFO, NULL, "reconfigure", OF_S("config", cfg->name),
+              OF_U("roles", v->n_roles), OF_U("models", v->n_entries),
+              OF_U("models_retired", retired));
+    /* the old view stays until close: stop strings handed out point into it */
+    pthread_mutex_lock(&o->lock);
+    old->next = o->old_views;
+    o->old_views = old;
+    pthread_mutex_unlock(&o->lock);
+    pthread_mutex_unlock(&o->reconf_lock);
     return ORCH_OK;
 }
 
@@ -637,11 +841,14 @@ void orch_close(orch_orchestra *o)
      * for every model's drain (the calls in flight finish on the leases
      * they hold; a load they start is refused by admit), then for the
      * calls themselves to leave. */
-    for (size_t i = 0; i < o->n_entries; i++)
-        orch__model_unload_reason(o->entries[i]->model, "close");
-    for (size_t i = 0; i < o->n_entries; i++)
-        orch__model_wait_unloaded(o->entries[i]->model);
-    while (calls_in_flight(o) != 0)
+    struct entry **all;
+    size_t n_all = all_entries(o, &all);
+    for (size_t i = 0; i < n_all; i++)
+        orch__model_unload_reason(all[i]->model, "close");
+    for (size_t i = 0; i < n_all; i++)
+        orch__model_wait_unloaded(all[i]->model);
+    free(all);
+    while (calls_in_epoch(o, 0) != 0 || calls_in_epoch(o, 1) != 0)
         usleep(200);
     free_orchestra(o);
 }
@@ -679,12 +886,14 @@ int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orc
     if (!o || !out)
         return orch__err(err, ORCH_EINVAL, "orch_role_acquire: NULL argument");
     *out = NULL;
-    int rc = call_enter(o, role, err);
+    int ep;
+    int rc = call_enter(o, role, err, &ep);
     if (rc)
         return rc;
-    struct role *r = find_role(o, role);
-    rc = r ? lease_role(o, r, out, err) : no_role(o, role, err);
-    call_exit(o);
+    struct view *v = view_of(o);
+    struct role *r = find_role(v, role);
+    rc = r ? lease_role(o, r, out, err) : no_role(v, role, err);
+    call_exit(o, ep);
     return rc;
 }
 
@@ -692,39 +901,60 @@ void orch_role_release(orch_orchestra *o, orch_model *m)
 {
     if (!o || !m)
         return;
-    call_enter_always(o);
+    int ep;
+    call_enter_always(o, &ep);
     unlease_role(o, m);
-    call_exit(o);
+    call_exit(o, ep);
 }
+
+/* A request by role in flight: its epoch, role and lease. */
+struct call {
+    int ep;
+    struct role *r;
+    orch_model *m;
+};
 
 /* A request by role: enter, find the role, lease its model. On ORCH_OK
  * the caller runs its work and calls request_end(). */
-static int request_begin(orch_orchestra *o, const char *role, struct role **r, orch_model **m,
-                         orch_error *err)
+static int request_begin(orch_orchestra *o, const char *role, struct call *c, orch_error *err)
 {
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orchestra is NULL");
-    int rc = call_enter(o, role, err);
+    int rc = call_enter(o, role, err, &c->ep);
     if (rc)
         return rc;
-    *r = find_role(o, role);
-    rc = *r ? lease_role(o, *r, m, err) : no_role(o, role, err);
+    struct view *v = view_of(o);
+    c->r = find_role(v, role);
+    rc = c->r ? lease_role(o, c->r, &c->m, err) : no_role(v, role, err);
     if (rc) {
-        call_exit(o);
+        call_exit(o, c->ep);
         return rc;
     }
-    orch__pause(ORCH_PAUSE_ROLE_LEASED, *m);
+    orch__pause(ORCH_PAUSE_ROLE_LEASED, c->m);
     return ORCH_OK;
 }
 
 /* Ends a request: names the role in an error (once), returns the lease. */
-static int request_end(orch_orchestra *o, struct role *r, orch_model *m, int rc, orch_error *err)
+static int request_end(orch_orchestra *o, struct call *c, int rc, orch_error *err)
 {
     if (rc)
-        orch__err_prefix(err, "role '%s'", r->name);
-    unlease_role(o, m);
-    call_exit(o);
+        orch__err_prefix(err, "role '%s'", c->r->name);
+    unlease_role(o, c->m);
+    call_exit(o, c->ep);
     return rc;
+}
+
+int orch_role_canonical(orch_orchestra *o, const char *name, char *out, size_t cap,
+                        orch_error *err)
+{
+    if (!o || !out || !cap)
+        return orch__err(err, ORCH_EINVAL, "orch_role_canonical: NULL argument");
+    struct view *v = view_of(o); /* views live until close */
+    struct role *r = find_role(v, name);
+    if (!r)
+        return no_role(v, name, err);
+    snprintf(out, cap, "%s", r->name);
+    return ORCH_OK;
 }
 
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
@@ -732,9 +962,11 @@ int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_pa
 {
     if (!o || !out)
         return orch__err(err, ORCH_EINVAL, "orch_role_gen_params: NULL argument");
-    struct role *r = find_role(o, role);
+    /* views live until close, so the stop strings handed out do too */
+    struct view *v = view_of(o);
+    struct role *r = find_role(v, role);
     if (!r)
-        return no_role(o, role, err);
+        return no_role(v, role, err);
     *out = r->cfg.gen;
     out->n_ctx = r->cfg.n_ctx > 0 ? r->cfg.n_ctx : 0;
     out->n_threads = r->cfg.n_threads;
@@ -769,18 +1001,17 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
         return orch__err(err, ORCH_EINVAL, "orch_generate: res is NULL");
     memset(res, 0, sizeof *res);
     res->finish = ORCH_FINISH_ERROR;
-    struct role *r;
-    orch_model *m;
+    struct call c;
     int64_t t0 = orch__now_ns();
-    int rc = request_begin(o, role, &r, &m, err);
+    int rc = request_begin(o, role, &c, err);
     if (rc)
         return rc;
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(r, m, params, &p);
-    rc = orch__generate_leased(m, prompt, false, &p, res, err);
+    request_params(c.r, c.m, params, &p);
+    rc = orch__generate_leased(c.m, prompt, false, &p, res, err);
     res->load_wait_ms = wait;
-    return request_end(o, r, m, rc, err);
+    return request_end(o, &c, rc, err);
 }
 
 int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
@@ -791,18 +1022,17 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
         return orch__err(err, ORCH_EINVAL, "orch_chat: res is NULL");
     memset(res, 0, sizeof *res);
     res->finish = ORCH_FINISH_ERROR;
-    struct role *r;
-    orch_model *m;
+    struct call c;
     int64_t t0 = orch__now_ns();
-    int rc = request_begin(o, role, &r, &m, err);
+    int rc = request_begin(o, role, &c, err);
     if (rc)
         return rc;
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(r, m, params, &p);
-    rc = orch__chat_leased(m, msgs, n_msgs, &p, res, err);
+    request_params(c.r, c.m, params, &p);
+    rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
     res->load_wait_ms = wait;
-    return request_end(o, r, m, rc, err);
+    return request_end(o, &c, rc, err);
 }
 
 int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
@@ -814,23 +1044,23 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
     *out = NULL;
     *n_embd = 0;
     if (o && !role) {
-        for (size_t i = 0; i < o->n_roles && !role; i++)
-            if (o->roles[i].cfg.embedding)
-                role = o->roles[i].name;
+        struct view *v = view_of(o); /* views live until close */
+        for (size_t i = 0; i < v->n_roles && !role; i++)
+            if (v->roles[i].cfg.embedding)
+                role = v->roles[i].name;
         if (!role)
             return orch__err(err, ORCH_ENOROLE,
                              "no role is marked 'embedding = true'; name one with --role");
     }
-    struct role *r;
-    orch_model *m;
-    int rc = request_begin(o, role, &r, &m, err);
+    struct call c;
+    int rc = request_begin(o, role, &c, err);
     if (rc)
         return rc;
     struct orch_embed_params p = params ? *params : orch_embed_default_params();
     if (!p.n_threads)
-        p.n_threads = r->cfg.n_threads;
-    rc = orch__embed_leased(m, texts, n_texts, &p, out, n_embd, err);
-    return request_end(o, r, m, rc, err);
+        p.n_threads = c.r->cfg.n_threads;
+    rc = orch__embed_leased(c.m, texts, n_texts, &p, out, n_embd, err);
+    return request_end(o, &c, rc, err);
 }
 
 struct preload_job {
@@ -856,9 +1086,10 @@ int orch_preload(orch_orchestra *o, const char *const *roles, size_t n_roles, or
 {
     if (!o || (n_roles && !roles))
         return orch__err(err, ORCH_EINVAL, "orch_preload: NULL argument");
+    struct view *v = view_of(o);
     for (size_t i = 0; i < n_roles; i++)
-        if (!find_role(o, roles[i]))
-            return no_role(o, roles[i], err);
+        if (!find_role(v, roles[i]))
+            return no_role(v, roles[i], err);
     struct preload_job *jobs = calloc(n_roles ? n_roles : 1, sizeof *jobs);
     if (!jobs)
         return orch__err(err, ORCH_ENOMEM, "out of memory");
@@ -888,22 +1119,28 @@ int orch_unload(orch_orchestra *o, const char *role, orch_error *err)
 {
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orch_unload: orchestra is NULL");
-    int rc = call_enter(o, role, err);
+    int ep;
+    int rc = call_enter(o, role, err, &ep);
     if (rc)
         return rc;
-    struct role *r = find_role(o, role);
-    rc = r ? orch__model_unload_reason(r->e->model, "explicit") : no_role(o, role, err);
-    call_exit(o);
+    struct view *v = view_of(o);
+    struct role *r = find_role(v, role);
+    rc = r ? orch__model_unload_reason(r->e->model, "explicit") : no_role(v, role, err);
+    call_exit(o, ep);
     return rc;
 }
 
 void orch_unload_all(orch_orchestra *o)
 {
-    if (!o || call_enter(o, NULL, NULL) != ORCH_OK)
+    int ep;
+    if (!o || call_enter(o, NULL, NULL, &ep) != ORCH_OK)
         return; /* closing unloads everything anyway */
-    for (size_t i = 0; i < o->n_entries; i++)
-        orch__model_unload_reason(o->entries[i]->model, "explicit");
-    call_exit(o);
+    struct entry **all;
+    size_t n_all = all_entries(o, &all);
+    for (size_t i = 0; i < n_all; i++)
+        orch__model_unload_reason(all[i]->model, "explicit");
+    free(all);
+    call_exit(o, ep);
 }
 
 int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
@@ -911,22 +1148,34 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
 {
     if (!o || !out || !n)
         return orch__err(err, ORCH_EINVAL, "orch_status: NULL argument");
-    int rc = call_enter(o, NULL, err);
+    int ep;
+    int rc = call_enter(o, NULL, err, &ep);
     if (rc)
         return rc;
-    struct orch_role_status *st = calloc(o->n_roles ? o->n_roles : 1, sizeof *st);
+    struct view *v = view_of(o);
+    struct orch_role_status *st = calloc(v->n_roles ? v->n_roles : 1, sizeof *st);
     if (!st) {
-        call_exit(o);
+        call_exit(o, ep);
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     }
     int64_t now = now_ms(o);
-    for (size_t i = 0; i < o->n_roles; i++) {
-        struct role *r = &o->roles[i];
+    for (size_t i = 0; i < v->n_roles; i++) {
+        struct role *r = &v->roles[i];
         struct entry *e = r->e;
         struct orch_role_status *s = &st[i];
         struct orch_model_stats ms;
         orch_model_stats(e->model, &ms);
         snprintf(s->role, sizeof s->role, "%s", r->name);
+        size_t pos = 0;
+        for (size_t a = 0; a < r->cfg.n_aliases && pos < sizeof s->aliases; a++) {
+            int k = snprintf(s->aliases + pos, sizeof s->aliases - pos, "%s%s", a ? "," : "",
+                             r->cfg.aliases[a]);
+            if (k < 0 || (size_t)k >= sizeof s->aliases - pos) {
+                s->aliases[pos] = '\0'; /* whole names only */
+                break;
+            }
+            pos += (size_t)k;
+        }
         snprintf(s->model_role, sizeof s->model_role, "%s", orch_model_role(e->model));
         snprintf(s->path, sizeof s->path, "%s", e->path);
         s->state = ms.state;
@@ -965,7 +1214,7 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         pthread_mutex_unlock(&o->lock);
     }
     *out = st;
-    *n = o->n_roles;
-    call_exit(o);
+    *n = v->n_roles;
+    call_exit(o, ep);
     return ORCH_OK;
 }

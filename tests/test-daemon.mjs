@@ -342,6 +342,34 @@ embedding = true
     }
   });
 
+  test('SIGHUP: a changed config applies without reloading unchanged models; a broken one is refused', async () => {
+    const file = writeConfig('reload.ini', `[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = ${MODEL}\ntemperature = 0\n[coder]\nfallback = story\n`);
+    const h = await startServer(file);
+    try {
+      const c = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'x', maxRetries: 0 });
+      assert.equal((await c.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11 })).choices[0].text, GREEDY);
+      const loads = () => (h.stderr().match(/role=story event=load_end/g) || []).length;
+      assert.equal(loads(), 1);
+      const waitFor = async (re) => { for (let i = 0; i < 250 && !re.test(h.stderr()); i++) await new Promise((r) => setTimeout(r, 20)); return re.test(h.stderr()); };
+      fs.writeFileSync(file, `[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = ${MODEL}\ntemperature = 0\n[poet]\nfallback = story\nmax_tokens = 3\n`);
+      h.child.kill('SIGHUP');
+      assert.ok(await waitFor(/event=reload .*result=applied/), h.stderr());
+      const ids = (await c.models.list()).data.map((m) => m.id);
+      assert.deepEqual(ids, ['story', 'poet']);
+      await assert.rejects(c.completions.create({ model: 'coder', prompt: 'x' }), (e) => e.status === 404);
+      const r = await c.completions.create({ model: 'poet', prompt: 'Once upon a time' });
+      assert.equal(r.usage.completion_tokens, 3, 'the new max_tokens default applies');
+      assert.equal(loads(), 1, 'the unchanged model was loaded again');
+      fs.writeFileSync(file, '[story]\npath = x\ntemperatur = 1\n');
+      h.child.kill('SIGHUP');
+      assert.ok(await waitFor(/event=reload .*result="kept the old config"/), h.stderr());
+      assert.match(h.stderr(), /reload\.ini:3/);
+      assert.equal((await c.completions.create({ model: 'poet', prompt: 'Once upon a time' })).usage.completion_tokens, 3);
+    } finally {
+      assert.equal((await stopServer(h)).code, 0);
+    }
+  });
+
   test('a bad config on start exits 3 naming file and line', async () => {
     const bad = writeConfig('bad.ini', '[a]\npath = x\ntemperatur = 1\n');
     const s3 = await startServer(bad);

@@ -746,6 +746,139 @@ static void test_fork_child(void **state)
     orch_fake_free(fake);
 }
 
+/* ---- reconfigure ------------------------------------------------------------------ */
+
+static orch_config *fx_config(const char *ini)
+{
+    char text[4096], *w = text;
+    for (const char *p = ini; *p;) {
+        if (*p == '@') {
+            char name[64];
+            unsigned kib;
+            int used;
+            assert_int_equal(sscanf(p + 1, "%63[a-z0-9_]:%u%n", name, &kib, &used), 2);
+            char file[80], path[700];
+            snprintf(file, sizeof file, "%s.bin", name);
+            snprintf(path, sizeof path, "%s/%s", test_tmpdir(), file);
+            /* an existing file is left alone: a model may be loading from it */
+            w += sprintf(w, "%s", access(path, F_OK) == 0 ? path
+                                                            : test_sparse_file(file, (uint64_t)kib * KB));
+            p += 1 + used;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "re.ini", false, &cfg, &err), ORCH_OK, err);
+    return cfg;
+}
+
+/* A new config: unchanged files stay loaded whatever else changed, files no
+ * role uses are unloaded, new roles work, a bad config leaves the old one. */
+static void test_reconfigure_keeps_unchanged_models(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\ntemperature = 0.5\nstop = END\n[b]\npath = @b:10\n"
+                 "[c]\nfallback = a\n", 0);
+    use(fx.o, "a", 1000);
+    use(fx.o, "b", 1000);
+    use(fx.o, "c", 1000);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 2);
+    struct orch_gen_params old;
+    orch_error err = {0};
+    assert_rc(orch_role_gen_params(fx.o, "a", &old, &err), ORCH_OK, err);
+    orch_model *held;
+    assert_rc(orch_role_acquire(fx.o, "b", &held, &err), ORCH_OK, err); /* b leased */
+
+    orch_config *cfg = fx_config("[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\ntemperature = 0.25\n"
+                                 "[d]\npath = @d:10\n[c]\nfallback = d\n");
+    assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    /* a's model stayed loaded; its new settings apply */
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    use(fx.o, "a", 2000);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 2);
+    struct orch_gen_params g;
+    assert_rc(orch_role_gen_params(fx.o, "a", &g, &err), ORCH_OK, err);
+    assert_true(g.temperature == 0.25f);
+    /* the old defaults handed out before stay readable */
+    assert_string_equal(old.stop[0], "END");
+    /* b is gone: no new requests; its model drains when the lease returns */
+    orch_model *none;
+    assert_rc(orch_role_acquire(fx.o, "b", &none, &err), ORCH_ENOROLE, err);
+    assert_int_equal(orch_fake_counts(fx.fake).n_frees, 0);
+    orch_role_release(fx.o, held);
+    assert_int_equal(orch_fake_counts(fx.fake).n_frees, 1);
+    /* c now falls back to the new role d */
+    use(fx.o, "c", 2000);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 3);
+    /* a bad config changes nothing */
+    orch_config *bad;
+    assert_rc(orch_config_parse("[x]\nfallback = y\n", "bad.ini", false, &bad, &err), ORCH_ECONFIG,
+              err);
+    assert_rc(orch_config_new(&bad, &err), ORCH_OK, err);
+    assert_rc(orch_reconfigure(fx.o, bad, &err), ORCH_ECONFIG, err);
+    orch_config_free(bad);
+    use(fx.o, "a", 3000);
+    fx_close(&fx);
+}
+
+struct reconf_load {
+    orch_orchestra *o;
+    atomic_int stop;
+    atomic_int bad;
+    atomic_int ok;
+};
+
+static void *reconf_worker(void *arg)
+{
+    struct reconf_load *l = arg;
+    static const char *roles[] = {"a", "c", "b"};
+    for (unsigned i = 0; !atomic_load(&l->stop); i++) {
+        struct orch_gen_result res;
+        orch_error err = {0};
+        struct orch_gen_params gp = orch_gen_default_params();
+        gp.max_tokens = 2;
+        int rc = orch_generate(l->o, roles[i % 3], "x", &gp, &res, &err);
+        orch_gen_result_clear(&res);
+        if (rc == ORCH_OK)
+            atomic_fetch_add(&l->ok, 1);
+        else if (rc != ORCH_ENOROLE) /* b comes and goes */
+            atomic_fetch_add(&l->bad, 1);
+    }
+    return NULL;
+}
+
+/* Requests keep running while the config flips back and forth. */
+static void test_reconfigure_under_load(void **state)
+{
+    (void)state;
+    struct fx fx;
+    const char *one = "[a]\npath = @a:10\n[b]\npath = @b:10\n[c]\nfallback = a\n";
+    const char *two = "[a]\npath = @a:10\ntemperature = 0.1\n[c]\npath = @c:10\n";
+    fx_open(&fx, one, 0);
+    struct reconf_load l = {.o = fx.o};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, reconf_worker, &l);
+    orch_error err = {0};
+    for (int i = 0; i < 40; i++) {
+        orch_config *cfg = fx_config(i % 2 ? one : two);
+        assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_OK, err);
+        orch_config_free(cfg);
+        usleep(1000);
+    }
+    atomic_store(&l.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&l.bad), 0);
+    assert_true(atomic_load(&l.ok) > 0);
+    fx_close(&fx);
+}
+
 /* ---- the real model under several roles ---------------------------------------------- */
 
 static void test_real_model_roles(void **state)
@@ -1124,6 +1257,8 @@ int main(void)
         cmocka_unit_test(test_cancel_while_waiting_for_memory),
         cmocka_unit_test(test_errors_name_the_role_once),
         cmocka_unit_test(test_fork_child),
+        cmocka_unit_test(test_reconfigure_keeps_unchanged_models),
+        cmocka_unit_test(test_reconfigure_under_load),
         cmocka_unit_test(test_real_model_roles),
         cmocka_unit_test(test_stress_16_threads),
         cmocka_unit_test(test_stress_everything_then_close),
