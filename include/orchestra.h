@@ -707,6 +707,14 @@ int orch_reconfigure(orch_orchestra *o, const orch_config *cfg, orch_error *err)
 int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err);
 void orch_role_release(orch_orchestra *o, orch_model *m);
 
+/* Ollama's keep_alive for the model behind `role`: ms > 0 keeps it loaded
+ * (when idle) until ms from now, instead of its idle_ttl; ms < 0 keeps it
+ * loaded until it is unloaded otherwise; ms == 0 unloads it now (once its
+ * leases return). The budget may still evict it, and the setting ends when
+ * the model is unloaded. Returns: ORCH_OK, ORCH_ENOROLE, ORCH_ECLOSED.
+ * Threads: any. */
+int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_error *err);
+
 /* Copies into out[cap] the name of the role that `name` (a role's name or
  * one of its aliases) designates. Returns: ORCH_OK or ORCH_ENOROLE.
  * Threads: any. */

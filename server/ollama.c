@@ -3,9 +3,11 @@
  * /api/show, /api/generate and /api/chat (NDJSON streams by default),
  * /api/embed and the older /api/embeddings. Model names are role names.
  *
- * keep_alive: 0 unloads the role's model when the request ends; any other
- * value (a duration, seconds, negative) leaves it to the config's idle_ttl.
- * An empty prompt (or no messages) with keep_alive only loads or unloads.
+ * keep_alive (a duration such as "5m" or seconds): after the request the
+ * role's model stays loaded that long when idle (orch_role_keep_alive);
+ * negative keeps it loaded; 0 unloads it when the request ends. Not given:
+ * the role's idle_ttl decides. An empty prompt (or no messages) with
+ * keep_alive only loads or unloads.
  */
 #include "srv.h"
 
@@ -227,11 +229,13 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
     return 0;
 }
 
+#define KEEP_NOT_GIVEN INT64_MIN
+
 /* keep_alive: a number of seconds, or a duration ("5m", "300s", "1h", "-1").
- * Returns 0 (*ms set; negative = keep) or -1 with msg. */
+ * Returns 0 (*ms set; negative = keep; KEEP_NOT_GIVEN) or -1 with msg. */
 static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
 {
-    *ms = 1; /* not given: the config decides */
+    *ms = KEEP_NOT_GIVEN; /* the role's idle_ttl decides */
     if (!v || json_is_null(v))
         return 0;
     if (json_is_number(v)) {
@@ -319,8 +323,8 @@ static bool on_piece(struct gen_job *j, const char *text, size_t n)
 static void after(struct gen_job *j)
 {
     struct olm *o = j->api;
-    if (o->keep_ms == 0) /* keep_alive 0: unload when the request ends */
-        orch_unload(j->s->o, j->role, NULL);
+    if (o->keep_ms != KEEP_NOT_GIVEN)
+        orch_role_keep_alive(j->s->o, j->role, o->keep_ms, NULL);
 }
 
 static void run_stream(struct stream *st, void *job)
@@ -399,12 +403,14 @@ static enum MHD_Result generate(struct req *r, bool chat)
         const char *reason = "load";
         if (o->keep_ms == 0) {
             reason = "unload";
-            rc = orch_unload(r->s->o, r->role, &err);
+            rc = orch_role_keep_alive(r->s->o, r->role, 0, &err);
         } else {
             orch_model *m;
             rc = orch_role_acquire(r->s->o, r->role, &m, &err);
             if (rc == ORCH_OK)
                 orch_role_release(r->s->o, m);
+            if (rc == ORCH_OK && o->keep_ms != KEEP_NOT_GIVEN)
+                rc = orch_role_keep_alive(r->s->o, r->role, o->keep_ms, &err);
         }
         if (rc) {
             gen_free(j);
@@ -445,6 +451,10 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     if (take_model(r, &ret) < 0)
         return ret;
     int64_t t0 = srv_now_ns();
+    int64_t keep_ms;
+    char msg[300];
+    if (keep_alive(json_object_get(r->json, "keep_alive"), &keep_ms, msg, sizeof msg))
+        return bad(r, msg);
     json_t *in = json_object_get(r->json, legacy ? "prompt" : "input");
     size_t n = json_is_array(in) ? json_array_size(in) : 1;
     if (!(json_is_string(in) || (!legacy && json_is_array(in) && n > 0)) || n > 2048)
@@ -468,6 +478,8 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     free(texts);
     if (rc)
         return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    if (keep_ms != KEEP_NOT_GIVEN)
+        orch_role_keep_alive(r->s->o, r->role, keep_ms, NULL);
     json_t *vecs = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array();

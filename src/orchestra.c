@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define KEEP_FOREVER INT64_MAX
+
 /* How often a load waiting for memory looks for returned leases. */
 #define WAIT_SLICE_MS 5
 
@@ -66,6 +68,9 @@ struct entry {
     _Atomic bool pinned;          /* any role on it pinned */
     _Atomic int64_t idle_ttl_ms;  /* -1 = never */
     _Atomic int32_t n_ctx;        /* largest of its roles; -1 = trained size */
+    /* orch_role_keep_alive(): 0 = none (idle_ttl decides), KEEP_FOREVER, or
+     * the orchestra-clock time until which the model stays loaded */
+    _Atomic int64_t keep_until_ms;
     uint64_t charged;     /* guarded by o->lock: bytes charged to the budget */
     uint64_t context_est; /* guarded by o->lock: per-context part of the charge */
     _Atomic int64_t last_use_ms; /* relaxed: orchestra clock; LRU and idle hint */
@@ -383,6 +388,7 @@ static void gone(void *ud, orch_model *m)
     (void)m;
     struct entry *e = ud;
     orch_orchestra *o = e->o;
+    e->keep_until_ms = 0; /* a keep-alive lasts for one load */
     pthread_mutex_lock(&o->lock);
     o->used -= e->charged;
     e->charged = 0;
@@ -410,6 +416,19 @@ static size_t all_entries(orch_orchestra *o, struct entry ***out)
     return n;
 }
 
+/* When an idle, unpinned entry may be unloaded (orchestra clock), or -1 for
+ * never: its keep-alive if one was set, else its last use + idle_ttl. */
+static int64_t expiry(const struct entry *e)
+{
+    int64_t keep = e->keep_until_ms;
+    if (keep == KEEP_FOREVER)
+        return -1;
+    if (keep > 0)
+        return keep;
+    int64_t ttl = e->idle_ttl_ms;
+    return ttl < 0 ? -1 : atomic_load_explicit(&e->last_use_ms, memory_order_relaxed) + ttl;
+}
+
 static int tick(orch_orchestra *o)
 {
     int n = 0;
@@ -418,11 +437,11 @@ static int tick(orch_orchestra *o)
     size_t n_all = all_entries(o, &all);
     for (size_t i = 0; i < n_all; i++) {
         struct entry *e = all[i];
-        if (e->pinned || e->idle_ttl_ms < 0 || orch_model_state(e->model) != ORCH_STATE_READY ||
+        if (e->pinned || orch_model_state(e->model) != ORCH_STATE_READY ||
             orch__model_n_leases(e->model) > 0)
             continue;
-        int64_t idle = now - atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
-        if (idle >= e->idle_ttl_ms && orch__model_unload_if_idle(e->model, "idle"))
+        int64_t exp = expiry(e);
+        if (exp >= 0 && now >= exp && orch__model_unload_if_idle(e->model, "idle"))
             n++;
     }
     free(all);
@@ -877,7 +896,7 @@ static void unlease_role(orch_orchestra *o, orch_model *m)
     orch_model_release(m);
     /* idle_ttl = 0: unload as the last lease returns. We touch the model
      * after our lease is back: the call count keeps orch_close() waiting */
-    if (e->idle_ttl_ms == 0 && !e->pinned && orch__model_n_leases(m) == 0)
+    if (e->idle_ttl_ms == 0 && !e->pinned && !e->keep_until_ms && orch__model_n_leases(m) == 0)
         orch__model_unload_if_idle(m, "idle");
 }
 
@@ -941,6 +960,28 @@ static int request_end(orch_orchestra *o, struct call *c, int rc, orch_error *er
         orch__err_prefix(err, "role '%s'", c->r->name);
     unlease_role(o, c->m);
     call_exit(o, c->ep);
+    return rc;
+}
+
+int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_error *err)
+{
+    if (!o)
+        return orch__err(err, ORCH_EINVAL, "orch_role_keep_alive: orchestra is NULL");
+    int ep;
+    int rc = call_enter(o, role, err, &ep);
+    if (rc)
+        return rc;
+    struct view *v = view_of(o);
+    struct role *r = find_role(v, role);
+    if (!r) {
+        rc = no_role(v, role, err);
+    } else if (ms == 0) {
+        r->e->keep_until_ms = 0;
+        rc = orch__model_unload_reason(r->e->model, "keep_alive");
+    } else {
+        r->e->keep_until_ms = ms < 0 ? KEEP_FOREVER : now_ms(o) + ms;
+    }
+    call_exit(o, ep);
     return rc;
 }
 
@@ -1201,10 +1242,9 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         int64_t last = atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
         s->idle_ms = ms.n_loads || ms.state == ORCH_STATE_READY ? now - last : -1;
         s->unload_in_ms = -1;
-        if (ms.state == ORCH_STATE_READY && !e->pinned && e->idle_ttl_ms >= 0 && ms.n_leases == 0) {
-            int64_t left = e->idle_ttl_ms - (now - last);
-            s->unload_in_ms = left > 0 ? left : 0;
-        }
+        int64_t exp = expiry(e);
+        if (ms.state == ORCH_STATE_READY && !e->pinned && exp >= 0 && ms.n_leases == 0)
+            s->unload_in_ms = exp > now ? exp - now : 0;
     }
     if (budget) {
         pthread_mutex_lock(&o->lock);

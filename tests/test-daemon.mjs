@@ -229,6 +229,12 @@ embedding = true
     await olm.generate({ model: 'story', prompt: 'Once', stream: false, keep_alive: 0, options: { num_predict: 2 } });
     ps = await olm.ps();
     assert.equal(ps.models.length, 0);
+    // a duration: /api/ps says when the model will go
+    await olm.generate({ model: 'story', prompt: 'Once', stream: false, keep_alive: '10m', options: { num_predict: 2 } });
+    ps = await olm.ps();
+    const left = (new Date(ps.models[0].expires_at) - Date.now()) / 1000;
+    assert.ok(left > 540 && left <= 601, `expires in ${left} s, expected about 600`);
+    await olm.generate({ model: 'story', prompt: '', keep_alive: 0 });
   });
 
   test('a client that leaves mid-stream cancels its generation and returns the lease', async () => {

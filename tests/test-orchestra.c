@@ -746,6 +746,36 @@ static void test_fork_child(void **state)
     orch_fake_free(fake);
 }
 
+/* Ollama's keep_alive: a model kept past its idle_ttl, forever, or not at all. */
+static void test_keep_alive(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[defaults]\nidle_ttl = 1\n[a]\npath = @a:10\n[b]\nfallback = a\n", 0);
+    orch_error err = {0};
+    use(fx.o, "a", 1000);
+    assert_rc(orch_role_keep_alive(fx.o, "b", 10000, &err), ORCH_OK, err); /* through b */
+    atomic_store(&g_clock_ms, 5000); /* past idle_ttl, within keep_alive */
+    assert_int_equal(orch_tick(fx.o), 0);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_READY);
+    atomic_store(&g_clock_ms, 11001);
+    assert_int_equal(orch_tick(fx.o), 1);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_UNLOADED);
+    /* negative: until unloaded otherwise */
+    use(fx.o, "a", 20000);
+    assert_rc(orch_role_keep_alive(fx.o, "a", -1, &err), ORCH_OK, err);
+    atomic_store(&g_clock_ms, 20000 + 86400000);
+    assert_int_equal(orch_tick(fx.o), 0);
+    /* the setting ends with the load: the next load follows idle_ttl again */
+    assert_rc(orch_role_keep_alive(fx.o, "a", 0, &err), ORCH_OK, err);
+    assert_int_equal(role_state(fx.o, "a"), ORCH_STATE_UNLOADED);
+    use(fx.o, "a", 90000000);
+    atomic_store(&g_clock_ms, 90002000);
+    assert_int_equal(orch_tick(fx.o), 1);
+    assert_rc(orch_role_keep_alive(fx.o, "nope", 1, &err), ORCH_ENOROLE, err);
+    fx_close(&fx);
+}
+
 /* ---- reconfigure ------------------------------------------------------------------ */
 
 static orch_config *fx_config(const char *ini)
@@ -1257,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_cancel_while_waiting_for_memory),
         cmocka_unit_test(test_errors_name_the_role_once),
         cmocka_unit_test(test_fork_child),
+        cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_reconfigure_keeps_unchanged_models),
         cmocka_unit_test(test_reconfigure_under_load),
         cmocka_unit_test(test_real_model_roles),
