@@ -464,6 +464,8 @@ int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t 
 struct orch_embed_params {
     bool normalize;     /* L2-normalise each vector; default true */
     int32_t n_threads;  /* 0 (default) = model's */
+    int64_t *n_tokens;  /* where to store how many tokens the texts made, all
+                           together; NULL (default) = nowhere */
 };
 
 struct orch_embed_params orch_embed_default_params(void);

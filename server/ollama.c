@@ -474,7 +474,11 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     float *v = NULL;
     int32_t dim = 0;
     orch_error err;
-    int rc = orch_embed(r->s->o, r->role, texts, n, NULL, &v, &dim, &err);
+    int64_t n_tokens = 0;
+    struct orch_embed_params ep = orch_embed_default_params();
+    ep.n_tokens = &n_tokens;
+    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &v, &dim, &err);
+    r->tok_in = n_tokens;
     free(texts);
     if (rc)
         return reply_olm_error(r, status_for(rc), "%s", err.msg);
@@ -493,9 +497,9 @@ static enum MHD_Result embed(struct req *r, bool legacy)
         json_decref(vecs);
         return reply_json(r, 200, json_pack("{s:o}", "embedding", one));
     }
-    json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:i}", "model", r->role, "embeddings", vecs,
+    json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:I}", "model", r->role, "embeddings", vecs,
                             "total_duration", (json_int_t)(srv_now_ns() - t0), "load_duration",
-                            (json_int_t)0, "prompt_eval_count", 0);
+                            (json_int_t)0, "prompt_eval_count", (json_int_t)n_tokens);
     return reply_json(r, 200, out);
 }
 

@@ -290,7 +290,11 @@ static enum MHD_Result embeddings(struct req *r)
     float *v = NULL;
     int32_t dim = 0;
     orch_error err;
-    int rc = orch_embed(r->s->o, r->role, texts, n, NULL, &v, &dim, &err);
+    int64_t n_tokens = 0;
+    struct orch_embed_params ep = orch_embed_default_params();
+    ep.n_tokens = &n_tokens;
+    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &v, &dim, &err);
+    r->tok_in = n_tokens;
     free(texts);
     if (rc) {
         int st = status_for(rc);
@@ -313,9 +317,9 @@ static enum MHD_Result embeddings(struct req *r)
                                               (int)i, "embedding", e));
     }
     free(v);
-    return reply_json(r, 200, json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data",
-                                        data, "model", r->role, "usage", "prompt_tokens", 0,
-                                        "total_tokens", 0));
+    return reply_json(r, 200, json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data",
+                                        data, "model", r->role, "usage", "prompt_tokens",
+                                        (json_int_t)n_tokens, "total_tokens", (json_int_t)n_tokens));
 }
 
 enum MHD_Result api_openai(struct req *r)

@@ -49,6 +49,7 @@ struct orch__embed_req {
     int32_t n_ctx, n_threads;
     float *out;          /* n_texts * n_embd, allocated by the backend with malloc */
     int32_t n_embd;
+    int64_t n_tokens;    /* the tokens the texts made, all together */
 };
 
 struct orch_backend_ops {

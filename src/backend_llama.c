@@ -543,6 +543,8 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
                            n_toks[i], n_ctx);
         if (rc == ORCH_OK && n_toks[i] == 0)
             rc = orch__err(err, ORCH_EINVAL, "text %zu has no tokens", i);
+        if (rc == ORCH_OK)
+            req->n_tokens += n_toks[i];
     }
     if (rc)
         goto done;

@@ -485,6 +485,8 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
                     v[i] = (float)(v[i] / norm);
         }
     }
+    if (p->n_tokens)
+        *p->n_tokens = req.n_tokens;
     orch__log(ORCH_LOG_DEBUG, orch_model_role(m), "embed", OF_U("n_texts", n_texts),
               OF_I("n_embd", req.n_embd), OF_D("ms", orch__ms_since(t0)));
     *out = req.out;

@@ -161,6 +161,7 @@ embedding = true
   test('embeddings (base64, the client\'s default, and float) equal `orchestra embed`', async () => {
     const r = await oai.embeddings.create({ model: 'embedding', input: ['a cat', 'a dog'] });
     assert.equal(r.data.length, 2);
+    assert.ok(r.usage.prompt_tokens >= 4 && r.usage.total_tokens === r.usage.prompt_tokens, JSON.stringify(r.usage));
     const f = await oai.embeddings.create({ model: 'embedding', input: 'a cat', encoding_format: 'float' });
     const cli = JSON.parse(execFileSync(BIN, ['embed', '-m', MODEL, '--threads', '1', '-t', 'a cat']).toString().split('\n')[0]);
     const cos = (a, b) => { let d = 0, x = 0, y = 0; for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; x += a[i] * a[i]; y += b[i] * b[i]; } return d / Math.sqrt(x * y); };
@@ -210,6 +211,7 @@ embedding = true
     assert.equal(c.eval_count, 8);
     const e = await olm.embed({ model: 'embedding', input: ['a cat', 'a dog'] });
     assert.equal(e.embeddings.length, 2);
+    assert.ok(e.prompt_eval_count >= 4);
     const old = await olm.embeddings({ model: 'embedding', prompt: 'a cat' });
     assert.equal(old.embedding.length, e.embeddings[0].length);
     // the replaced system's plain requests: /api/generate with options, stream false

@@ -454,6 +454,18 @@ static void test_embeddings(void **state)
         assert_same_embedding(one, v + t * dim, dim, texts[t]);
         free(one);
     }
+    /* the tokens the texts made: as many as the same text makes as a prompt */
+    int64_t n_tok = 0;
+    struct orch_embed_params cp = orch_embed_default_params();
+    cp.n_tokens = &n_tok;
+    float *counted;
+    assert_rc(orch_model_embed(g_model, texts, 1, &cp, &counted, &dim, &err), ORCH_OK, err);
+    free(counted);
+    struct orch_gen_params one_tok = greedy(1);
+    struct orch_gen_result gr;
+    assert_rc(orch_model_generate(g_model, texts[0], &one_tok, &gr, &err), ORCH_OK, err);
+    assert_int_equal(n_tok, gr.n_prompt);
+    orch_gen_result_clear(&gr);
     /* raw vectors are not unit length */
     struct orch_embed_params ep = orch_embed_default_params();
     ep.normalize = false;
