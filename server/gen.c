@@ -121,3 +121,45 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
     j->chat = true;
     return 0;
 }
+
+int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int *status,
+              char *msg, size_t cap)
+{
+    memset(out, 0, sizeof *out);
+    *status = 400;
+    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    if (!(json_is_string(in) || (arrays && json_is_array(in) && n > 0)) || n > 2048) {
+        snprintf(msg, cap, arrays ? "the input must be a string or an array of 1 to 2048 strings"
+                                  : "the input must be a string");
+        return -1;
+    }
+    const char **texts = calloc(n, sizeof *texts);
+    if (!texts) {
+        *status = 500;
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!json_is_string(t) || !json_string_length(t)) {
+            free(texts);
+            snprintf(msg, cap, "every input must be a non-empty string (token arrays are not "
+                               "supported)");
+            return -1;
+        }
+        texts[i] = json_string_value(t);
+    }
+    orch_error err;
+    struct orch_embed_params ep = orch_embed_default_params();
+    ep.n_tokens = &out->n_tokens;
+    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &out->v, &out->dim, &err);
+    free(texts);
+    if (rc) {
+        *status = status_for(rc);
+        snprintf(msg, cap, "%s", err.msg);
+        return -1;
+    }
+    out->n = n;
+    r->tok_in = out->n_tokens;
+    return 0;
+}

@@ -455,33 +455,15 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     char msg[300];
     if (keep_alive(json_object_get(r->json, "keep_alive"), &keep_ms, msg, sizeof msg))
         return bad(r, msg);
-    json_t *in = json_object_get(r->json, legacy ? "prompt" : "input");
-    size_t n = json_is_array(in) ? json_array_size(in) : 1;
-    if (!(json_is_string(in) || (!legacy && json_is_array(in) && n > 0)) || n > 2048)
-        return bad(r, legacy ? "'prompt' must be a string"
-                             : "'input' must be a string or an array of 1 to 2048 strings");
-    const char **texts = calloc(n, sizeof *texts);
-    if (!texts)
-        return reply_olm_error(r, 500, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_is_array(in) ? json_array_get(in, i) : in;
-        if (!json_is_string(t) || !json_string_length(t)) {
-            free(texts);
-            return bad(r, "every input must be a non-empty string");
-        }
-        texts[i] = json_string_value(t);
-    }
-    float *v = NULL;
-    int32_t dim = 0;
-    orch_error err;
-    int64_t n_tokens = 0;
-    struct orch_embed_params ep = orch_embed_default_params();
-    ep.n_tokens = &n_tokens;
-    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &v, &dim, &err);
-    r->tok_in = n_tokens;
-    free(texts);
-    if (rc)
-        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    struct embedded em;
+    int st;
+    char err_msg[ORCH_ERROR_MSG_MAX];
+    if (srv_embed(r, json_object_get(r->json, legacy ? "prompt" : "input"), !legacy, &em, &st,
+                  err_msg, sizeof err_msg))
+        return reply_olm_error(r, st, "%s", err_msg);
+    size_t n = em.n;
+    int32_t dim = em.dim;
+    float *v = em.v;
     if (keep_ms != KEEP_NOT_GIVEN)
         orch_role_keep_alive(r->s->o, r->role, keep_ms, NULL);
     json_t *vecs = json_array();
@@ -499,7 +481,7 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     }
     json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:I}", "model", r->role, "embeddings", vecs,
                             "total_duration", (json_int_t)(srv_now_ns() - t0), "load_duration",
-                            (json_int_t)0, "prompt_eval_count", (json_int_t)n_tokens);
+                            (json_int_t)0, "prompt_eval_count", (json_int_t)em.n_tokens);
     return reply_json(r, 200, out);
 }
 

@@ -268,39 +268,18 @@ static enum MHD_Result embeddings(struct req *r)
     int ri = take_model(r, &ret);
     if (ri < 0)
         return ret;
-    json_t *in = json_object_get(r->json, "input");
     const char *fmt = json_string_value(json_object_get(r->json, "encoding_format"));
     if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
         return bad(r, "'encoding_format' must be 'float' or 'base64'");
     bool b64 = fmt && strcmp(fmt, "base64") == 0;
-    size_t n = json_is_array(in) ? json_array_size(in) : 1;
-    if (!(json_is_string(in) || (json_is_array(in) && n > 0)) || n > 2048)
-        return bad(r, "'input' must be a string or an array of 1 to 2048 strings");
-    const char **texts = calloc(n, sizeof *texts);
-    if (!texts)
-        return reply_oai_error(r, 500, "server_error", "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_is_array(in) ? json_array_get(in, i) : in;
-        if (!json_is_string(t) || !json_string_length(t)) {
-            free(texts);
-            return bad(r, "'input' must hold non-empty strings (token arrays are not supported)");
-        }
-        texts[i] = json_string_value(t);
-    }
-    float *v = NULL;
-    int32_t dim = 0;
-    orch_error err;
-    int64_t n_tokens = 0;
-    struct orch_embed_params ep = orch_embed_default_params();
-    ep.n_tokens = &n_tokens;
-    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &v, &dim, &err);
-    r->tok_in = n_tokens;
-    free(texts);
-    if (rc) {
-        int st = status_for(rc);
-        return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
-                               err.msg);
-    }
+    struct embedded em;
+    int st;
+    char msg[ORCH_ERROR_MSG_MAX];
+    if (srv_embed(r, json_object_get(r->json, "input"), true, &em, &st, msg, sizeof msg))
+        return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s", msg);
+    size_t n = em.n;
+    int32_t dim = em.dim;
+    float *v = em.v;
     json_t *data = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *e;
@@ -319,7 +298,8 @@ static enum MHD_Result embeddings(struct req *r)
     free(v);
     return reply_json(r, 200, json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data",
                                         data, "model", r->role, "usage", "prompt_tokens",
-                                        (json_int_t)n_tokens, "total_tokens", (json_int_t)n_tokens));
+                                        (json_int_t)em.n_tokens, "total_tokens",
+                                        (json_int_t)em.n_tokens));
 }
 
 enum MHD_Result api_openai(struct req *r)

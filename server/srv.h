@@ -161,6 +161,19 @@ struct gen_job *gen_new(struct req *r);
 void gen_free(void *job);
 /* Runs the generation (or chat) with the job's params. */
 void gen_run(struct gen_job *j);
+/* Embeddings of `in` (a string, or when arrays are allowed an array of 1 to
+ * 2048 non-empty strings) with the request's role. Returns 0 with out filled
+ * (out->v: n x dim floats, malloc'd) and r->tok_in set, or -1 with *status
+ * and msg. */
+struct embedded {
+    float *v;
+    int32_t dim;
+    size_t n;
+    int64_t n_tokens;
+};
+int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int *status,
+              char *msg, size_t cap);
+
 /* Chat messages from a JSON array of {role, content} (content: a string, or
  * OpenAI's array of {type: "text", text} parts joined). 0, or -1 with msg. */
 int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap);

@@ -1,0 +1,131 @@
+/*
+ * bench_http.c — an HTTP load generator for OpenAI-compatible servers:
+ * C concurrent clients, each on a kept-alive loopback connection, send
+ * POST /v1/completions until N requests are done; prints requests per
+ * second, p50 and p99 latency, and generated tokens per second (from the
+ * responses' usage). Used by bench/http.sh to put `orchestra serve` and
+ * llama.cpp's llama-server side by side; asserts nothing.
+ * usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS
+ */
+#include "bench_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct shared {
+    int port;
+    char body[512];
+    atomic_int next;
+    int total;
+    double *lat;
+    atomic_long tokens;
+    atomic_int failed;
+};
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One request; returns the completion tokens, or -1. */
+static long post(int fd, const char *body)
+{
+    char req[1024], resp[1 << 16];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    if (write(fd, req, (size_t)n) != n)
+        return -1;
+    size_t got = 0;
+    long want = -1;
+    char *hdr_end = NULL;
+    for (;;) {
+        ssize_t r = read(fd, resp + got, sizeof resp - got - 1);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        resp[got] = '\0';
+        if (!hdr_end && (hdr_end = strstr(resp, "\r\n\r\n"))) {
+            const char *cl = strcasestr(resp, "Content-Length:");
+            want = cl ? atol(cl + 15) : 0;
+        }
+        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - resp)) >= want)
+            break;
+    }
+    if (atoi(resp + 9) != 200)
+        return -1;
+    const char *ct = strstr(hdr_end, "\"completion_tokens\":");
+    return ct ? atol(ct + 20) : 0;
+}
+
+static void *client(void *arg)
+{
+    struct shared *s = arg;
+    int fd = connect_to(s->port);
+    for (;;) {
+        int i = atomic_fetch_add(&s->next, 1);
+        if (i >= s->total)
+            break;
+        double t0 = bench_now_ms();
+        long t = fd >= 0 ? post(fd, s->body) : -1;
+        s->lat[i] = bench_now_ms() - t0;
+        if (t < 0) {
+            atomic_fetch_add(&s->failed, 1);
+            if (fd >= 0)
+                close(fd);
+            fd = connect_to(s->port);
+        } else {
+            atomic_fetch_add(&s->tokens, t);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS\n");
+        return 2;
+    }
+    struct shared s = {.port = atoi(argv[1]), .total = atoi(argv[3])};
+    int conc = atoi(argv[2]);
+    snprintf(s.body, sizeof s.body,
+             "{\"model\":\"%s\",\"prompt\":\"Once upon a time there was\",\"max_tokens\":%d,"
+             "\"temperature\":0}",
+             argv[4], atoi(argv[5]));
+    s.lat = calloc((size_t)s.total, sizeof *s.lat);
+    pthread_t th[256];
+    if (conc > 256)
+        conc = 256;
+    double t0 = bench_now_ms();
+    for (int i = 0; i < conc; i++)
+        pthread_create(&th[i], NULL, client, &s);
+    for (int i = 0; i < conc; i++)
+        pthread_join(th[i], NULL);
+    double secs = (bench_now_ms() - t0) / 1e3;
+    printf("%4d clients %5d requests: %7.2f req/s  p50 %8.1f ms  p99 %8.1f ms  %7.1f tok/s%s\n",
+           conc, s.total, s.total / secs, bench_pct(s.lat, s.total, 0.5),
+           bench_pct(s.lat, s.total, 0.99), (double)atomic_load(&s.tokens) / secs,
+           atomic_load(&s.failed) ? "  (some failed)" : "");
+    free(s.lat);
+    return atomic_load(&s.failed) ? 1 : 0;
+}
