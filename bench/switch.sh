@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Switch time between two models under a budget that holds one, in one run:
-# the orchestra (bench_orchestra --switch), a bare unload + load, and
-# llama.cpp's own router (llama-server --models-dir DIR --models-max 1) on the
-# same two files. Build the peer first: bench/build-llama-server.sh.
+# the orchestra (bench_orchestra --switch), a bare unload + load, the same
+# end to end through `orchestra serve` over HTTP, and llama.cpp's own router
+# (llama-server --models-dir DIR --models-max 1) on the same two files.
+# Build the peer first: bench/build-llama-server.sh.
 # usage: bench/switch.sh [A.gguf B.gguf]   (default: two synthetic 80M models)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,25 +32,41 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
-req() { # MODEL -> seconds
-  curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/completions" \
+req() { # MODEL [PORT] -> seconds
+  curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:${2:-$port}/v1/completions" \
     -H 'Content-Type: application/json' \
     -d "{\"model\":\"$1\",\"prompt\":\"hello\",\"max_tokens\":1}"
 }
+med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# switch_ms PORT A B: median (request after a switch - warm request), ms
+switch_ms() {
+  local sw=() wa=()
+  req "$2" "$1" >/dev/null; req "$2" "$1" >/dev/null
+  for _ in $(seq 1 7); do
+    for m in "$3" "$2"; do
+      sw+=("$(req "$m" "$1")")
+      wa+=("$(req "$m" "$1")")
+    done
+  done
+  local s w
+  s=$(med "${sw[@]}"); w=$(med "${wa[@]}")
+  echo "$s $w" | awk '{printf "%.1f %.1f %.2f", $1 * 1000, $2 * 1000, ($1 - $2) * 1000}'
+}
+
+# orchestra serve, end to end: a budget that holds one of the two models
+oport=18188
+budget=$(( $(stat -c %s "$a") + 150 * 1024 * 1024 ))
+printf '[defaults]\nmemory_budget = %s\nn_threads = 1\nn_ctx = 512\nidle_ttl = -1\n[model-a]\npath = %s\n[model-b]\npath = %s\n' \
+  "$budget" "$(realpath "$a")" "$(realpath "$b")" > "$dir/o.ini"
+build/orchestra -c "$dir/o.ini" serve --port $oport 2>"$dir/orchestra.log" &
+opid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$oport/health" >/dev/null 2>&1 && break; sleep 0.1; done
+read -r osw owa ohttp <<<"$(switch_ms $oport model-a model-b)"
+kill -TERM $opid; wait $opid 2>/dev/null || true
+echo "  orchestra serve (HTTP, one-model budget): request after a switch $osw ms, warm request $owa ms: switch $ohttp ms"
 ids=$(curl -s "http://127.0.0.1:$port/models" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)
 ma=$(echo "$ids" | grep -m1 model-a); mb=$(echo "$ids" | grep -m1 model-b)
 [ -n "$ma" ] && [ -n "$mb" ] || { echo "router lists no models: $ids" >&2; tail "$dir/server.log" >&2; exit 1; }
-req "$ma" >/dev/null; req "$ma" >/dev/null
-switch=() warm=()
-for i in $(seq 1 7); do
-  for m in "$mb" "$ma"; do
-    switch+=("$(req "$m")")
-    warm+=("$(req "$m")")
-  done
-done
-med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-s=$(med "${switch[@]}"); w=$(med "${warm[@]}")
-router=$(awk -v s="$s" -v w="$w" 'BEGIN {printf "%.2f", (s - w) * 1000}')
-echo "  llama-server router (--models-max 1): request after a switch $(awk -v s="$s" 'BEGIN{printf "%.1f", s*1000}') ms," \
-     "warm request $(awk -v w="$w" 'BEGIN{printf "%.1f", w*1000}') ms: switch $router ms"
-echo "  ratio orchestra / router switch: $(awk -v o="$ours" -v r="$router" 'BEGIN {printf "%.3f", o / r}')"
+read -r rsw rwa router <<<"$(switch_ms $port "$ma" "$mb")"
+echo "  llama-server router (--models-max 1): request after a switch $rsw ms, warm request $rwa ms: switch $router ms"
+echo "  ratio orchestra / router switch: in process $(awk -v o="$ours" -v r="$router" 'BEGIN {printf "%.3f", o / r}'), through HTTP $(awk -v o="$ohttp" -v r="$router" 'BEGIN {printf "%.3f", o / r}')"

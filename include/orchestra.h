@@ -401,7 +401,9 @@ struct orch_gen_params {
 struct orch_gen_params orch_gen_default_params(void);
 
 struct orch_gen_result {
-    char *text;             /* generated text, NUL-terminated; owned by the result */
+    char *text;             /* generated text, NUL-terminated, valid UTF-8 (bytes
+                               the model emits that are not become U+FFFD);
+                               owned by the result */
     size_t len;
     int32_t n_prompt;       /* prompt tokens */
     int32_t n_generated;    /* tokens generated */

@@ -17,6 +17,13 @@
  *
  * Errors llama.cpp reports through its log during a load are captured per
  * thread and quoted in our error message.
+ *
+ * The CPUs are shared (cpu_take/cpu_give): every llama_decode takes as many
+ * CPU tokens as it runs threads, out of the CPUs this process may use, in
+ * arrival order. Requests on any models then interleave decode by decode
+ * instead of running more threads than there are CPUs: four requests of two
+ * threads each on two cores ran 12 times slower than one at a time, as
+ * ggml's threads spin waiting for each other.
  */
 #include "backend.h"
 
@@ -124,6 +131,52 @@ static void global_init(void)
         ggml_backend_load_all();
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
               OF_U("devices", ggml_backend_dev_count()), OF_S("system", llama_print_system_info()));
+}
+
+/* ---- the CPU budget ------------------------------------------------------------ */
+
+static pthread_mutex_t g_cpu_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cpu_cond = PTHREAD_COND_INITIALIZER;
+static int g_cpu_free = -1;         /* guarded by g_cpu_lock; -1 = not set yet */
+static uint64_t g_cpu_next, g_cpu_serving; /* guarded by g_cpu_lock: tickets, FIFO */
+
+/* Takes n CPU tokens (at most all of them), waiting in arrival order.
+ * Returns what was taken, for cpu_give. */
+static int cpu_take(int n)
+{
+    pthread_mutex_lock(&g_cpu_lock);
+    int cpus = orch_default_n_threads();
+    if (g_cpu_free < 0)
+        g_cpu_free = cpus;
+    if (n > cpus)
+        n = cpus;
+    if (n < 1)
+        n = 1;
+    uint64_t ticket = g_cpu_next++;
+    while (ticket != g_cpu_serving || g_cpu_free < n)
+        pthread_cond_wait(&g_cpu_cond, &g_cpu_lock);
+    g_cpu_free -= n;
+    g_cpu_serving++;
+    pthread_cond_broadcast(&g_cpu_cond); /* the next ticket may fit too */
+    pthread_mutex_unlock(&g_cpu_lock);
+    return n;
+}
+
+static void cpu_give(int n)
+{
+    pthread_mutex_lock(&g_cpu_lock);
+    g_cpu_free += n;
+    pthread_cond_broadcast(&g_cpu_cond);
+    pthread_mutex_unlock(&g_cpu_lock);
+}
+
+/* llama_decode under the CPU budget. */
+static int decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads)
+{
+    int taken = cpu_take(n_threads);
+    int d = llama_decode(ctx, batch);
+    cpu_give(taken);
+    return d;
 }
 
 /* ---- loaded model ----------------------------------------------------------- */
@@ -437,7 +490,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
     int64_t t0 = orch__now_ns();
     for (int32_t i = 0; i < n_toks && rc == ORCH_OK; i += (int32_t)n_batch) {
         int32_t n = n_toks - i < (int32_t)n_batch ? n_toks - i : (int32_t)n_batch;
-        int d = llama_decode(ctx, llama_batch_get_one(toks + i, n));
+        int d = decode(ctx, llama_batch_get_one(toks + i, n), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed on the prompt (code %d)", d);
     }
@@ -461,7 +514,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
             req->ctx_full = true;
             break;
         }
-        int d = llama_decode(ctx, llama_batch_get_one(&tok, 1));
+        int d = decode(ctx, llama_batch_get_one(&tok, 1), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos, d);
         pos++;
@@ -574,7 +627,7 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
             last++;
         }
         llama_memory_clear(llama_get_memory(ctx), true);
-        int d = llama_decode(ctx, batch);
+        int d = decode(ctx, batch, req->n_threads);
         if (d != 0) {
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
             break;

@@ -181,7 +181,9 @@ static bool sink_emit(void *vs, const char *piece, size_t len)
 {
     struct sink *s = vs;
     s->n_tokens++;
-    if (orch__buf_append(&s->pending, piece, len) != ORCH_OK) {
+    /* the model's bytes need not be UTF-8 (byte tokens): what is delivered is */
+    if (orch__buf_append(&s->pending, piece, len) != ORCH_OK ||
+        orch__utf8_repair(&s->pending, false) != ORCH_OK) {
         s->rc = ORCH_ENOMEM;
         s->finish = ORCH_FINISH_ERROR;
         return false;
@@ -261,8 +263,10 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         rc = orch__err(err, s.rc, "out of memory collecting the text");
     if (rc == ORCH_OK && s.finish != ORCH_FINISH_STOP && s.finish != ORCH_FINISH_CANCELLED &&
         s.pending.len) {
-        /* the text ended: what was held back is text after all */
-        deliver(&s, s.pending.data, s.pending.len);
+        /* the text ended: what was held back is text after all (a cut
+         * character at the very end becomes U+FFFD) */
+        if (orch__utf8_repair(&s.pending, true) == ORCH_OK)
+            deliver(&s, s.pending.data, s.pending.len);
     }
     if (rc == ORCH_OK && orch__buf_append(&s.out, "", 0) != ORCH_OK)
         rc = orch__err(err, ORCH_ENOMEM, "out of memory");

@@ -56,6 +56,11 @@ struct orch__buf {
 int orch__buf_append(struct orch__buf *b, const char *s, size_t n);
 void orch__buf_free(struct orch__buf *b);
 
+/* Replaces each invalid UTF-8 sequence in b with U+FFFD; a character cut
+ * by the end of b is kept (it may still be arriving) unless final. Returns
+ * ORCH_OK or ORCH_ENOMEM (b unchanged). */
+int orch__utf8_repair(struct orch__buf *b, bool final);
+
 /* Checks a regular, readable, non-empty file; fills err naming it. */
 int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err);
 

@@ -70,6 +70,46 @@ size_t orch__utf8_check(const char *str, size_t len)
     return 0;
 }
 
+int orch__utf8_repair(struct orch__buf *b, bool final)
+{
+    if (!b->len || orch__utf8_check(b->data, b->len) == 0)
+        return ORCH_OK; /* the common case: nothing to do, no copy */
+    struct orch__buf out = {0};
+    const unsigned char *s = (const unsigned char *)b->data;
+    size_t i = 0, len = b->len;
+    int rc = ORCH_OK;
+    while (i < len && rc == ORCH_OK) {
+        int n = s[i] ? utf8_seq_len(s[i]) : 1; /* NUL is text here */
+        bool ok = n > 0;
+        size_t have = ok && i + (size_t)n > len ? len - i : (size_t)n;
+        for (size_t k = 1; ok && k < have; k++)
+            ok = (s[i + k] & 0xC0) == 0x80;
+        if (ok && have == (size_t)n && n >= 3)
+            ok = !((n == 3 && ((s[i] == 0xE0 && s[i + 1] < 0xA0) || (s[i] == 0xED && s[i + 1] >= 0xA0))) ||
+                   (n == 4 && ((s[i] == 0xF0 && s[i + 1] < 0x90) || (s[i] == 0xF4 && s[i + 1] >= 0x90))));
+        if (ok && have < (size_t)n && !final) { /* a character still arriving */
+            rc = orch__buf_append(&out, (const char *)s + i, have);
+            break;
+        }
+        if (ok && have == (size_t)n) {
+            rc = orch__buf_append(&out, (const char *)s + i, (size_t)n);
+            i += (size_t)n;
+        } else {
+            rc = orch__buf_append(&out, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            i++;
+        }
+    }
+    if (rc) {
+        orch__buf_free(&out);
+        return rc;
+    }
+    orch__buf_free(b);
+    *b = out;
+    if (!b->data) /* all of it was an empty tail */
+        return orch__buf_append(b, "", 0);
+    return ORCH_OK;
+}
+
 size_t orch__utf8_complete_len(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

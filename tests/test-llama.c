@@ -517,6 +517,73 @@ static void test_embeddings_many(void **state)
         free(bufs[i]);
 }
 
+/* ---- text is UTF-8 whatever the model emits ------------------------------------------ */
+
+/* Strict UTF-8 (no overlongs, surrogates or cut characters). */
+static bool valid_utf8(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 1 : (c >> 5) == 6 && c >= 0xC2 ? 2 : (c >> 4) == 14 ? 3
+                 : (c >> 3) == 30 && c <= 0xF4 ? 4 : 0;
+        if (!k || i + k > n)
+            return false;
+        for (size_t j = 1; j < k; j++)
+            if ((s[i + j] & 0xC0) != 0x80)
+                return false;
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0) ||
+            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+static bool pieces_valid(const char *text, size_t len, void *ud)
+{
+    if (!valid_utf8((const unsigned char *)text, len))
+        (*(int *)ud)++;
+    return true;
+}
+
+/* A model's byte tokens need not make UTF-8 (random weights emit stray
+ * bytes often): every piece streamed and the whole text are valid UTF-8,
+ * with U+FFFD where the model's bytes were not. */
+static void test_output_is_utf8(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/bytes.gguf", test_tmpdir());
+    struct orch_synth_params sp = orch_synth_default_params();
+    sp.n_params = 1000000;
+    orch_error err = {0};
+    assert_rc(orch_synth_model(path, &sp, &err), ORCH_OK, err);
+    orch_model *m = test_model_new(path, NULL, "bytes");
+    int replaced = 0, bad_pieces = 0;
+    for (unsigned seed = 1; seed <= 8; seed++) {
+        struct orch_gen_params gp = orch_gen_default_params();
+        gp.max_tokens = 128;
+        gp.temperature = 1.0f;
+        gp.seed = seed;
+        gp.top_k = 0;
+        gp.top_p = 1;
+        gp.min_p = 0;
+        gp.on_text = pieces_valid;
+        gp.user_data = &bad_pieces;
+        struct orch_gen_result r;
+        assert_rc(orch_model_generate(m, "hello", &gp, &r, &err), ORCH_OK, err);
+        if (!valid_utf8((const unsigned char *)r.text, r.len))
+            print_error("seed %u: the text is not UTF-8\n", seed);
+        assert_true(valid_utf8((const unsigned char *)r.text, r.len));
+        for (const char *p = r.text; (p = strstr(p, "\xEF\xBF\xBD")); p += 3)
+            replaced++;
+        orch_gen_result_clear(&r);
+    }
+    assert_int_equal(bad_pieces, 0);
+    assert_true(replaced > 0); /* the stray bytes were there, and were replaced */
+    orch_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_embeddings_many),
+        cmocka_unit_test(test_output_is_utf8),
     };
     return cmocka_run_group_tests_name("llama", tests, setup, teardown);
 }
