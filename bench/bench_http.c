@@ -7,16 +7,13 @@
  * llama.cpp's llama-server side by side; asserts nothing.
  * usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS
  */
+#include "bench_net.h"
 #include "bench_util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 struct shared {
@@ -29,56 +26,21 @@ struct shared {
     atomic_int failed;
 };
 
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* One request; returns the completion tokens, or -1. */
-static long post(int fd, const char *body)
+static long post(int fd, const char *json)
 {
-    char req[1024], resp[1 << 16];
-    int n = snprintf(req, sizeof req,
-                     "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     strlen(body), body);
-    if (write(fd, req, (size_t)n) != n)
+    char resp[1 << 16];
+    const char *body;
+    if (bench_post(fd, "/v1/completions", json, resp, sizeof resp, &body) != 200)
         return -1;
-    size_t got = 0;
-    long want = -1;
-    char *hdr_end = NULL;
-    for (;;) {
-        ssize_t r = read(fd, resp + got, sizeof resp - got - 1);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-        resp[got] = '\0';
-        if (!hdr_end && (hdr_end = strstr(resp, "\r\n\r\n"))) {
-            const char *cl = strcasestr(resp, "Content-Length:");
-            want = cl ? atol(cl + 15) : 0;
-        }
-        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - resp)) >= want)
-            break;
-    }
-    if (atoi(resp + 9) != 200)
-        return -1;
-    const char *ct = strstr(hdr_end, "\"completion_tokens\":");
+    const char *ct = strstr(body, "\"completion_tokens\":");
     return ct ? atol(ct + 20) : 0;
 }
 
 static void *client(void *arg)
 {
     struct shared *s = arg;
-    int fd = connect_to(s->port);
+    int fd = bench_connect(s->port);
     for (;;) {
         int i = atomic_fetch_add(&s->next, 1);
         if (i >= s->total)
@@ -90,7 +52,7 @@ static void *client(void *arg)
             atomic_fetch_add(&s->failed, 1);
             if (fd >= 0)
                 close(fd);
-            fd = connect_to(s->port);
+            fd = bench_connect(s->port);
         } else {
             atomic_fetch_add(&s->tokens, t);
         }

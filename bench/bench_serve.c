@@ -8,6 +8,7 @@
  */
 #include <orchestra.h>
 
+#include "bench_net.h"
 #include "bench_util.h"
 
 #include <arpa/inet.h>
@@ -26,47 +27,11 @@
 #define ORCH_BIN "orchestra"
 #endif
 
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* One request on a kept-alive connection; returns the HTTP status. */
-static int http_post(int fd, const char *path, const char *body, char *resp, size_t cap)
+static int http_post(int fd, const char *path, const char *json, char *resp, size_t cap)
 {
-    char req[2048];
-    int n = snprintf(req, sizeof req,
-                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     path, strlen(body), body);
-    if (write(fd, req, (size_t)n) != n)
-        return -1;
-    size_t got = 0;
-    long want = -1;
-    char *hdr_end = NULL;
-    for (;;) {
-        ssize_t r = read(fd, resp + got, cap - got - 1);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-        resp[got] = '\0';
-        if (!hdr_end && (hdr_end = strstr(resp, "\r\n\r\n"))) {
-            const char *cl = strcasestr(resp, "Content-Length:");
-            want = cl ? atol(cl + 15) : 0;
-        }
-        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - resp)) >= want)
-            break;
-    }
-    return atoi(resp + 9);
+    const char *body;
+    return bench_post(fd, path, json, resp, cap, &body);
 }
 
 int main(int argc, char **argv)
@@ -118,7 +83,7 @@ int main(int argc, char **argv)
         if (!port)
             usleep(10000);
     }
-    int fd = port ? connect_to(port) : -1;
+    int fd = port ? bench_connect(port) : -1;
     orch_config *cfg;
     orch_orchestra *o;
     orch_error err;

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct gen_job *gen_new(struct req *r)
+struct gen_job *gen_new(struct req *r, size_t api_size)
 {
     struct gen_job *j = calloc(1, sizeof *j);
-    if (!j)
+    if (!j || !(j->api = calloc(1, api_size ? api_size : 1))) {
+        free(j);
         return NULL;
+    }
     j->s = r->s;
     j->keep = json_incref(r->json);
     j->role_index = r->role_index;

@@ -346,20 +346,12 @@ static enum MHD_Result generate(struct req *r, bool chat)
 {
     r->endpoint = chat ? "/api/chat" : "/api/generate";
     enum MHD_Result ret;
-    int ri = take_model(r, &ret);
-    if (ri < 0)
+    if (take_model(r, &ret) < 0)
         return ret;
-    (void)ri;
-    struct gen_job *j = gen_new(r);
-    struct olm *o = calloc(1, sizeof *o);
-    if (j)
-        j->api = o;
-    if (!j || !o) {
-        if (!j)
-            free(o);
-        gen_free(j);
+    struct gen_job *j = gen_new(r, sizeof(struct olm));
+    if (!j)
         return reply_olm_error(r, 500, "out of memory");
-    }
+    struct olm *o = j->api;
     o->chat = chat;
     snprintf(o->model, sizeof o->model, "%s", r->role);
     char msg[300];

@@ -193,20 +193,12 @@ static enum MHD_Result completion(struct req *r, bool chat)
 {
     r->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
     enum MHD_Result ret;
-    int ri = take_model(r, &ret);
-    if (ri < 0)
+    if (take_model(r, &ret) < 0)
         return ret;
-    (void)ri;
-    struct gen_job *j = gen_new(r);
-    struct oai_stream *o = calloc(1, sizeof *o);
-    if (j)
-        j->api = o;
-    if (!j || !o) {
-        if (!j)
-            free(o);
-        gen_free(j);
+    struct gen_job *j = gen_new(r, sizeof(struct oai_stream));
+    if (!j)
         return reply_oai_error(r, 500, "server_error", "out of memory");
-    }
+    struct oai_stream *o = j->api;
     char msg[300];
     int bad_input = gen_params(j, r->json, chat, msg, sizeof msg);
     if (!bad_input && chat) {
@@ -265,8 +257,7 @@ static enum MHD_Result embeddings(struct req *r)
 {
     r->endpoint = "/v1/embeddings";
     enum MHD_Result ret;
-    int ri = take_model(r, &ret);
-    if (ri < 0)
+    if (take_model(r, &ret) < 0)
         return ret;
     const char *fmt = json_string_value(json_object_get(r->json, "encoding_format"));
     if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)

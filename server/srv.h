@@ -156,8 +156,9 @@ struct gen_job {
 };
 
 /* A job for the request's role (taken with srv_take_role), the request's
- * JSON kept. Returns NULL when out of memory. */
-struct gen_job *gen_new(struct req *r);
+ * JSON kept, with api_size zeroed bytes of API state in j->api. Returns
+ * NULL when out of memory. */
+struct gen_job *gen_new(struct req *r, size_t api_size);
 void gen_free(void *job);
 /* Runs the generation (or chat) with the job's params. */
 void gen_run(struct gen_job *j);
