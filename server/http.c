@@ -529,6 +529,32 @@ static enum MHD_Result reply_error_for(struct req *r, int status, const char *ms
     return reply_olm_error(r, status, "%s", msg);
 }
 
+int srv_take_model(struct req *r, enum MHD_Result *ret)
+{
+    /* "model" (both APIs), Ollama's older "name", the admin API's "role" */
+    static const char *const keys[] = {"model", "name", "role"};
+    json_t *m = NULL;
+    for (size_t k = 0; k < 3 && !m; k++)
+        m = json_object_get(r->json, keys[k]);
+    const char *name = json_string_value(m);
+    char msg[200];
+    if (!name) {
+        *ret = reply_error_for(r, 400, "'model' must be a string: a role (GET /v1/models or "
+                                       "/api/tags lists them)");
+        return -1;
+    }
+    int i = srv_take_role(r, name);
+    if (i == -1) {
+        snprintf(msg, sizeof msg, "no model '%.64s' (GET /v1/models or /api/tags lists them)", name);
+        *ret = reply_error_for(r, 404, msg);
+    } else if (i == -2) {
+        snprintf(msg, sizeof msg, "role '%.64s' has %d requests running or waiting; try again",
+                 name, r->s->opts.queue_max);
+        *ret = reply_error_for(r, 503, msg);
+    }
+    return i < 0 ? -1 : i;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)

@@ -104,36 +104,11 @@ static enum MHD_Result list(struct req *r, bool ps)
     return reply_json(r, 200, json_pack("{s:o}", "models", models));
 }
 
-/* The role a request names ("model", or the older "name"); replies on
- * failure (returns -1). */
-static int take_model(struct req *r, enum MHD_Result *ret)
-{
-    json_t *m = json_object_get(r->json, "model");
-    if (!m)
-        m = json_object_get(r->json, "name");
-    if (!json_is_string(m)) {
-        *ret = bad(r, "'model' must be a string: one of the roles (GET /api/tags)");
-        return -1;
-    }
-    int i = srv_take_role(r, json_string_value(m));
-    if (i == -1) {
-        *ret = reply_olm_error(r, 404, "model '%s' not found (GET /api/tags lists the roles)",
-                               json_string_value(m));
-        return -1;
-    }
-    if (i == -2) {
-        *ret = reply_olm_error(r, 503, "role '%s' has %d requests running or waiting; try again",
-                               json_string_value(m), r->s->opts.queue_max);
-        return -1;
-    }
-    return i;
-}
-
 static enum MHD_Result show(struct req *r)
 {
     r->endpoint = "/api/show";
     enum MHD_Result ret;
-    if (take_model(r, &ret) < 0)
+    if (srv_take_model(r, &ret) < 0)
         return ret;
     struct orch_role_status *st;
     size_t n;
@@ -346,7 +321,7 @@ static enum MHD_Result generate(struct req *r, bool chat)
 {
     r->endpoint = chat ? "/api/chat" : "/api/generate";
     enum MHD_Result ret;
-    if (take_model(r, &ret) < 0)
+    if (srv_take_model(r, &ret) < 0)
         return ret;
     struct gen_job *j = gen_new(r, sizeof(struct olm));
     if (!j)
@@ -440,7 +415,7 @@ static enum MHD_Result embed(struct req *r, bool legacy)
 {
     r->endpoint = legacy ? "/api/embeddings" : "/api/embed";
     enum MHD_Result ret;
-    if (take_model(r, &ret) < 0)
+    if (srv_take_model(r, &ret) < 0)
         return ret;
     int64_t t0 = srv_now_ns();
     int64_t keep_ms;

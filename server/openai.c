@@ -62,29 +62,6 @@ static enum MHD_Result models(struct req *r, const char *one)
     return reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
-/* Takes the role named by "model"; replies on failure (returns -1). */
-static int take_model(struct req *r, enum MHD_Result *ret)
-{
-    json_t *m = json_object_get(r->json, "model");
-    if (!json_is_string(m)) {
-        *ret = bad(r, "'model' must be a string: one of the roles (GET /v1/models)");
-        return -1;
-    }
-    int i = srv_take_role(r, json_string_value(m));
-    if (i == -1) {
-        *ret = reply_oai_error(r, 404, "not_found_error", "no model '%s' (GET /v1/models lists them)",
-                               json_string_value(m));
-        return -1;
-    }
-    if (i == -2) {
-        *ret = reply_oai_error(r, 503, "server_error",
-                               "role '%s' has %d requests running or waiting; try again",
-                               json_string_value(m), r->s->opts.queue_max);
-        return -1;
-    }
-    return i;
-}
-
 /* Sampling parameters of a completion request onto the job. */
 static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t cap)
 {
@@ -193,7 +170,7 @@ static enum MHD_Result completion(struct req *r, bool chat)
 {
     r->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
     enum MHD_Result ret;
-    if (take_model(r, &ret) < 0)
+    if (srv_take_model(r, &ret) < 0)
         return ret;
     struct gen_job *j = gen_new(r, sizeof(struct oai_stream));
     if (!j)
@@ -257,7 +234,7 @@ static enum MHD_Result embeddings(struct req *r)
 {
     r->endpoint = "/v1/embeddings";
     enum MHD_Result ret;
-    if (take_model(r, &ret) < 0)
+    if (srv_take_model(r, &ret) < 0)
         return ret;
     const char *fmt = json_string_value(json_object_get(r->json, "encoding_format"));
     if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)

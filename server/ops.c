@@ -129,16 +129,10 @@ static enum MHD_Result metrics(struct req *r)
 static enum MHD_Result admin(struct req *r, bool load)
 {
     r->endpoint = load ? "/admin/load" : "/admin/unload";
-    const char *role = json_string_value(json_object_get(r->json, "role"));
-    if (!role)
-        role = json_string_value(json_object_get(r->json, "model"));
-    if (!role)
-        return reply_olm_error(r, 400, "give {\"role\": NAME}");
-    int i = srv_take_role(r, role);
-    if (i == -1)
-        return reply_olm_error(r, 404, "no role '%s'", role);
-    if (i == -2)
-        return reply_olm_error(r, 503, "role '%s' is busy; try again", role);
+    enum MHD_Result ret;
+    if (srv_take_model(r, &ret) < 0)
+        return ret;
+    const char *role = r->role;
     orch_error err;
     int rc;
     int64_t t0 = srv_now_ns();

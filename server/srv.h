@@ -105,6 +105,11 @@ bool stream_gone(struct stream *st);
 /* The request's accounting, written by the producer before it returns. */
 void stream_account(struct stream *st, int status, int64_t tok_in, int64_t tok_out);
 
+/* Takes the role the request's JSON names ("model", "name" or "role") with
+ * srv_take_role; on failure replies (400, 404, 503 in the API's error shape)
+ * into *ret and returns -1. */
+int srv_take_model(struct req *r, enum MHD_Result *ret);
+
 /* The metrics slot of the role a request names (a role's name or alias),
  * its canonical name in canon[64]; -1 when there is no such role. */
 int srv_role(struct srv *s, const char *name, char *canon);
