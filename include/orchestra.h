@@ -229,19 +229,28 @@ typedef bool (*orch_progress_fn)(const char *role, float progress, void *user_da
 
 #define ORCH_N_CTX_TRAIN (-1)       /* n_ctx: the model's trained context */
 #define ORCH_N_CTX_MAX (1 << 22)    /* larger n_ctx values are refused */
+#define ORCH_N_PARALLEL_MAX 64      /* larger n_parallel values are refused */
 
 struct orch_model_params {
     const char *path;      /* GGUF file; required. Copied. */
     const char *role;      /* name used in logs and errors; default "model". Copied. */
     const orch_backend *backend; /* NULL (default) = llama.cpp */
-    int32_t n_ctx;         /* context size in tokens for generation; default 2048;
+    int32_t n_ctx;         /* context size in tokens of each sequence (each
+                              request) for generation; default 2048;
                               ORCH_N_CTX_TRAIN = the model's trained size;
                               0, other negatives or > ORCH_N_CTX_MAX: ORCH_EINVAL */
     int32_t n_gpu_layers;  /* layers to offload to a GPU; default 0; -1 = all */
     int32_t n_threads;     /* CPU threads per request; default 0 = as many as
                               the CPUs this process may run on; more than
                               that is capped to it (with a warning) */
-    int32_t n_batch;       /* prompt tokens per decode; default 512 */
+    int32_t n_batch;       /* tokens per decode (prompt chunks and the streams'
+                              next tokens together); default 512 */
+    int32_t n_parallel;    /* requests decoded together: the batch engine's
+                              sequences, n_parallel x n_ctx KV cells in one
+                              context; more requests wait their turn.
+                              Default 4; 0 = no engine: each request gets a
+                              context of its own (no batching, no prefix
+                              reuse); 1..ORCH_N_PARALLEL_MAX */
     orch_progress_fn progress; /* may be NULL */
     void *progress_user_data;
     bool embedding;        /* the model's main use is embeddings; default false.
@@ -258,6 +267,17 @@ struct orch_model_params orch_model_default_params(void);
 /* Returns: the default thread count: the CPUs this process may run on.
  * Threads: any. */
 int32_t orch_default_n_threads(void);
+
+/* The CPU budget, shared by every model of the process: each llama_decode
+ * takes as many of its n_threads_total CPU tokens as it runs threads (at
+ * most all of them) and waits for them in arrival order, so that models
+ * decoding at once never run more compute threads than the budget between
+ * them and none starves. n_threads_total: 0 = the CPUs this process may
+ * run on (the default), 1..1024, or -1 to leave it unchanged. A config's
+ * [defaults] n_threads_total sets it at orch_open.
+ * Returns: the total before the call. Threads: any; decodes waiting at the
+ *   time see the new total. */
+int32_t orch_cpu_budget(int32_t n_threads_total);
 
 /* Creates a managed model in state UNLOADED; loads nothing.
  * Returns: ORCH_OK, ORCH_EINVAL (NULL path, bad n_ctx, n_threads < 0 ...),
@@ -391,10 +411,19 @@ struct orch_gen_params {
     uint32_t seed;          /* ORCH_SEED_RANDOM (default) = random */
     const char *const *stop; /* stop strings; borrowed for the call */
     size_t n_stop;
-    int32_t n_ctx;          /* context size for this request; 0 (default) = model's */
+    int32_t n_ctx;          /* context size for this request; 0 (default) = model's.
+                               More than the model's n_ctx, or n_threads other
+                               than the model's, runs the request in a context
+                               of its own beside the batch engine (not batched,
+                               and not charged to an orchestra's budget) */
     int32_t n_threads;      /* 0 (default) = model's */
     orch_text_fn on_text;   /* may be NULL */
     void *user_data;
+    bool no_cache;          /* read the whole prompt even when a sequence's
+                               cells hold its beginning (prefix reuse reads a
+                               prompt in other batch shapes than a fresh
+                               evaluation, so logits may differ in the last
+                               bits); default false */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -407,6 +436,9 @@ struct orch_gen_result {
     size_t len;
     int32_t n_prompt;       /* prompt tokens */
     int32_t n_generated;    /* tokens generated */
+    int32_t n_cached;       /* prompt tokens not evaluated again: an earlier
+                               request on the same sequence left them in its
+                               cells (prefix reuse); included in n_prompt */
     enum orch_finish finish;
     double load_wait_ms;    /* time spent waiting for the model to be ready */
     double prompt_ms;       /* prompt evaluation */
@@ -417,10 +449,19 @@ struct orch_gen_result {
 void orch_gen_result_clear(struct orch_gen_result *res);
 
 /* Completes `prompt` (raw text; BOS added when the model wants one).
- * Each call works in its own backend context made from the shared weights
- * (contexts are pooled and reused); any number of threads may generate on
- * one model at once. Takes a lease for the duration (loads if needed).
- * Greedy (temperature 0) output equals llama.cpp's own greedy decoding.
+ * Any number of threads may generate on one model at once: each request is
+ * a sequence in the model's batch engine (continuous batching: one
+ * llama_decode per step carries the next token of every running request
+ * and chunks of the prompts being read; requests join and leave between
+ * steps; beyond n_parallel they wait in arrival order). A request whose
+ * prompt begins with tokens an idle sequence holds reuses those cells
+ * (see n_cached, no_cache). The callback runs on the calling thread.
+ * Takes a lease for the duration (loads if needed).
+ * Greedy (temperature 0) output equals llama.cpp's own greedy decoding, and
+ * is the same alone or beside other requests on the test model. On other
+ * models the batch a token is decoded in (its shape, the other sequences'
+ * tokens) may change the logits in the last bits, as in llama.cpp's own
+ * server, so a near tie between two tokens can break differently.
  * Returns: ORCH_OK (res filled; finish says why it ended), ORCH_EINVAL (bad
  *   parameter, empty prompt, NUL or invalid UTF-8 in the prompt), ORCH_ECTX
  *   (prompt longer than the context), ORCH_EDECODE, or a load error.
@@ -480,7 +521,10 @@ struct orch_embed_params orch_embed_default_params(void);
  * so the normalised vectors of one text embedded in different batches have
  * a cosine similarity of at least ORCH_EMBED_MIN_COSINE (measured: above
  * 0.9999998, components within 3e-4, on every x86-64 CPU variant of the
- * pinned llama.cpp). The same call on the same machine gives the same bits.
+ * pinned llama.cpp). Texts that several threads embed at once on one model
+ * share batches (the model's engine packs them in arrival order). The same
+ * call on the same machine, with no other thread embedding on the model
+ * at the time, gives the same bits.
  * Returns: ORCH_OK, ORCH_EINVAL (n_texts 0, NULL or invalid UTF-8 text),
  *   ORCH_ECTX (a text longer than the context), ORCH_EDECODE, load errors.
  * Ownership: *out (n_texts * *n_embd floats, row-major) is the caller's;
@@ -550,8 +594,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
 /* Configuration                                                             */
 /* ------------------------------------------------------------------------ */
 /*
- * An INI file: a [defaults] section (memory_budget, load_timeout, and a
- * default for every role key) and one section per role, named after it:
+ * An INI file: a [defaults] section (memory_budget, load_timeout,
+ * n_threads_total — the process's CPU budget, see orch_cpu_budget() — and
+ * a default for every role key) and one section per role, named after it:
  *
  *   [defaults]
  *   memory_budget = 8G          ; bytes (K/M/G/T suffixes) or "75%" of RAM; 0 = none
@@ -561,7 +606,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  *   [coder]
  *   fallback = reasoning        ; no model of its own: use reasoning's
  *
- * Role keys: path, n_ctx, n_gpu_layers, n_threads, embedding, fallback, pin,
+ * Role keys: path, n_ctx (per sequence), n_parallel (requests decoded
+ * together; default 4; 0 = a context per request), n_gpu_layers, n_threads,
+ * embedding, fallback, pin,
  * alias (repeatable: another name the role answers to, such as the model
  * name a client sends; unique across roles),
  * idle_ttl (seconds; default 300; 0 = unload as soon as the last lease
@@ -771,6 +818,7 @@ struct orch_role_status {
     uint64_t bytes;          /* loaded bytes, else the estimate */
     bool bytes_estimated;
     int64_t n_leases;
+    int32_t n_parallel;      /* requests its model decodes together (0 = a context each) */
     bool pinned;
     int64_t idle_ms;         /* since the last lease returned; -1 = never used */
     int64_t unload_in_ms;    /* time left before idle unload; -1 = none pending */

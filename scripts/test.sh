@@ -86,7 +86,7 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   # TSan wants a low-entropy address space: run without ASLR where allowed
   norand=""
   setarch "$(uname -m)" -R true 2>/dev/null && norand="setarch $(uname -m) -R"
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
     run_ctest build-tsan $norand ctest --output-on-failure -j"$jobs" -L concurrency
 fi
 nskip=$(wc -l < "$ORCH_TEST_SKIP_LOG")

@@ -95,8 +95,11 @@ static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t
 
 static json_t *usage(const struct orch_gen_result *res)
 {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", res->n_prompt, "completion_tokens",
-                     res->n_generated, "total_tokens", res->n_prompt + res->n_generated);
+    /* cached_tokens: prompt tokens the engine's prefix reuse did not read again */
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", res->n_prompt,
+                     "completion_tokens", res->n_generated, "total_tokens",
+                     res->n_prompt + res->n_generated, "prompt_tokens_details", "cached_tokens",
+                     res->n_cached);
 }
 
 static bool sse(struct stream *st, json_t *j)

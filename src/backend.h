@@ -16,6 +16,8 @@ struct orch__load_req {
     const char *path;
     const char *role;
     int32_t n_gpu_layers;
+    /* the model's settings (orch_model_params, n_threads resolved) */
+    int32_t n_ctx, n_threads, n_batch, n_parallel;
     bool use_mmap;
     bool use_mlock;
     /* Report progress in [0,1]; returns false when the load must stop
@@ -38,6 +40,7 @@ struct orch__gen_req {
     /* filled by the backend */
     int32_t n_prompt;
     int32_t n_generated;
+    int32_t n_cached;    /* prompt tokens reused from an earlier request's cells */
     bool eos;
     bool ctx_full;
     double prompt_ms, gen_ms;
@@ -71,9 +74,10 @@ struct orch_backend_ops {
     /* may be NULL (embedding unsupported); raw (unnormalised) pooled vectors */
     int (*embed)(void *model, struct orch__embed_req *req, orch_error *err);
     /* may be NULL (the file's size, no context): memory a load of `path`
-     * will take, split into weights and per-context buffers for n_ctx */
-    int (*estimate)(const orch_backend *be, const char *path, int32_t n_ctx, uint64_t *weights,
-                    uint64_t *context, orch_error *err);
+     * will take, split into weights and the context buffers for n_seq
+     * sequences of n_ctx tokens */
+    int (*estimate)(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
+                    uint64_t *weights, uint64_t *context, orch_error *err);
 };
 
 struct orch_backend {
@@ -143,6 +147,6 @@ bool orch__model_unload_if_idle(orch_model *m, const char *reason);
 
 /* Estimate through the model's backend. */
 int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
-                           uint64_t *weights, uint64_t *context, orch_error *err);
+                           int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err);
 
 #endif /* ORCH_BACKEND_H */

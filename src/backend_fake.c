@@ -212,10 +212,11 @@ static int fake_embed(void *model, struct orch__embed_req *req, orch_error *err)
     return ORCH_OK;
 }
 
-static int fake_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+static int fake_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
                          uint64_t *weights, uint64_t *context, orch_error *err)
 {
     (void)n_ctx;
+    (void)n_seq;
     struct fake *f = (struct fake *)be;
     uint64_t file_bytes;
     int rc = orch__check_model_file(path, &file_bytes, err);

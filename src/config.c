@@ -78,6 +78,10 @@ static const struct key keys[] = {
     {"stop", K_STOP, 0, 1u << 14, false, 0, 0, false, "a non-empty string"},
     {"alias", K_ALIAS, 0, 1u << 15, false, 0, 0, false,
      "another name for the role: letters, digits, '_', '-', '.', ':' and '/'"},
+    {"n_parallel", K_INT, OFF(n_parallel), 1u << 16, false, 0, ORCH_N_PARALLEL_MAX, false,
+     "a count of requests decoded together from 1 to 64, or 0 for a context per request"},
+    {"n_threads_total", K_INT, 0, 0, true, 0, 1024, false,
+     "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
     {"memory_budget", K_BUDGET, 0, 0, true, 0, 0, false,
      "bytes with an optional K, M, G or T suffix, or a percentage of RAM such as 75%"},
     {"load_timeout", K_SECONDS, 0, 0, true, 0, 86400, false, "seconds from 0 to 86400"},
@@ -295,6 +299,8 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
                              name, value, k->expect);
         if (k->type == K_FLOAT)
             *(float *)p = (float)x;
+        else if (k->defaults_only) /* n_threads_total: the config's, not a role's */
+            cfg->n_threads_total = (int32_t)x;
         else if (k->off == OFF(idle_ttl_s))
             *(int64_t *)p = (int64_t)x;
         else
@@ -441,6 +447,7 @@ int orch_config_new(orch_config **out, orch_error *err)
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     }
     cfg->load_timeout_ms = 60000;
+    cfg->n_threads_total = -1;
     *out = cfg;
     return ORCH_OK;
 }
@@ -858,6 +865,7 @@ void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cf
     PICK(gen.min_p, 1u << 11, g.min_p);
     PICK(gen.repeat_penalty, 1u << 12, g.repeat_penalty);
     PICK(gen.max_tokens, 1u << 13, g.max_tokens);
+    PICK(n_parallel, 1u << 16, 4);
 #undef PICK
     if (r->set & (1u << 14)) {
         out->stop = r->stop;

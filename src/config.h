@@ -18,6 +18,7 @@ struct orch__role_cfg {
     int32_t n_ctx;
     int32_t n_gpu_layers;
     int32_t n_threads;
+    int32_t n_parallel;
     bool embedding;
     bool pin;
     int64_t idle_ttl_s;
@@ -37,6 +38,8 @@ struct orch_config {
     size_t n_roles;
     uint64_t budget;               /* bytes, 0 = none */
     int64_t load_timeout_ms;       /* how long a load waits for memory; default 60 s */
+    int32_t n_threads_total;       /* the process's CPU budget; 0 = one per CPU;
+                                      -1 = not set (leave it as it is) */
 };
 
 /* Index of `role`, or (size_t)-1. */

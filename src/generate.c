@@ -280,6 +280,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
     res->text = s.out.data;
     res->len = s.out.len;
     res->n_generated = req.n_generated;
+    res->n_cached = req.n_cached;
     res->prompt_ms = req.prompt_ms;
     res->gen_ms = req.gen_ms;
     if (s.finish != ORCH_FINISH_NONE)
@@ -289,6 +290,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
     else
         res->finish = ORCH_FINISH_LENGTH; /* context full */
     orch__log(ORCH_LOG_DEBUG, orch_model_role(m), "generate", OF_I("n_prompt", res->n_prompt),
+              OF_I("n_cached", res->n_cached),
               OF_I("n_generated", res->n_generated), OF_S("finish", orch_finish_name(res->finish)),
               OF_D("prompt_ms", res->prompt_ms), OF_D("gen_ms", res->gen_ms));
     return ORCH_OK;

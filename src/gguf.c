@@ -751,14 +751,14 @@ int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_er
     if (!bytes)
         return orch__err(err, ORCH_EINVAL, "orch_file_estimate: bytes is NULL");
     uint64_t w, c;
-    int rc = orch__gguf_estimate(path, n_ctx, &w, &c, err);
+    int rc = orch__gguf_estimate(path, n_ctx, 1, &w, &c, err);
     if (rc == ORCH_OK)
         *bytes = w + c;
     return rc;
 }
 
-int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,
-                        orch_error *err)
+int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t *weights,
+                        uint64_t *context, orch_error *err)
 {
     struct orch_file_info fi;
     int rc = orch_file_info(path, &fi, err);
@@ -773,12 +773,13 @@ int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint
         uint64_t head_dim = (uint64_t)fi.n_embd / (uint64_t)fi.n_head;
         uint64_t kv_dim = head_dim * (uint64_t)(fi.n_head_kv > 0 ? fi.n_head_kv : fi.n_head);
         /* K and V, f16, every layer, every position */
-        kv = 2 * 2 * (uint64_t)fi.n_layer * (uint64_t)n_ctx * kv_dim;
+        uint64_t cells = (uint64_t)n_ctx * (uint64_t)(n_seq > 1 ? n_seq : 1);
+        kv = 2 * 2 * (uint64_t)fi.n_layer * cells * kv_dim;
         /* compute buffers: logits for a batch of 512 plus activations; a
          * rough upper figure, refined by the accounting after the load */
         uint64_t n_vocab = fi.n_vocab > 0 ? (uint64_t)fi.n_vocab : 32000;
         compute = 512 * 4 * (n_vocab + 4 * (uint64_t)fi.n_embd) +
-                  (uint64_t)n_ctx * 512 * 4 / 8;
+                  cells * 512 * 4 / 8;
     }
     *weights = fi.tensor_bytes;
     *context = kv + compute;

@@ -119,10 +119,11 @@ void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out
  * ORCH_EFORMAT naming the file, the key and the limit, the values llama.cpp's
  * loader (or its first graph) would abort the process on. */
 int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch_error *err);
-/* Weights (tensor bytes) and per-context memory (KV cache for n_ctx tokens,
- * n_ctx <= 0: the trained size; plus compute buffers) from the header. */
-int orch__gguf_estimate(const char *path, int32_t n_ctx, uint64_t *weights, uint64_t *context,
-                        orch_error *err);
+/* Weights (tensor bytes) and context memory (KV cache for n_seq sequences
+ * of n_ctx tokens, n_ctx <= 0: the trained size; plus compute buffers) from
+ * the header. */
+int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t *weights,
+                        uint64_t *context, orch_error *err);
 
 /* ---- fault injection and pause points (test builds) ---------------------- */
 
@@ -155,5 +156,11 @@ extern _Atomic(orch__pause_fn) orch__pause_hook;
 #endif
 
 enum { ORCH_FAULT_OOM_MODEL = 1, ORCH_FAULT_OOM_RESULT = 2 };
+
+#ifdef ORCH_TESTING
+/* The most CPU tokens of the budget out at once since the last call (which
+ * this one resets): what the CPU budget tests check. */
+int32_t orch__cpu_peak(void);
+#endif
 
 #endif /* ORCH_INTERNAL_H */

@@ -192,6 +192,7 @@ struct orch_model_params orch_model_default_params(void)
     p.n_gpu_layers = 0;
     p.n_threads = 0;
     p.n_batch = 512;
+    p.n_parallel = 4;
     p.use_mmap = true;
     return p;
 }
@@ -229,6 +230,11 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     if (params->n_batch < 0 || params->n_batch > ORCH_N_CTX_MAX)
         return orch__err(err, ORCH_EINVAL, "role '%s': n_batch %d is out of range", role,
                          params->n_batch);
+    if (params->n_parallel < 0 || params->n_parallel > ORCH_N_PARALLEL_MAX)
+        return orch__err(err, ORCH_EINVAL,
+                         "role '%s': n_parallel %d is out of range (expected 0 = a context per "
+                         "request, or 1..%d)",
+                         role, params->n_parallel, ORCH_N_PARALLEL_MAX);
     if (params->n_gpu_layers < -1)
         return orch__err(err, ORCH_EINVAL,
                          "role '%s': n_gpu_layers %d is out of range (expected -1 = all, or >= 0)",
@@ -431,6 +437,10 @@ static int do_load_locked(orch_model *m, orch_error *err)
         .path = m->path,
         .role = m->role,
         .n_gpu_layers = m->params.n_gpu_layers,
+        .n_ctx = m->params.n_ctx,
+        .n_threads = m->params.n_threads,
+        .n_batch = m->params.n_batch,
+        .n_parallel = m->params.n_parallel,
         .use_mmap = m->params.use_mmap,
         .use_mlock = m->params.use_mlock,
         .progress = load_progress,
@@ -754,10 +764,10 @@ int64_t orch__model_n_leases(const orch_model *m)
 }
 
 int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
-                           uint64_t *weights, uint64_t *context, orch_error *err)
+                           int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err)
 {
     if (be->ops->estimate)
-        return be->ops->estimate(be, path, n_ctx, weights, context, err);
+        return be->ops->estimate(be, path, n_ctx, n_seq, weights, context, err);
     uint64_t size;
     int rc = orch__check_model_file(path, &size, err);
     if (rc == ORCH_OK) {

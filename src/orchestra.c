@@ -285,7 +285,8 @@ static int admit(void *ud, orch_model *m, orch_error *err)
     struct entry *e = ud;
     orch_orchestra *o = e->o;
     uint64_t weights = 0, context = 0;
-    int rc = orch__backend_estimate(orch__model_backend(m), e->path, e->n_ctx, &weights, &context,
+    int rc = orch__backend_estimate(orch__model_backend(m), e->path, e->n_ctx,
+                                    orch__model_params(m)->n_parallel, &weights, &context,
                                     err);
     if (rc)
         return rc;
@@ -617,6 +618,7 @@ static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **ou
     mp.n_ctx = mr->cfg.n_ctx;
     mp.n_gpu_layers = mr->cfg.n_gpu_layers;
     mp.n_threads = mr->cfg.n_threads;
+    mp.n_parallel = mr->cfg.n_parallel;
     mp.embedding = mr->cfg.embedding;
     mp.progress = o->progress;
     mp.progress_user_data = o->progress_ud;
@@ -743,6 +745,8 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
     pthread_condattr_destroy(&ca);
     atomic_init(&o->budget, cfg->budget);
     atomic_init(&o->load_timeout_ms, cfg->load_timeout_ms);
+    if (cfg->n_threads_total >= 0)
+        orch_cpu_budget(cfg->n_threads_total);
     o->clock = p.clock;
     o->clock_ud = p.clock_user_data;
     o->pid = getpid();
@@ -807,6 +811,8 @@ int orch_reconfigure(orch_orchestra *o, const orch_config *cfg, orch_error *err)
     apply_entry_settings(v);
     atomic_store(&o->budget, cfg->budget);
     atomic_store(&o->load_timeout_ms, cfg->load_timeout_ms);
+    if (cfg->n_threads_total >= 0)
+        orch_cpu_budget(cfg->n_threads_total);
     /* publish, then flip the epoch and wait for the calls that may still
      * read the old view (ours counted in it: leave it first) */
     struct view *old = atomic_exchange(&o->view, v);
@@ -1221,6 +1227,7 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         snprintf(s->path, sizeof s->path, "%s", e->path);
         s->state = ms.state;
         s->n_leases = ms.n_leases;
+        s->n_parallel = orch__model_params(e->model)->n_parallel;
         s->pinned = e->pinned;
         memcpy(s->last_error, ms.last_error, sizeof s->last_error);
         if (ms.bytes) {
@@ -1230,7 +1237,8 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         } else {
             uint64_t w = 0, c = 0;
             orch_error eerr = {0};
-            if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx, &w, &c,
+            if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx,
+                                       orch__model_params(e->model)->n_parallel, &w, &c,
                                        &eerr) == ORCH_OK) {
                 s->bytes = w + c;
                 s->bytes_estimated = true;

@@ -131,6 +131,10 @@ static void test_errors_name_file_line_key(void **state)
     parse_err("[a]\npath = x\nmax_tokens = lots\n", "max_tokens = 'lots'", "expected");
     parse_err("[a]\npath = x\npin = maybe\n", "t.ini:3", "true or false");
     parse_err("[a]\npath = x\nmemory_budget = 4G\n", "belongs in [defaults]", NULL);
+    parse_err("[a]\npath = x\nn_parallel = 65\n", "t.ini:3", "from 1 to 64");
+    parse_err("[a]\npath = x\nn_parallel = -1\n", "t.ini:3", "n_parallel");
+    parse_err("[a]\npath = x\nn_threads_total = 2\n", "belongs in [defaults]", NULL);
+    parse_err("[defaults]\nn_threads_total = 2000\n[a]\npath = x\n", "n_threads_total", "1024");
     parse_err("[defaults]\nmemory_budget = lots\n[a]\npath = x\n", "memory_budget", "percentage");
     parse_err("[defaults]\nmemory_budget = 150%\n[a]\npath = x\n", "memory_budget", NULL);
     parse_err("[a]\nfallback = b\n", "t.ini:2", "fallback = b: no such role (roles: a)");

@@ -127,6 +127,14 @@ embedding = true
     assert.equal(r.choices[0].text, cli);
   });
 
+  test('the next turn reuses the cells of the last one (usage.prompt_tokens_details.cached_tokens)', async () => {
+    const first = await oai.completions.create({ model: 'story', prompt: 'Lily and her mom went', max_tokens: 12, temperature: 0 });
+    const next = 'Lily and her mom went' + first.choices[0].text + ' Then';
+    const again = await oai.completions.create({ model: 'story', prompt: next, max_tokens: 5, temperature: 0 });
+    const cached = again.usage.prompt_tokens_details.cached_tokens;
+    assert.ok(cached >= first.usage.prompt_tokens - 1 && cached < again.usage.prompt_tokens, JSON.stringify(again.usage));
+  });
+
   test('completions stream: the pieces make the same text, usage at the end', async () => {
     const stream = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11, temperature: 0, stream: true, stream_options: { include_usage: true } });
     let text = '', usage = null, finish = null;

@@ -95,40 +95,6 @@ static void test_greedy_lily(void **state)
     orch_gen_result_clear(&res);
 }
 
-/* llama.cpp's own greedy decoding, written with nothing but llama.h. */
-static char *bare_greedy(const char *path, const char *prompt, int n_predict)
-{
-    struct llama_model_params mp = llama_model_default_params();
-    struct llama_model *model = llama_model_load_from_file(path, mp);
-    assert_non_null(model);
-    const struct llama_vocab *vocab = llama_model_get_vocab(model);
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = 2048;
-    cp.n_threads = cp.n_threads_batch = 1;
-    struct llama_context *ctx = llama_init_from_model(model, cp);
-    llama_token toks[256];
-    int n = llama_tokenize(vocab, prompt, (int)strlen(prompt), toks, 256, true, false);
-    struct llama_sampler *s = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(s, llama_sampler_init_greedy());
-    assert_int_equal(llama_decode(ctx, llama_batch_get_one(toks, n)), 0);
-    char *out = calloc(1, 16384);
-    size_t len = 0;
-    for (int i = 0; i < n_predict; i++) {
-        llama_token t = llama_sampler_sample(s, ctx, -1);
-        if (llama_vocab_is_eog(vocab, t))
-            break;
-        char piece[64];
-        int k = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
-        memcpy(out + len, piece, (size_t)k);
-        len += (size_t)k;
-        assert_int_equal(llama_decode(ctx, llama_batch_get_one(&t, 1)), 0);
-    }
-    llama_sampler_free(s);
-    llama_free(ctx);
-    llama_model_free(model);
-    return out;
-}
-
 static void test_greedy_equals_llama(void **state)
 {
     (void)state;
@@ -137,7 +103,7 @@ static void test_greedy_equals_llama(void **state)
     struct orch_gen_result res;
     orch_error err = {0};
     assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &res, &err), ORCH_OK, err);
-    char *ref = bare_greedy(path, "Once upon a time", 100);
+    char *ref = test_llama_greedy(path, "Once upon a time", 100);
     assert_string_equal(res.text, ref);
     assert_true(strlen(ref) > 200);
     free(ref);

@@ -984,6 +984,45 @@ static void test_real_model_roles(void **state)
     orch_fake_free(fake);
 }
 
+/* The budget charges a role's batch engine: n_parallel sequences of n_ctx
+ * cells each, so four sequences cost at least three KV caches more than one. */
+static uint64_t estimated_bytes(const char *path, int n_parallel)
+{
+    char text[1200];
+    snprintf(text, sizeof text, "[r]\npath = %s\nn_ctx = 1024\nn_parallel = %d\n", path,
+             n_parallel);
+    orch_config *cfg = NULL;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(text, "t.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_orchestra *o = NULL;
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    struct orch_role_status *st;
+    size_t n;
+    assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+    assert_true(st[0].bytes_estimated);
+    assert_int_equal(st[0].n_parallel, n_parallel);
+    uint64_t bytes = st[0].bytes;
+    free(st);
+    orch_close(o);
+    return bytes;
+}
+
+static void test_budget_charges_the_engine(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    struct orch_file_info fi;
+    orch_error err = {0};
+    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
+    uint64_t kv_one = 2 * 2 * (uint64_t)fi.n_layer * 1024 * (uint64_t)(fi.n_embd / fi.n_head) *
+                      (uint64_t)fi.n_head_kv;
+    uint64_t one = estimated_bytes(path, 1), four = estimated_bytes(path, 4);
+    assert_true(four >= one + 3 * kv_one);
+}
+
 /* ---- stress ---------------------------------------------------------------------------- */
 
 struct stress {
@@ -1291,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_reconfigure_keeps_unchanged_models),
         cmocka_unit_test(test_reconfigure_under_load),
         cmocka_unit_test(test_real_model_roles),
+        cmocka_unit_test(test_budget_charges_the_engine),
         cmocka_unit_test(test_stress_16_threads),
         cmocka_unit_test(test_stress_everything_then_close),
     };

@@ -91,6 +91,11 @@ void test_pause_wait(int point);
 void test_pause_go(int point);
 void test_pause_off(void);
 
+/* llama.cpp's own greedy decoding of `prompt` (n_predict tokens at most, a
+ * 2048-token context, one thread), written with nothing but llama.h: the
+ * reference the library's greedy output must equal. The caller frees it. */
+char *test_llama_greedy(const char *path, const char *prompt, int n_predict);
+
 /* A model for a path with the given backend (NULL = llama.cpp), 1 thread. */
 orch_model *test_model_new(const char *path, const orch_backend *be, const char *role);
 

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <llama.h>
 #include <math.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -287,4 +288,50 @@ void test_pause_off(void)
     }
     pthread_cond_broadcast(&g_pause_cond);
     pthread_mutex_unlock(&g_pause_lock);
+}
+
+char *test_llama_greedy(const char *path, const char *prompt, int n_predict)
+{
+    /* a load through the library sets llama.cpp up as it does (the CPU
+     * backend from $ORCH_GGML_BACKEND_DIR) */
+    orch_model *om = test_model_new(path, NULL, "reference");
+    orch_error err = {0};
+    assert_int_equal(orch_model_load(om, &err), ORCH_OK);
+    orch_model_free(om);
+    struct llama_model_params mp = llama_model_default_params();
+    struct llama_model *model = llama_model_load_from_file(path, mp);
+    assert_non_null(model);
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 2048;
+    cp.n_threads = cp.n_threads_batch = 1;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    assert_non_null(ctx);
+    int cap = (int)strlen(prompt) + 2;
+    llama_token *toks = malloc((size_t)cap * sizeof *toks);
+    int n = llama_tokenize(vocab, prompt, (int)strlen(prompt), toks, cap, true, false);
+    assert_true(n > 0);
+    struct llama_sampler *s = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(s, llama_sampler_init_greedy());
+    assert_int_equal(llama_decode(ctx, llama_batch_get_one(toks, n)), 0);
+    size_t out_cap = 64 * (size_t)n_predict + 1, len = 0;
+    char *out = calloc(1, out_cap);
+    for (int i = 0; i < n_predict; i++) {
+        llama_token t = llama_sampler_sample(s, ctx, -1);
+        if (llama_vocab_is_eog(vocab, t))
+            break;
+        char piece[64];
+        int k = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
+        assert_true(k >= 0 && len + (size_t)k < out_cap);
+        memcpy(out + len, piece, (size_t)k);
+        len += (size_t)k;
+        if (n + i + 1 >= (int)cp.n_ctx)
+            break;
+        assert_int_equal(llama_decode(ctx, llama_batch_get_one(&t, 1)), 0);
+    }
+    free(toks);
+    llama_sampler_free(s);
+    llama_free(ctx);
+    llama_model_free(model);
+    return out;
 }

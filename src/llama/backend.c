@@ -25,10 +25,9 @@
  * threads each on two cores ran 12 times slower than one at a time, as
  * ggml's threads spin waiting for each other.
  */
-#include "backend.h"
+#include "llama_int.h"
 
 #include <dlfcn.h>
-#include <llama.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +37,6 @@
 #define ORCH_GGML_BACKEND_DIR ""
 #endif
 
-#define POOL_MAX 4
-#define EMBED_SEQ_MAX 64
-/* Tokens packed into one embedding decode. Attention in a batch costs
- * tokens x KV cells (llama.cpp pads the cells to 256), whichever sequence
- * they belong to, so packing past 256 tokens only adds work; up to it, the
- * weights are read once for many texts. */
-#define EMBED_PACK_TOKENS 256
 
 /* ---- process-wide setup ------------------------------------------------- */
 
@@ -137,25 +129,66 @@ static void global_init(void)
 
 static pthread_mutex_t g_cpu_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cpu_cond = PTHREAD_COND_INITIALIZER;
-static int g_cpu_free = -1;         /* guarded by g_cpu_lock; -1 = not set yet */
+static int g_cpu_total = -1;        /* guarded by g_cpu_lock; -1 = not set yet */
+static int g_cpu_free;              /* guarded by g_cpu_lock; may go below 0 after a cut */
 static uint64_t g_cpu_next, g_cpu_serving; /* guarded by g_cpu_lock: tickets, FIFO */
+static int g_cpu_peak;              /* guarded by g_cpu_lock: most tokens out at once */
+
+static void cpu_init_locked(void)
+{
+    if (g_cpu_total < 0) {
+        g_cpu_total = orch_default_n_threads();
+        g_cpu_free = g_cpu_total;
+    }
+}
+
+int32_t orch_cpu_budget(int32_t n_threads_total)
+{
+    pthread_mutex_lock(&g_cpu_lock);
+    cpu_init_locked();
+    int32_t before = g_cpu_total;
+    if (n_threads_total >= 0) {
+        int32_t n = n_threads_total ? n_threads_total : orch_default_n_threads();
+        if (n > 1024)
+            n = 1024;
+        g_cpu_free += n - g_cpu_total; /* tokens out stay out; they come back as given */
+        g_cpu_total = n;
+        pthread_cond_broadcast(&g_cpu_cond);
+    }
+    pthread_mutex_unlock(&g_cpu_lock);
+    return before;
+}
+
+#ifdef ORCH_TESTING
+int32_t orch__cpu_peak(void)
+{
+    pthread_mutex_lock(&g_cpu_lock);
+    int32_t p = g_cpu_peak;
+    g_cpu_peak = 0;
+    pthread_mutex_unlock(&g_cpu_lock);
+    return p;
+}
+#endif
 
 /* Takes n CPU tokens (at most all of them), waiting in arrival order.
  * Returns what was taken, for cpu_give. */
 static int cpu_take(int n)
 {
     pthread_mutex_lock(&g_cpu_lock);
-    int cpus = orch_default_n_threads();
-    if (g_cpu_free < 0)
-        g_cpu_free = cpus;
-    if (n > cpus)
-        n = cpus;
+    cpu_init_locked();
+    if (n > g_cpu_total)
+        n = g_cpu_total;
     if (n < 1)
         n = 1;
     uint64_t ticket = g_cpu_next++;
-    while (ticket != g_cpu_serving || g_cpu_free < n)
+    while (ticket != g_cpu_serving || g_cpu_free < n) {
         pthread_cond_wait(&g_cpu_cond, &g_cpu_lock);
+        if (n > g_cpu_total)
+            n = g_cpu_total; /* the budget was cut while we waited */
+    }
     g_cpu_free -= n;
+    if (g_cpu_total - g_cpu_free > g_cpu_peak)
+        g_cpu_peak = g_cpu_total - g_cpu_free;
     g_cpu_serving++;
     pthread_cond_broadcast(&g_cpu_cond); /* the next ticket may fit too */
     pthread_mutex_unlock(&g_cpu_lock);
@@ -170,33 +203,19 @@ static void cpu_give(int n)
     pthread_mutex_unlock(&g_cpu_lock);
 }
 
-/* llama_decode under the CPU budget. */
-static int decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads)
+int orch__lm_decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads)
 {
     int taken = cpu_take(n_threads);
+    /* run exactly the threads taken (fewer than asked when the budget is
+     * smaller than the model's thread count, or was cut since) */
+    if (llama_n_threads(ctx) != taken || llama_n_threads_batch(ctx) != taken)
+        llama_set_n_threads(ctx, taken, taken);
     int d = llama_decode(ctx, batch);
     cpu_give(taken);
     return d;
 }
 
 /* ---- loaded model ----------------------------------------------------------- */
-
-struct pooled_ctx {
-    struct llama_context *ctx;
-    uint32_t n_ctx;
-    uint32_t n_batch;
-    bool embedding;
-};
-
-struct lmodel {
-    struct llama_model *model;
-    const struct llama_vocab *vocab;
-    struct orch_model_info info;
-    enum llama_pooling_type pooling; /* for embedding contexts */
-    pthread_mutex_t pool_lock;
-    struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
-    int n_pool;                       /* guarded by pool_lock */
-};
 
 struct progress_bridge {
     const struct orch__load_req *req;
@@ -287,6 +306,9 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
     }
     lm->vocab = llama_model_get_vocab(lm->model);
     pthread_mutex_init(&lm->pool_lock, NULL);
+    lm->n_threads = req->n_threads;
+    lm->n_batch = req->n_batch > 0 ? req->n_batch : 512;
+    lm->n_parallel = req->n_parallel;
 
     struct orch_model_info *in = &lm->info;
     llama_model_meta_val_str(lm->model, "general.architecture", in->arch, sizeof in->arch);
@@ -308,6 +330,8 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
         if (pt > LLAMA_POOLING_TYPE_NONE && pt <= LLAMA_POOLING_TYPE_LAST)
             lm->pooling = (enum llama_pooling_type)pt;
     }
+    int32_t n_ctx = req->n_ctx > 0 ? req->n_ctx : in->n_ctx_train > 0 ? in->n_ctx_train : 2048;
+    lm->n_ctx_seq = n_ctx < ORCH_N_CTX_MAX ? n_ctx : ORCH_N_CTX_MAX;
     *out = lm;
     return ORCH_OK;
 }
@@ -318,6 +342,7 @@ static void lb_free_model(const orch_backend *be, void *model)
     struct lmodel *lm = model;
     if (!lm)
         return;
+    orch__engine_free(lm->engine);
     for (int i = 0; i < lm->n_pool; i++)
         llama_free(lm->pool[i].ctx);
     pthread_mutex_destroy(&lm->pool_lock);
@@ -355,6 +380,14 @@ static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t
         llama_set_n_threads(ctx, n_threads, n_threads);
         return ctx;
     }
+    return orch__lm_ctx_new(lm, n_ctx, n_batch, embedding ? EMBED_SEQ_MAX : 1, embedding, n_threads,
+                            err);
+}
+
+struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32_t n_batch,
+                                       uint32_t n_seq, bool embedding, int32_t n_threads,
+                                       orch_error *err)
+{
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
@@ -363,14 +396,13 @@ static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t
     cp.n_threads_batch = n_threads;
     cp.no_perf = true;
     cp.embeddings = embedding;
-    if (embedding) {
+    cp.n_seq_max = n_seq;
+    cp.kv_unified = n_seq > 1;
+    if (embedding)
         cp.pooling_type = lm->pooling;
-        cp.n_seq_max = EMBED_SEQ_MAX;
-        cp.kv_unified = true;
-    }
     struct capture cap = {0};
     t_capture = &cap;
-    ctx = llama_init_from_model(lm->model, cp);
+    struct llama_context *ctx = llama_init_from_model(lm->model, cp);
     t_capture = NULL;
     if (!ctx)
         orch__err(err, ORCH_ENOMEM, "llama.cpp could not create a context of %u tokens: %s%s%s",
@@ -395,7 +427,7 @@ static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx
 
 /* ---- tokens --------------------------------------------------------------- */
 
-static int tokenize(struct lmodel *lm, const char *text, bool add_special, bool parse_special,
+int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, bool parse_special,
                     llama_token **out, int32_t *n_out, orch_error *err)
 {
     size_t len = strlen(text);
@@ -425,8 +457,8 @@ static int tokenize(struct lmodel *lm, const char *text, bool add_special, bool 
     return ORCH_OK;
 }
 
-static struct llama_sampler *make_sampler(const struct orch_gen_params *p, int32_t n_ctx,
-                                          int32_t n_vocab)
+struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t n_ctx,
+                                       int32_t n_vocab)
 {
     struct llama_sampler_chain_params sp = llama_sampler_chain_default_params();
     sp.no_perf = true;
@@ -459,7 +491,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
     struct lmodel *lm = model;
     llama_token *toks = NULL;
     int32_t n_toks = 0;
-    int rc = tokenize(lm, req->prompt, true, req->parse_special, &toks, &n_toks, err);
+    int rc = orch__lm_tokenize(lm, req->prompt, true, req->parse_special, &toks, &n_toks, err);
     if (rc)
         return rc;
     req->n_prompt = n_toks;
@@ -474,13 +506,24 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
                          "generate)",
                          n_toks, req->n_ctx);
     }
+    if (lm->n_parallel > 0 && req->n_ctx <= lm->n_ctx_seq && req->n_threads == lm->n_threads) {
+        /* the usual case: a sequence in the model's batch engine */
+        struct llama_sampler *smpl = orch__lm_sampler(req->params, req->n_ctx, lm->info.n_vocab);
+        if (!smpl) {
+            free(toks);
+            return orch__err(err, ORCH_ENOMEM, "out of memory making a sampler");
+        }
+        return orch__engine_generate(lm, req, toks, n_toks, smpl, err);
+    }
+    /* a context of its own: more context or other threads than the
+     * engine's sequences have, or a model with no engine (n_parallel 0) */
     uint32_t n_batch = (uint32_t)(req->n_batch < req->n_ctx ? req->n_batch : req->n_ctx);
     struct llama_context *ctx = ctx_get(lm, (uint32_t)req->n_ctx, n_batch, false, req->n_threads, err);
     if (!ctx) {
         free(toks);
         return ORCH_ENOMEM;
     }
-    struct llama_sampler *smpl = make_sampler(req->params, req->n_ctx, lm->info.n_vocab);
+    struct llama_sampler *smpl = orch__lm_sampler(req->params, req->n_ctx, lm->info.n_vocab);
     if (!smpl) {
         free(toks);
         ctx_put(lm, ctx, (uint32_t)req->n_ctx, n_batch, false);
@@ -490,7 +533,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
     int64_t t0 = orch__now_ns();
     for (int32_t i = 0; i < n_toks && rc == ORCH_OK; i += (int32_t)n_batch) {
         int32_t n = n_toks - i < (int32_t)n_batch ? n_toks - i : (int32_t)n_batch;
-        int d = decode(ctx, llama_batch_get_one(toks + i, n), req->n_threads);
+        int d = orch__lm_decode(ctx, llama_batch_get_one(toks + i, n), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed on the prompt (code %d)", d);
     }
@@ -514,7 +557,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
             req->ctx_full = true;
             break;
         }
-        int d = decode(ctx, llama_batch_get_one(&tok, 1), req->n_threads);
+        int d = orch__lm_decode(ctx, llama_batch_get_one(&tok, 1), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos, d);
         pos++;
@@ -590,7 +633,7 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
         goto done;
     }
     for (size_t i = 0; i < req->n_texts && rc == ORCH_OK; i++) {
-        rc = tokenize(lm, req->texts[i], true, false, &toks[i], &n_toks[i], err);
+        rc = orch__lm_tokenize(lm, req->texts[i], true, false, &toks[i], &n_toks[i], err);
         if (rc == ORCH_OK && (uint32_t)n_toks[i] > n_ctx)
             rc = orch__err(err, ORCH_ECTX, "text %zu is %d tokens; the context holds %u", i,
                            n_toks[i], n_ctx);
@@ -601,6 +644,11 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
     }
     if (rc)
         goto done;
+    if (lm->n_parallel > 0 && req->n_threads == lm->n_threads) {
+        /* merged into the engine's batches with other threads' texts */
+        rc = orch__engine_embed(lm, toks, n_toks, req->n_texts, n_ctx, out, n_embd, err);
+        goto done;
+    }
 
     struct llama_context *ctx = ctx_get(lm, n_ctx, n_ctx, true, req->n_threads, err);
     if (!ctx) {
@@ -627,7 +675,7 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
             last++;
         }
         llama_memory_clear(llama_get_memory(ctx), true);
-        int d = decode(ctx, batch, req->n_threads);
+        int d = orch__lm_decode(ctx, batch, req->n_threads);
         if (d != 0) {
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
             break;
@@ -659,11 +707,11 @@ done:
     return ORCH_OK;
 }
 
-static int llama_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+static int llama_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
                           uint64_t *weights, uint64_t *context, orch_error *err)
 {
     (void)be;
-    return orch__gguf_estimate(path, n_ctx, weights, context, err);
+    return orch__gguf_estimate(path, n_ctx, n_seq, weights, context, err);
 }
 
 static const struct orch_backend_ops llama_ops = {

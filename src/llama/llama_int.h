@@ -1,0 +1,85 @@
+/*
+ * llama_int.h — what the llama.cpp backend's two files share: the loaded
+ * model, tokens, samplers, contexts, the CPU budget (backend.c) and the
+ * continuous-batching engine (engine.c). Only these files include llama.h.
+ */
+#ifndef ORCH_LLAMA_INT_H
+#define ORCH_LLAMA_INT_H
+
+#include "../backend.h"
+
+#include <llama.h>
+
+#define POOL_MAX 4
+#define EMBED_SEQ_MAX 64
+/* Tokens packed into one embedding decode. Attention in a batch costs
+ * tokens x KV cells (llama.cpp pads the cells to 256), whichever sequence
+ * they belong to, so packing past 256 tokens only adds work; up to it, the
+ * weights are read once for many texts. */
+#define EMBED_PACK_TOKENS 256
+
+struct pooled_ctx {
+    struct llama_context *ctx;
+    uint32_t n_ctx;
+    uint32_t n_batch;
+    bool embedding;
+};
+
+struct engine;
+
+struct lmodel {
+    struct llama_model *model;
+    const struct llama_vocab *vocab;
+    struct orch_model_info info;
+    enum llama_pooling_type pooling; /* for embedding contexts */
+    /* the model's settings, from the load request (n_ctx_seq resolved) */
+    int32_t n_ctx_seq, n_threads, n_batch, n_parallel;
+    pthread_mutex_t pool_lock;
+    struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
+    int n_pool;                       /* guarded by pool_lock */
+    struct engine *engine;            /* guarded by pool_lock; made on first use */
+};
+
+/* backend.c */
+
+/* Tokenizes text into *out (malloc'd, the caller frees). ORCH_ECTX for a
+ * text too long to count, ORCH_ENOMEM, ORCH_EINVAL. */
+int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, bool parse_special,
+                      llama_token **out, int32_t *n_out, orch_error *err);
+
+/* The sampler chain for p (penalties over n_ctx when repeat_last_n is -1),
+ * or NULL when out of memory. */
+struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t n_ctx,
+                                       int32_t n_vocab);
+
+/* A new context on lm's weights: n_seq sequences in a unified KV cache of
+ * n_ctx cells. NULL with err set (ORCH_ENOMEM, llama.cpp's words quoted). */
+struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32_t n_batch,
+                                       uint32_t n_seq, bool embedding, int32_t n_threads,
+                                       orch_error *err);
+
+/* llama_decode under the process's CPU budget: waits in arrival order for
+ * n_threads CPU tokens (at most the whole budget), decodes on as many
+ * threads as it took, and returns them after. */
+int orch__lm_decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads);
+
+/* engine.c — see its DESIGN comment. */
+
+/* Runs a generation on lm's engine: toks (n_toks prompt tokens) and smpl
+ * become the engine's (freed by it, whatever the result). Fills req's
+ * results as the backend's generate does. Called with a lease held. */
+int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_token *toks,
+                          int32_t n_toks, struct llama_sampler *smpl, orch_error *err);
+
+/* Embeds n_texts tokenized texts on lm's engine, merged into batches with
+ * the texts other threads submit; writes n_embd floats per text to out.
+ * The arrays stay the caller's. Called with a lease held. */
+int orch__engine_embed(struct lmodel *lm, llama_token *const *toks, const int32_t *n_toks,
+                       size_t n_texts, uint32_t n_ctx, float *out, int32_t n_embd,
+                       orch_error *err);
+
+/* Stops the engine's thread (requests still in it end with ORCH_ECLOSED)
+ * and frees it. Accepts NULL. No lease may be out. */
+void orch__engine_free(struct engine *e);
+
+#endif /* ORCH_LLAMA_INT_H */
