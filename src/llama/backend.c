@@ -20,7 +20,7 @@
  *
  * The CPUs are shared (cpu_take/cpu_give): every llama_decode takes as many
  * CPU tokens as it runs threads, out of the CPUs this process may use, in
- * arrival order. Requests on any models then interleave decode by decode
+ * arrival order, and a ggml threadpool of that many threads to run on. Requests on any models then interleave decode by decode
  * instead of running more threads than there are CPUs: four requests of two
  * threads each on two cores ran 12 times slower than one at a time, as
  * ggml's threads spin waiting for each other.
@@ -99,6 +99,11 @@ static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud)
     }
 }
 
+static void tpools_find(void);
+static void cpu_atfork_prepare(void);
+static void cpu_atfork_parent(void);
+static void cpu_atfork_child(void);
+
 static void global_init(void)
 {
     llama_log_set(llama_log_cb, NULL);
@@ -121,6 +126,8 @@ static void global_init(void)
         ggml_backend_load_all_from_path(dir);
     if (ggml_backend_dev_count() == 0)
         ggml_backend_load_all();
+    tpools_find();
+    pthread_atfork(cpu_atfork_prepare, cpu_atfork_parent, cpu_atfork_child);
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
               OF_U("devices", ggml_backend_dev_count()), OF_S("system", llama_print_system_info()));
 }
@@ -131,8 +138,10 @@ static pthread_mutex_t g_cpu_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cpu_cond = PTHREAD_COND_INITIALIZER;
 static int g_cpu_total = -1;        /* guarded by g_cpu_lock; -1 = not set yet */
 static int g_cpu_free;              /* guarded by g_cpu_lock; may go below 0 after a cut */
-static uint64_t g_cpu_next, g_cpu_serving; /* guarded by g_cpu_lock: tickets, FIFO */
+static uint64_t g_cpu_next;         /* guarded by g_cpu_lock: arrival numbers */
 static int g_cpu_peak;              /* guarded by g_cpu_lock: most tokens out at once */
+
+static bool cpu_grant_locked(void);
 
 static void cpu_init_locked(void)
 {
@@ -153,6 +162,7 @@ int32_t orch_cpu_budget(int32_t n_threads_total)
             n = 1024;
         g_cpu_free += n - g_cpu_total; /* tokens out stay out; they come back as given */
         g_cpu_total = n;
+        cpu_grant_locked();
         pthread_cond_broadcast(&g_cpu_cond);
     }
     pthread_mutex_unlock(&g_cpu_lock);
@@ -170,48 +180,219 @@ int32_t orch__cpu_peak(void)
 }
 #endif
 
-/* Takes n CPU tokens (at most all of them), waiting in arrival order.
- * Returns what was taken, for cpu_give. */
-static int cpu_take(int n)
+/* Who goes next when CPU tokens come back: the waiting decode whose model
+ * has used the least CPU time (thread-nanoseconds: its virtual time), in
+ * arrival order among equals; and nobody passes it, so a wide decode is
+ * never starved by narrow ones. A model that was idle comes back at most
+ * CPU_SLACK_MS of the budget's CPU time behind the last decode let through
+ * (CFS's rule: little credit for sleeping), so it neither hogs the CPUs
+ * after a pause nor loses its place between two decodes. With decodes of
+ * different cost (a big model and a small one) each model gets an equal
+ * share of CPU time, not an equal count of decodes: the small model runs
+ * many short decodes while the big one runs one. */
+struct cpu_waiter {
+    int n;
+    uint64_t vt, seq;
+    bool granted;
+    struct cpu_waiter *next;
+};
+#define CPU_SLACK_MS 50
+static struct cpu_waiter *g_cpu_waiters; /* guarded by g_cpu_lock */
+static uint64_t g_cpu_vclock;            /* guarded by g_cpu_lock */
+
+static bool cpu_grant_locked(void)
+{
+    bool any = false;
+    for (;;) {
+        struct cpu_waiter **best = NULL;
+        for (struct cpu_waiter **pp = &g_cpu_waiters; *pp; pp = &(*pp)->next)
+            if (!best || (*pp)->vt < (*best)->vt ||
+                ((*pp)->vt == (*best)->vt && (*pp)->seq < (*best)->seq))
+                best = pp;
+        if (!best)
+            break;
+        struct cpu_waiter *w = *best;
+        if (w->n > g_cpu_total)
+            w->n = g_cpu_total; /* the budget was cut while it waited */
+        if (g_cpu_free < w->n)
+            break;
+        *best = w->next;
+        g_cpu_free -= w->n;
+        if (g_cpu_total - g_cpu_free > g_cpu_peak)
+            g_cpu_peak = g_cpu_total - g_cpu_free;
+        if (w->vt > g_cpu_vclock)
+            g_cpu_vclock = w->vt;
+        w->granted = true;
+        any = true;
+    }
+    return any;
+}
+
+/* Takes n CPU tokens (at most all of them) for a decode of lm's. Returns
+ * what was taken, for cpu_give. */
+static int cpu_take(struct lmodel *lm, int n)
 {
     pthread_mutex_lock(&g_cpu_lock);
     cpu_init_locked();
-    if (n > g_cpu_total)
-        n = g_cpu_total;
-    if (n < 1)
-        n = 1;
-    uint64_t ticket = g_cpu_next++;
-    while (ticket != g_cpu_serving || g_cpu_free < n) {
+    uint64_t slack = (uint64_t)CPU_SLACK_MS * 1000000u * (uint64_t)g_cpu_total;
+    if (lm->cpu_vt + slack < g_cpu_vclock)
+        lm->cpu_vt = g_cpu_vclock - slack;
+    struct cpu_waiter w = {.n = n < 1 ? 1 : n, .vt = lm->cpu_vt, .seq = g_cpu_next++};
+    w.next = g_cpu_waiters;
+    g_cpu_waiters = &w;
+    if (cpu_grant_locked())
+        pthread_cond_broadcast(&g_cpu_cond);
+    while (!w.granted)
         pthread_cond_wait(&g_cpu_cond, &g_cpu_lock);
-        if (n > g_cpu_total)
-            n = g_cpu_total; /* the budget was cut while we waited */
-    }
-    g_cpu_free -= n;
-    if (g_cpu_total - g_cpu_free > g_cpu_peak)
-        g_cpu_peak = g_cpu_total - g_cpu_free;
-    g_cpu_serving++;
-    pthread_cond_broadcast(&g_cpu_cond); /* the next ticket may fit too */
     pthread_mutex_unlock(&g_cpu_lock);
-    return n;
+    return w.n;
 }
 
-static void cpu_give(int n)
+/* Gives back n tokens held for ns nanoseconds by a decode of lm's. */
+static void cpu_give(struct lmodel *lm, int n, int64_t ns)
 {
     pthread_mutex_lock(&g_cpu_lock);
     g_cpu_free += n;
-    pthread_cond_broadcast(&g_cpu_cond);
+    lm->cpu_vt += (uint64_t)(ns > 0 ? ns : 0) * (uint64_t)n;
+    if (cpu_grant_locked())
+        pthread_cond_broadcast(&g_cpu_cond);
     pthread_mutex_unlock(&g_cpu_lock);
 }
 
-int orch__lm_decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads)
+/* ggml threadpools, handed out with the tokens. Without one, ggml's CPU
+ * backend makes a pool for every graph it computes (threads created and
+ * joined per decode). A pool runs one graph at a time, so pools are checked
+ * out: a decode of n threads takes an idle pool of n, or makes one. Pools
+ * never poll (poll = 0): their threads sleep between graphs instead of
+ * spinning on CPUs another model's decode is using. At most the budget's
+ * worth of pool threads run at once; idle ones sleep. */
+typedef struct ggml_threadpool *(*tp_new_fn)(struct ggml_threadpool_params *params);
+static tp_new_fn g_tp_new; /* from the CPU backend; NULL = none (ggml's own per graph) */
+
+struct tpool {
+    struct ggml_threadpool *tp;
+    int n;
+    struct tpool *next;
+};
+static struct tpool *g_idle_pools; /* guarded by g_cpu_lock */
+
+static void tpools_find(void)
 {
-    int taken = cpu_take(n_threads);
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : NULL;
+    if (reg)
+        g_tp_new = (tp_new_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+}
+
+static struct tpool *tpool_take(int n)
+{
+    if (!g_tp_new || n < 2)
+        return NULL;
+    pthread_mutex_lock(&g_cpu_lock);
+    struct tpool **pp = &g_idle_pools, *p = NULL;
+    while (*pp && (*pp)->n != n)
+        pp = &(*pp)->next;
+    if (*pp) {
+        p = *pp;
+        *pp = p->next;
+    }
+    pthread_mutex_unlock(&g_cpu_lock);
+    if (p)
+        return p;
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n);
+    tpp.poll = 0;
+    p = malloc(sizeof *p);
+    if (p && !(p->tp = g_tp_new(&tpp))) {
+        free(p);
+        p = NULL;
+    }
+    if (p)
+        p->n = n;
+    return p; /* NULL: ggml makes one for the graph, as without pools */
+}
+
+static void tpool_give(struct tpool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&g_cpu_lock);
+    p->next = g_idle_pools;
+    g_idle_pools = p;
+    pthread_mutex_unlock(&g_cpu_lock);
+}
+
+/* fork: a child has none of the pools' threads; it forgets the pools (their
+ * memory is the parent's copy) and makes its own. */
+static void cpu_atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_cpu_lock);
+}
+
+static void cpu_atfork_parent(void)
+{
+    pthread_mutex_unlock(&g_cpu_lock);
+}
+
+static void cpu_atfork_child(void)
+{
+    /* nor the threads that held tokens or waited for them */
+    g_idle_pools = NULL;
+    g_cpu_free = g_cpu_total;
+    g_cpu_waiters = NULL;
+    pthread_mutex_unlock(&g_cpu_lock);
+}
+
+void orch__lm_cpu_release(struct lmodel *lm, struct orch__cpu_hold *h)
+{
+    if (!h->n)
+        return;
+    tpool_give(h->pool);
+    cpu_give(lm, h->n, 0);
+    h->n = 0;
+    h->pool = NULL;
+}
+
+int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
+                         struct llama_batch batch, int32_t n_threads)
+{
+    if (h->n) {
+        /* keep the CPUs unless a model that has used less waits for them,
+         * or the budget changed under us */
+        pthread_mutex_lock(&g_cpu_lock);
+        bool yield = h->n != (n_threads < g_cpu_total ? n_threads : g_cpu_total);
+        for (struct cpu_waiter *w = g_cpu_waiters; w && !yield; w = w->next)
+            yield = w->vt < lm->cpu_vt;
+        pthread_mutex_unlock(&g_cpu_lock);
+        if (yield)
+            orch__lm_cpu_release(lm, h);
+    }
+    if (!h->n) {
+        h->n = cpu_take(lm, n_threads);
+        h->pool = tpool_take(h->n);
+    }
     /* run exactly the threads taken (fewer than asked when the budget is
      * smaller than the model's thread count, or was cut since) */
-    if (llama_n_threads(ctx) != taken || llama_n_threads_batch(ctx) != taken)
-        llama_set_n_threads(ctx, taken, taken);
+    if (llama_n_threads(ctx) != h->n || llama_n_threads_batch(ctx) != h->n)
+        llama_set_n_threads(ctx, h->n, h->n);
+    if (h->pool)
+        llama_attach_threadpool(ctx, h->pool->tp, h->pool->tp);
+    int64_t t0 = orch__now_ns();
     int d = llama_decode(ctx, batch);
-    cpu_give(taken);
+    int64_t ns = orch__now_ns() - t0;
+    if (h->pool)
+        llama_detach_threadpool(ctx);
+    pthread_mutex_lock(&g_cpu_lock);
+    lm->cpu_vt += (uint64_t)(ns > 0 ? ns : 0) * (uint64_t)h->n;
+    pthread_mutex_unlock(&g_cpu_lock);
+    return d;
+}
+
+int orch__lm_decode(struct lmodel *lm, struct llama_context *ctx, struct llama_batch batch,
+                    int32_t n_threads)
+{
+    struct orch__cpu_hold h = {0};
+    int d = orch__lm_decode_held(lm, &h, ctx, batch, n_threads);
+    orch__lm_cpu_release(lm, &h);
     return d;
 }
 
@@ -533,7 +714,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
     int64_t t0 = orch__now_ns();
     for (int32_t i = 0; i < n_toks && rc == ORCH_OK; i += (int32_t)n_batch) {
         int32_t n = n_toks - i < (int32_t)n_batch ? n_toks - i : (int32_t)n_batch;
-        int d = orch__lm_decode(ctx, llama_batch_get_one(toks + i, n), req->n_threads);
+        int d = orch__lm_decode(lm, ctx, llama_batch_get_one(toks + i, n), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed on the prompt (code %d)", d);
     }
@@ -557,7 +738,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
             req->ctx_full = true;
             break;
         }
-        int d = orch__lm_decode(ctx, llama_batch_get_one(&tok, 1), req->n_threads);
+        int d = orch__lm_decode(lm, ctx, llama_batch_get_one(&tok, 1), req->n_threads);
         if (d != 0)
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos, d);
         pos++;
@@ -675,7 +856,7 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
             last++;
         }
         llama_memory_clear(llama_get_memory(ctx), true);
-        int d = orch__lm_decode(ctx, batch, req->n_threads);
+        int d = orch__lm_decode(lm, ctx, batch, req->n_threads);
         if (d != 0) {
             rc = orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
             break;

@@ -118,6 +118,7 @@ struct engine {
     struct llama_context *ectx;
     uint32_t ectx_n;
     struct llama_batch ebatch;
+    struct orch__cpu_hold cpu;   /* CPU tokens kept between steps */
 };
 
 static void seq_unref(struct eseq *q)
@@ -305,7 +306,7 @@ static void gen_step(struct engine *e)
     if (b->n_tokens == 0)
         return;
 
-    int d = orch__lm_decode(e->ctx, *b, e->lm->n_threads);
+    int d = orch__lm_decode_held(e->lm, &e->cpu, e->ctx, *b, e->lm->n_threads);
     if (d != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "llama_decode failed on a batch of %d tokens (code %d)",
@@ -445,7 +446,7 @@ static void embed_step(struct engine *e)
                 batch_add(b, job->toks[pk[i].text][k], k, i, true);
         }
         llama_memory_clear(llama_get_memory(e->ectx), true);
-        int d = orch__lm_decode(e->ectx, *b, e->lm->n_threads);
+        int d = orch__lm_decode_held(e->lm, &e->cpu, e->ectx, *b, e->lm->n_threads);
         if (d != 0)
             orch__err(&err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
         for (int i = 0; i < n && !err.code; i++) {
@@ -496,6 +497,13 @@ static void *engine_main(void *arg)
     struct engine *e = arg;
     pthread_mutex_lock(&e->lock);
     for (;;) {
+        if (!e->stop && !e->qhead && !e->jhead && e->n_active == 0 && e->cpu.n) {
+            /* nothing to do: the CPUs go back before we sleep */
+            pthread_mutex_unlock(&e->lock);
+            orch__lm_cpu_release(e->lm, &e->cpu);
+            pthread_mutex_lock(&e->lock);
+            continue;
+        }
         while (!e->stop && !e->qhead && !e->jhead && e->n_active == 0)
             pthread_cond_wait(&e->cond, &e->lock);
         if (e->stop)
@@ -561,6 +569,7 @@ static void *engine_main(void *arg)
     }
     e->jhead = e->jtail = NULL;
     pthread_mutex_unlock(&e->lock);
+    orch__lm_cpu_release(e->lm, &e->cpu);
     return NULL;
 }
 

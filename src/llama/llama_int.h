@@ -26,6 +26,7 @@ struct pooled_ctx {
 };
 
 struct engine;
+struct tpool;
 
 struct lmodel {
     struct llama_model *model;
@@ -38,6 +39,7 @@ struct lmodel {
     struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
     int n_pool;                       /* guarded by pool_lock */
     struct engine *engine;            /* guarded by pool_lock; made on first use */
+    uint64_t cpu_vt;                  /* guarded by the CPU budget's lock: CPU time used */
 };
 
 /* backend.c */
@@ -58,10 +60,29 @@ struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32
                                        uint32_t n_seq, bool embedding, int32_t n_threads,
                                        orch_error *err);
 
-/* llama_decode under the process's CPU budget: waits in arrival order for
- * n_threads CPU tokens (at most the whole budget), decodes on as many
- * threads as it took, and returns them after. */
-int orch__lm_decode(struct llama_context *ctx, struct llama_batch batch, int32_t n_threads);
+/* llama_decode of one of lm's contexts under the process's CPU budget:
+ * waits its turn (fair share of CPU time between models) for n_threads CPU
+ * tokens (at most the whole budget), decodes on a ggml threadpool of as
+ * many threads as it took, and gives them back. */
+int orch__lm_decode(struct lmodel *lm, struct llama_context *ctx, struct llama_batch batch,
+                    int32_t n_threads);
+
+/* CPU tokens (and their threadpool) kept from one decode to the next. */
+struct orch__cpu_hold {
+    int n;              /* tokens held; 0 = none */
+    struct tpool *pool; /* may be NULL */
+};
+
+/* As orch__lm_decode, for a thread that decodes step after step (an
+ * engine): keeps the tokens in h after the decode, and at the next one
+ * keeps them only while no model that has used less CPU time waits for
+ * them. Otherwise a model between two short decodes (sampling) would lose
+ * its turn to any waiter every step, and a small model next to a big one
+ * would get one decode per big decode instead of its share of time.
+ * orch__lm_cpu_release() gives them back; call it before waiting. */
+int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
+                         struct llama_batch batch, int32_t n_threads);
+void orch__lm_cpu_release(struct lmodel *lm, struct orch__cpu_hold *h);
 
 /* engine.c — see its DESIGN comment. */
 
