@@ -246,8 +246,8 @@ struct orch_model_params {
     int32_t n_batch;       /* tokens per decode (prompt chunks and the streams'
                               next tokens together); default 512 */
     int32_t n_parallel;    /* requests decoded together: the batch engine's
-                              sequences, n_parallel x n_ctx KV cells in one
-                              context; more requests wait their turn.
+                              sequences, n_ctx KV cells each in one context;
+                              more requests wait their turn.
                               Default 4; 0 = no engine: each request gets a
                               context of its own (no batching, no prefix
                               reuse); 1..ORCH_N_PARALLEL_MAX */

@@ -578,7 +578,7 @@ struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32
     cp.no_perf = true;
     cp.embeddings = embedding;
     cp.n_seq_max = n_seq;
-    cp.kv_unified = n_seq > 1;
+    cp.kv_unified = n_seq > 1 && embedding;
     if (embedding)
         cp.pooling_type = lm->pooling;
     struct capture cap = {0};

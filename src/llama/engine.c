@@ -4,9 +4,10 @@
  *
  * DESIGN
  * An engine belongs to one loaded model and is made on its first request.
- * It owns one generation context of n_parallel sequences in a unified KV
- * cache of n_parallel x n_ctx_seq cells, one embedding context, and one
- * scheduler thread, the only thread that touches them.
+ * It owns one generation context of n_parallel sequences with n_ctx_seq KV
+ * cells each (a stream per sequence: llama.cpp's kv_unified off), one
+ * embedding context, and one scheduler thread, the only thread that touches
+ * them.
  *
  * A request is a `struct eseq`: its prompt tokens and its sampler chain
  * (made by the caller), handed to the engine through a FIFO queue. Each

@@ -54,8 +54,10 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
 struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t n_ctx,
                                        int32_t n_vocab);
 
-/* A new context on lm's weights: n_seq sequences in a unified KV cache of
- * n_ctx cells. NULL with err set (ORCH_ENOMEM, llama.cpp's words quoted). */
+/* A new context on lm's weights: n_seq sequences sharing n_ctx KV cells,
+ * each in a stream of its own (n_ctx / n_seq cells) for generation, in one
+ * unified cache for embeddings. NULL with err set (ORCH_ENOMEM, llama.cpp's
+ * words quoted). */
 struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32_t n_batch,
                                        uint32_t n_seq, bool embedding, int32_t n_threads,
                                        orch_error *err);
