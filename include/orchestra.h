@@ -79,6 +79,16 @@ const char *orch_strerror(int code);
  * Threads: any. */
 const char *orch_err_name(int code);
 
+/* Returns: the library's version, "MAJOR.MINOR.PATCH" (static).
+ * Threads: any. */
+const char *orch_version(void);
+
+/* Returns: the version of the llama.cpp the library runs on, as llama.cpp
+ * reports it at run time, and the one it was built against when they
+ * differ: "0.5.0", or "0.5.1 (built against 0.5.0)" (static).
+ * Threads: any. */
+const char *orch_llama_version(void);
+
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -2,7 +2,8 @@
 # Installs what a fresh Debian 12 machine lacks to build and test Orchestra.
 #
 #  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm; clang
-#     and its runtime for the pre-check's fuzz target).
+#     and its runtime for the pre-check's fuzz target; python3 for the Python
+#     package's tests).
 #  2. The npm packages openai and ollama (the daemon's tests), into .deps/node.
 #  3. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
 #     pinned release (node-llama-cpp 3.22.1 = llama.cpp v0.5.0 build) from npm:
@@ -24,7 +25,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ---- 1. Debian packages -----------------------------------------------------
 need_pkgs=()
 for p in build-essential cmake pkg-config libinih-dev libjansson-dev libcmocka-dev \
-         git ca-certificates clang libclang-rt-14-dev libmicrohttpd-dev curl; do
+         git ca-certificates clang libclang-rt-14-dev libmicrohttpd-dev curl python3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$p")
 done
 # npm may come from Node's own installer rather than Debian's package.
@@ -60,6 +61,9 @@ fi
 
 stamp="$prefix/.complete-$NLC_VERSION"
 if [ -f "$stamp" ]; then
+  # llama.pc finds its prefix from where it lies (a checkout moved since
+  # setup still builds; older setups wrote an absolute prefix)
+  sed -i 's#^prefix=/.*#prefix=${pcfiledir}/../..#' "$prefix/lib/pkgconfig/llama.pc"
   echo "$prefix/lib/pkgconfig"
   exit 0
 fi
@@ -96,7 +100,7 @@ cp "$work/package/llama/gitRelease.bundle" "$deps/llama.cpp.bundle"
 tag=$(sed -n 's/.*"tag": *"\(.*\)".*/\1/p' "$work/package/llama/llama.cpp.info.json")
 mkdir -p "$prefix/lib/pkgconfig"
 cat > "$prefix/lib/pkgconfig/llama.pc" <<PC
-prefix=$prefix
+prefix=\${pcfiledir}/../..
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
 # Folder holding the run-time loaded CPU backends (libggml-cpu-*.so).

@@ -82,3 +82,8 @@ int orch__err_errno(orch_error *err, int errnum, const char *what, const char *p
     }
     return orch__err(err, code, "%s '%s': %s", what, path, strerror(errnum));
 }
+
+const char *orch_version(void)
+{
+    return ORCH_VERSION;
+}

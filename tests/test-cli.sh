@@ -29,7 +29,7 @@ expect_grep() { # NAME FILE PATTERN
 # --- help and usage ----------------------------------------------------------------
 expect_rc "help" 0 "$BIN" --help
 expect_grep "help lists exit codes" out "exit codes"
-for c in generate chat embed info mkmodel ps preload; do
+for c in generate chat embed info mkmodel ps preload unload serve; do
   expect_rc "$c --help" 0 "$BIN" $c --help
   expect_grep "$c --help" out "usage: orchestra"
 done
@@ -37,6 +37,13 @@ expect_rc "no command" 2 "$BIN"
 expect_rc "unknown command" 2 "$BIN" frobnicate
 expect_rc "unknown option" 2 "$BIN" generate --frob
 expect_rc "version" 0 "$BIN" --version
+expect_grep "version names the library" out "^liborchestra [0-9]"
+expect_grep "version names llama.cpp" out "^llama.cpp [0-9]"
+# unload talks to a daemon: none here
+expect_rc "unload, no daemon" 1 "$BIN" unload coder --url http://127.0.0.1:9
+expect_grep "unload, no daemon: why" err "cannot reach the daemon at http://127.0.0.1:9"
+expect_rc "unload, bad url" 2 "$BIN" unload coder --url ftp://x
+expect_rc "unload, no role" 2 "$BIN" unload
 
 # --- mkmodel and info: need no real model ------------------------------------------
 expect_rc "mkmodel" 0 "$BIN" mkmodel --params 1M --seed 3 -o "$TMP/syn.gguf"
@@ -216,6 +223,8 @@ INI
   expect_grep "ps header" out "ROLE"
   expect_grep "ps fallback" out "via reasoning"
   expect_grep "ps state" out "unloaded"
+  expect_rc "ps --json" 0 "$BIN" -c "$TMP/o.ini" ps --json
+  if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r={x["role"]: x for x in d["roles"]}; assert r["coder"]["model_role"]=="reasoning" and r["reasoning"]["state"]=="unloaded" and r["reasoning"]["n_parallel"]==4 and "budget" in d["memory"], d' "$TMP/out" 2>"$TMP/err"; then ok; else bad "ps --json: $(head -c 400 "$TMP/err")"; fi
   expect_rc "preload" 0 "$BIN" -c "$TMP/o.ini" preload reasoning
   expect_grep "preload ready" out "ready"
   expect_grep "preload memory" out "budget"

@@ -247,6 +247,17 @@ embedding = true
     await olm.generate({ model: 'story', prompt: '', keep_alive: 0 });
   });
 
+  test('`orchestra unload` asks the daemon to unload a role', async () => {
+    await olm.generate({ model: 'story', prompt: '' }); // load it
+    assert.ok((await olm.ps()).models.some((m) => m.name === 'story'));
+    const out = execFileSync(BIN, ['unload', 'story', '--url', srv.url]).toString();
+    assert.equal(out, 'story: unloaded\n');
+    assert.equal((await olm.ps()).models.length, 0);
+    let code = 0;
+    try { execFileSync(BIN, ['unload', 'nosuchrole', '--url', srv.url], { stdio: 'pipe' }); } catch (e) { code = e.status; }
+    assert.equal(code, 3, 'an unknown role exits 3');
+  });
+
   test('a client that leaves mid-stream cancels its generation and returns the lease', async () => {
     const ctl = new AbortController();
     const s = await oai.completions.create({ model: 'dream', prompt: 'Once upon a time', max_tokens: 1900, stream: true }, { signal: ctl.signal });

@@ -36,6 +36,30 @@
 #ifndef ORCH_GGML_BACKEND_DIR
 #define ORCH_GGML_BACKEND_DIR ""
 #endif
+#ifndef ORCH_LLAMA_VERSION
+#define ORCH_LLAMA_VERSION ""
+#endif
+
+static char g_llama_version[128];
+static pthread_once_t g_version_once = PTHREAD_ONCE_INIT;
+
+static void version_init(void)
+{
+    const char *run = llama_version();
+    if (!run || !*run)
+        run = "unknown";
+    if (*ORCH_LLAMA_VERSION && strcmp(run, ORCH_LLAMA_VERSION) != 0)
+        snprintf(g_llama_version, sizeof g_llama_version, "%s (built against %s)", run,
+                 ORCH_LLAMA_VERSION);
+    else
+        snprintf(g_llama_version, sizeof g_llama_version, "%s", run);
+}
+
+const char *orch_llama_version(void)
+{
+    pthread_once(&g_version_once, version_init);
+    return g_llama_version;
+}
 
 
 /* ---- process-wide setup ------------------------------------------------- */
@@ -108,22 +132,27 @@ static void global_init(void)
 {
     llama_log_set(llama_log_cb, NULL);
     llama_backend_init();
-    const char *dir = getenv("ORCH_GGML_BACKEND_DIR");
-    if (!dir || !*dir)
-        dir = ORCH_GGML_BACKEND_DIR;
+    /* where the CPU backends are: $ORCH_GGML_BACKEND_DIR; else the folder
+     * libllama was loaded from (so a moved checkout or an installed tree
+     * needs no path from the build); else the folder the build recorded;
+     * else ggml's own search */
+    const char *env = getenv("ORCH_GGML_BACKEND_DIR");
     char libdir[4096] = "";
-    if (!*dir) {
-        Dl_info info;
-        if (dladdr((void *)llama_backend_init, &info) && info.dli_fname) {
-            snprintf(libdir, sizeof libdir, "%s", info.dli_fname);
-            char *slash = strrchr(libdir, '/');
-            if (slash)
-                *slash = '\0';
-            dir = libdir;
-        }
+    Dl_info info;
+    if (dladdr((void *)llama_backend_init, &info) && info.dli_fname) {
+        snprintf(libdir, sizeof libdir, "%s", info.dli_fname);
+        char *slash = strrchr(libdir, '/');
+        if (slash)
+            *slash = '\0';
     }
-    if (ggml_backend_dev_count() == 0 && dir && *dir)
-        ggml_backend_load_all_from_path(dir);
+    const char *tries[] = {env && *env ? env : NULL, env && *env ? NULL : libdir,
+                           env && *env ? NULL : ORCH_GGML_BACKEND_DIR};
+    const char *dir = "";
+    for (size_t i = 0; i < 3 && ggml_backend_dev_count() == 0; i++)
+        if (tries[i] && *tries[i]) {
+            dir = tries[i];
+            ggml_backend_load_all_from_path(dir);
+        }
     if (ggml_backend_dev_count() == 0)
         ggml_backend_load_all();
     tpools_find();

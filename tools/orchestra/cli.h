@@ -95,6 +95,13 @@ int read_stdin(char **out, size_t *len);
 /* The same from an open file; `name` is for messages. */
 int read_stream(FILE *f, const char *name, char **out, size_t *len);
 
+/* POSTs json to url + path (url: "http://HOST:PORT", the daemon's base) with
+ * an optional Bearer key; waits up to timeout_s for the whole answer.
+ * Returns EXIT_OK with *status and *body (malloc'd, NUL-terminated; the
+ * caller frees it), else an exit code with why[] saying what went wrong. */
+int cli_http_post(const char *url, const char *path, const char *api_key, const char *json,
+                  int timeout_s, int *status, char **body, char *why, size_t why_cap);
+
 /* Progress bar on stderr when it is a terminal. */
 bool cli_progress(const char *role, float progress, void *ud);
 
@@ -105,6 +112,7 @@ int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_mkmodel(struct cli *cli, int argc, char **argv);
 int cmd_ps(struct cli *cli, int argc, char **argv);
 int cmd_preload(struct cli *cli, int argc, char **argv);
+int cmd_unload(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv);
 
 #endif

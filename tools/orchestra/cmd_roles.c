@@ -1,8 +1,10 @@
 /*
- * cmd_roles.c — ps and preload: the roles of a config (-c CONFIG).
+ * cmd_roles.c — ps and preload: the roles of a config (-c CONFIG); unload:
+ * roles of a running daemon.
  */
 #include "cli.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -93,6 +95,52 @@ static int print_table(orch_orchestra *o, bool *bad)
     return EXIT_OK;
 }
 
+/* The same as one JSON object: {"roles": [...], "memory": {...}}. */
+static int print_json(orch_orchestra *o, bool *bad)
+{
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    int rc = orch_status(o, &st, &n, &b, &err);
+    if (rc)
+        return cli_fail(rc, &err);
+    json_t *roles = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *aliases = json_array();
+        for (char *a = st[i].aliases, *e; *a; a = *e ? e + 1 : e) {
+            e = a + strcspn(a, ",");
+            json_array_append_new(aliases, json_stringn(a, (size_t)(e - a)));
+        }
+        json_t *r = json_pack("{s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:b, s:I, s:I}",
+                              "role", st[i].role, "aliases", aliases, "model_role",
+                              st[i].model_role, "path", st[i].path, "state",
+                              orch_state_name(st[i].state), "bytes", (json_int_t)st[i].bytes,
+                              "bytes_estimated", st[i].bytes_estimated, "leases",
+                              (json_int_t)st[i].n_leases, "n_parallel", st[i].n_parallel,
+                              "pinned", st[i].pinned, "idle_ms", (json_int_t)st[i].idle_ms,
+                              "unload_in_ms", (json_int_t)st[i].unload_in_ms);
+        if (r && st[i].last_error[0])
+            json_object_set_new(r, "error", json_string(st[i].last_error));
+        if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
+            *bad = true;
+        json_array_append_new(roles, r);
+    }
+    json_t *doc = json_pack("{s:o, s:{s:I, s:I, s:I}}", "roles", roles, "memory", "budget",
+                            (json_int_t)b.budget, "used", (json_int_t)b.used, "evictions",
+                            (json_int_t)b.n_evictions);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    free(st);
+    bool ok = text && out_write(text, strlen(text)) && out_write("\n", 1);
+    free(text);
+    if (!ok) {
+        cli_error("cannot write to stdout");
+        return EXIT_OUTPUT;
+    }
+    return EXIT_OK;
+}
+
 static int open_config(struct cli *cli, orch_orchestra **o)
 {
     if (!cli->config_path) {
@@ -112,14 +160,32 @@ static int open_config(struct cli *cli, orch_orchestra **o)
 
 static const struct cli_opt no_opts[] = {{0}};
 static const struct cli_opt *const no_tables[] = {no_opts, NULL};
+enum { O_JSON = 1, O_URL, O_KEY };
+static const struct cli_opt ps_opts[] = {
+    {O_JSON, 0, "json", NULL, NULL, "one JSON object: {\"roles\": [...], \"memory\": {...}}", NULL},
+    {0}};
+static const struct cli_opt *const ps_tables[] = {ps_opts, NULL};
 static const struct cli_cmd ps_cmd = {
-    "ps", "(with -c CONFIG before it)",
+    "ps", "[--json] (with -c CONFIG before it)",
     "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
     "falls back to), state, size (~ = estimated from the file), leases, and when\n"
     "it would be unloaded for idleness. This command holds no models of its own\n"
     "loaded: see `preload` to load roles and list them. Exits 3 when a role's\n"
     "model file is missing or not a model.",
-    no_tables};
+    ps_tables};
+static const struct cli_opt unload_opts[] = {
+    {O_URL, 0, "url", NULL, "URL", "the daemon (default $ORCH_URL, else http://127.0.0.1:11435)",
+     NULL},
+    {O_KEY, 0, "api-key", NULL, "KEY", "its API key (default $ORCH_API_KEY)", NULL},
+    {0}};
+static const struct cli_opt *const unload_tables[] = {unload_opts, NULL};
+static const struct cli_cmd unload_cmd = {
+    "unload", "ROLE... [--url URL] [--api-key KEY]",
+    "Asks a running `orchestra serve` to unload the models behind the ROLEs\n"
+    "(POST /admin/unload), like `ollama stop`. Each unload waits for the\n"
+    "requests in flight on that model to finish. Exits 3 for a role the daemon\n"
+    "does not have, 1 when the daemon cannot be reached or refuses.",
+    unload_tables};
 static const struct cli_cmd preload_cmd = {
     "preload", "ROLE... (with -c CONFIG before it)",
     "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
@@ -134,10 +200,19 @@ static int no_opt(void *ctx, int id, const char *arg)
     return EXIT_USAGE;
 }
 
+static int ps_opt(void *ctx, int id, const char *arg)
+{
+    (void)arg;
+    if (id == O_JSON)
+        *(bool *)ctx = true;
+    return EXIT_OK;
+}
+
 int cmd_ps(struct cli *cli, int argc, char **argv)
 {
     int first;
-    int rc = cli_parse(&ps_cmd, argc, argv, no_opt, NULL, &first);
+    bool json = false;
+    int rc = cli_parse(&ps_cmd, argc, argv, ps_opt, &json, &first);
     if (rc != EXIT_OK || first < 0)
         return rc;
     if (first < argc) {
@@ -148,7 +223,7 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
     if ((rc = open_config(cli, &o)))
         return rc;
     bool bad = false;
-    rc = print_table(o, &bad);
+    rc = json ? print_json(o, &bad) : print_table(o, &bad);
     orch_close(o);
     return rc ? rc : bad ? EXIT_INPUT : EXIT_OK;
 }
@@ -181,4 +256,78 @@ int cmd_preload(struct cli *cli, int argc, char **argv)
     int prc = print_table(o, &bad);
     orch_close(o);
     return rc ? rc : prc;
+}
+
+struct unload_args {
+    const char *url, *key;
+};
+
+static int unload_opt(void *ctx, int id, const char *arg)
+{
+    struct unload_args *u = ctx;
+    if (id == O_URL)
+        u->url = arg;
+    else if (id == O_KEY)
+        u->key = arg;
+    return EXIT_OK;
+}
+
+int cmd_unload(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    const char *env_url = getenv("ORCH_URL");
+    struct unload_args u = {env_url && *env_url ? env_url : "http://127.0.0.1:11435",
+                            getenv("ORCH_API_KEY")};
+    int first;
+    int rc = cli_parse(&unload_cmd, argc, argv, unload_opt, &u, &first);
+    if (rc != EXIT_OK || first < 0)
+        return rc;
+    if (first >= argc) {
+        cli_error("unload: name at least one ROLE");
+        return EXIT_USAGE;
+    }
+    int worst = EXIT_OK;
+    for (int i = first; i < argc; i++) {
+        json_t *req = json_pack("{s:s}", "role", argv[i]);
+        char *body_in = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!body_in) {
+            cli_error("out of memory");
+            return EXIT_FAIL;
+        }
+        int status = 0;
+        char *body = NULL, why[512];
+        rc = cli_http_post(u.url, "/admin/unload", u.key, body_in, 600, &status, &body, why,
+                           sizeof why);
+        free(body_in);
+        if (rc != EXIT_OK) {
+            cli_error("%s", why);
+            return rc;
+        }
+        /* the daemon says why in {"error": "..."} (or OpenAI's {"error": {"message"}}) */
+        json_t *doc = json_loads(body, 0, NULL);
+        json_t *e = json_object_get(doc, "error");
+        const char *msg = json_is_string(e) ? json_string_value(e)
+                          : json_is_string(json_object_get(e, "message"))
+                              ? json_string_value(json_object_get(e, "message"))
+                              : body;
+        if (status == 200) {
+            char line[160];
+            int k = snprintf(line, sizeof line, "%s: unloaded\n", argv[i]);
+            if (!out_write(line, (size_t)k))
+                worst = EXIT_OUTPUT;
+        } else {
+            cli_error("unload %s: %d: %s", argv[i], status, msg);
+            int code = status == 404 ? EXIT_INPUT : status == 400 ? EXIT_USAGE : EXIT_FAIL;
+            if (code > worst || worst == EXIT_OK)
+                worst = code;
+        }
+        json_decref(doc);
+        free(body);
+    }
+    if (worst == EXIT_OK && !out_ok()) {
+        cli_error("cannot write to stdout");
+        return EXIT_OUTPUT;
+    }
+    return worst;
 }

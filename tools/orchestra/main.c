@@ -21,6 +21,7 @@ static const char usage[] =
     "  ps         the config's roles: state, size, leases, idle unload (needs -c)\n"
     "  preload    load roles under the memory budget, then list them (needs -c)\n"
     "  serve      the roles over HTTP: OpenAI and Ollama APIs (needs -c)\n"
+    "  unload     unload roles in a running daemon (orchestra serve)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   roles from an INI config (see examples/orchestra.ini)\n"
@@ -28,7 +29,7 @@ static const char usage[] =
     "  -q, --quiet         no timings on stderr\n"
     "      --log-level L   debug, info, warn (default), error, off\n"
     "      --log-json      log lines as JSON\n"
-    "      --version       print the version\n"
+    "      --version       print the versions of orchestra and of llama.cpp\n"
     "\n"
     "`orchestra COMMAND --help` describes each command.\n"
     "\n"
@@ -42,7 +43,7 @@ static const struct {
 } commands[] = {
     {"generate", cmd_generate}, {"chat", cmd_chat}, {"embed", cmd_embed},
     {"info", cmd_info},         {"mkmodel", cmd_mkmodel}, {"ps", cmd_ps},
-    {"preload", cmd_preload}, {"serve", cmd_serve},
+    {"preload", cmd_preload}, {"serve", cmd_serve},   {"unload", cmd_unload},
 };
 
 int main(int argc, char **argv)
@@ -82,8 +83,9 @@ int main(int argc, char **argv)
             }
             return EXIT_OK;
         } else if (!strcmp(a, "--version")) {
-            char v[64];
-            int k = snprintf(v, sizeof v, "orchestra %s\n", ORCH_VERSION);
+            char v[256];
+            int k = snprintf(v, sizeof v, "orchestra %s\nliborchestra %s\nllama.cpp %s\n",
+                             ORCH_VERSION, orch_version(), orch_llama_version());
             if (!out_write(v, (size_t)k) || !out_ok()) {
                 cli_error("cannot write to stdout");
                 return EXIT_OUTPUT;
