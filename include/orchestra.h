@@ -79,6 +79,12 @@ const char *orch_strerror(int code);
  * Threads: any. */
 const char *orch_err_name(int code);
 
+/* Frees memory the library allocated and handed to the caller (vectors
+ * from orch_embed, arrays from orch_status, chat text, ...), for callers
+ * that do not share the library's malloc (other languages' FFI). Accepts
+ * NULL. Threads: any. */
+void orch_free(void *p);
+
 /* Returns: the library's version, "MAJOR.MINOR.PATCH" (static).
  * Threads: any. */
 const char *orch_version(void);
@@ -434,6 +440,13 @@ struct orch_gen_params {
                                prompt in other batch shapes than a fresh
                                evaluation, so logits may differ in the last
                                bits); default false */
+    const int32_t *cancel;  /* NULL (default), or a flag read (atomically)
+                               before the request starts and before each
+                               token: nonzero ends it as a callback returning
+                               false would (finish CANCELLED). For callers
+                               that cannot run a callback on the generating
+                               thread (other languages' signal handlers); set
+                               it with one aligned 32-bit store from any thread */
 };
 
 /* Returns: the defaults. Threads: any. */

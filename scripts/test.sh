@@ -44,6 +44,26 @@ echo "== plain build: all tests"
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 run_ctest build ctest --output-on-failure -j"$jobs"
 
+# The Python package (python/): its own unittest suite on the shared library
+# just built; each test counts in the summary.
+echo "== Python package: unittest on build/liborchestra.so"
+if (cd python && ORCH_LIB="$top/build/liborchestra.so.0" ORCH_BIN="$top/build/orchestra" \
+      python3 -m unittest discover -s tests -v) > build/python.log 2>&1; then
+  tail -n 3 build/python.log
+  npy=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' build/python.log)
+  pyskip=$(sed -n 's/.*skipped=\([0-9]*\).*/\1/p' build/python.log | tail -n1)
+  if [ -n "${pyskip:-}" ] && [ "$pyskip" -gt 0 ]; then
+    grep -E "skipped '" build/python.log | sed 's/^/  /'
+    echo "python: test_orchestra skipped $pyskip" >> "$ORCH_TEST_SKIP_LOG"
+  fi
+  total=$((total + ${npy:-0} - ${pyskip:-0}))
+else
+  grep -E "^(FAIL|ERROR):|Error|assert" build/python.log | head -40
+  tail -n 5 build/python.log
+  echo "the Python package's tests failed (full log: build/python.log)"
+  exit 1
+fi
+
 # The baseline CPU variant, where llama.cpp loads its CPU backends at run time
 backenddir=$(pkg-config --variable=backenddir llama 2>/dev/null || true)
 if [ -n "$backenddir" ] && [ -f "$backenddir/libggml-cpu-x64.so" ]; then

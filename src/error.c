@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *orch_strerror(int code)
@@ -86,4 +87,9 @@ int orch__err_errno(orch_error *err, int errnum, const char *what, const char *p
 const char *orch_version(void)
 {
     return ORCH_VERSION;
+}
+
+void orch_free(void *p)
+{
+    free(p);
 }

@@ -177,9 +177,18 @@ static size_t stop_prefix_tail(const struct orch_gen_params *p, const char *text
     return hold;
 }
 
+static bool cancelled(const struct orch_gen_params *p)
+{
+    return p->cancel && __atomic_load_n(p->cancel, __ATOMIC_RELAXED) != 0;
+}
+
 static bool sink_emit(void *vs, const char *piece, size_t len)
 {
     struct sink *s = vs;
+    if (cancelled(s->p)) {
+        s->finish = ORCH_FINISH_CANCELLED;
+        return false;
+    }
     s->n_tokens++;
     /* the model's bytes need not be UTF-8 (byte tokens): what is delivered is */
     if (orch__buf_append(&s->pending, piece, len) != ORCH_OK ||
@@ -245,6 +254,11 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
     if (rc) {
         res->finish = ORCH_FINISH_ERROR;
         return rc;
+    }
+    if (cancelled(p)) {
+        res->finish = ORCH_FINISH_CANCELLED;
+        res->text = orch__strdup("");
+        return res->text ? ORCH_OK : orch__err(err, ORCH_ENOMEM, "out of memory");
     }
     struct sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
     const struct orch_model_params *mp = orch__model_params(m);

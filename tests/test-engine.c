@@ -251,6 +251,49 @@ static void test_stop_frees_the_sequence(void **state)
     orch_model_free(m);
 }
 
+/* The cancel flag ends a request as a callback returning false would: set
+ * before it starts, nothing is generated; set (here by the callback, as
+ * another thread would) after three pieces, the fourth never comes. */
+struct flagger {
+    int32_t *flag;
+    int n;
+};
+
+static bool set_flag_at_3(const char *t, size_t n, void *ud)
+{
+    (void)t;
+    (void)n;
+    struct flagger *f = ud;
+    if (++f->n == 3)
+        __atomic_store_n(f->flag, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+static void test_cancel_flag(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    orch_model *m = engine_model(path, 2, 512);
+    int32_t flag = 1;
+    struct orch_gen_params p = greedy(50);
+    p.cancel = &flag;
+    struct orch_gen_result res;
+    orch_error err = {0};
+    assert_rc(orch_model_generate(m, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_int_equal(res.finish, ORCH_FINISH_CANCELLED);
+    assert_string_equal(res.text, "");
+    orch_gen_result_clear(&res);
+    flag = 0;
+    struct flagger f = {&flag, 0};
+    p.on_text = set_flag_at_3;
+    p.user_data = &f;
+    assert_rc(orch_model_generate(m, "Once upon a time", &p, &res, &err), ORCH_OK, err);
+    assert_int_equal(res.finish, ORCH_FINISH_CANCELLED);
+    assert_int_equal(f.n, 3);
+    orch_gen_result_clear(&res);
+    orch_model_free(m);
+}
+
 /* ---- prefix reuse ----------------------------------------------------------------- */
 
 static void gen(orch_model *m, const char *prompt, int n, bool no_cache,
@@ -500,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_contexts_beside_the_engine),
         cmocka_unit_test(test_joins_between_steps),
         cmocka_unit_test(test_stop_frees_the_sequence),
+        cmocka_unit_test(test_cancel_flag),
         cmocka_unit_test(test_prefix_reuse),
         cmocka_unit_test(test_embeddings_from_threads),
         cmocka_unit_test(test_cpu_budget_across_models),

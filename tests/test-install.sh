@@ -91,5 +91,13 @@ check "build with find_package" cmake --build "$TMP/cm/build"
 check "run (CMake)" "$TMP/cm/build/hello" $model_arg
 [ -n "$model_arg" ] && { grep -q "there was a little girl" "$TMP/out" && ok || bad "CMake program output: $(cat "$TMP/out")"; }
 
+# the Python package, installed beside the library, finds it there
+if command -v python3 >/dev/null; then
+  check "python from the installed tree" env -u ORCH_LIB PYTHONPATH="$P/lib/python3/dist-packages" \
+    python3 -c 'import orchestra, orchestra._native as n; print(orchestra.version(), n.lib._name)'
+  grep -q "$P/lib/python3/dist-packages/../../liborchestra.so.0\|$P/lib/liborchestra.so.0" "$TMP/out" && ok ||
+    bad "installed python loaded another library: $(cat "$TMP/out")"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
