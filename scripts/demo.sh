@@ -75,7 +75,23 @@ if [ -r "$top/../shared/models/stories260K.gguf" ]; then
   say "the shipped example config, as shipped (examples/orchestra.ini)"
   $O -c examples/orchestra.ini ps
 fi
+say "from Python (python/orchestra: ctypes, standard library only): four threads at once, batched"
+ORCH_LIB="$top/build/liborchestra.so.0" PYTHONPATH="$top/python" python3 - "$work/demo.ini" <<'PY'
+import sys, threading
+from orchestra import Orchestra
+with Orchestra(sys.argv[1]) as o:
+    out = {}
+    def ask(p):
+        out[p] = o.generate("reasoning", p, max_tokens=12)
+    ts = [threading.Thread(target=ask, args=(p,)) for p in ("Once upon a time", "The cat", "Lily", "Tom")]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    for p, r in out.items():
+        print(f"{p!r:20} -> {r.text!r} ({r.n_generated} tokens, {r.finish})")
+    print("embedding dims:", len(o.embed(["a cat"])[0]))
+PY
 say "the daemon: orchestra serve (loopback, a free port), then one request per API"
+rm -f "$work/port" # a port file from an earlier run would point at a daemon long gone
 $O -c "$work/demo.ini" serve --port 0 --port-file "$work/port" 2>"$work/serve.log" &
 serve_pid=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
