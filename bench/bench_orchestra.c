@@ -185,11 +185,15 @@ static void bench_switch(const char *a, const char *b)
     if (orch_file_estimate(a, 512, &ea, &err) || orch_file_estimate(b, 512, &eb, &err))
         die(&err);
     uint64_t budget = (ea > eb ? ea : eb) * 3 / 2;
+    /* SWITCH_REPACK=false: weights kept as the file has them, on both
+     * sides (the `repack` role key; llama.cpp's use_extra_bufts) */
+    const char *rp = getenv("SWITCH_REPACK");
+    bool repack = !(rp && !strcmp(rp, "false"));
     char text[2048];
     snprintf(text, sizeof text,
-             "[defaults]\nmemory_budget = %llu\nidle_ttl = -1\nn_ctx = 512\n"
+             "[defaults]\nmemory_budget = %llu\nidle_ttl = -1\nn_ctx = 512\nrepack = %s\n"
              "[a]\npath = %s\n[b]\npath = %s\n",
-             (unsigned long long)budget, a, b);
+             (unsigned long long)budget, repack ? "true" : "false", a, b);
     orch_config *cfg;
     if (orch_config_parse(text, "switch.ini", false, &cfg, &err))
         die(&err);
@@ -217,12 +221,12 @@ static void bench_switch(const char *a, const char *b)
         double t1 = bench_now_ms();
         orch_role_release(o, m);
         /* bare: free one, load the other */
-        struct llama_model *x = llama_model_load_from_file(to == roles[1] ? a : b,
-                                                           llama_model_default_params());
+        struct llama_model_params lp = llama_model_default_params();
+        lp.use_extra_bufts = repack;
+        struct llama_model *x = llama_model_load_from_file(to == roles[1] ? a : b, lp);
         double t2 = bench_now_ms();
         llama_model_free(x);
-        struct llama_model *y = llama_model_load_from_file(to == roles[1] ? b : a,
-                                                           llama_model_default_params());
+        struct llama_model *y = llama_model_load_from_file(to == roles[1] ? b : a, lp);
         double t3 = bench_now_ms();
         llama_model_free(y);
         if (i >= 0) {

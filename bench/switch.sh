@@ -5,6 +5,9 @@
 # (llama-server --models-dir DIR --models-max 1) on the same two files.
 # Build the peer first: bench/build-llama-server.sh.
 # usage: bench/switch.sh [A.gguf B.gguf]   (default: two synthetic 80M models)
+# SWITCH_REPACK=false (not an ORCH_ variable: those are config overrides): weights kept as the files have them on every side
+# (orchestra's `repack = false`, llama-server's --no-repack): loads without
+# the copy into the CPU's repacked layout.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -25,7 +28,9 @@ trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir
 cp "$a" "$dir/model-a.gguf"
 cp "$b" "$dir/model-b.gguf"
 port=18187
-"$server" --models-dir "$dir" --models-max 1 --host 127.0.0.1 --port $port -t 1 -c 512 \
+norepack=""; repack_key=""
+if [ "${SWITCH_REPACK:-true}" = false ]; then norepack="--no-repack"; repack_key="repack = false\n"; fi
+"$server" --models-dir "$dir" --models-max 1 --host 127.0.0.1 --port $port -t 1 -c 512 $norepack \
   >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
@@ -56,13 +61,14 @@ switch_ms() {
 # orchestra serve, end to end: a budget that holds one of the two models
 oport=18188
 budget=$(( $(stat -c %s "$a") + 150 * 1024 * 1024 ))
-printf '[defaults]\nmemory_budget = %s\nn_threads = 1\nn_ctx = 512\nidle_ttl = -1\n[model-a]\npath = %s\n[model-b]\npath = %s\n' \
+printf "[defaults]\nmemory_budget = %s\nn_threads = 1\nn_ctx = 512\nidle_ttl = -1\n${repack_key}[model-a]\npath = %s\n[model-b]\npath = %s\n" \
   "$budget" "$(realpath "$a")" "$(realpath "$b")" > "$dir/o.ini"
 build/orchestra -c "$dir/o.ini" serve --port $oport 2>"$dir/orchestra.log" &
 opid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$oport/health" >/dev/null 2>&1 && break; sleep 0.1; done
 read -r osw owa ohttp <<<"$(switch_ms $oport model-a model-b)"
-kill -TERM $opid; wait $opid 2>/dev/null || true
+kill -TERM $opid 2>/dev/null || { echo "orchestra serve ended early:" >&2; cat "$dir/orchestra.log" >&2; exit 1; }
+wait $opid 2>/dev/null || true
 echo "  orchestra serve (HTTP, one-model budget): request after a switch $osw ms, warm request $owa ms: switch $ohttp ms"
 ids=$(curl -s "http://127.0.0.1:$port/models" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)
 ma=$(echo "$ids" | grep -m1 model-a); mb=$(echo "$ids" | grep -m1 model-b)

@@ -275,6 +275,13 @@ struct orch_model_params {
                               marked serves orch_embed() without a role */
     bool use_mmap;         /* map the file instead of reading it; default true */
     bool use_mlock;        /* lock the weights in RAM; default false */
+    bool no_repack;        /* keep the weights as the file has them (mapped,
+                              no copy) instead of repacking them into the
+                              CPU's fastest layout (AMX, AVX-512 tiles) at
+                              load; default false. Measured on an AMX CPU,
+                              80M F16 model: loads 97 -> 37 ms, 4 batched
+                              streams 263 -> 202 tokens/s: for roles that
+                              switch often rather than batch heavily */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -630,7 +637,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  *   fallback = reasoning        ; no model of its own: use reasoning's
  *
  * Role keys: path, n_ctx (per sequence), n_parallel (requests decoded
- * together; default 4; 0 = a context per request), n_gpu_layers, n_threads,
+ * together; default 4; 0 = a context per request), repack (default true;
+ * false keeps the weights mapped from the file: faster loads, slower
+ * batches), n_gpu_layers, n_threads,
  * embedding, fallback, pin,
  * alias (repeatable: another name the role answers to, such as the model
  * name a client sends; unique across roles),

@@ -20,6 +20,7 @@ struct orch__load_req {
     int32_t n_ctx, n_threads, n_batch, n_parallel;
     bool use_mmap;
     bool use_mlock;
+    bool no_repack;
     /* Report progress in [0,1]; returns false when the load must stop
      * (cancelled). May be called from the loading thread only. */
     bool (*progress)(void *ctl, float fraction);

@@ -80,6 +80,8 @@ static const struct key keys[] = {
      "another name for the role: letters, digits, '_', '-', '.', ':' and '/'"},
     {"n_parallel", K_INT, OFF(n_parallel), 1u << 16, false, 0, ORCH_N_PARALLEL_MAX, false,
      "a count of requests decoded together from 1 to 64, or 0 for a context per request"},
+    {"repack", K_BOOL, OFF(repack), 1u << 17, false, 0, 0, false,
+     "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
     {"n_threads_total", K_INT, 0, 0, true, 0, 1024, false,
      "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
     {"memory_budget", K_BUDGET, 0, 0, true, 0, 0, false,
@@ -866,6 +868,7 @@ void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cf
     PICK(gen.repeat_penalty, 1u << 12, g.repeat_penalty);
     PICK(gen.max_tokens, 1u << 13, g.max_tokens);
     PICK(n_parallel, 1u << 16, 4);
+    PICK(repack, 1u << 17, true);
 #undef PICK
     if (r->set & (1u << 14)) {
         out->stop = r->stop;

@@ -19,6 +19,7 @@ struct orch__role_cfg {
     int32_t n_gpu_layers;
     int32_t n_threads;
     int32_t n_parallel;
+    bool repack;
     bool embedding;
     bool pin;
     int64_t idle_ttl_s;

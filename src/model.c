@@ -443,6 +443,7 @@ static int do_load_locked(orch_model *m, orch_error *err)
         .n_parallel = m->params.n_parallel,
         .use_mmap = m->params.use_mmap,
         .use_mlock = m->params.use_mlock,
+        .no_repack = m->params.no_repack,
         .progress = load_progress,
         .ctl = &ctl,
     };

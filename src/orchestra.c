@@ -619,6 +619,7 @@ static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **ou
     mp.n_gpu_layers = mr->cfg.n_gpu_layers;
     mp.n_threads = mr->cfg.n_threads;
     mp.n_parallel = mr->cfg.n_parallel;
+    mp.no_repack = !mr->cfg.repack;
     mp.embedding = mr->cfg.embedding;
     mp.progress = o->progress;
     mp.progress_user_data = o->progress_ud;

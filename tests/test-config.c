@@ -134,6 +134,7 @@ static void test_errors_name_file_line_key(void **state)
     parse_err("[a]\npath = x\nn_parallel = 65\n", "t.ini:3", "from 1 to 64");
     parse_err("[a]\npath = x\nn_parallel = -1\n", "t.ini:3", "n_parallel");
     parse_err("[a]\npath = x\nn_threads_total = 2\n", "belongs in [defaults]", NULL);
+    parse_err("[a]\npath = x\nrepack = sometimes\n", "t.ini:3", "repack");
     parse_err("[defaults]\nn_threads_total = 2000\n[a]\npath = x\n", "n_threads_total", "1024");
     parse_err("[defaults]\nmemory_budget = lots\n[a]\npath = x\n", "memory_budget", "percentage");
     parse_err("[defaults]\nmemory_budget = 150%\n[a]\npath = x\n", "memory_budget", NULL);

@@ -119,6 +119,21 @@ static void test_contexts_beside_the_engine(void **state)
     free(j.text);
     orch_model_free(solo);
 
+    /* weights kept as the file has them (no repacking): the same text */
+    struct orch_model_params np = orch_model_default_params();
+    np.path = path;
+    np.n_threads = 1;
+    np.no_repack = true;
+    orch_model *nr = NULL;
+    orch_error nerr = {0};
+    assert_rc(orch_model_new(&np, &nr, &nerr), ORCH_OK, nerr);
+    j = (struct job){.m = nr, .prompt = prompts[2], .max_tokens = 60};
+    job_main(&j);
+    assert_int_equal(j.rc, ORCH_OK);
+    assert_string_equal(j.text, ref);
+    free(j.text);
+    orch_model_free(nr);
+
     struct orch_model_params mp = orch_model_default_params();
     mp.path = path;
     mp.n_threads = 1;

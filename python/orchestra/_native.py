@@ -48,7 +48,8 @@ class ModelParams(ctypes.Structure):
                 ("n_ctx", c_int32), ("n_gpu_layers", c_int32), ("n_threads", c_int32),
                 ("n_batch", c_int32), ("n_parallel", c_int32),
                 ("progress", PROGRESS_FN), ("progress_user_data", c_void_p),
-                ("embedding", c_bool), ("use_mmap", c_bool), ("use_mlock", c_bool)]
+                ("embedding", c_bool), ("use_mmap", c_bool), ("use_mlock", c_bool),
+                ("no_repack", c_bool)]
 
 
 class ChatMessage(ctypes.Structure):

@@ -51,7 +51,7 @@ class Layout(unittest.TestCase):
         "orch_model_params": (N.ModelParams, ["path", "role", "backend", "n_ctx", "n_gpu_layers",
                                               "n_threads", "n_batch", "n_parallel", "progress",
                                               "progress_user_data", "embedding", "use_mmap",
-                                              "use_mlock"]),
+                                              "use_mlock", "no_repack"]),
         "orch_chat_message": (N.ChatMessage, ["role", "content"]),
         "orch_orchestra_params": (N.OrchestraParams, ["backend", "role_backends", "n_role_backends",
                                                       "clock", "clock_user_data", "no_reaper",

@@ -492,6 +492,7 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = req->n_gpu_layers;
+    mp.use_extra_bufts = !req->no_repack;
     mp.load_mode = req->use_mmap ? (req->use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
                                  : (req->use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
     struct progress_bridge bridge = {.req = req, .cancelled = false};
