@@ -288,6 +288,29 @@ class _Handle:
         if ptr:
             free(ptr)
 
+    def _call(self, fn):
+        """Runs fn(ptr, err) -> rc, a library call on this handle (counted
+        in, so close() waits for it), and raises for a nonzero rc."""
+        ptr = self._enter()
+        try:
+            err = N.Error()
+            rc = _run(lambda: fn(ptr, ctypes.byref(err)))
+            if rc:
+                raise_for(rc, err)
+        finally:
+            self._leave()
+
+    def _embed(self, fn, texts, normalize):
+        """fn(ptr, arr, n, params, out, dim, err): vectors as lists."""
+        arr, n = _texts(texts)
+        ep = N.orch_embed_default_params()
+        ep.normalize = bool(normalize)
+        out = ctypes.POINTER(ctypes.c_float)()
+        dim = ctypes.c_int32()
+        self._call(lambda ptr, err: fn(ptr, arr, n, ctypes.byref(ep), ctypes.byref(out),
+                                       ctypes.byref(dim), err))
+        return _vectors(out, n, dim.value)
+
     def __enter__(self):
         return self
 
@@ -396,21 +419,10 @@ class Model(_Handle):
         self._close(N.orch_model_free)
 
     def load(self):
-        ptr = self._enter()
-        try:
-            err = N.Error()
-            rc = _run(lambda: N.orch_model_load(ptr, ctypes.byref(err)))
-            if rc:
-                raise_for(rc, err)
-        finally:
-            self._leave()
+        self._call(N.orch_model_load)
 
     def unload(self):
-        ptr = self._enter()
-        try:
-            _run(lambda: N.orch_model_unload(ptr))
-        finally:
-            self._leave()
+        self._call(lambda ptr, err: N.orch_model_unload(ptr))
 
     @property
     def state(self):
@@ -440,21 +452,8 @@ class Model(_Handle):
                          N.orch_gen_default_params(), params)
 
     def embed(self, texts, normalize=True):
-        arr, n = _texts(texts)
-        ep = N.orch_embed_default_params()
-        ep.normalize = bool(normalize)
-        ptr = self._enter()
-        try:
-            out = ctypes.POINTER(ctypes.c_float)()
-            dim = ctypes.c_int32()
-            err = N.Error()
-            rc = _run(lambda: N.orch_model_embed(ptr, arr, n, ctypes.byref(ep), ctypes.byref(out),
-                                                 ctypes.byref(dim), ctypes.byref(err)))
-            if rc:
-                raise_for(rc, err)
-            return _vectors(out, n, dim.value)
-        finally:
-            self._leave()
+        """Vectors for a text or a list of texts (L2-normalised unless told)."""
+        return self._embed(N.orch_model_embed, texts, normalize)
 
 
 class Orchestra(_Handle):
@@ -563,22 +562,8 @@ class Orchestra(_Handle):
     def embed(self, texts, role=None, normalize=True):
         """Vectors for a text or a list of texts (the first role marked
         embedding = true when role is None)."""
-        arr, n = _texts(texts)
         r = None if role is None else _text("role", role)
-        ep = N.orch_embed_default_params()
-        ep.normalize = bool(normalize)
-        ptr = self._enter()
-        try:
-            out = ctypes.POINTER(ctypes.c_float)()
-            dim = ctypes.c_int32()
-            err = N.Error()
-            rc = _run(lambda: N.orch_embed(ptr, r, arr, n, ctypes.byref(ep), ctypes.byref(out),
-                                           ctypes.byref(dim), ctypes.byref(err)))
-            if rc:
-                raise_for(rc, err)
-            return _vectors(out, n, dim.value)
-        finally:
-            self._leave()
+        return self._embed(lambda ptr, *a: N.orch_embed(ptr, r, *a), texts, normalize)
 
     def preload(self, *roles):
         """Loads the roles' models in parallel under the budget."""
@@ -586,32 +571,15 @@ class Orchestra(_Handle):
             return
         enc = [_text("role", r) for r in roles]
         arr = (ctypes.c_char_p * len(enc))(*enc)
-        ptr = self._enter()
-        try:
-            err = N.Error()
-            rc = _run(lambda: N.orch_preload(ptr, arr, len(enc), ctypes.byref(err)))
-            if rc:
-                raise_for(rc, err)
-        finally:
-            self._leave()
+        self._call(lambda ptr, err: N.orch_preload(ptr, arr, len(enc), err))
 
     def unload(self, role):
+        """Unloads the role's model once its calls in flight end."""
         r = _text("role", role)
-        ptr = self._enter()
-        try:
-            err = N.Error()
-            rc = _run(lambda: N.orch_unload(ptr, r, ctypes.byref(err)))
-            if rc:
-                raise_for(rc, err)
-        finally:
-            self._leave()
+        self._call(lambda ptr, err: N.orch_unload(ptr, r, err))
 
     def unload_all(self):
-        ptr = self._enter()
-        try:
-            _run(lambda: N.orch_unload_all(ptr))
-        finally:
-            self._leave()
+        self._call(lambda ptr, err: N.orch_unload_all(ptr) or 0)
 
     def status(self):
         """One dict per role, in config order: role, aliases, model_role,
