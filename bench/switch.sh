@@ -61,7 +61,8 @@ switch_ms() {
 # orchestra serve, end to end: a budget that holds one of the two models
 oport=18188
 budget=$(( $(stat -c %s "$a") + 150 * 1024 * 1024 ))
-printf "[defaults]\nmemory_budget = %s\nn_threads = 1\nn_ctx = 512\nidle_ttl = -1\n${repack_key}[model-a]\npath = %s\n[model-b]\npath = %s\n" \
+# one sequence of 512 tokens, as the router's children get with -c 512
+printf "[defaults]\nmemory_budget = %s\nn_threads = 1\nn_ctx = 512\nn_parallel = 1\nidle_ttl = -1\n${repack_key}[model-a]\npath = %s\n[model-b]\npath = %s\n" \
   "$budget" "$(realpath "$a")" "$(realpath "$b")" > "$dir/o.ini"
 build/orchestra -c "$dir/o.ini" serve --port $oport 2>"$dir/orchestra.log" &
 opid=$!
