@@ -410,8 +410,10 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
     int64_t ns = orch__now_ns() - t0;
     if (h->pool)
         llama_detach_threadpool(ctx);
+    /* at least a microsecond a decode: a holder's time always grows, so it
+     * always yields to a waiter in the end, whatever the clock's grain */
     pthread_mutex_lock(&g_cpu_lock);
-    lm->cpu_vt += (uint64_t)(ns > 0 ? ns : 0) * (uint64_t)h->n;
+    lm->cpu_vt += (uint64_t)(ns > 1000 ? ns : 1000) * (uint64_t)h->n;
     pthread_mutex_unlock(&g_cpu_lock);
     return d;
 }

@@ -431,6 +431,7 @@ static void embed_step(struct engine *e)
         e->ectx = NULL;
     }
     if (!e->ectx) {
+        orch__lm_cpu_release(e->lm, &e->cpu); /* making a context takes a while */
         e->ectx = orch__lm_ctx_new(e->lm, n_ctx, n_ctx, EMBED_SEQ_MAX, true,
                                    e->lm->n_threads, &err);
         if (e->ectx) {
@@ -512,6 +513,7 @@ static void *engine_main(void *arg)
         if (e->qhead && !e->ctx) {
             orch_error err = {0};
             pthread_mutex_unlock(&e->lock);
+            orch__lm_cpu_release(e->lm, &e->cpu); /* making a context takes a while */
             int rc = make_gen_ctx(e, &err);
             pthread_mutex_lock(&e->lock);
             if (rc) {
