@@ -56,6 +56,8 @@ void gen_run(struct gen_job *j)
     j->rc = j->chat ? orch_chat(j->s->o, j->role, j->msgs, j->n_msgs, &j->p, &j->res, &j->err)
                     : orch_generate(j->s->o, j->role, j->prompt, &j->p, &j->res, &j->err);
     j->total_ms = (double)(srv_now_ns() - j->t0_ns) / 1e6;
+    if (j->rc == ORCH_OK && j->role_index >= 0)
+        atomic_fetch_add(&j->s->roles[j->role_index].tokens_cached, j->res.n_cached);
 }
 
 int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)

@@ -87,6 +87,14 @@ static enum MHD_Result metrics(struct req *r)
         add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"out\"} %lld\n", st[i].role,
             (long long)(m ? atomic_load(&m->tokens_out) : 0));
     }
+    add(&t, "# HELP orchestra_prompt_tokens_cached_total Prompt tokens not evaluated again: "
+            "an earlier request left them in the sequence's cells (prefix reuse), by role.\n"
+            "# TYPE orchestra_prompt_tokens_cached_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        struct role_metrics *m = metrics_of(s, st[i].role);
+        add(&t, "orchestra_prompt_tokens_cached_total{role=\"%s\"} %lld\n", st[i].role,
+            (long long)(m ? atomic_load(&m->tokens_cached) : 0));
+    }
     add(&t, "# HELP orchestra_requests_waiting Requests running or waiting, by role.\n"
             "# TYPE orchestra_requests_waiting gauge\n");
     for (size_t i = 0; i < n; i++) {

@@ -36,6 +36,7 @@ struct role_metrics {
     char name[64];         /* "" = free; written once under srv.lock */
     _Atomic int64_t requests_ok, requests_err;
     _Atomic int64_t tokens_in, tokens_out;
+    _Atomic int64_t tokens_cached; /* prompt tokens prefix reuse did not read again */
     _Atomic int64_t in_flight; /* requests running or waiting on this role */
 };
 

@@ -133,6 +133,9 @@ embedding = true
     const again = await oai.completions.create({ model: 'story', prompt: next, max_tokens: 5, temperature: 0 });
     const cached = again.usage.prompt_tokens_details.cached_tokens;
     assert.ok(cached >= first.usage.prompt_tokens - 1 && cached < again.usage.prompt_tokens, JSON.stringify(again.usage));
+    const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+    const m = metrics.match(/^orchestra_prompt_tokens_cached_total\{role="story"\} (\d+)$/m);
+    assert.ok(m && Number(m[1]) >= cached, 'the cached tokens count in /metrics');
   });
 
   test('completions stream: the pieces make the same text, usage at the end', async () => {
