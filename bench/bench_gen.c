@@ -103,6 +103,7 @@ static void lib_generate(orch_model *m, const char *prompt, int threads, struct 
 {
     struct orch_gen_params p = orch_gen_default_params();
     p.temperature = 0;
+    p.no_cache = true; /* the same prompt every run: read it each time, as the bare loop does */
     p.max_tokens = N_GEN;
     p.n_threads = threads;
     struct orch_gen_result res;
