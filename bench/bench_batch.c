@@ -17,6 +17,7 @@
  */
 #include <orchestra.h>
 
+#include "bench_synth.h"
 #include "bench_util.h"
 
 #include <pthread.h>
@@ -348,17 +349,8 @@ int main(int argc, char **argv)
     }
     static char synth[] = "build/bench/synth-100M.gguf";
     if (!path) {
-        struct stat st;
-        if (stat(synth, &st) != 0) {
-            struct orch_synth_params sp = orch_synth_default_params();
-            sp.n_params = 100000000;
-            orch_error err;
-            fprintf(stderr, "writing %s ...\n", synth);
-            if (orch_synth_model(synth, &sp, &err)) {
-                fprintf(stderr, "%s\n", err.msg);
-                return 1;
-            }
-        }
+        if (!bench_ensure_synth(synth, 100000000, 1))
+            return 1;
         path = synth;
     }
     const char *small = getenv("ORCH_TEST_MODEL");

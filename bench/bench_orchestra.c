@@ -15,6 +15,7 @@
  */
 #include <orchestra.h>
 
+#include "bench_synth.h"
 #include "bench_util.h"
 
 #include <llama.h>
@@ -40,16 +41,8 @@ static void die(const orch_error *err)
 
 static void ensure_synth(const char *path, uint64_t n_params, uint32_t seed)
 {
-    struct stat st;
-    if (stat(path, &st) == 0)
-        return;
-    struct orch_synth_params sp = orch_synth_default_params();
-    sp.n_params = n_params;
-    sp.seed = seed;
-    orch_error err;
-    fprintf(stderr, "writing %s ...\n", path);
-    if (orch_synth_model(path, &sp, &err))
-        die(&err);
+    if (!bench_ensure_synth(path, n_params, seed))
+        exit(1);
 }
 
 /* one request: acquire + 8 greedy tokens + release */

@@ -70,6 +70,16 @@ static void *job_main(void *arg)
     return NULL;
 }
 
+/* One greedy request on m gives exactly `want`. */
+static void expect_text(orch_model *m, const char *prompt, int n, const char *want)
+{
+    struct job j = {.m = m, .prompt = prompt, .max_tokens = n};
+    job_main(&j);
+    assert_int_equal(j.rc, ORCH_OK);
+    assert_string_equal(j.text, want);
+    free(j.text);
+}
+
 /* Twelve requests of different lengths on 4 sequences and 8-token steps:
  * requests wait, join as others leave, have their prompts read in chunks
  * beside the streams; each text equals llama.cpp's own greedy loop. */
@@ -112,11 +122,7 @@ static void test_contexts_beside_the_engine(void **state)
     REQUIRE_MODEL(path);
     char *ref = test_llama_greedy(path, prompts[2], 60);
     orch_model *solo = engine_model(path, 0, 512);
-    struct job j = {.m = solo, .prompt = prompts[2], .max_tokens = 60};
-    job_main(&j);
-    assert_int_equal(j.rc, ORCH_OK);
-    assert_string_equal(j.text, ref);
-    free(j.text);
+    expect_text(solo, prompts[2], 60, ref);
     orch_model_free(solo);
 
     /* weights kept as the file has them (no repacking): the same text */
@@ -127,11 +133,7 @@ static void test_contexts_beside_the_engine(void **state)
     orch_model *nr = NULL;
     orch_error nerr = {0};
     assert_rc(orch_model_new(&np, &nr, &nerr), ORCH_OK, nerr);
-    j = (struct job){.m = nr, .prompt = prompts[2], .max_tokens = 60};
-    job_main(&j);
-    assert_int_equal(j.rc, ORCH_OK);
-    assert_string_equal(j.text, ref);
-    free(j.text);
+    expect_text(nr, prompts[2], 60, ref);
     orch_model_free(nr);
 
     struct orch_model_params mp = orch_model_default_params();

@@ -34,16 +34,11 @@ static void duration(int64_t ms, char *buf, size_t cap)
         snprintf(buf, cap, "%lld hours", (long long)(ms / 3600000));
 }
 
-/* Prints the roles; *bad says whether a role's file is missing or bad. */
-static int print_table(orch_orchestra *o, bool *bad)
+/* The roles as a table; false when stdout failed. */
+static bool print_table(const struct orch_role_status *st, size_t n,
+                        const struct orch_budget_status *bs)
 {
-    struct orch_role_status *st;
-    size_t n;
-    struct orch_budget_status b;
-    orch_error err = {0};
-    int rc = orch_status(o, &st, &n, &b, &err);
-    if (rc)
-        return cli_fail(rc, &err);
+    struct orch_budget_status b = *bs;
     char line[1024];
     int k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6s %s\n", "ROLE", "MODEL", "STATE",
                      "SIZE", "LEASES", "UNLOAD IN");
@@ -71,8 +66,6 @@ static int print_table(orch_orchestra *o, bool *bad)
         k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6lld %s\n", st[i].role, model,
                      orch_state_name(st[i].state), size, (long long)st[i].n_leases, until);
         ok = out_write(line, (size_t)k);
-        if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
-            *bad = true;
         if (ok && st[i].state != ORCH_STATE_READY && st[i].last_error[0] &&
             strcmp(st[i].role, st[i].model_role) == 0) {
             k = snprintf(line, sizeof line, "  error: %.900s\n", st[i].last_error);
@@ -87,28 +80,18 @@ static int print_table(orch_orchestra *o, bool *bad)
                      b.budget ? budget : "no", (long long)b.n_evictions);
         ok = out_write(line, (size_t)k);
     }
-    free(st);
-    if (!ok) {
-        cli_error("cannot write to stdout");
-        return EXIT_OUTPUT;
-    }
-    return EXIT_OK;
+    return ok;
 }
 
 /* The same as one JSON object: {"roles": [...], "memory": {...}}. */
-static int print_json(orch_orchestra *o, bool *bad)
+static bool print_json(const struct orch_role_status *st, size_t n,
+                       const struct orch_budget_status *bs)
 {
-    struct orch_role_status *st;
-    size_t n;
-    struct orch_budget_status b;
-    orch_error err = {0};
-    int rc = orch_status(o, &st, &n, &b, &err);
-    if (rc)
-        return cli_fail(rc, &err);
+    struct orch_budget_status b = *bs;
     json_t *roles = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *aliases = json_array();
-        for (char *a = st[i].aliases, *e; *a; a = *e ? e + 1 : e) {
+        for (const char *a = st[i].aliases, *e; *a; a = *e ? e + 1 : e) {
             e = a + strcspn(a, ",");
             json_array_append_new(aliases, json_stringn(a, (size_t)(e - a)));
         }
@@ -122,8 +105,6 @@ static int print_json(orch_orchestra *o, bool *bad)
                               "unload_in_ms", (json_int_t)st[i].unload_in_ms);
         if (r && st[i].last_error[0])
             json_object_set_new(r, "error", json_string(st[i].last_error));
-        if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
-            *bad = true;
         json_array_append_new(roles, r);
     }
     json_t *doc = json_pack("{s:o, s:{s:I, s:I, s:I}}", "roles", roles, "memory", "budget",
@@ -131,9 +112,27 @@ static int print_json(orch_orchestra *o, bool *bad)
                             (json_int_t)b.n_evictions);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     json_decref(doc);
-    free(st);
     bool ok = text && out_write(text, strlen(text)) && out_write("\n", 1);
     free(text);
+    return ok;
+}
+
+/* Prints the roles (a table, or JSON); *bad says whether a role's file is
+ * missing or bad. Returns an exit code. */
+static int print_roles(orch_orchestra *o, bool json, bool *bad)
+{
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    int rc = orch_status(o, &st, &n, &b, &err);
+    if (rc)
+        return cli_fail(rc, &err);
+    for (size_t i = 0; i < n; i++)
+        if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
+            *bad = true;
+    bool ok = json ? print_json(st, n, &b) : print_table(st, n, &b);
+    free(st);
     if (!ok) {
         cli_error("cannot write to stdout");
         return EXIT_OUTPUT;
@@ -223,7 +222,7 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
     if ((rc = open_config(cli, &o)))
         return rc;
     bool bad = false;
-    rc = json ? print_json(o, &bad) : print_table(o, &bad);
+    rc = print_roles(o, json, &bad);
     orch_close(o);
     return rc ? rc : bad ? EXIT_INPUT : EXIT_OK;
 }
@@ -253,7 +252,7 @@ int cmd_preload(struct cli *cli, int argc, char **argv)
         fprintf(stderr, "[preloaded %zu role%s in %.1f ms]\n", n, n == 1 ? "" : "s",
                 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     bool bad = false;
-    int prc = print_table(o, &bad);
+    int prc = print_roles(o, false, &bad);
     orch_close(o);
     return rc ? rc : prc;
 }
