@@ -13,7 +13,8 @@
  *   - embeddings/s for 256 short texts: one orch_model_embed() call against
  *     a bare loop that decodes one text at a time.
  * Runs are alternated and medians reported. Prints figures; asserts nothing.
- * usage: bench-gen [-t THREADS] [MODEL.gguf ...]
+ * usage: bench-gen [-t THREADS] [-ngl LAYERS] [MODEL.gguf ...]
+ *   -ngl: layers offloaded to a GPU, the same on both sides (default 0)
  */
 #include <orchestra.h>
 
@@ -33,9 +34,6 @@
 #define N_GEN 128
 #define REPS 7
 #define N_EMB 256
-
-
-
 
 static void quiet_log(enum ggml_log_level l, const char *t, void *u)
 {
@@ -154,12 +152,13 @@ static double bare_embed(struct bare *b, const char *const *texts, int n, int n_
     return bench_now_ms() - t0;
 }
 
-static void bench_model(const char *path, int threads)
+static void bench_model(const char *path, int threads, int ngl)
 {
     orch_log_set_level(ORCH_LOG_OFF);
     struct orch_model_params mp = orch_model_default_params();
     mp.path = path;
     mp.n_threads = threads;
+    mp.n_gpu_layers = ngl;
     mp.n_ctx = 512;
     mp.n_batch = 512;
     orch_model *m;
@@ -170,7 +169,9 @@ static void bench_model(const char *path, int threads)
     }
     llama_log_set(quiet_log, NULL);
     struct bare b;
-    b.model = llama_model_load_from_file(path, llama_model_default_params());
+    struct llama_model_params lmp = llama_model_default_params();
+    lmp.n_gpu_layers = ngl; /* llama.cpp's default is every layer */
+    b.model = llama_model_load_from_file(path, lmp);
     b.vocab = llama_model_get_vocab(b.model);
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 512;
@@ -248,8 +249,9 @@ static void bench_model(const char *path, int threads)
 
     struct orch_model_info info;
     orch_model_info(m, &info, &err);
-    printf("\n%s: %.1fM params, %d threads, n_batch 512, %d prompt + %d generated tokens\n", path,
-           (double)info.n_params / 1e6, threads, tl.n_prompt, tl.n_gen);
+    printf("\n%s: %.1fM params, %d threads, %d GPU layers, n_batch 512, %d prompt + %d generated "
+           "tokens\n",
+           path, (double)info.n_params / 1e6, threads, ngl, tl.n_prompt, tl.n_gen);
     printf("  %-28s %12s %12s %8s\n", "", "library", "bare llama", "ratio");
     printf("  %-28s %12.0f %12.0f %8.3f\n", "prompt tokens/s", mlp, mbp, mlp / mbp);
     printf("  %-28s %12.0f %12.0f %8.3f\n", "generated tokens/s", mlg, mbg, mlg / mbg);
@@ -268,12 +270,14 @@ static void bench_model(const char *path, int threads)
 
 int main(int argc, char **argv)
 {
-    int threads = 0;
+    int threads = 0, ngl = 0;
     const char *models[8];
     int n_models = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-ngl") && i + 1 < argc)
+            ngl = atoi(argv[++i]);
         else if (n_models < 8)
             models[n_models++] = argv[i];
     }
@@ -295,7 +299,7 @@ int main(int argc, char **argv)
         int t = threads ? threads
                         : (stat(models[i], &st) == 0 && st.st_size < 16 << 20 ? 1
                                                                               : orch_default_n_threads());
-        bench_model(models[i], t);
+        bench_model(models[i], t, ngl);
     }
     return 0;
 }

@@ -95,6 +95,13 @@ const char *orch_version(void);
  * Threads: any. */
 const char *orch_llama_version(void);
 
+/* Returns: the devices llama.cpp found, as "NAME (TYPE, DESCRIPTION)"
+ * joined by ", ", TYPE one of cpu, gpu, igpu, accel; e.g.
+ * "CUDA0 (gpu, NVIDIA H100 80GB HBM3), CPU (cpu, Intel Xeon)" (static).
+ * The first call sets llama.cpp's backends up (loads its CPU variants).
+ * Threads: any. */
+const char *orch_llama_devices(void);
+
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
 /* ------------------------------------------------------------------------ */

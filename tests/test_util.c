@@ -299,6 +299,9 @@ char *test_llama_greedy(const char *path, const char *prompt, int n_predict)
     assert_int_equal(orch_model_load(om, &err), ORCH_OK);
     orch_model_free(om);
     struct llama_model_params mp = llama_model_default_params();
+    /* the layers the library offloads (llama.cpp's default is all of them) */
+    const char *ngl = getenv("ORCH_TEST_NGL");
+    mp.n_gpu_layers = ngl && *ngl ? (int32_t)strtol(ngl, NULL, 10) : 0;
     struct llama_model *model = llama_model_load_from_file(path, mp);
     assert_non_null(model);
     const struct llama_vocab *vocab = llama_model_get_vocab(model);

@@ -23,13 +23,15 @@ import ctypes
 import dataclasses
 import math
 import queue
+import re
 import threading
 
 from . import _native as N
 from .errors import *  # noqa: F401,F403 (the code classes)
 from .errors import OrchestraError, raise_for
 
-__all__ = ["Orchestra", "Model", "Result", "OrchestraError", "version", "llama_version"]
+__all__ = ["Orchestra", "Model", "Result", "OrchestraError", "version", "llama_version",
+            "llama_devices"]
 __all__ += [n for n in dir() if n.isupper() and n.startswith("E")]
 
 SEED_RANDOM = 0xFFFFFFFF
@@ -45,6 +47,14 @@ def version():
 def llama_version():
     """The llama.cpp version the library runs on."""
     return N.orch_llama_version().decode()
+
+
+def llama_devices():
+    """The devices llama.cpp found: a list of (name, type, description),
+    type one of "cpu", "gpu", "igpu", "accel"."""
+    kinds = "(?:cpu|gpu|igpu|accel|other)"
+    item = re.compile(r"(\S+) \((%s), (.*?)\)(?=, \S+ \(%s, |$)" % (kinds, kinds))
+    return [m.groups() for m in item.finditer(N.orch_llama_devices().decode())]
 
 
 @dataclasses.dataclass

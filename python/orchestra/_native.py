@@ -117,6 +117,7 @@ def _fn(name, restype, *argtypes):
 E = POINTER(Error)
 orch_version = _fn("orch_version", c_char_p)
 orch_llama_version = _fn("orch_llama_version", c_char_p)
+orch_llama_devices = _fn("orch_llama_devices", c_char_p)
 orch_err_name = _fn("orch_err_name", c_char_p, c_int)
 orch_strerror = _fn("orch_strerror", c_char_p, c_int)
 orch_free = _fn("orch_free", None, c_void_p)

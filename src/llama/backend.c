@@ -128,6 +128,42 @@ static void cpu_atfork_prepare(void);
 static void cpu_atfork_parent(void);
 static void cpu_atfork_child(void);
 
+static void global_init(void);
+
+/* What llama.cpp found, described once by global_init(). */
+static char g_devices[512];
+static bool g_has_gpu;
+
+static void devices_describe(void)
+{
+    static const char *const types[] = {
+        [GGML_BACKEND_DEVICE_TYPE_CPU] = "cpu", [GGML_BACKEND_DEVICE_TYPE_GPU] = "gpu",
+        [GGML_BACKEND_DEVICE_TYPE_IGPU] = "igpu", [GGML_BACKEND_DEVICE_TYPE_ACCEL] = "accel"};
+    size_t pos = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
+        g_has_gpu |= t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
+        const char *type =
+            (size_t)t < sizeof types / sizeof *types && types[t] ? types[t] : "other";
+        int k = snprintf(g_devices + pos, sizeof g_devices - pos, "%s%s (%s, %s)", pos ? ", " : "",
+                         ggml_backend_dev_name(d), type, ggml_backend_dev_description(d));
+        if (k < 0 || (size_t)k >= sizeof g_devices - pos) {
+            g_devices[pos] = '\0'; /* the list ends at the last device that fit */
+            break;
+        }
+        pos += (size_t)k;
+    }
+    if (!pos)
+        snprintf(g_devices, sizeof g_devices, "none");
+}
+
+const char *orch_llama_devices(void)
+{
+    pthread_once(&g_once, global_init);
+    return g_devices;
+}
+
 static void global_init(void)
 {
     llama_log_set(llama_log_cb, NULL);
@@ -155,6 +191,7 @@ static void global_init(void)
         }
     if (ggml_backend_dev_count() == 0)
         ggml_backend_load_all();
+    devices_describe();
     tpools_find();
     pthread_atfork(cpu_atfork_prepare, cpu_atfork_parent, cpu_atfork_child);
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
@@ -444,30 +481,28 @@ static bool progress_cb(float progress, void *ud)
     return true;
 }
 
+#ifdef ORCH_TESTING
+/* The suite runs once more with layers offloaded (scripts/gpu-check.sh):
+ * $ORCH_TEST_NGL, when set, replaces every load's n_gpu_layers. */
+static int32_t test_ngl(int32_t asked)
+{
+    const char *s = getenv("ORCH_TEST_NGL");
+    return s && *s ? (int32_t)strtol(s, NULL, 10) : asked;
+}
+#else
+#define test_ngl(asked) (asked)
+#endif
+
 /* Offloading asked for where llama.cpp has no GPU backend: say so once. */
 static void warn_no_gpu(int32_t n_gpu_layers)
 {
     static atomic_flag warned = ATOMIC_FLAG_INIT;
-    if (n_gpu_layers == 0)
-        return;
-    char found[256] = "";
-    size_t pos = 0;
-    bool gpu = false;
-    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
-        ggml_backend_dev_t d = ggml_backend_dev_get(i);
-        enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
-        gpu |= t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
-        int k = snprintf(found + pos, sizeof found - pos, "%s%s", pos ? ", " : "",
-                         ggml_backend_dev_name(d));
-        if (k > 0 && (size_t)k < sizeof found - pos)
-            pos += (size_t)k;
-    }
-    if (gpu || atomic_flag_test_and_set(&warned))
+    if (n_gpu_layers == 0 || g_has_gpu || atomic_flag_test_and_set(&warned))
         return;
     orch__log(ORCH_LOG_WARN, NULL, "no_gpu",
               OF_S("msg", "n_gpu_layers asks for offloading, but this llama.cpp has no GPU "
                           "backend: every layer runs on the CPU"),
-              OF_I("n_gpu_layers", n_gpu_layers), OF_S("backends", found));
+              OF_I("n_gpu_layers", n_gpu_layers), OF_S("devices", g_devices));
 }
 
 static int llama_load(const orch_backend *be, const struct orch__load_req *req, void **out,
@@ -493,7 +528,7 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
         return orch__err(err, ORCH_ENOMEM, "out of memory loading '%s'", req->path);
 
     struct llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers = req->n_gpu_layers;
+    mp.n_gpu_layers = test_ngl(req->n_gpu_layers);
     mp.use_extra_bufts = !req->no_repack;
     mp.load_mode = req->use_mmap ? (req->use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
                                  : (req->use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
@@ -501,7 +536,7 @@ static int llama_load(const orch_backend *be, const struct orch__load_req *req, 
     mp.progress_callback = progress_cb;
     mp.progress_callback_user_data = &bridge;
 
-    warn_no_gpu(req->n_gpu_layers);
+    warn_no_gpu(mp.n_gpu_layers);
     struct capture cap = {0};
     t_capture = &cap;
     lm->model = llama_model_load_from_file(req->path, mp);

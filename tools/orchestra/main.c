@@ -83,9 +83,13 @@ int main(int argc, char **argv)
             }
             return EXIT_OK;
         } else if (!strcmp(a, "--version")) {
-            char v[256];
-            int k = snprintf(v, sizeof v, "orchestra %s\nliborchestra %s\nllama.cpp %s\n",
-                             ORCH_VERSION, orch_version(), orch_llama_version());
+            char v[1024];
+            int k = snprintf(v, sizeof v,
+                             "orchestra %s\nliborchestra %s\nllama.cpp %s\ndevices %s\n",
+                             ORCH_VERSION, orch_version(), orch_llama_version(),
+                             orch_llama_devices());
+            if (k < 0 || (size_t)k >= sizeof v)
+                k = (int)strlen(v);
             if (!out_write(v, (size_t)k) || !out_ok()) {
                 cli_error("cannot write to stdout");
                 return EXIT_OUTPUT;
