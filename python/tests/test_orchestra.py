@@ -93,6 +93,8 @@ class Basics(unittest.TestCase):
     def test_versions(self):
         self.assertRegex(orchestra.version(), r"^\d+\.\d+\.\d+$")
         self.assertTrue(orchestra.llama_version())
+        devices = orchestra.llama_devices()
+        self.assertIn("cpu", [kind for _, kind, _ in devices], devices)
 
     def test_bad_arguments_never_reach_c(self):
         with self.assertRaises(TypeError):
@@ -297,6 +299,10 @@ class Interrupt(unittest.TestCase):
             rc = _synth(path.encode(), ctypes.byref(sp), ctypes.byref(err))
             self.assertEqual(rc, 0, err.msg)
             o = Orchestra.from_dict({"big": {"path": path, "n_threads": 1, "n_ctx": 4096}})
+            # Python's own Ctrl-C handler, also where this process started
+            # with SIGINT ignored (a shell's background job)
+            old = signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.addCleanup(signal.signal, signal.SIGINT, old)
             interrupted = 0
             for seed in range(3):
                 stop = threading.Event()
