@@ -3,8 +3,10 @@
 #   build/       -Werror, all tests (ctest); then the real-model tests again
 #                on llama.cpp's baseline CPU variant (x64: no AVX), so that a
 #                CPU-dependent assumption fails here and not on a user's machine
-#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), all tests
-#   build-tsan/  ThreadSanitizer, the concurrency tests
+#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), all tests;
+#                the real-model ones again on the baseline CPU variant
+#   build-tsan/  ThreadSanitizer, the concurrency tests; the real-model ones
+#                among them again on the baseline CPU variant
 #   build-fuzz/  clang + libFuzzer + ASan: the model-file pre-check's fuzz
 #                target, a bounded deterministic run (ORCH_FUZZ_RUNS, seed 1)
 # Installs what it needs first (scripts/setup.sh, idempotent).
@@ -66,13 +68,14 @@ fi
 
 # The baseline CPU variant, where llama.cpp loads its CPU backends at run time
 backenddir=$(pkg-config --variable=backenddir llama 2>/dev/null || true)
+x64dir=""
 if [ -n "$backenddir" ] && [ -f "$backenddir/libggml-cpu-x64.so" ]; then
   echo "== real-model tests on the baseline CPU variant (libggml-cpu-x64.so only)"
   x64dir="$top/build/cpu-x64"
   mkdir -p "$x64dir" && cp -f "$backenddir/libggml-cpu-x64.so" "$x64dir/"
   ORCH_GGML_BACKEND_DIR="$x64dir" run_ctest build ctest --output-on-failure -j"$jobs" -L model
 else
-  echo "== no run-time CPU variants in this llama.cpp: the baseline-variant run does not apply"
+  echo "== no run-time CPU variants in this llama.cpp: the baseline-variant runs do not apply"
 fi
 
 if [ -z "${ORCH_TEST_QUICK:-}" ]; then
@@ -100,6 +103,12 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=report_objects=1 \
     run_ctest build-asan ctest --output-on-failure -j"$jobs"
+  if [ -n "$x64dir" ]; then
+    echo "== ASan + UBSan: real-model tests on the baseline CPU variant"
+    ORCH_GGML_BACKEND_DIR="$x64dir" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run_ctest build-asan ctest --output-on-failure -j"$jobs" -L model
+  fi
 
   echo "== ThreadSanitizer: concurrency tests"
   build build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_SANITIZE=thread
@@ -108,6 +117,12 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   setarch "$(uname -m)" -R true 2>/dev/null && norand="setarch $(uname -m) -R"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
     run_ctest build-tsan $norand ctest --output-on-failure -j"$jobs" -L concurrency
+  if [ -n "$x64dir" ]; then
+    echo "== ThreadSanitizer: real-model concurrency tests on the baseline CPU variant"
+    ORCH_GGML_BACKEND_DIR="$x64dir" \
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+      run_ctest build-tsan $norand ctest --output-on-failure -j"$jobs" -L concurrency -L model
+  fi
 fi
 nskip=$(wc -l < "$ORCH_TEST_SKIP_LOG")
 if [ "$nskip" -gt 0 ]; then
