@@ -87,15 +87,28 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     return e;
 }
 
+/* The roles' status into *st (the caller frees it); on an error, the reply
+ * is sent into *ret and NULL returned. */
+static struct orch_role_status *fetch_status(struct req *r, size_t *n, enum MHD_Result *ret)
+{
+    struct orch_role_status *st;
+    orch_error err;
+    int rc = orch_status(r->s->o, &st, n, NULL, &err);
+    if (rc) {
+        *ret = reply_olm_error(r, status_for(rc), "%s", err.msg);
+        return NULL;
+    }
+    return st;
+}
+
 static enum MHD_Result list(struct req *r, bool ps)
 {
     r->endpoint = ps ? "/api/ps" : "/api/tags";
-    struct orch_role_status *st;
     size_t n;
-    orch_error err;
-    int rc = orch_status(r->s->o, &st, &n, NULL, &err);
-    if (rc)
-        return reply_olm_error(r, status_for(rc), "%s", err.msg);
+    enum MHD_Result ret;
+    struct orch_role_status *st = fetch_status(r, &n, &ret);
+    if (!st)
+        return ret;
     json_t *models = json_array();
     for (size_t i = 0; i < n; i++)
         if (!ps || st[i].state == ORCH_STATE_READY)
@@ -110,12 +123,11 @@ static enum MHD_Result show(struct req *r)
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
-    struct orch_role_status *st;
     size_t n;
+    struct orch_role_status *st = fetch_status(r, &n, &ret);
+    if (!st)
+        return ret;
     orch_error err;
-    int rc = orch_status(r->s->o, &st, &n, NULL, &err);
-    if (rc)
-        return reply_olm_error(r, status_for(rc), "%s", err.msg);
     const struct orch_role_status *rs = st;
     for (size_t i = 0; i < n; i++)
         if (strcmp(st[i].role, r->role) == 0)

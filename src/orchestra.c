@@ -907,18 +907,34 @@ static void unlease_role(orch_orchestra *o, orch_model *m)
         orch__model_unload_if_idle(m, "idle");
 }
 
+/* Enters a call on `role` and finds it. ORCH_OK: *r is the role and the
+ * caller ends with call_exit(o, *ep); an error: nothing to end. */
+static int role_enter(orch_orchestra *o, const char *role, int *ep, struct role **r,
+                      orch_error *err)
+{
+    int rc = call_enter(o, role, err, ep);
+    if (rc)
+        return rc;
+    struct view *v = view_of(o);
+    *r = find_role(v, role);
+    if (*r)
+        return ORCH_OK;
+    rc = no_role(v, role, err);
+    call_exit(o, *ep);
+    return rc;
+}
+
 int orch_role_acquire(orch_orchestra *o, const char *role, orch_model **out, orch_error *err)
 {
     if (!o || !out)
         return orch__err(err, ORCH_EINVAL, "orch_role_acquire: NULL argument");
     *out = NULL;
     int ep;
-    int rc = call_enter(o, role, err, &ep);
+    struct role *r;
+    int rc = role_enter(o, role, &ep, &r, err);
     if (rc)
         return rc;
-    struct view *v = view_of(o);
-    struct role *r = find_role(v, role);
-    rc = r ? lease_role(o, r, out, err) : no_role(v, role, err);
+    rc = lease_role(o, r, out, err);
     call_exit(o, ep);
     return rc;
 }
@@ -946,12 +962,10 @@ static int request_begin(orch_orchestra *o, const char *role, struct call *c, or
 {
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orchestra is NULL");
-    int rc = call_enter(o, role, err, &c->ep);
+    int rc = role_enter(o, role, &c->ep, &c->r, err);
     if (rc)
         return rc;
-    struct view *v = view_of(o);
-    c->r = find_role(v, role);
-    rc = c->r ? lease_role(o, c->r, &c->m, err) : no_role(v, role, err);
+    rc = lease_role(o, c->r, &c->m, err);
     if (rc) {
         call_exit(o, c->ep);
         return rc;
@@ -975,14 +989,11 @@ int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_e
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orch_role_keep_alive: orchestra is NULL");
     int ep;
-    int rc = call_enter(o, role, err, &ep);
+    struct role *r;
+    int rc = role_enter(o, role, &ep, &r, err);
     if (rc)
         return rc;
-    struct view *v = view_of(o);
-    struct role *r = find_role(v, role);
-    if (!r) {
-        rc = no_role(v, role, err);
-    } else if (ms == 0) {
+    if (ms == 0) {
         r->e->keep_until_ms = 0;
         rc = orch__model_unload_reason(r->e->model, "keep_alive");
     } else {
@@ -1168,12 +1179,11 @@ int orch_unload(orch_orchestra *o, const char *role, orch_error *err)
     if (!o)
         return orch__err(err, ORCH_EINVAL, "orch_unload: orchestra is NULL");
     int ep;
-    int rc = call_enter(o, role, err, &ep);
+    struct role *r;
+    int rc = role_enter(o, role, &ep, &r, err);
     if (rc)
         return rc;
-    struct view *v = view_of(o);
-    struct role *r = find_role(v, role);
-    rc = r ? orch__model_unload_reason(r->e->model, "explicit") : no_role(v, role, err);
+    rc = orch__model_unload_reason(r->e->model, "explicit");
     call_exit(o, ep);
     return rc;
 }
