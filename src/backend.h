@@ -1,5 +1,7 @@
 /*
- * backend.h — the backend factory: what a managed model asks of a backend.
+ * backend.h — the backend interface: struct orch_backend_ops and what its
+ * calls take. Included by the backends (backend_fake.c, llama/) and by the
+ * layers that call them (model.c, generate.c, orchestra.c through model.h).
  *
  * A backend object starts with its ops pointer. The model layer (model.c)
  * owns state, leases and single flight; the generation layer (generate.c)
@@ -84,70 +86,5 @@ struct orch_backend_ops {
 struct orch_backend {
     const struct orch_backend_ops *ops; /* first member */
 };
-
-/* Model layer access for generate.c: the backend model behind a lease. */
-void *orch__model_backend_obj(orch_model *m);
-const orch_backend *orch__model_backend(const orch_model *m);
-const struct orch_model_params *orch__model_params(const orch_model *m);
-
-/* Hooks the orchestra sets on its models (before any use). All are called
- * with no lock of the model held. */
-struct orch__model_hooks {
-    /* before a backend load, on the loading thread; an error fails the load
-     * without running it (nothing was admitted) */
-    int (*admit)(void *ud, orch_model *m, orch_error *err);
-    /* after a successful load */
-    void (*loaded)(void *ud, orch_model *m, uint64_t bytes);
-    /* after an admitted load failed (no lock held), or as the backend model
-     * is freed (with the model's lock held: take no model lock in it) */
-    void (*gone)(void *ud, orch_model *m);
-};
-void orch__model_set_hooks(orch_model *m, const struct orch__model_hooks *hooks, void *ud);
-void *orch__model_hooks_ud(const orch_model *m);
-
-/* orch_model_load / orch_model_acquire without the "role 'x': " prefix on
- * errors: for callers that add their own (the orchestra names the role the
- * request asked for). */
-int orch__model_load(orch_model *m, orch_error *err);
-int orch__model_acquire(orch_model *m, orch_error *err);
-
-/* generate.c: the requests on a model the calling thread holds a lease on.
- * Same arguments, results and errors as the public orch_model_ functions,
- * but errors name no role: the public entry point adds it once. */
-int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
-                          const struct orch_gen_params *params, struct orch_gen_result *res,
-                          orch_error *err);
-int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                             bool add_assistant, char **out, orch_error *err);
-int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err);
-int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
-                       const struct orch_embed_params *params, float **out, int32_t *n_embd,
-                       orch_error *err);
-
-/* n, or the CPUs this process may use when n is more (warns once). */
-int32_t orch__cap_threads(int32_t n, const char *role);
-
-/* True while a load in flight has been asked to stop (orch_model_cancel_load
- * or the progress callback); the admit hook polls it while it waits. */
-bool orch__model_load_cancelled(const orch_model *m);
-
-/* Leases out now (relaxed read; a hint). */
-int64_t orch__model_n_leases(const orch_model *m);
-
-/* Waits until the model is neither LOADING nor DRAINING. */
-void orch__model_wait_unloaded(orch_model *m);
-
-/* Unload with a reason for the log ("explicit", "idle", "budget", "close"). */
-int orch__model_unload_reason(orch_model *m, const char *reason);
-
-/* Unloads only if READY with no lease out, atomically with respect to
- * acquire (no lease can slip in). Returns true when it unloaded. */
-bool orch__model_unload_if_idle(orch_model *m, const char *reason);
-
-/* Estimate through the model's backend. */
-int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
-                           int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err);
 
 #endif /* ORCH_BACKEND_H */

@@ -12,7 +12,8 @@
  * found as soon as its last byte arrives, however the tokens split it, and
  * neither it nor anything after it is delivered.
  */
-#include "backend.h"
+#include "cpu.h"
+#include "generate.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -64,6 +64,18 @@ int orch__utf8_repair(struct orch__buf *b, bool final);
 /* Checks a regular, readable, non-empty file; fills err naming it. */
 int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err);
 
+/* ---- backends (backend.c) ------------------------------------------------ */
+
+/* The backend a model uses: `asked`, or the default (llama.cpp) when NULL. */
+const orch_backend *orch__backend_pick(const orch_backend *asked);
+
+/* Memory a load of `path` will take, split into weights and the context
+ * buffers of n_seq sequences of n_ctx tokens, through be's estimate (the
+ * file's size and no context when the backend has none). Errors name the
+ * file. */
+int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
+                           int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err);
+
 /* ---- logging (log.c) ------------------------------------------------------ */
 
 enum orch__ftype { ORCH__F_STR, ORCH__F_INT, ORCH__F_UINT, ORCH__F_DBL, ORCH__F_BOOL };
@@ -156,11 +168,5 @@ extern _Atomic(orch__pause_fn) orch__pause_hook;
 #endif
 
 enum { ORCH_FAULT_OOM_MODEL = 1, ORCH_FAULT_OOM_RESULT = 2 };
-
-#ifdef ORCH_TESTING
-/* The most CPU tokens of the budget out at once since the last call (which
- * this one resets): what the CPU budget tests check. */
-int32_t orch__cpu_peak(void);
-#endif
 
 #endif /* ORCH_INTERNAL_H */

@@ -62,7 +62,8 @@
  *  - Lock order: m->lock, then whatever the gone hook takes (it runs under
  *    m->lock as the model is freed).
  */
-#include "backend.h"
+#include "cpu.h"
+#include "model.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -158,31 +159,6 @@ const char *orch_state_name(enum orch_model_state s)
     return "unknown";
 }
 
-int32_t orch_default_n_threads(void)
-{
-    cpu_set_t set;
-    int n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0 || (online > 0 && n > online))
-        n = online > 0 ? (int)online : 1;
-    return n;
-}
-
-int32_t orch__cap_threads(int32_t n, const char *role)
-{
-    static atomic_flag warned = ATOMIC_FLAG_INIT;
-    int32_t cpus = orch_default_n_threads();
-    if (n <= cpus)
-        return n;
-    if (!atomic_flag_test_and_set(&warned))
-        orch__log(ORCH_LOG_WARN, role, "threads_capped", OF_I("asked", n), OF_I("using", cpus),
-                  OF_S("why", "more threads than the CPUs this process may use only wait for "
-                              "each other"));
-    return cpus;
-}
-
 struct orch_model_params orch_model_default_params(void)
 {
     struct orch_model_params p;
@@ -261,7 +237,7 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     m->params.n_threads = orch__cap_threads(m->params.n_threads, m->role);
     if (m->params.n_batch == 0)
         m->params.n_batch = 512;
-    m->be = params->backend ? params->backend : orch_backend_llama();
+    m->be = orch__backend_pick(params->backend);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (int i = 0; i < N_SLOTS; i++)
@@ -764,20 +740,6 @@ int64_t orch__model_n_leases(const orch_model *m)
     return n > 0 ? n : 0;
 }
 
-int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
-                           int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err)
-{
-    if (be->ops->estimate)
-        return be->ops->estimate(be, path, n_ctx, n_seq, weights, context, err);
-    uint64_t size;
-    int rc = orch__check_model_file(path, &size, err);
-    if (rc == ORCH_OK) {
-        *weights = size;
-        *context = 0;
-    }
-    return rc;
-}
-
 int orch_model_unload(orch_model *m)
 {
     return orch__model_unload_reason(m, "explicit");
@@ -880,7 +842,3 @@ const struct orch_model_params *orch__model_params(const orch_model *m)
     return &m->params;
 }
 
-const char *orch_backend_name(const orch_backend *be)
-{
-    return be ? be->ops->name : NULL;
-}

@@ -33,8 +33,8 @@
  * while it counted, so a model that was just leased is never caught
  * draining.
  */
-#include "backend.h"
 #include "config.h"
+#include "generate.h"
 
 #include <errno.h>
 #include <sched.h>

@@ -7,7 +7,7 @@
  * many threads submitting, cancelling and unloading at once.
  */
 #include "test.h"
-#include "internal.h"
+#include "cpu.h"
 
 #include <pthread.h>
 

@@ -4,7 +4,7 @@
  * statistics, argument checks.
  */
 #include "test.h"
-#include "backend.h"
+#include "model.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

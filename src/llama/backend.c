@@ -1,29 +1,30 @@
 /*
- * backend_llama.c — the llama.cpp backend. The only file that includes llama.h.
+ * llama/backend.c — the llama.cpp backend: process-wide setup, llama.cpp's
+ * log, loading a model, contexts, tokens and samplers, and the path for a
+ * request that does not run in the model's batching engine (engine.c).
+ * Only this folder includes llama.h.
  *
  * DESIGN
  * Process-wide setup runs once (pthread_once): llama.cpp's log is routed
  * into ours at debug level, the backend is initialised, and the run-time
  * loaded CPU backends (libggml-cpu-*.so) are found without the user setting
- * anything: $ORCH_GGML_BACKEND_DIR, else the folder the build recorded from
- * pkg-config, else the folder libllama itself was loaded from.
+ * anything: $ORCH_GGML_BACKEND_DIR, else the folder libllama itself was
+ * loaded from, else the folder the build recorded from pkg-config, else
+ * ggml's own search. ggml's threadpool maker is handed to the CPU budget
+ * (cpu.c), which runs every decode's threads.
  *
- * A loaded model is one llama_model (the weights, read-only and shared) plus
- * a pool of idle llama_contexts made from it. Every generation or embedding
- * request takes a context from the pool (or makes one), works in it alone,
- * and gives it back cleared; so any number of threads may use one model at
- * once and the weights are never copied. The pool's lock (lm->pool_lock)
- * is held only to push or pop, never during evaluation.
+ * A loaded model is one llama_model (the weights, read-only and shared) and,
+ * made on first use, its batching engine (engine.c): requests whose context
+ * and threads match the model's settings run as sequences of the engine's
+ * one context. A request that asks for more context or other threads, or a
+ * model with n_parallel 0, takes a context of its own from a small pool of
+ * idle ones (lm->pool, POOL_MAX), works in it alone and gives it back
+ * cleared. The pool's lock (lm->pool_lock) is held only to push or pop,
+ * never during evaluation. The two paths share the token-to-text loop and
+ * the embedding packing (orch__lm_emit_token, orch__lm_embed_*).
  *
- * Errors llama.cpp reports through its log during a load are captured per
- * thread and quoted in our error message.
- *
- * The CPUs are shared (cpu_take/cpu_give): every llama_decode takes as many
- * CPU tokens as it runs threads, out of the CPUs this process may use, in
- * arrival order, and a ggml threadpool of that many threads to run on. Requests on any models then interleave decode by decode
- * instead of running more threads than there are CPUs: four requests of two
- * threads each on two cores ran 12 times slower than one at a time, as
- * ggml's threads spin waiting for each other.
+ * Errors llama.cpp reports through its log during a load or a context's
+ * creation are captured per thread and quoted in our error message.
  */
 #include "llama_int.h"
 
@@ -102,7 +103,7 @@ static void capture_line(int level, const char *line)
         capture_append(c->warnings, sizeof c->warnings, &c->n_warnings, line);
 }
 
-static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud)
+static void lb_log_cb(enum ggml_log_level level, const char *text, void *ud)
 {
     (void)ud;
     if (level != GGML_LOG_LEVEL_CONT)
@@ -124,9 +125,6 @@ static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud)
 }
 
 static void tpools_find(void);
-static void cpu_atfork_prepare(void);
-static void cpu_atfork_parent(void);
-static void cpu_atfork_child(void);
 
 static void global_init(void);
 
@@ -166,7 +164,7 @@ const char *orch_llama_devices(void)
 
 static void global_init(void)
 {
-    llama_log_set(llama_log_cb, NULL);
+    llama_log_set(lb_log_cb, NULL);
     llama_backend_init();
     /* where the CPU backends are: $ORCH_GGML_BACKEND_DIR; else the folder
      * libllama was loaded from (so a moved checkout or an installed tree
@@ -193,154 +191,23 @@ static void global_init(void)
         ggml_backend_load_all();
     devices_describe();
     tpools_find();
-    pthread_atfork(cpu_atfork_prepare, cpu_atfork_parent, cpu_atfork_child);
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
               OF_U("devices", ggml_backend_dev_count()), OF_S("system", llama_print_system_info()));
 }
 
-/* ---- the CPU budget ------------------------------------------------------------ */
+/* ---- decodes under the CPU budget (cpu.c) ----------------------------------- */
 
-static pthread_mutex_t g_cpu_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cpu_cond = PTHREAD_COND_INITIALIZER;
-static int g_cpu_total = -1;        /* guarded by g_cpu_lock; -1 = not set yet */
-static int g_cpu_free;              /* guarded by g_cpu_lock; may go below 0 after a cut */
-static uint64_t g_cpu_next;         /* guarded by g_cpu_lock: arrival numbers */
-static int g_cpu_peak;              /* guarded by g_cpu_lock: most tokens out at once */
-
-static bool cpu_grant_locked(void);
-
-static void cpu_init_locked(void)
-{
-    if (g_cpu_total < 0) {
-        g_cpu_total = orch_default_n_threads();
-        g_cpu_free = g_cpu_total;
-    }
-}
-
-int32_t orch_cpu_budget(int32_t n_threads_total)
-{
-    pthread_mutex_lock(&g_cpu_lock);
-    cpu_init_locked();
-    int32_t before = g_cpu_total;
-    if (n_threads_total >= 0) {
-        int32_t n = n_threads_total ? n_threads_total : orch_default_n_threads();
-        if (n > 1024)
-            n = 1024;
-        g_cpu_free += n - g_cpu_total; /* tokens out stay out; they come back as given */
-        g_cpu_total = n;
-        cpu_grant_locked();
-        pthread_cond_broadcast(&g_cpu_cond);
-    }
-    pthread_mutex_unlock(&g_cpu_lock);
-    return before;
-}
-
-#ifdef ORCH_TESTING
-int32_t orch__cpu_peak(void)
-{
-    pthread_mutex_lock(&g_cpu_lock);
-    int32_t p = g_cpu_peak;
-    g_cpu_peak = 0;
-    pthread_mutex_unlock(&g_cpu_lock);
-    return p;
-}
-#endif
-
-/* Who goes next when CPU tokens come back: the waiting decode whose model
- * has used the least CPU time (thread-nanoseconds: its virtual time), in
- * arrival order among equals; and nobody passes it, so a wide decode is
- * never starved by narrow ones. A model that was idle comes back at most
- * CPU_SLACK_MS of the budget's CPU time behind the last decode let through
- * (CFS's rule: little credit for sleeping), so it neither hogs the CPUs
- * after a pause nor loses its place between two decodes. With decodes of
- * different cost (a big model and a small one) each model gets an equal
- * share of CPU time, not an equal count of decodes: the small model runs
- * many short decodes while the big one runs one. */
-struct cpu_waiter {
-    int n;
-    uint64_t vt, seq;
-    bool granted;
-    struct cpu_waiter *next;
-};
-#define CPU_SLACK_MS 50
-static struct cpu_waiter *g_cpu_waiters; /* guarded by g_cpu_lock */
-static uint64_t g_cpu_vclock;            /* guarded by g_cpu_lock */
-
-static bool cpu_grant_locked(void)
-{
-    bool any = false;
-    for (;;) {
-        struct cpu_waiter **best = NULL;
-        for (struct cpu_waiter **pp = &g_cpu_waiters; *pp; pp = &(*pp)->next)
-            if (!best || (*pp)->vt < (*best)->vt ||
-                ((*pp)->vt == (*best)->vt && (*pp)->seq < (*best)->seq))
-                best = pp;
-        if (!best)
-            break;
-        struct cpu_waiter *w = *best;
-        if (w->n > g_cpu_total)
-            w->n = g_cpu_total; /* the budget was cut while it waited */
-        if (g_cpu_free < w->n)
-            break;
-        *best = w->next;
-        g_cpu_free -= w->n;
-        if (g_cpu_total - g_cpu_free > g_cpu_peak)
-            g_cpu_peak = g_cpu_total - g_cpu_free;
-        if (w->vt > g_cpu_vclock)
-            g_cpu_vclock = w->vt;
-        w->granted = true;
-        any = true;
-    }
-    return any;
-}
-
-/* Takes n CPU tokens (at most all of them) for a decode of lm's. Returns
- * what was taken, for cpu_give. */
-static int cpu_take(struct lmodel *lm, int n)
-{
-    pthread_mutex_lock(&g_cpu_lock);
-    cpu_init_locked();
-    uint64_t slack = (uint64_t)CPU_SLACK_MS * 1000000u * (uint64_t)g_cpu_total;
-    if (lm->cpu_vt + slack < g_cpu_vclock)
-        lm->cpu_vt = g_cpu_vclock - slack;
-    struct cpu_waiter w = {.n = n < 1 ? 1 : n, .vt = lm->cpu_vt, .seq = g_cpu_next++};
-    w.next = g_cpu_waiters;
-    g_cpu_waiters = &w;
-    if (cpu_grant_locked())
-        pthread_cond_broadcast(&g_cpu_cond);
-    while (!w.granted)
-        pthread_cond_wait(&g_cpu_cond, &g_cpu_lock);
-    pthread_mutex_unlock(&g_cpu_lock);
-    return w.n;
-}
-
-/* Gives back n tokens held for ns nanoseconds by a decode of lm's. */
-static void cpu_give(struct lmodel *lm, int n, int64_t ns)
-{
-    pthread_mutex_lock(&g_cpu_lock);
-    g_cpu_free += n;
-    lm->cpu_vt += (uint64_t)(ns > 0 ? ns : 0) * (uint64_t)n;
-    if (cpu_grant_locked())
-        pthread_cond_broadcast(&g_cpu_cond);
-    pthread_mutex_unlock(&g_cpu_lock);
-}
-
-/* ggml threadpools, handed out with the tokens. Without one, ggml's CPU
- * backend makes a pool for every graph it computes (threads created and
- * joined per decode). A pool runs one graph at a time, so pools are checked
- * out: a decode of n threads takes an idle pool of n, or makes one. Pools
- * never poll (poll = 0): their threads sleep between graphs instead of
- * spinning on CPUs another model's decode is using. At most the budget's
- * worth of pool threads run at once; idle ones sleep. */
+/* ggml's threadpool maker, from the CPU backend; NULL = none (ggml makes
+ * threads per graph). Pools never poll: their threads sleep between graphs. */
 typedef struct ggml_threadpool *(*tp_new_fn)(struct ggml_threadpool_params *params);
-static tp_new_fn g_tp_new; /* from the CPU backend; NULL = none (ggml's own per graph) */
+static tp_new_fn g_tp_new;
 
-struct tpool {
-    struct ggml_threadpool *tp;
-    int n;
-    struct tpool *next;
-};
-static struct tpool *g_idle_pools; /* guarded by g_cpu_lock */
+static void *lb_make_pool(int n)
+{
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n);
+    tpp.poll = 0;
+    return g_tp_new(&tpp);
+}
 
 static void tpools_find(void)
 {
@@ -348,110 +215,32 @@ static void tpools_find(void)
     ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : NULL;
     if (reg)
         g_tp_new = (tp_new_fn)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
-}
-
-static struct tpool *tpool_take(int n)
-{
-    if (!g_tp_new || n < 2)
-        return NULL;
-    pthread_mutex_lock(&g_cpu_lock);
-    struct tpool **pp = &g_idle_pools, *p = NULL;
-    while (*pp && (*pp)->n != n)
-        pp = &(*pp)->next;
-    if (*pp) {
-        p = *pp;
-        *pp = p->next;
-    }
-    pthread_mutex_unlock(&g_cpu_lock);
-    if (p)
-        return p;
-    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n);
-    tpp.poll = 0;
-    p = malloc(sizeof *p);
-    if (p && !(p->tp = g_tp_new(&tpp))) {
-        free(p);
-        p = NULL;
-    }
-    if (p)
-        p->n = n;
-    return p; /* NULL: ggml makes one for the graph, as without pools */
-}
-
-static void tpool_give(struct tpool *p)
-{
-    if (!p)
-        return;
-    pthread_mutex_lock(&g_cpu_lock);
-    p->next = g_idle_pools;
-    g_idle_pools = p;
-    pthread_mutex_unlock(&g_cpu_lock);
-}
-
-/* fork: a child has none of the pools' threads; it forgets the pools (their
- * memory is the parent's copy) and makes its own. */
-static void cpu_atfork_prepare(void)
-{
-    pthread_mutex_lock(&g_cpu_lock);
-}
-
-static void cpu_atfork_parent(void)
-{
-    pthread_mutex_unlock(&g_cpu_lock);
-}
-
-static void cpu_atfork_child(void)
-{
-    /* nor the threads that held tokens or waited for them */
-    g_idle_pools = NULL;
-    g_cpu_free = g_cpu_total;
-    g_cpu_waiters = NULL;
-    pthread_mutex_unlock(&g_cpu_lock);
+    if (g_tp_new)
+        orch__cpu_set_tpool_maker(lb_make_pool);
 }
 
 void orch__lm_cpu_release(struct lmodel *lm, struct orch__cpu_hold *h)
 {
-    if (!h->n)
-        return;
-    tpool_give(h->pool);
-    cpu_give(lm, h->n, 0);
-    h->n = 0;
-    h->pool = NULL;
+    orch__cpu_release(&lm->cpu, h);
 }
 
 int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
                          struct llama_batch batch, int32_t n_threads)
 {
-    if (h->n) {
-        /* keep the CPUs unless a model that has used less waits for them,
-         * or the budget changed under us */
-        pthread_mutex_lock(&g_cpu_lock);
-        bool yield = h->n != (n_threads < g_cpu_total ? n_threads : g_cpu_total);
-        for (struct cpu_waiter *w = g_cpu_waiters; w && !yield; w = w->next)
-            yield = w->vt < lm->cpu_vt;
-        pthread_mutex_unlock(&g_cpu_lock);
-        if (yield)
-            orch__lm_cpu_release(lm, h);
-    }
-    if (!h->n) {
-        h->n = cpu_take(lm, n_threads);
-        h->pool = tpool_take(h->n);
-    }
     /* run exactly the threads taken (fewer than asked when the budget is
      * smaller than the model's thread count, or was cut since) */
-    if (llama_n_threads(ctx) != h->n || llama_n_threads_batch(ctx) != h->n)
-        llama_set_n_threads(ctx, h->n, h->n);
-    if (h->pool)
-        llama_attach_threadpool(ctx, h->pool->tp, h->pool->tp);
+    int n = orch__cpu_begin(&lm->cpu, h, n_threads);
+    if (llama_n_threads(ctx) != n || llama_n_threads_batch(ctx) != n)
+        llama_set_n_threads(ctx, n, n);
+    struct ggml_threadpool *tp = orch__cpu_pool(h);
+    if (tp)
+        llama_attach_threadpool(ctx, tp, tp);
     int64_t t0 = orch__now_ns();
     int d = llama_decode(ctx, batch);
     int64_t ns = orch__now_ns() - t0;
-    if (h->pool)
+    if (tp)
         llama_detach_threadpool(ctx);
-    /* at least a microsecond a decode: a holder's time always grows, so it
-     * always yields to a waiter in the end, whatever the clock's grain */
-    pthread_mutex_lock(&g_cpu_lock);
-    lm->cpu_vt += (uint64_t)(ns > 1000 ? ns : 1000) * (uint64_t)h->n;
-    pthread_mutex_unlock(&g_cpu_lock);
+    orch__cpu_end(&lm->cpu, h, ns);
     return d;
 }
 
@@ -505,7 +294,7 @@ static void warn_no_gpu(int32_t n_gpu_layers)
               OF_I("n_gpu_layers", n_gpu_layers), OF_S("devices", g_devices));
 }
 
-static int llama_load(const orch_backend *be, const struct orch__load_req *req, void **out,
+static int lb_load(const orch_backend *be, const struct orch__load_req *req, void **out,
                       orch_error *err)
 {
     (void)be;
@@ -598,12 +387,12 @@ static void lb_free_model(const orch_backend *be, void *model)
     free(lm);
 }
 
-static uint64_t llama_size(void *model)
+static uint64_t lb_size(void *model)
 {
     return llama_model_size(((struct lmodel *)model)->model);
 }
 
-static void llama_info(void *model, struct orch_model_info *out)
+static void lb_info(void *model, struct orch_model_info *out)
 {
     *out = ((struct lmodel *)model)->info;
 }
@@ -732,9 +521,56 @@ struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t 
     return s;
 }
 
+/* ---- what the engine and the context-per-request path share ----------------- */
+
+void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
+                        bool logits)
+{
+    int32_t k = b->n_tokens++;
+    b->token[k] = tok;
+    b->pos[k] = pos;
+    b->n_seq_id[k] = 1;
+    b->seq_id[k][0] = seq;
+    b->logits[k] = logits;
+}
+
+bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req, llama_token tok)
+{
+    char piece[256];
+    int32_t n = llama_token_to_piece(lm->vocab, tok, piece, sizeof piece, 0, false);
+    if (n < 0)
+        n = 0; /* a piece past 256 bytes: none of the vocabularies we load has one */
+    req->n_generated++;
+    return req->emit(req->sink, piece, (size_t)n);
+}
+
+bool orch__lm_embed_fits(int n_packed, int32_t n_tok_packed, int32_t len, uint32_t n_ctx)
+{
+    int32_t pack = n_ctx < EMBED_PACK_TOKENS ? (int32_t)n_ctx : EMBED_PACK_TOKENS;
+    return n_packed < EMBED_SEQ_MAX && (n_packed == 0 || n_tok_packed + len <= pack);
+}
+
+int orch__lm_embed_decode(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
+                          struct llama_batch batch, int32_t n_threads, int n_seq,
+                          float *const *dst, const size_t *ids, int32_t n_embd, orch_error *err)
+{
+    llama_memory_clear(llama_get_memory(ctx), true);
+    int d = orch__lm_decode_held(lm, h, ctx, batch, n_threads);
+    if (d != 0)
+        return orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
+    for (int i = 0; i < n_seq; i++) {
+        const float *e = llama_get_embeddings_seq(ctx, (llama_seq_id)i);
+        if (!e)
+            return orch__err(err, ORCH_EDECODE, "llama.cpp returned no embedding for text %zu",
+                             ids[i]);
+        memcpy(dst[i], e, (size_t)n_embd * sizeof *e);
+    }
+    return ORCH_OK;
+}
+
 /* ---- generation ------------------------------------------------------------ */
 
-static int llama_generate(void *model, struct orch__gen_req *req, orch_error *err)
+static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
 {
     struct lmodel *lm = model;
     llama_token *toks = NULL;
@@ -794,12 +630,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
             req->eos = true;
             break;
         }
-        char piece[256];
-        int32_t n = llama_token_to_piece(lm->vocab, tok, piece, sizeof piece, 0, false);
-        if (n < 0)
-            n = 0;
-        req->n_generated++;
-        if (!req->emit(req->sink, piece, (size_t)n))
+        if (!orch__lm_emit_token(lm, req, tok))
             break;
         if (pos >= req->n_ctx) {
             req->ctx_full = true;
@@ -817,7 +648,7 @@ static int llama_generate(void *model, struct orch__gen_req *req, orch_error *er
     return rc;
 }
 
-static int llama_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
+static int lb_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
                              bool add_assistant, char **out, orch_error *err)
 {
     struct lmodel *lm = model;
@@ -865,7 +696,7 @@ static int llama_chat_format(void *model, const struct orch_chat_message *msgs, 
 
 /* ---- embeddings ------------------------------------------------------------ */
 
-static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err)
+static int lb_embed(void *model, struct orch__embed_req *req, orch_error *err)
 {
     struct lmodel *lm = model;
     int32_t n_embd = llama_model_n_embd_out(lm->model);
@@ -904,40 +735,29 @@ static int llama_embed(void *model, struct orch__embed_req *req, orch_error *err
         goto done;
     }
     struct llama_batch batch = llama_batch_init((int32_t)n_ctx, 0, 1);
-    int32_t pack = n_ctx < EMBED_PACK_TOKENS ? (int32_t)n_ctx : EMBED_PACK_TOKENS;
+    struct orch__cpu_hold hold = {0};
     size_t first = 0;
     while (first < req->n_texts && rc == ORCH_OK) {
         /* pack whole texts, one sequence each, while they fit */
+        float *dst[EMBED_SEQ_MAX];
+        size_t ids[EMBED_SEQ_MAX];
         batch.n_tokens = 0;
         size_t last = first;
-        while (last < req->n_texts && last - first < EMBED_SEQ_MAX &&
-               (last == first || batch.n_tokens + n_toks[last] <= pack)) {
-            for (int32_t j = 0; j < n_toks[last]; j++) {
-                int32_t k = batch.n_tokens++;
-                batch.token[k] = toks[last][j];
-                batch.pos[k] = j;
-                batch.n_seq_id[k] = 1;
-                batch.seq_id[k][0] = (llama_seq_id)(last - first);
-                batch.logits[k] = 1;
-            }
+        int32_t n_tok = 0;
+        while (last < req->n_texts &&
+               orch__lm_embed_fits((int)(last - first), n_tok, n_toks[last], n_ctx)) {
+            for (int32_t j = 0; j < n_toks[last]; j++)
+                orch__lm_batch_add(&batch, toks[last][j], j, (llama_seq_id)(last - first), true);
+            n_tok += n_toks[last];
+            dst[last - first] = out + last * (size_t)n_embd;
+            ids[last - first] = last;
             last++;
         }
-        llama_memory_clear(llama_get_memory(ctx), true);
-        int d = orch__lm_decode(lm, ctx, batch, req->n_threads);
-        if (d != 0) {
-            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
-            break;
-        }
-        for (size_t t = first; t < last; t++) {
-            const float *e = llama_get_embeddings_seq(ctx, (llama_seq_id)(t - first));
-            if (!e) {
-                rc = orch__err(err, ORCH_EDECODE, "llama.cpp returned no embedding for text %zu", t);
-                break;
-            }
-            memcpy(out + t * (size_t)n_embd, e, (size_t)n_embd * sizeof *out);
-        }
+        rc = orch__lm_embed_decode(lm, &hold, ctx, batch, req->n_threads, (int)(last - first), dst,
+                                   ids, n_embd, err);
         first = last;
     }
+    orch__lm_cpu_release(lm, &hold);
     llama_batch_free(batch);
     ctx_put(lm, ctx, n_ctx, n_ctx, true);
 done:
@@ -955,28 +775,28 @@ done:
     return ORCH_OK;
 }
 
-static int llama_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
+static int lb_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
                           uint64_t *weights, uint64_t *context, orch_error *err)
 {
     (void)be;
     return orch__gguf_estimate(path, n_ctx, n_seq, weights, context, err);
 }
 
-static const struct orch_backend_ops llama_ops = {
+static const struct orch_backend_ops lb_ops = {
     .name = "llama.cpp",
-    .load = llama_load,
+    .load = lb_load,
     .free = lb_free_model,
-    .size = llama_size,
-    .info = llama_info,
-    .generate = llama_generate,
-    .chat_format = llama_chat_format,
-    .embed = llama_embed,
-    .estimate = llama_estimate,
+    .size = lb_size,
+    .info = lb_info,
+    .generate = lb_generate,
+    .chat_format = lb_chat_format,
+    .embed = lb_embed,
+    .estimate = lb_estimate,
 };
 
-static const struct orch_backend llama_backend = {.ops = &llama_ops};
+static const struct orch_backend lb_backend = {.ops = &lb_ops};
 
 const orch_backend *orch_backend_llama(void)
 {
-    return &llama_backend;
+    return &lb_backend;
 }

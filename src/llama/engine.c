@@ -250,17 +250,6 @@ static void admit(struct engine *e, struct eseq *q)
 
 /* ---- one generation step ---------------------------------------------------------- */
 
-static void batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
-                      bool logits)
-{
-    int32_t k = b->n_tokens++;
-    b->token[k] = tok;
-    b->pos[k] = pos;
-    b->n_seq_id[k] = 1;
-    b->seq_id[k][0] = seq;
-    b->logits[k] = logits;
-}
-
 static int by_order(const void *a, const void *b)
 {
     const struct slot *x = *(struct slot *const *)a, *y = *(struct slot *const *)b;
@@ -283,7 +272,7 @@ static void gen_step(struct engine *e)
             continue;
         if (s->generating) {
             s->i_logits = b->n_tokens;
-            batch_add(b, s->next, s->n_cache, s->id, true);
+            orch__lm_batch_add(b, s->next, s->n_cache, s->id, true);
             s->n_added = 1;
         } else {
             prefill[n_prefill++] = s;
@@ -300,7 +289,7 @@ static void gen_step(struct engine *e)
             bool last = pos == q->n_prompt - 1;
             if (last)
                 s->i_logits = b->n_tokens;
-            batch_add(b, q->prompt[pos], pos, s->id, last);
+            orch__lm_batch_add(b, q->prompt[pos], pos, s->id, last);
         }
         s->n_added = k;
     }
@@ -405,10 +394,9 @@ static void embed_step(struct engine *e)
     struct ejob *j = e->jhead;
     if (j)
         n_ctx = j->n_ctx;
-    while (j && n < EMBED_SEQ_MAX && j->n_ctx == n_ctx) {
-        int32_t pack = n_ctx < EMBED_PACK_TOKENS ? (int32_t)n_ctx : EMBED_PACK_TOKENS;
+    while (j && j->n_ctx == n_ctx) {
         int32_t len = j->n_toks[j->next_text];
-        if (n > 0 && n_tok + len > pack)
+        if (!orch__lm_embed_fits(n, n_tok, len, n_ctx))
             break;
         pk[n++] = (struct packed){j, j->next_text};
         n_tok += len;
@@ -441,27 +429,18 @@ static void embed_step(struct engine *e)
     }
     if (e->ectx) {
         struct llama_batch *b = &e->ebatch;
+        float *dst[EMBED_SEQ_MAX];
+        size_t ids[EMBED_SEQ_MAX];
         b->n_tokens = 0;
         for (int i = 0; i < n; i++) {
             const struct ejob *job = pk[i].job;
             for (int32_t k = 0; k < job->n_toks[pk[i].text]; k++)
-                batch_add(b, job->toks[pk[i].text][k], k, i, true);
+                orch__lm_batch_add(b, job->toks[pk[i].text][k], k, i, true);
+            dst[i] = job->out + pk[i].text * (size_t)job->n_embd;
+            ids[i] = pk[i].text;
         }
-        llama_memory_clear(llama_get_memory(e->ectx), true);
-        int d = orch__lm_decode_held(e->lm, &e->cpu, e->ectx, *b, e->lm->n_threads);
-        if (d != 0)
-            orch__err(&err, ORCH_EDECODE, "llama_decode failed embedding (code %d)", d);
-        for (int i = 0; i < n && !err.code; i++) {
-            const float *v = llama_get_embeddings_seq(e->ectx, i);
-            if (!v) {
-                orch__err(&err, ORCH_EDECODE, "llama.cpp returned no embedding for text %zu",
-                          pk[i].text);
-                break;
-            }
-            struct ejob *job = pk[i].job;
-            memcpy(job->out + pk[i].text * (size_t)job->n_embd, v,
-                   (size_t)job->n_embd * sizeof(float));
-        }
+        orch__lm_embed_decode(e->lm, &e->cpu, e->ectx, *b, e->lm->n_threads, n, dst, ids,
+                              pk[0].job->n_embd, &err);
     }
     pthread_mutex_lock(&e->lock);
     for (int i = 0; i < n; i++) {
@@ -678,15 +657,8 @@ int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_to
         memcpy(mine, q->out, (size_t)n * sizeof *mine);
         q->n_out = 0;
         pthread_mutex_unlock(&e->lock);
-        for (int32_t i = 0; i < n && !stopped; i++) {
-            char piece[256];
-            int32_t len = llama_token_to_piece(lm->vocab, mine[i], piece, sizeof piece, 0, false);
-            if (len < 0)
-                len = 0;
-            req->n_generated++;
-            if (!req->emit(req->sink, piece, (size_t)len))
-                stopped = true;
-        }
+        for (int32_t i = 0; i < n && !stopped; i++)
+            stopped = !orch__lm_emit_token(lm, req, mine[i]);
         pthread_mutex_lock(&e->lock);
         if (stopped)
             break;

@@ -7,6 +7,7 @@
 #define ORCH_LLAMA_INT_H
 
 #include "../backend.h"
+#include "../cpu.h"
 
 #include <llama.h>
 
@@ -26,7 +27,6 @@ struct pooled_ctx {
 };
 
 struct engine;
-struct tpool;
 
 struct lmodel {
     struct llama_model *model;
@@ -39,7 +39,7 @@ struct lmodel {
     struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
     int n_pool;                       /* guarded by pool_lock */
     struct engine *engine;            /* guarded by pool_lock; made on first use */
-    uint64_t cpu_vt;                  /* guarded by the CPU budget's lock: CPU time used */
+    struct orch__cpu_user cpu;        /* its share of the CPU budget (cpu.c) */
 };
 
 /* backend.c */
@@ -69,22 +69,38 @@ struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32
 int orch__lm_decode(struct lmodel *lm, struct llama_context *ctx, struct llama_batch batch,
                     int32_t n_threads);
 
-/* CPU tokens (and their threadpool) kept from one decode to the next. */
-struct orch__cpu_hold {
-    int n;              /* tokens held; 0 = none */
-    struct tpool *pool; /* may be NULL */
-};
-
 /* As orch__lm_decode, for a thread that decodes step after step (an
- * engine): keeps the tokens in h after the decode, and at the next one
+ * engine): keeps the CPU tokens in h after the decode, and at the next one
  * keeps them only while no model that has used less CPU time waits for
- * them. Otherwise a model between two short decodes (sampling) would lose
- * its turn to any waiter every step, and a small model next to a big one
- * would get one decode per big decode instead of its share of time.
- * orch__lm_cpu_release() gives them back; call it before waiting. */
+ * them (cpu.c's orch__cpu_begin). orch__lm_cpu_release() gives them back;
+ * call it before waiting. */
 int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
                          struct llama_batch batch, int32_t n_threads);
 void orch__lm_cpu_release(struct lmodel *lm, struct orch__cpu_hold *h);
+
+/* What the engine and the context-per-request path share (backend.c). */
+
+/* Appends one token of sequence seq at pos to b (sized by llama_batch_init). */
+void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
+                        bool logits);
+
+/* One generated token to the request: its text piece through req->emit,
+ * counted in req->n_generated. Returns false when the sink says stop. */
+bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req, llama_token tok);
+
+/* The packing rule of embedding decodes: whole texts, one sequence each,
+ * at most EMBED_SEQ_MAX, while the next text (len tokens) keeps the batch
+ * within EMBED_PACK_TOKENS (or n_ctx when smaller); the first always goes.
+ * n_packed texts of n_tok_packed tokens are in the batch so far. */
+bool orch__lm_embed_fits(int n_packed, int32_t n_tok_packed, int32_t len, uint32_t n_ctx);
+
+/* Decodes a packed embedding batch (sequence i = the i-th text) in ctx,
+ * an embedding context, under the CPU budget (tokens kept in h), and
+ * copies sequence i's n_embd floats to dst[i]. ids[i] names the text in
+ * errors. Returns ORCH_OK or ORCH_EDECODE. */
+int orch__lm_embed_decode(struct lmodel *lm, struct orch__cpu_hold *h, struct llama_context *ctx,
+                          struct llama_batch batch, int32_t n_threads, int n_seq,
+                          float *const *dst, const size_t *ids, int32_t n_embd, orch_error *err);
 
 /* engine.c — see its DESIGN comment. */
 

@@ -1,0 +1,25 @@
+/*
+ * generate.h — the generation layer (generate.c) for the orchestra: requests
+ * on a model the calling thread already holds a lease on.
+ */
+#ifndef ORCH_GENERATE_H
+#define ORCH_GENERATE_H
+
+#include "model.h"
+
+/* Requests on a model the calling thread holds a lease on.
+ * Same arguments, results and errors as the public orch_model_ functions,
+ * but errors name no role: the public entry point adds it once. */
+int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
+                          const struct orch_gen_params *params, struct orch_gen_result *res,
+                          orch_error *err);
+int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                             bool add_assistant, char **out, orch_error *err);
+int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                      const struct orch_gen_params *params, struct orch_gen_result *res,
+                      orch_error *err);
+int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
+                       const struct orch_embed_params *params, float **out, int32_t *n_embd,
+                       orch_error *err);
+
+#endif /* ORCH_GENERATE_H */
