@@ -85,6 +85,13 @@ const char *orch_err_name(int code);
  * NULL. Threads: any. */
 void orch_free(void *p);
 
+/* Writes `bytes` for people into buf (at most cap bytes, NUL-terminated,
+ * cut when short): powers of 1024 with their names, "1.50 GiB",
+ * "300.0 MiB", "12.0 KiB", "512 B". The one formatter the library, the
+ * command and the daemon use. Does nothing when buf is NULL or cap 0.
+ * Threads: any. */
+void orch_format_bytes(uint64_t bytes, char *buf, size_t cap);
+
 /* Returns: the library's version, "MAJOR.MINOR.PATCH" (static).
  * Threads: any. */
 const char *orch_version(void);
@@ -190,7 +197,7 @@ struct orch_fake_params {
     uint64_t size_bytes;     /* bytes per loaded model; 0 (default) = file size */
     uint32_t token_us;       /* time per generated token; default 0 */
     int32_t n_embd;          /* embedding dimension; default 16 */
-    int32_t n_ctx_train;     /* reported trained context; default 2048 */
+    int32_t n_ctx_train;     /* reported trained context; default ORCH_N_CTX_DEFAULT */
 };
 
 struct orch_fake_params orch_fake_default_params(void);
@@ -252,6 +259,13 @@ typedef bool (*orch_progress_fn)(const char *role, float progress, void *user_da
 
 #define ORCH_N_CTX_TRAIN (-1)       /* n_ctx: the model's trained context */
 #define ORCH_N_CTX_MAX (1 << 22)    /* larger n_ctx values are refused */
+/* The context a model gets when nothing sets one, and the trained context
+ * of a file whose header names none. The trained context is capped at
+ * ORCH_N_CTX_MAX. */
+#define ORCH_N_CTX_DEFAULT 2048
+/* Embeddings run in contexts of at most this many tokens (the model's
+ * context when smaller): a longer text is ORCH_ECTX. */
+#define ORCH_EMBED_N_CTX_MAX 2048
 #define ORCH_N_PARALLEL_MAX 64      /* larger n_parallel values are refused */
 
 struct orch_model_params {
@@ -259,7 +273,8 @@ struct orch_model_params {
     const char *role;      /* name used in logs and errors; default "model". Copied. */
     const orch_backend *backend; /* NULL (default) = llama.cpp */
     int32_t n_ctx;         /* context size in tokens of each sequence (each
-                              request) for generation; default 2048;
+                              request) for generation; default
+                              ORCH_N_CTX_DEFAULT;
                               ORCH_N_CTX_TRAIN = the model's trained size;
                               0, other negatives or > ORCH_N_CTX_MAX: ORCH_EINVAL */
     int32_t n_gpu_layers;  /* layers to offload to a GPU; default 0; -1 = all */
@@ -441,7 +456,8 @@ struct orch_gen_params {
     uint32_t seed;          /* ORCH_SEED_RANDOM (default) = random */
     const char *const *stop; /* stop strings; borrowed for the call */
     size_t n_stop;
-    int32_t n_ctx;          /* context size for this request; 0 (default) = model's.
+    int32_t n_ctx;          /* context size for this request; 0 (default) = model's;
+                               ORCH_N_CTX_TRAIN = the model's trained size.
                                More than the model's n_ctx, or n_threads other
                                than the model's, runs the request in a context
                                of its own beside the batch engine (not batched,
@@ -610,7 +626,7 @@ struct orch_synth_params {
     uint64_t n_params;  /* target parameter count, e.g. 100e6; >= 100000 */
     uint32_t seed;      /* weights are a function of the seed; default 1 */
     bool f16;           /* store weights as F16 (default true) or F32 */
-    int32_t n_ctx_train; /* default 2048 */
+    int32_t n_ctx_train; /* default ORCH_N_CTX_DEFAULT */
     const char *chat_template; /* stored as tokenizer.chat_template; NULL
                                   (default) = none. Borrowed for the call. */
 };

@@ -104,7 +104,7 @@ static int fake_load(const orch_backend *be, const struct orch__load_req *req, v
     fm->bytes = p.size_bytes ? p.size_bytes : file_bytes;
     fm->token_us = p.token_us;
     fm->n_embd = p.n_embd > 0 ? p.n_embd : 16;
-    fm->n_ctx_train = p.n_ctx_train > 0 ? p.n_ctx_train : 2048;
+    fm->n_ctx_train = p.n_ctx_train > 0 ? p.n_ctx_train : ORCH_N_CTX_DEFAULT;
     *out = fm;
     return ORCH_OK;
 }
@@ -246,7 +246,7 @@ struct orch_fake_params orch_fake_default_params(void)
 {
     struct orch_fake_params p = {0};
     p.n_embd = 16;
-    p.n_ctx_train = 2048;
+    p.n_ctx_train = ORCH_N_CTX_DEFAULT;
     return p;
 }
 

@@ -853,7 +853,7 @@ void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cf
 #define PICK(field, bit, dflt) \
     out->field = (r->set & (bit)) ? r->field : (d->set & (bit)) ? d->field : (dflt)
     PICK(path, 1u << 0, NULL);
-    PICK(n_ctx, 1u << 1, 2048);
+    PICK(n_ctx, 1u << 1, ORCH_N_CTX_DEFAULT);
     PICK(n_gpu_layers, 1u << 2, 0);
     PICK(n_threads, 1u << 3, 0);
     PICK(embedding, 1u << 4, false);

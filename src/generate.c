@@ -100,8 +100,10 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
     if (p->repeat_last_n < -1)
         return orch__err(err, ORCH_EINVAL, "repeat_last_n %d must be -1 or more",
                          p->repeat_last_n);
-    if (p->n_ctx < 0 || p->n_ctx > ORCH_N_CTX_MAX)
-        return orch__err(err, ORCH_EINVAL, "n_ctx %d is out of range", p->n_ctx);
+    if ((p->n_ctx < 0 && p->n_ctx != ORCH_N_CTX_TRAIN) || p->n_ctx > ORCH_N_CTX_MAX)
+        return orch__err(err, ORCH_EINVAL,
+                         "n_ctx %d is out of range (expected 0 = the model's, 1..%d, or %d for "
+                         "the trained context)", p->n_ctx, ORCH_N_CTX_MAX, ORCH_N_CTX_TRAIN);
     if (p->n_threads < 0 || p->n_threads > 1024)
         return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range",
                          p->n_threads);
@@ -118,21 +120,20 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
     return ORCH_OK;
 }
 
-/* Context size for a request: the request's, else the model's (its trained
- * size when the model asked for that). */
+/* Context size for a request: the request's (ORCH_N_CTX_TRAIN: the trained
+ * size), else the model's (its trained size when the model asked for that). */
 static int32_t resolve_n_ctx(orch_model *m, int32_t req_n_ctx)
 {
     if (req_n_ctx > 0)
         return req_n_ctx;
-    const struct orch_model_params *mp = orch__model_params(m);
-    if (mp->n_ctx > 0)
-        return mp->n_ctx;
+    int32_t asked = req_n_ctx == ORCH_N_CTX_TRAIN ? ORCH_N_CTX_TRAIN : orch__model_params(m)->n_ctx;
+    if (asked > 0)
+        return asked;
     struct orch_model_info info;
     memset(&info, 0, sizeof info);
     const orch_backend *be = orch__model_backend(m);
     be->ops->info(orch__model_backend_obj(m), &info);
-    int32_t n = info.n_ctx_train > 0 ? info.n_ctx_train : 2048;
-    return n > ORCH_N_CTX_MAX ? ORCH_N_CTX_MAX : n;
+    return orch__n_ctx_resolve(asked, info.n_ctx_train);
 }
 
 /* ---- the sink between the backend and the caller --------------------------- */
@@ -487,7 +488,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
     struct orch__embed_req req = {
         .texts = texts,
         .n_texts = n_texts,
-        .n_ctx = n_ctx < 2048 ? n_ctx : 2048,
+        .n_ctx = n_ctx < ORCH_EMBED_N_CTX_MAX ? n_ctx : ORCH_EMBED_N_CTX_MAX,
         .n_threads = p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
     };
     int64_t t0 = orch__now_ns();

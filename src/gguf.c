@@ -764,10 +764,7 @@ int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t
     int rc = orch_file_info(path, &fi, err);
     if (rc)
         return rc;
-    if (n_ctx <= 0)
-        n_ctx = fi.n_ctx_train > 0 ? (int32_t)(fi.n_ctx_train < ORCH_N_CTX_MAX ? fi.n_ctx_train
-                                                                               : ORCH_N_CTX_MAX)
-                                   : 2048;
+    n_ctx = orch__n_ctx_resolve(n_ctx, fi.n_ctx_train);
     uint64_t kv = 0, compute = 0;
     if (fi.n_layer > 0 && fi.n_embd > 0 && fi.n_head > 0) {
         uint64_t head_dim = (uint64_t)fi.n_embd / (uint64_t)fi.n_head;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <time.h>
 
 /* ---- errors (error.c) ---------------------------------------------------- */
 
@@ -28,8 +29,17 @@ int orch__err_errno(orch_error *err, int errnum, const char *what, const char *p
 /* Monotonic clock. */
 int64_t orch__now_ns(void);
 double orch__ms_since(int64_t start_ns);
+/* The monotonic time `ms` milliseconds after start_ns (saturating; ms < 0
+ * counts as 0) as a timespec, for pthread_cond_timedwait on a condition
+ * variable set to CLOCK_MONOTONIC. The one place timespecs are added. */
+struct timespec orch__mono_deadline(int64_t start_ns, int64_t ms);
 
 char *orch__strdup(const char *s);
+
+/* The one context rule: `asked` when above 0; else (0 or ORCH_N_CTX_TRAIN)
+ * the trained context n_ctx_train, or ORCH_N_CTX_DEFAULT when the file names
+ * none (n_ctx_train <= 0); capped at ORCH_N_CTX_MAX. */
+int32_t orch__n_ctx_resolve(int32_t asked, int64_t n_ctx_train);
 
 /* Writes "a, b, c" into buf (names name_at(ctx, 0..n-1)), ending with
  * "..." when they do not all fit. The one role lister for every message. */

@@ -164,7 +164,7 @@ struct orch_model_params orch_model_default_params(void)
     struct orch_model_params p;
     memset(&p, 0, sizeof p);
     p.role = "model";
-    p.n_ctx = 2048;
+    p.n_ctx = ORCH_N_CTX_DEFAULT;
     p.n_gpu_layers = 0;
     p.n_threads = 0;
     p.n_batch = 512;

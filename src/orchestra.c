@@ -132,9 +132,7 @@ static int64_t now_ms(const orch_orchestra *o)
 {
     if (o->clock)
         return o->clock(o->clock_ud);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return orch__now_ns() / 1000000;
 }
 
 struct orch_orchestra_params orch_orchestra_default_params(void)
@@ -176,18 +174,6 @@ static int no_role(struct view *v, const char *name, orch_error *err)
     if (!name)
         return orch__err(err, ORCH_ENOROLE, "no role given (roles: %s)", list);
     return orch__err(err, ORCH_ENOROLE, "no role '%s' (roles: %s)", name, list);
-}
-
-static void fmt_bytes(uint64_t b, char *buf, size_t cap)
-{
-    if (b >= (1ull << 30))
-        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
-    else if (b >= (1ull << 20))
-        snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
-    else if (b >= 1024)
-        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
-    else
-        snprintf(buf, cap, "%llu B", (unsigned long long)b);
 }
 
 /* ---- calls in flight -------------------------------------------------------------- */
@@ -267,7 +253,7 @@ static void describe_holders(orch_orchestra *o, char *buf, size_t cap)
         if (!e->charged)
             continue;
         char b[32];
-        fmt_bytes(e->charged, b, sizeof b);
+        orch_format_bytes(e->charged, b, sizeof b);
         int64_t leases = orch__model_n_leases(e->model);
         int n = snprintf(buf + pos, cap - pos, "%s%s (%s, %s, %lld lease%s%s)", pos ? ", " : "",
                          orch_model_role(e->model), b, orch_state_name(orch_model_state(e->model)),
@@ -294,21 +280,15 @@ static int admit(void *ud, orch_model *m, orch_error *err)
     uint64_t budget = atomic_load(&o->budget);
     int64_t timeout_ms = atomic_load(&o->load_timeout_ms);
     char nb[32], bb[32];
-    fmt_bytes(need, nb, sizeof nb);
-    fmt_bytes(budget, bb, sizeof bb);
+    orch_format_bytes(need, nb, sizeof nb);
+    orch_format_bytes(budget, bb, sizeof bb);
     if (budget && need > budget)
         return orch__err(err, ORCH_EBUDGET,
                          "'%s' needs %s (estimated), more than the whole memory budget of %s",
                          e->path, nb, bb);
 
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    int64_t t_start = orch__now_ns();
+    struct timespec deadline = orch__mono_deadline(t_start, timeout_ms);
 
     pthread_mutex_lock(&o->lock);
     for (;;) {
@@ -343,21 +323,14 @@ static int admit(void *ud, orch_model *m, orch_error *err)
          * for memory to come back (a free signals o->cond) or a lease to
          * return (leases signal nothing, to stay lock-free: look again
          * every WAIT_SLICE_MS) */
-        struct timespec now, slice;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        slice = now;
-        slice.tv_nsec += WAIT_SLICE_MS * 1000000L;
-        if (slice.tv_nsec >= 1000000000L) {
-            slice.tv_sec++;
-            slice.tv_nsec -= 1000000000L;
-        }
-        bool last_slice = slice.tv_sec > deadline.tv_sec ||
-                          (slice.tv_sec == deadline.tv_sec && slice.tv_nsec >= deadline.tv_nsec);
+        int64_t now = orch__now_ns();
+        struct timespec slice = orch__mono_deadline(now, WAIT_SLICE_MS);
+        bool last_slice = now + WAIT_SLICE_MS * 1000000LL >= t_start + timeout_ms * 1000000LL;
         int w = pthread_cond_timedwait(&o->cond, &o->lock, last_slice ? &deadline : &slice);
         if (w == ETIMEDOUT && last_slice) {
             char holders[320], ub[32];
             describe_holders(o, holders, sizeof holders);
-            fmt_bytes(o->used, ub, sizeof ub);
+            orch_format_bytes(o->used, ub, sizeof ub);
             rc = orch__err(err, ORCH_ETIMEDOUT,
                            "'%s' needs %s; the budget is %s with %s in use by %s; "
                            "waited %lld ms for leases to return",
@@ -471,11 +444,7 @@ static void *reaper_main(void *arg)
             if (t > 0 && t / 4 < period)
                 period = t / 4 < 50 ? 50 : t / 4;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)(period % 1000) * 1000000;
-        ts.tv_sec += period / 1000 + ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
+        struct timespec ts = orch__mono_deadline(orch__now_ns(), period);
         pthread_cond_timedwait(&o->reaper_cond, &o->lock, &ts);
         if (atomic_load(&o->closing))
             break;
@@ -783,7 +752,7 @@ int orch_open(const orch_config *cfg, const struct orch_orchestra_params *params
         return rc;
     }
     char bb[32];
-    fmt_bytes(cfg->budget, bb, sizeof bb);
+    orch_format_bytes(cfg->budget, bb, sizeof bb);
     orch__log(ORCH_LOG_INFO, NULL, "orchestra_open", OF_S("config", cfg->name),
               OF_U("roles", v->n_roles), OF_U("models", v->n_entries),
               OF_S("budget", cfg->budget ? bb : "none"));
@@ -1034,22 +1003,14 @@ int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_pa
 
 /* The params a request runs with: the caller's or the role's, with the
  * role's context and threads where the caller left them 0. */
-static void request_params(struct role *r, orch_model *m, const struct orch_gen_params *in,
+static void request_params(struct role *r, const struct orch_gen_params *in,
                            struct orch_gen_params *p)
 {
     *p = in ? *in : r->cfg.gen;
     if (!p->n_threads)
         p->n_threads = r->cfg.n_threads;
-    if (!p->n_ctx && r->cfg.n_ctx > 0)
-        p->n_ctx = r->cfg.n_ctx;
-    if (!p->n_ctx && r->cfg.n_ctx < 0) {
-        struct orch_model_info info;
-        memset(&info, 0, sizeof info);
-        orch__model_backend(m)->ops->info(orch__model_backend_obj(m), &info);
-        p->n_ctx = info.n_ctx_train > 0 ? info.n_ctx_train : 2048;
-        if (p->n_ctx > ORCH_N_CTX_MAX)
-            p->n_ctx = ORCH_N_CTX_MAX;
-    }
+    if (!p->n_ctx)
+        p->n_ctx = r->cfg.n_ctx; /* > 0, or ORCH_N_CTX_TRAIN: generate.c resolves it */
 }
 
 int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
@@ -1067,7 +1028,7 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
         return rc;
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(c.r, c.m, params, &p);
+    request_params(c.r, params, &p);
     rc = orch__generate_leased(c.m, prompt, false, &p, res, err);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
@@ -1088,7 +1049,7 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
         return rc;
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
-    request_params(c.r, c.m, params, &p);
+    request_params(c.r, params, &p);
     rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);

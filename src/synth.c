@@ -43,7 +43,7 @@ struct tensor {
 struct orch_synth_params orch_synth_default_params(void)
 {
     struct orch_synth_params p = {.n_params = 100000000ull, .seed = 1, .f16 = true,
-                                  .n_ctx_train = 2048};
+                                  .n_ctx_train = ORCH_N_CTX_DEFAULT};
     return p;
 }
 
@@ -271,7 +271,7 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     struct synth_params_solved s;
     solve(params->n_params, &s);
     s.f16 = params->f16;
-    s.n_ctx = params->n_ctx_train ? (uint32_t)params->n_ctx_train : 2048;
+    s.n_ctx = params->n_ctx_train ? (uint32_t)params->n_ctx_train : ORCH_N_CTX_DEFAULT;
     uint32_t mt = s.f16 ? T_F16 : T_F32;
     uint64_t d = s.n_embd, kvd = (uint64_t)s.n_head_kv * 64;
 

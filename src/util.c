@@ -24,6 +24,34 @@ double orch__ms_since(int64_t start_ns)
     return (double)(orch__now_ns() - start_ns) / 1e6;
 }
 
+struct timespec orch__mono_deadline(int64_t start_ns, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    int64_t ns = ms > (INT64_MAX - start_ns) / 1000000 ? INT64_MAX : start_ns + ms * 1000000;
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+}
+
+void orch_format_bytes(uint64_t b, char *buf, size_t cap)
+{
+    if (!buf || !cap)
+        return;
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
+    else if (b >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)b);
+}
+
+int32_t orch__n_ctx_resolve(int32_t asked, int64_t n_ctx_train)
+{
+    int64_t n = asked > 0 ? asked : n_ctx_train > 0 ? n_ctx_train : ORCH_N_CTX_DEFAULT;
+    return n < ORCH_N_CTX_MAX ? (int32_t)n : ORCH_N_CTX_MAX;
+}
+
 char *orch__strdup(const char *s)
 {
     size_t n = strlen(s) + 1;

@@ -367,8 +367,7 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
         if (pt > LLAMA_POOLING_TYPE_NONE && pt <= LLAMA_POOLING_TYPE_LAST)
             lm->pooling = (enum llama_pooling_type)pt;
     }
-    int32_t n_ctx = req->n_ctx > 0 ? req->n_ctx : in->n_ctx_train > 0 ? in->n_ctx_train : 2048;
-    lm->n_ctx_seq = n_ctx < ORCH_N_CTX_MAX ? n_ctx : ORCH_N_CTX_MAX;
+    lm->n_ctx_seq = orch__n_ctx_resolve(req->n_ctx, in->n_ctx_train);
     *out = lm;
     return ORCH_OK;
 }

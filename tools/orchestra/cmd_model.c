@@ -230,20 +230,8 @@ static int gen_params(struct target *t, struct common *c, struct orch_gen_params
     }
     if (t->orch && c->t.have_ctx && c->t.n_ctx > 0)
         p->n_ctx = (int32_t)c->t.n_ctx;
-    if (t->orch && c->t.have_ctx && c->t.n_ctx < 0) { /* -1: the model's trained size */
-        orch_model *m;
-        struct orch_model_info info;
-        int rc = orch_role_acquire(t->orch, t->role, &m, &err);
-        if (rc == ORCH_OK) {
-            rc = orch_model_info(m, &info, &err);
-            orch_role_release(t->orch, m);
-        }
-        if (rc)
-            return cli_fail(rc, &err);
-        p->n_ctx = info.n_ctx_train > 0 && info.n_ctx_train < ORCH_N_CTX_MAX
-                       ? (int32_t)info.n_ctx_train
-                       : ORCH_N_CTX_MAX;
-    }
+    if (t->orch && c->t.have_ctx && c->t.n_ctx < 0)
+        p->n_ctx = ORCH_N_CTX_TRAIN; /* the library resolves the trained size */
     if (t->orch && c->t.have_threads)
         p->n_threads = (int32_t)c->t.n_threads;
     return EXIT_OK;
@@ -688,16 +676,6 @@ int cmd_embed(struct cli *cli, int argc, char **argv)
 
 /* ---- info ---------------------------------------------------------------------- */
 
-static void human(uint64_t b, char *buf, size_t cap)
-{
-    if (b >= (1ull << 30))
-        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
-    else if (b >= (1ull << 20))
-        snprintf(buf, cap, "%.2f MiB", (double)b / (1ull << 20));
-    else
-        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
-}
-
 /* Text from a model file, made safe to print: invalid UTF-8 becomes U+FFFD
  * and, for a terminal (json false), control bytes become '?'. */
 static void clean_text(const char *in, char *out, size_t cap, bool json)
@@ -794,9 +772,9 @@ int cmd_info(struct cli *cli, int argc, char **argv)
         return EXIT_OK;
     }
     char fb[32], tb[32], eb[32], line[1024];
-    human(fi.file_bytes, fb, sizeof fb);
-    human(fi.tensor_bytes, tb, sizeof tb);
-    human(est, eb, sizeof eb);
+    orch_format_bytes(fi.file_bytes, fb, sizeof fb);
+    orch_format_bytes(fi.tensor_bytes, tb, sizeof tb);
+    orch_format_bytes(est, eb, sizeof eb);
     int k = snprintf(line, sizeof line,
                      "file:            %s\n"
                      "name:            %s\n"

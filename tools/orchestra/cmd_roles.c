@@ -9,15 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+/* "~" marks an estimate (the model is not loaded) */
 static void human(uint64_t b, bool est, char *buf, size_t cap)
 {
-    const char *p = est ? "~" : "";
-    if (b >= (1ull << 30))
-        snprintf(buf, cap, "%s%.1f GB", p, (double)b / (1ull << 30));
-    else if (b >= (1ull << 20))
-        snprintf(buf, cap, "%s%.1f MB", p, (double)b / (1ull << 20));
-    else
-        snprintf(buf, cap, "%s%.0f KB", p, (double)b / 1024);
+    size_t k = est && cap > 1 ? 1 : 0;
+    if (k)
+        buf[0] = '~';
+    orch_format_bytes(b, buf + k, cap - k);
 }
 
 static void duration(int64_t ms, char *buf, size_t cap)
