@@ -3,12 +3,14 @@
  * on top, and validation at open rather than at first use.
  *
  * DESIGN
- * One table (`keys`) says every key: its type, where it lives in a
- * role_cfg, its range, and whether it belongs to [defaults] only. The file,
- * the environment and orch_config_set() all go through set_key(), so they
- * accept and reject the same things with the same messages. A role's
- * effective value is its own if set, else [defaults]' if set, else the
- * built-in default (orch__config_resolve()).
+ * One table (`keys`) says every key: its type, where it lives (a role's
+ * section or, for [defaults]-only keys, the config) with its offset and
+ * width, its range, and whether roles inherit it. The file, the environment
+ * and orch_config_set() all go through set_key(), so they accept and reject
+ * the same things with the same messages; orch__config_resolve() walks the
+ * same table: a role's effective value is its own if set, else [defaults]'
+ * if set, else the built-in default. A new key is one line in the table
+ * (and a field in struct orch__role_cfg).
  *
  * libinih gives no line numbers to its handler (Debian builds it without
  * INI_HANDLER_LINENO), so it reads the text through ini_parse_stream() and
@@ -37,58 +39,78 @@
 #define INIH_MAX_SECTION 50  /* its MAX_SECTION: names up to 49 bytes */
 #define ROLE_NAME_MAX (INIH_MAX_SECTION - 1)
 
-enum ktype { K_STR, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS };
+enum ktype { K_STR, K_PATH, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS };
+
+/* Where a key's value lives: in a role's section (struct orch__role_cfg,
+ * inherited from [defaults]) or in the config itself ([defaults] only). */
+enum kbase { IN_ROLE, IN_CONFIG };
 
 struct key {
     const char *name;
     enum ktype type;
-    size_t off;
-    unsigned bit;
-    bool defaults_only;
+    enum kbase base;
+    size_t off, width;   /* the field: its offset in the base and its size in bytes */
+    size_t off2, width2; /* a field set and inherited with it (a fallback's "where",
+                            the count of stop strings); width2 0 = none */
     double min, max;     /* for numbers */
     bool min_open;       /* min excluded */
+    bool zero_refused;   /* 0 is in [min, max] but not allowed */
+    bool not_inherited;  /* a role does not take [defaults]' value (aliases) */
     const char *expect;  /* what the value must be, for messages */
 };
 
-#define OFF(f) offsetof(struct orch__role_cfg, f)
+#define ROLE(f) IN_ROLE, offsetof(struct orch__role_cfg, f), sizeof(((struct orch__role_cfg *)0)->f)
+#define CONF(f) IN_CONFIG, offsetof(struct orch_config, f), sizeof(((struct orch_config *)0)->f)
+#define WITH(f) offsetof(struct orch__role_cfg, f), sizeof(((struct orch__role_cfg *)0)->f)
+#define ALONE 0, 0
+/* A key's bit in a section's `set` is its index in this table. */
 static const struct key keys[] = {
-    {"path", K_STR, OFF(path), 1u << 0, false, 0, 0, false, "a file path"},
-    {"n_ctx", K_INT, OFF(n_ctx), 1u << 1, false, -1, ORCH_N_CTX_MAX, false,
+    {"path", K_PATH, ROLE(path), ALONE, 0, 0, false, false, false, "a file path"},
+    {"n_ctx", K_INT, ROLE(n_ctx), ALONE, -1, ORCH_N_CTX_MAX, false, true, false,
      "a context size from 1 to 4194304 tokens, or -1 for the model's trained size"},
-    {"n_gpu_layers", K_INT, OFF(n_gpu_layers), 1u << 2, false, -1, 100000, false,
+    {"n_gpu_layers", K_INT, ROLE(n_gpu_layers), ALONE, -1, 100000, false, false, false,
      "a layer count, or -1 for all"},
-    {"n_threads", K_INT, OFF(n_threads), 1u << 3, false, 0, 1024, false,
+    {"n_threads", K_INT, ROLE(n_threads), ALONE, 0, 1024, false, false, false,
      "a thread count from 1 to 1024, or 0 for one per CPU"},
-    {"embedding", K_BOOL, OFF(embedding), 1u << 4, false, 0, 0, false, "true or false"},
-    {"fallback", K_STR, OFF(fallback), 1u << 5, false, 0, 0, false, "a role name"},
-    {"pin", K_BOOL, OFF(pin), 1u << 6, false, 0, 0, false, "true or false"},
-    {"idle_ttl", K_INT, OFF(idle_ttl_s), 1u << 7, false, -1e12, 1e12, false,
+    {"embedding", K_BOOL, ROLE(embedding), ALONE, 0, 0, false, false, false, "true or false"},
+    {"fallback", K_STR, ROLE(fallback), WITH(fallback_where), 0, 0, false, false, false,
+     "a role name"},
+    {"pin", K_BOOL, ROLE(pin), ALONE, 0, 0, false, false, false, "true or false"},
+    {"idle_ttl", K_INT, ROLE(idle_ttl_s), ALONE, -1e12, 1e12, false, false, false,
      "seconds (0 = unload when the last lease returns, negative = never)"},
-    {"temperature", K_FLOAT, OFF(gen.temperature), 1u << 8, false, 0, 100, false,
+    {"temperature", K_FLOAT, ROLE(gen.temperature), ALONE, 0, 100, false, false, false,
      "a number from 0 (greedy) to 100"},
-    {"top_p", K_FLOAT, OFF(gen.top_p), 1u << 9, false, 0, 1, true, "a number in (0, 1]"},
-    {"top_k", K_INT, OFF(gen.top_k), 1u << 10, false, 0, 1000000, false,
+    {"top_p", K_FLOAT, ROLE(gen.top_p), ALONE, 0, 1, true, false, false, "a number in (0, 1]"},
+    {"top_k", K_INT, ROLE(gen.top_k), ALONE, 0, 1000000, false, false, false,
      "a whole number, 0 = off"},
-    {"min_p", K_FLOAT, OFF(gen.min_p), 1u << 11, false, 0, 0.999999, false,
+    {"min_p", K_FLOAT, ROLE(gen.min_p), ALONE, 0, 0.999999, false, false, false,
      "a number in [0, 1)"},
-    {"repeat_penalty", K_FLOAT, OFF(gen.repeat_penalty), 1u << 12, false, 0, 100, true,
+    {"repeat_penalty", K_FLOAT, ROLE(gen.repeat_penalty), ALONE, 0, 100, true, false, false,
      "a number above 0 (1 = off)"},
-    {"max_tokens", K_INT, OFF(gen.max_tokens), 1u << 13, false, 1, ORCH_N_CTX_MAX, false,
+    {"max_tokens", K_INT, ROLE(gen.max_tokens), ALONE, 1, ORCH_N_CTX_MAX, false, false, false,
      "a token count of at least 1"},
-    {"stop", K_STOP, 0, 1u << 14, false, 0, 0, false, "a non-empty string"},
-    {"alias", K_ALIAS, 0, 1u << 15, false, 0, 0, false,
+    {"stop", K_STOP, ROLE(stop), WITH(n_stop), 0, 0, false, false, false, "a non-empty string"},
+    {"alias", K_ALIAS, ROLE(aliases), WITH(n_aliases), 0, 0, false, false, true,
      "another name for the role: letters, digits, '_', '-', '.', ':' and '/'"},
-    {"n_parallel", K_INT, OFF(n_parallel), 1u << 16, false, 0, ORCH_N_PARALLEL_MAX, false,
+    {"n_parallel", K_INT, ROLE(n_parallel), ALONE, 0, ORCH_N_PARALLEL_MAX, false, false, false,
      "a count of requests decoded together from 1 to 64, or 0 for a context per request"},
-    {"repack", K_BOOL, OFF(repack), 1u << 17, false, 0, 0, false,
+    {"repack", K_BOOL, ROLE(repack), ALONE, 0, 0, false, false, false,
      "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
-    {"n_threads_total", K_INT, 0, 0, true, 0, 1024, false,
+    {"n_threads_total", K_INT, CONF(n_threads_total), ALONE, 0, 1024, false, false, false,
      "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
-    {"memory_budget", K_BUDGET, 0, 0, true, 0, 0, false,
+    {"memory_budget", K_BUDGET, CONF(budget), ALONE, 0, 0, false, false, false,
      "bytes with an optional K, M, G or T suffix, or a percentage of RAM such as 75%"},
-    {"load_timeout", K_SECONDS, 0, 0, true, 0, 86400, false, "seconds from 0 to 86400"},
+    {"load_timeout", K_SECONDS, CONF(load_timeout_ms), ALONE, 0, 86400, false, false, false,
+     "seconds from 0 to 86400"},
 };
+#undef ROLE
+#undef CONF
+#undef WITH
+#undef ALONE
 #define N_KEYS (sizeof keys / sizeof keys[0])
+_Static_assert(N_KEYS <= 32, "a section's `set` has a bit per key");
+
+#define ROLE_IDLE_TTL_S 300 /* a role's idle_ttl when neither it nor [defaults] sets one */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -228,15 +250,99 @@ static struct orch__role_cfg *get_section(orch_config *cfg, const char *section,
     return r;
 }
 
-/* `where` is "file:line" or "environment ORCH_X"; used in every message. */
-static int set_key(orch_config *cfg, const char *where, const char *section, const char *name,
-                   const char *value, int line, orch_error *err)
+/* A string value into *p (a path relative to the config file's folder);
+ * where it was set into the companion field, when the key has one. */
+static int store_str(const orch_config *cfg, const struct key *k, char *base, const char *where,
+                     const char *section, const char *value, orch_error *err)
 {
-    if (!*section)
-        return orch__err(err, ORCH_ECONFIG,
-                         "%s: key '%s' is outside any section (expected [defaults] or a [role])",
-                         where, name);
-    bool is_defaults = strcmp(section, "defaults") == 0;
+    if (!*value)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s is empty (expected %s)", where, section,
+                         k->name, k->expect);
+    char *s;
+    if (k->type == K_PATH && cfg->base_dir && value[0] != '/') {
+        /* one rule: a relative path, from the file or the environment, is
+         * relative to the config file's folder */
+        size_t n = strlen(cfg->base_dir) + strlen(value) + 2;
+        s = malloc(n);
+        if (s)
+            snprintf(s, n, "%s/%s", cfg->base_dir, value);
+    } else {
+        s = orch__strdup(value);
+    }
+    char *w = k->width2 ? orch__strdup(where) : NULL;
+    if (!s || (k->width2 && !w)) {
+        free(s);
+        free(w);
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+    }
+    char **p = (char **)(base + k->off);
+    free(*p);
+    *p = s;
+    if (k->width2) { /* where it was set, for messages about it */
+        char **wp = (char **)(base + k->off2);
+        free(*wp);
+        *wp = w;
+    }
+    return ORCH_OK;
+}
+
+/* A number in the key's range, written at the key's width. */
+static int store_number(const struct key *k, char *base, const char *where, const char *section,
+                        const char *value, orch_error *err)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    bool bad = end == value || *end || errno || isnan(x) || x < k->min || x > k->max ||
+               (k->type == K_INT && x != floor(x)) || (k->min_open && x == k->min) ||
+               (k->zero_refused && x == 0);
+    if (bad)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                         k->name, value, k->expect);
+    char *p = base + k->off;
+    if (k->type == K_FLOAT)
+        *(float *)p = (float)x;
+    else if (k->type == K_SECONDS)
+        *(int64_t *)p = (int64_t)(x * 1000); /* held in milliseconds */
+    else if (k->width == sizeof(int64_t))
+        *(int64_t *)p = (int64_t)x;
+    else
+        *(int32_t *)p = (int32_t)x;
+    return ORCH_OK;
+}
+
+/* One more string of a list key (stop, alias); the count is the companion. */
+static int store_list(const struct key *k, char *base, bool is_defaults, const char *where,
+                      const char *section, const char *value, orch_error *err)
+{
+    if (k->type == K_STOP && !*value)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] stop is empty (expected %s)", where,
+                         section, k->expect);
+    if (k->type == K_ALIAS && is_defaults)
+        return orch__err(err, ORCH_ECONFIG, "%s: [defaults] alias: an alias names one role",
+                         where);
+    /* model names clients send: "gpt-4o-mini", "llama3.2:3b", "org/name" */
+    bool ok = k->type == K_STOP || (*value && strlen(value) <= 127);
+    for (const char *c = value; ok && k->type == K_ALIAS && *c; c++)
+        ok = isalnum((unsigned char)*c) || strchr("_-.:/", *c);
+    if (!ok)
+        return orch__err(err, ORCH_ECONFIG, "%s: [%s] alias = '%s': expected %s", where, section,
+                         value, k->expect);
+    char ***vp = (char ***)(base + k->off);
+    size_t *np = (size_t *)(base + k->off2);
+    char **v = realloc(*vp, (*np + 1) * sizeof *v);
+    if (!v)
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+    *vp = v;
+    if (!(v[*np] = orch__strdup(value)))
+        return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
+    (*np)++;
+    return ORCH_OK;
+}
+
+/* Checks a section name: length and characters. */
+static int check_section(const char *where, const char *section, orch_error *err)
+{
     size_t slen = strlen(section);
     if (slen > ROLE_NAME_MAX)
         return orch__err(err, ORCH_ECONFIG, "%s: role name '%.40s...' is %zu bytes; at most %d are "
@@ -246,124 +352,60 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
             return orch__err(err, ORCH_ECONFIG,
                              "%s: role name '%s' may hold only letters, digits, '_' and '-'",
                              where, section);
+    return ORCH_OK;
+}
+
+/* `where` is "file:line" or "environment ORCH_X"; used in every message. */
+static int set_key(orch_config *cfg, const char *where, const char *section, const char *name,
+                   const char *value, int line, orch_error *err)
+{
+    if (!*section)
+        return orch__err(err, ORCH_ECONFIG,
+                         "%s: key '%s' is outside any section (expected [defaults] or a [role])",
+                         where, name);
+    bool is_defaults = strcmp(section, "defaults") == 0;
+    int rc = check_section(where, section, err);
+    if (rc)
+        return rc;
     const struct key *k = find_key(name);
     if (!k)
         return orch__err(err, ORCH_ECONFIG, "%s: [%s] unknown key '%s' (did you mean '%s'?)",
                          where, section, name, nearest_key(name));
-    if (k->defaults_only && !is_defaults)
+    if (k->base == IN_CONFIG && !is_defaults)
         return orch__err(err, ORCH_ECONFIG, "%s: [%s] key '%s' belongs in [defaults]", where,
                          section, name);
     struct orch__role_cfg *r = get_section(cfg, section, true, line);
     if (!r)
         return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-    char *p = (char *)r + k->off;
-    char *end;
+    char *base = k->base == IN_ROLE ? (char *)r : (char *)cfg;
     switch (k->type) {
-    case K_STR: {
-        if (!*value)
-            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s is empty (expected %s)", where,
-                             section, name, k->expect);
-        char *s;
-        if (k->off == OFF(path) && cfg->base_dir && value[0] != '/') {
-            /* one rule: a relative path, from the file or the environment,
-             * is relative to the config file's folder */
-            size_t n = strlen(cfg->base_dir) + strlen(value) + 2;
-            s = malloc(n);
-            if (s)
-                snprintf(s, n, "%s/%s", cfg->base_dir, value);
-        } else {
-            s = orch__strdup(value);
-        }
-        if (!s)
-            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-        free(*(char **)p);
-        *(char **)p = s;
-        if (k->off == OFF(fallback)) {
-            char *w = orch__strdup(where);
-            if (!w)
-                return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-            free(r->fallback_where);
-            r->fallback_where = w;
-        }
+    case K_STR:
+    case K_PATH:
+        rc = store_str(cfg, k, base, where, section, value, err);
         break;
-    }
     case K_INT:
-    case K_FLOAT: {
-        errno = 0;
-        double x = strtod(value, &end);
-        bool bad = end == value || *end || errno || isnan(x) ||
-                   (k->type == K_INT && x != floor(x)) || x < k->min || x > k->max ||
-                   (k->min_open && x == k->min);
-        if (k->type == K_INT && strcmp(name, "n_ctx") == 0 && x == 0)
-            bad = true;
-        if (bad)
-            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
-                             name, value, k->expect);
-        if (k->type == K_FLOAT)
-            *(float *)p = (float)x;
-        else if (k->defaults_only) /* n_threads_total: the config's, not a role's */
-            cfg->n_threads_total = (int32_t)x;
-        else if (k->off == OFF(idle_ttl_s))
-            *(int64_t *)p = (int64_t)x;
-        else
-            *(int32_t *)p = (int32_t)x;
+    case K_FLOAT:
+    case K_SECONDS:
+        rc = store_number(k, base, where, section, value, err);
         break;
-    }
     case K_BOOL:
-        if (parse_bool(value, (bool *)p) != 0)
-            return orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
-                             name, value, k->expect);
+        if (parse_bool(value, (bool *)(base + k->off)) != 0)
+            rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                           name, value, k->expect);
         break;
-    case K_STOP: {
-        if (!*value)
-            return orch__err(err, ORCH_ECONFIG, "%s: [%s] stop is empty (expected %s)", where,
-                             section, k->expect);
-        char **v = realloc(r->stop, (r->n_stop + 1) * sizeof *v);
-        if (!v)
-            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-        r->stop = v;
-        if (!(v[r->n_stop] = orch__strdup(value)))
-            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-        r->n_stop++;
+    case K_STOP:
+    case K_ALIAS:
+        rc = store_list(k, base, is_defaults, where, section, value, err);
         break;
-    }
-    case K_ALIAS: {
-        /* model names clients send: "gpt-4o-mini", "llama3.2:3b", "org/name" */
-        bool ok = is_defaults ? false : *value && strlen(value) <= 127;
-        for (const char *c = value; ok && *c; c++)
-            ok = isalnum((unsigned char)*c) || strchr("_-.:/", *c);
-        if (is_defaults)
-            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] alias: an alias names one role",
-                             where);
-        if (!ok)
-            return orch__err(err, ORCH_ECONFIG, "%s: [%s] alias = '%s': expected %s", where,
-                             section, value, k->expect);
-        char **v = realloc(r->aliases, (r->n_aliases + 1) * sizeof *v);
-        if (!v)
-            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-        r->aliases = v;
-        if (!(v[r->n_aliases] = orch__strdup(value)))
-            return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
-        r->n_aliases++;
-        break;
-    }
     case K_BUDGET:
-        if (parse_budget(value, &cfg->budget) != 0)
-            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] memory_budget = '%s': expected %s",
-                             where, value, k->expect);
-        break;
-    case K_SECONDS: {
-        errno = 0;
-        double x = strtod(value, &end);
-        if (end == value || *end || errno || !(x >= k->min && x <= k->max))
-            return orch__err(err, ORCH_ECONFIG, "%s: [defaults] %s = '%s': expected %s", where,
-                             name, value, k->expect);
-        cfg->load_timeout_ms = (int64_t)(x * 1000);
+        if (parse_budget(value, (uint64_t *)(base + k->off)) != 0)
+            rc = orch__err(err, ORCH_ECONFIG, "%s: [defaults] memory_budget = '%s': expected %s",
+                           where, value, k->expect);
         break;
     }
-    }
-    r->set |= k->bit;
-    return ORCH_OK;
+    if (rc == ORCH_OK)
+        r->set |= 1u << (k - keys);
+    return rc;
 }
 
 /* ---- parsing the file ---------------------------------------------------- */
@@ -533,7 +575,7 @@ static int check_env_names(orch_config *cfg, orch_error *err)
             env_name(suffix, sizeof suffix, "", keys[k].name); /* "ORCH__KEY" */
             const char *tail = suffix + 5;                       /* "_KEY" */
             size_t tl = strlen(tail);
-            if (keys[k].defaults_only || len <= 5 + tl || strcmp(var + len - tl, tail) != 0)
+            if ((keys[k].base == IN_CONFIG) || len <= 5 + tl || strcmp(var + len - tl, tail) != 0)
                 continue;
             orch__config_role_list(cfg, list, sizeof list);
             return orch__err(err, ORCH_ECONFIG,
@@ -555,7 +597,7 @@ static int apply_env(orch_config *cfg, orch_error *err)
         const char *section = r < n_roles ? cfg->roles[r].name : "defaults";
         for (size_t k = 0; k < N_KEYS; k++) {
             char var[160];
-            if (r < n_roles && keys[k].defaults_only)
+            if (r < n_roles && (keys[k].base == IN_CONFIG))
                 continue;
             env_name(var, sizeof var, r < n_roles ? section : NULL, keys[k].name);
             const char *v = getenv(var);
@@ -846,41 +888,29 @@ size_t orch__config_find(const orch_config *cfg, const char *role)
 void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cfg *out)
 {
     const struct orch__role_cfg *r = &cfg->roles[i], *d = &cfg->defaults;
-    struct orch_gen_params g = orch_gen_default_params();
+    /* the built-in defaults, then each key's value from the role, else [defaults] */
     memset(out, 0, sizeof *out);
+    out->gen = orch_gen_default_params();
+    out->n_ctx = ORCH_N_CTX_DEFAULT;
+    out->idle_ttl_s = ROLE_IDLE_TTL_S;
+    out->n_parallel = orch_model_default_params().n_parallel;
+    out->repack = true;
     out->name = r->name;
     out->line = r->line;
-#define PICK(field, bit, dflt) \
-    out->field = (r->set & (bit)) ? r->field : (d->set & (bit)) ? d->field : (dflt)
-    PICK(path, 1u << 0, NULL);
-    PICK(n_ctx, 1u << 1, ORCH_N_CTX_DEFAULT);
-    PICK(n_gpu_layers, 1u << 2, 0);
-    PICK(n_threads, 1u << 3, 0);
-    PICK(embedding, 1u << 4, false);
-    PICK(fallback, 1u << 5, NULL);
-    PICK(fallback_where, 1u << 5, NULL);
-    PICK(pin, 1u << 6, false);
-    PICK(idle_ttl_s, 1u << 7, 300);
-    PICK(gen.temperature, 1u << 8, g.temperature);
-    PICK(gen.top_p, 1u << 9, g.top_p);
-    PICK(gen.top_k, 1u << 10, g.top_k);
-    PICK(gen.min_p, 1u << 11, g.min_p);
-    PICK(gen.repeat_penalty, 1u << 12, g.repeat_penalty);
-    PICK(gen.max_tokens, 1u << 13, g.max_tokens);
-    PICK(n_parallel, 1u << 16, 4);
-    PICK(repack, 1u << 17, true);
-#undef PICK
-    if (r->set & (1u << 14)) {
-        out->stop = r->stop;
-        out->n_stop = r->n_stop;
-    } else if (d->set & (1u << 14)) {
-        out->stop = d->stop;
-        out->n_stop = d->n_stop;
+    for (size_t k = 0; k < N_KEYS; k++) {
+        const struct key *key = &keys[k];
+        unsigned bit = 1u << k;
+        const struct orch__role_cfg *from = NULL;
+        if (r->set & bit)
+            from = r;
+        else if ((d->set & bit) && !key->not_inherited)
+            from = d;
+        if (key->base != IN_ROLE || !from)
+            continue;
+        memcpy((char *)out + key->off, (const char *)from + key->off, key->width);
+        if (key->width2)
+            memcpy((char *)out + key->off2, (const char *)from + key->off2, key->width2);
     }
-    out->aliases = r->aliases;
-    out->n_aliases = r->n_aliases;
-    out->gen.repeat_last_n = g.repeat_last_n;
-    out->gen.seed = g.seed;
     out->set = r->set;
 }
 
