@@ -821,16 +821,36 @@ void orch_role_release(orch_orchestra *o, orch_model *m);
  * Threads: any. */
 int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_error *err);
 
-/* Copies into out[cap] the name of the role that `name` (a role's name or
- * one of its aliases) designates. Returns: ORCH_OK or ORCH_ENOROLE.
+#define ORCH_ROLE_NAME_MAX 64 /* bytes of a role's name, with its NUL */
+
+/* What a request needs to know of the role a name designates, found once. */
+struct orch_role_ref {
+    char name[ORCH_ROLE_NAME_MAX]; /* the role's own name (an alias resolved) */
+    struct orch_gen_params gen;    /* its generation defaults, as
+                                      orch_role_gen_params() gives them */
+    bool embedding;                /* marked 'embedding = true' */
+};
+
+/* Resolves `name` (a role's name or one of its aliases) once: its canonical
+ * name and its defaults into *out, for a caller that then names the role by
+ * out->name in every call of the request. Stop strings point into the
+ * orchestra and stay valid until orch_close().
+ * Returns: ORCH_OK, ORCH_ENOROLE (the message lists the roles), ORCH_EINVAL
+ *   (NULL o or out), ORCH_ECLOSED once orch_close() has begun.
  * Threads: any. */
+int orch_role_lookup(orch_orchestra *o, const char *name, struct orch_role_ref *out,
+                     orch_error *err);
+
+/* Copies into out[cap] the name of the role that `name` (a role's name or
+ * one of its aliases) designates (orch_role_lookup()'s name).
+ * Returns: ORCH_OK, ORCH_ENOROLE, ORCH_EINVAL, ORCH_ECLOSED. Threads: any. */
 int orch_role_canonical(orch_orchestra *o, const char *name, char *out, size_t cap,
                         orch_error *err);
 
-/* The role's generation defaults (from its config section). Stop strings
- * point into the orchestra and stay valid until orch_close() (also across
- * orch_reconfigure()).
- * Returns: ORCH_OK or ORCH_ENOROLE. Threads: any. */
+/* The role's generation defaults (from its config section; orch_role_lookup()'s
+ * gen). Stop strings point into the orchestra and stay valid until
+ * orch_close() (also across orch_reconfigure()).
+ * Returns: ORCH_OK, ORCH_ENOROLE, ORCH_EINVAL, ORCH_ECLOSED. Threads: any. */
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
                          orch_error *err);
 

@@ -972,33 +972,53 @@ int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_e
     return rc;
 }
 
+/* The role's generation defaults as a request starts from them. */
+static void role_gen_defaults(const struct role *r, struct orch_gen_params *out)
+{
+    *out = r->cfg.gen;
+    out->n_ctx = r->cfg.n_ctx > 0 ? r->cfg.n_ctx : 0;
+    out->n_threads = r->cfg.n_threads;
+}
+
+int orch_role_lookup(orch_orchestra *o, const char *name, struct orch_role_ref *out,
+                     orch_error *err)
+{
+    if (!o || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_role_lookup: NULL argument");
+    int ep;
+    struct role *r;
+    int rc = role_enter(o, name, &ep, &r, err);
+    if (rc)
+        return rc;
+    snprintf(out->name, sizeof out->name, "%s", r->name);
+    role_gen_defaults(r, &out->gen);
+    out->embedding = r->cfg.embedding;
+    call_exit(o, ep); /* views live until close: the stop strings stay valid */
+    return ORCH_OK;
+}
+
 int orch_role_canonical(orch_orchestra *o, const char *name, char *out, size_t cap,
                         orch_error *err)
 {
-    if (!o || !out || !cap)
+    if (!out || !cap)
         return orch__err(err, ORCH_EINVAL, "orch_role_canonical: NULL argument");
-    struct view *v = view_of(o); /* views live until close */
-    struct role *r = find_role(v, name);
-    if (!r)
-        return no_role(v, name, err);
-    snprintf(out, cap, "%s", r->name);
-    return ORCH_OK;
+    struct orch_role_ref ref;
+    int rc = orch_role_lookup(o, name, &ref, err);
+    if (rc == ORCH_OK)
+        snprintf(out, cap, "%s", ref.name);
+    return rc;
 }
 
 int orch_role_gen_params(orch_orchestra *o, const char *role, struct orch_gen_params *out,
                          orch_error *err)
 {
-    if (!o || !out)
+    if (!out)
         return orch__err(err, ORCH_EINVAL, "orch_role_gen_params: NULL argument");
-    /* views live until close, so the stop strings handed out do too */
-    struct view *v = view_of(o);
-    struct role *r = find_role(v, role);
-    if (!r)
-        return no_role(v, role, err);
-    *out = r->cfg.gen;
-    out->n_ctx = r->cfg.n_ctx > 0 ? r->cfg.n_ctx : 0;
-    out->n_threads = r->cfg.n_threads;
-    return ORCH_OK;
+    struct orch_role_ref ref;
+    int rc = orch_role_lookup(o, role, &ref, err);
+    if (rc == ORCH_OK)
+        *out = ref.gen;
+    return rc;
 }
 
 /* The params a request runs with: the caller's or the role's, with the
@@ -1064,10 +1084,15 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
     *out = NULL;
     *n_embd = 0;
     if (o && !role) {
-        struct view *v = view_of(o); /* views live until close */
+        int ep;
+        int rc = call_enter(o, NULL, err, &ep);
+        if (rc)
+            return rc;
+        struct view *v = view_of(o); /* views live until close: the name stays valid */
         for (size_t i = 0; i < v->n_roles && !role; i++)
             if (v->roles[i].cfg.embedding)
                 role = v->roles[i].name;
+        call_exit(o, ep);
         if (!role)
             return orch__err(err, ORCH_ENOROLE,
                              "no role is marked 'embedding = true'; name one with --role");
@@ -1106,10 +1131,13 @@ int orch_preload(orch_orchestra *o, const char *const *roles, size_t n_roles, or
 {
     if (!o || (n_roles && !roles))
         return orch__err(err, ORCH_EINVAL, "orch_preload: NULL argument");
-    struct view *v = view_of(o);
-    for (size_t i = 0; i < n_roles; i++)
-        if (!find_role(v, roles[i]))
-            return no_role(v, roles[i], err);
+    /* every name first, so that a typo loads nothing */
+    for (size_t i = 0; i < n_roles; i++) {
+        struct orch_role_ref ref;
+        int rc = orch_role_lookup(o, roles[i], &ref, err);
+        if (rc)
+            return rc;
+    }
     struct preload_job *jobs = calloc(n_roles ? n_roles : 1, sizeof *jobs);
     if (!jobs)
         return orch__err(err, ORCH_ENOMEM, "out of memory");

@@ -623,6 +623,67 @@ static void test_close_during_generate(void **state)
     orch_fake_free(fx.fake);
 }
 
+/* Every public entry point on an orchestra enters its call count: once
+ * orch_close() has begun, each fails with ORCH_ECLOSED (or does nothing,
+ * for the void ones) instead of reading views close is about to free.
+ * Close is held open by a lease of ours while the calls are made. */
+static void test_every_call_after_close_began(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[a]\npath = @a:10\nembedding = true\n[b]\npath = @b:10\nalias = bee\n", 0);
+    orch_model *ma;
+    orch_error err = {0};
+    assert_rc(orch_role_acquire(fx.o, "a", &ma, &err), ORCH_OK, err);
+    struct close_call cc = {.o = fx.o};
+    pthread_t closer;
+    pthread_create(&closer, NULL, close_main, &cc);
+    while (orch_model_state(ma) != ORCH_STATE_DRAINING) /* close has begun */
+        usleep(200);
+
+    struct orch_role_ref ref;
+    assert_rc(orch_role_lookup(fx.o, "bee", &ref, &err), ORCH_ECLOSED, err);
+    char canon[64];
+    assert_rc(orch_role_canonical(fx.o, "bee", canon, sizeof canon, &err), ORCH_ECLOSED, err);
+    struct orch_gen_params gp;
+    assert_rc(orch_role_gen_params(fx.o, "b", &gp, &err), ORCH_ECLOSED, err);
+    gp = orch_gen_default_params();
+    gp.max_tokens = 1;
+    struct orch_gen_result res;
+    assert_rc(orch_generate(fx.o, "b", "x", &gp, &res, &err), ORCH_ECLOSED, err);
+    struct orch_chat_message msg = {"user", "x"};
+    assert_rc(orch_chat(fx.o, "b", &msg, 1, &gp, &res, &err), ORCH_ECLOSED, err);
+    const char *texts[] = {"x"};
+    float *v = NULL;
+    int32_t dim = 0;
+    assert_rc(orch_embed(fx.o, NULL, texts, 1, NULL, &v, &dim, &err), ORCH_ECLOSED, err);
+    assert_rc(orch_embed(fx.o, "b", texts, 1, NULL, &v, &dim, &err), ORCH_ECLOSED, err);
+    assert_null(v);
+    const char *roles[] = {"b"};
+    assert_rc(orch_preload(fx.o, roles, 1, &err), ORCH_ECLOSED, err);
+    orch_model *m;
+    assert_rc(orch_role_acquire(fx.o, "b", &m, &err), ORCH_ECLOSED, err);
+    assert_rc(orch_role_keep_alive(fx.o, "b", 1000, &err), ORCH_ECLOSED, err);
+    assert_rc(orch_unload(fx.o, "b", &err), ORCH_ECLOSED, err);
+    struct orch_role_status *st = NULL;
+    size_t n = 0;
+    assert_rc(orch_status(fx.o, &st, &n, NULL, &err), ORCH_ECLOSED, err);
+    assert_null(st);
+    assert_int_equal(orch_tick(fx.o), 0);
+    orch_unload_all(fx.o); /* nothing to do: closing unloads everything */
+    char ini[300];
+    snprintf(ini, sizeof ini, "[a]\npath = %s\n", test_sparse_file("a.bin", 10 * KB));
+    orch_config *cfg;
+    assert_rc(orch_config_parse(ini, "new.ini", false, &cfg, &err), ORCH_OK, err);
+    assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_ECLOSED, err);
+    orch_config_free(cfg);
+
+    orch_role_release(fx.o, ma); /* returning a lease works while closing */
+    assert_true(test_join_within(closer, 10));
+    assert_int_equal(orch_fake_counts(fx.fake).n_live, 0);
+    orch_fake_free(fx.fake);
+}
+
 struct pinned_gen {
     orch_orchestra *o;
     orch_model *m;
@@ -1323,6 +1384,7 @@ int main(void)
         cmocka_unit_test(test_close_waits_for_leases),
         cmocka_unit_test(test_generate_races_unload),
         cmocka_unit_test(test_close_during_generate),
+        cmocka_unit_test(test_every_call_after_close_began),
         cmocka_unit_test(test_cancel_while_waiting_for_memory),
         cmocka_unit_test(test_errors_name_the_role_once),
         cmocka_unit_test(test_fork_child),
