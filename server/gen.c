@@ -2,8 +2,9 @@
  * gen.c — one generation request as both APIs run it: parameters, the
  * role's defaults under them, the text streamed piece by piece.
  */
-#include "srv.h"
+#include "gen.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,10 +18,8 @@ struct gen_job *gen_new(struct req *r, size_t api_size)
     j->s = r->s;
     j->keep = json_incref(r->json);
     j->role_index = r->role_index;
-    snprintf(j->role, sizeof j->role, "%s", r->role);
-    orch_error err;
-    if (orch_role_gen_params(r->s->o, j->role, &j->p, &err) != ORCH_OK)
-        j->p = orch_gen_default_params();
+    snprintf(j->role, sizeof j->role, "%s", r->ref.name);
+    j->p = r->ref.gen; /* the role's defaults, found once by srv_take_model */
     j->t0_ns = r->t0_ns;
     return j;
 }
@@ -132,9 +131,13 @@ int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int 
     memset(out, 0, sizeof *out);
     *status = 400;
     size_t n = json_is_array(in) ? json_array_size(in) : 1;
-    if (!(json_is_string(in) || (arrays && json_is_array(in) && n > 0)) || n > 2048) {
-        snprintf(msg, cap, arrays ? "the input must be a string or an array of 1 to 2048 strings"
-                                  : "the input must be a string");
+    if (!(json_is_string(in) || (arrays && json_is_array(in) && n > 0)) ||
+        n > SRV_EMBED_INPUTS_MAX) {
+        if (arrays)
+            snprintf(msg, cap, "the input must be a string or an array of 1 to %d strings",
+                     SRV_EMBED_INPUTS_MAX);
+        else
+            snprintf(msg, cap, "the input must be a string");
         return -1;
     }
     const char **texts = calloc(n, sizeof *texts);
@@ -156,7 +159,7 @@ int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int 
     orch_error err;
     struct orch_embed_params ep = orch_embed_default_params();
     ep.n_tokens = &out->n_tokens;
-    int rc = orch_embed(r->s->o, r->role, texts, n, &ep, &out->v, &out->dim, &err);
+    int rc = orch_embed(r->s->o, r->ref.name, texts, n, &ep, &out->v, &out->dim, &err);
     free(texts);
     if (rc) {
         *status = status_for(rc);

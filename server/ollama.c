@@ -9,7 +9,9 @@
  * the role's idle_ttl decides. An empty prompt (or no messages) with
  * keep_alive only loads or unloads.
  */
-#include "srv.h"
+#include "api.h"
+#include "gen.h"
+#include "roles.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -101,9 +103,10 @@ static struct orch_role_status *fetch_status(struct req *r, size_t *n, enum MHD_
     return st;
 }
 
-static enum MHD_Result list(struct req *r, bool ps)
+/* GET /api/ps (arg 1) and /api/tags (arg 0) */
+static enum MHD_Result list(struct req *r)
 {
-    r->endpoint = ps ? "/api/ps" : "/api/tags";
+    bool ps = r->route->arg;
     size_t n;
     enum MHD_Result ret;
     struct orch_role_status *st = fetch_status(r, &n, &ret);
@@ -117,9 +120,9 @@ static enum MHD_Result list(struct req *r, bool ps)
     return reply_json(r, 200, json_pack("{s:o}", "models", models));
 }
 
+/* POST /api/show */
 static enum MHD_Result show(struct req *r)
 {
-    r->endpoint = "/api/show";
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
@@ -130,13 +133,12 @@ static enum MHD_Result show(struct req *r)
     orch_error err;
     const struct orch_role_status *rs = st;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].role, r->role) == 0)
+        if (strcmp(st[i].role, r->ref.name) == 0)
             rs = &st[i];
     struct orch_file_info fi;
     memset(&fi, 0, sizeof fi);
     orch_file_info(rs->path, &fi, &err);
-    struct orch_gen_params g;
-    orch_role_gen_params(r->s->o, r->role, &g, &err);
+    const struct orch_gen_params g = r->ref.gen; /* found once, by srv_take_model */
     char params[512];
     int k = snprintf(params, sizeof params,
                      "temperature %g\ntop_p %g\ntop_k %d\nmin_p %g\nrepeat_penalty %g\nnum_predict %d\n",
@@ -329,9 +331,10 @@ static void run_stream(struct stream *st, void *job)
     after(j);
 }
 
-static enum MHD_Result generate(struct req *r, bool chat)
+/* POST /api/chat (arg 1) and /api/generate (arg 0) */
+static enum MHD_Result generate(struct req *r)
 {
-    r->endpoint = chat ? "/api/chat" : "/api/generate";
+    bool chat = r->route->arg;
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
@@ -340,7 +343,7 @@ static enum MHD_Result generate(struct req *r, bool chat)
         return reply_olm_error(r, 500, "out of memory");
     struct olm *o = j->api;
     o->chat = chat;
-    snprintf(o->model, sizeof o->model, "%s", r->role);
+    snprintf(o->model, sizeof o->model, "%s", r->ref.name);
     char msg[300];
     if (options(j, r->json, msg, sizeof msg) ||
         keep_alive(json_object_get(r->json, "keep_alive"), &o->keep_ms, msg, sizeof msg)) {
@@ -368,10 +371,14 @@ static enum MHD_Result generate(struct req *r, bool chat)
         if (!empty && system && *system) { /* a system message: through the chat template */
             j->msgs = calloc(2, sizeof *j->msgs);
             if (j->msgs) {
+                j->n_msgs = 2; /* gen_free frees what was copied */
                 j->msgs[0] = (struct orch_chat_message){"system", strdup(system)};
                 j->msgs[1] = (struct orch_chat_message){"user", strdup(j->prompt)};
-                j->n_msgs = 2;
                 j->chat = true;
+            }
+            if (!j->msgs || !j->msgs[0].content || !j->msgs[1].content) {
+                gen_free(j);
+                return reply_olm_error(r, 500, "out of memory");
             }
         }
     }
@@ -382,14 +389,14 @@ static enum MHD_Result generate(struct req *r, bool chat)
         const char *reason = "load";
         if (o->keep_ms == 0) {
             reason = "unload";
-            rc = orch_role_keep_alive(r->s->o, r->role, 0, &err);
+            rc = orch_role_keep_alive(r->s->o, r->ref.name, 0, &err);
         } else {
             orch_model *m;
-            rc = orch_role_acquire(r->s->o, r->role, &m, &err);
+            rc = orch_role_acquire(r->s->o, r->ref.name, &m, &err);
             if (rc == ORCH_OK)
                 orch_role_release(r->s->o, m);
             if (rc == ORCH_OK && o->keep_ms != KEEP_NOT_GIVEN)
-                rc = orch_role_keep_alive(r->s->o, r->role, o->keep_ms, &err);
+                rc = orch_role_keep_alive(r->s->o, r->ref.name, o->keep_ms, &err);
         }
         if (rc) {
             gen_free(j);
@@ -397,7 +404,7 @@ static enum MHD_Result generate(struct req *r, bool chat)
         }
         char now[64];
         rfc3339_now(now, sizeof now);
-        json_t *out = json_pack("{s:s, s:s, s:b, s:s}", "model", r->role, "created_at", now,
+        json_t *out = json_pack("{s:s, s:s, s:b, s:s}", "model", r->ref.name, "created_at", now,
                                 "done", 1, "done_reason", reason);
         json_object_set_new(out, chat ? "message" : "response",
                             chat ? json_pack("{s:s, s:s}", "role", "assistant", "content", "")
@@ -423,9 +430,10 @@ static enum MHD_Result generate(struct req *r, bool chat)
     return reply_json(r, 200, out);
 }
 
-static enum MHD_Result embed(struct req *r, bool legacy)
+/* POST /api/embeddings (arg 1: the older shape) and /api/embed (arg 0) */
+static enum MHD_Result embed(struct req *r)
 {
-    r->endpoint = legacy ? "/api/embeddings" : "/api/embed";
+    bool legacy = r->route->arg;
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
@@ -444,7 +452,7 @@ static enum MHD_Result embed(struct req *r, bool legacy)
     int32_t dim = em.dim;
     float *v = em.v;
     if (keep_ms != KEEP_NOT_GIVEN)
-        orch_role_keep_alive(r->s->o, r->role, keep_ms, NULL);
+        orch_role_keep_alive(r->s->o, r->ref.name, keep_ms, NULL);
     json_t *vecs = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array();
@@ -458,33 +466,28 @@ static enum MHD_Result embed(struct req *r, bool legacy)
         json_decref(vecs);
         return reply_json(r, 200, json_pack("{s:o}", "embedding", one));
     }
-    json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:I}", "model", r->role, "embeddings", vecs,
+    json_t *out = json_pack("{s:s, s:o, s:I, s:I, s:I}", "model", r->ref.name, "embeddings", vecs,
                             "total_duration", (json_int_t)(srv_now_ns() - t0), "load_duration",
                             (json_int_t)0, "prompt_eval_count", (json_int_t)em.n_tokens);
     return reply_json(r, 200, out);
 }
 
-enum MHD_Result api_ollama(struct req *r)
+/* GET /api/version */
+static enum MHD_Result version(struct req *r)
 {
-    const char *p = r->path;
-    bool post = strcmp(r->method, "POST") == 0;
-    if (!post && strcmp(p, "/api/version") == 0) {
-        r->endpoint = "/api/version";
-        return reply_json(r, 200, json_pack("{s:s}", "version", ORCH_VERSION));
-    }
-    if (!post && strcmp(p, "/api/tags") == 0)
-        return list(r, false);
-    if (!post && strcmp(p, "/api/ps") == 0)
-        return list(r, true);
-    if (post && strcmp(p, "/api/show") == 0)
-        return show(r);
-    if (post && strcmp(p, "/api/generate") == 0)
-        return generate(r, false);
-    if (post && strcmp(p, "/api/chat") == 0)
-        return generate(r, true);
-    if (post && strcmp(p, "/api/embed") == 0)
-        return embed(r, false);
-    if (post && strcmp(p, "/api/embeddings") == 0)
-        return embed(r, true);
-    return reply_olm_error(r, 404, "no endpoint %s %s", r->method, p);
+    return reply_json(r, 200, json_pack("{s:s}", "version", ORCH_VERSION));
+}
+
+int ollama_routes(struct routes *t)
+{
+    return routes_add(t, "GET", "/api/version", version, "/api/version", 0, 0) ||
+           routes_add(t, "GET", "/api/tags", list, "/api/tags", 0, 0) ||
+           routes_add(t, "GET", "/api/ps", list, "/api/ps", 1, 0) ||
+           routes_add(t, "POST", "/api/show", show, "/api/show", 0, 0) ||
+           routes_add(t, "POST", "/api/generate", generate, "/api/generate", 0, 0) ||
+           routes_add(t, "POST", "/api/chat", generate, "/api/chat", 1, 0) ||
+           routes_add(t, "POST", "/api/embed", embed, "/api/embed", 0, 0) ||
+           routes_add(t, "POST", "/api/embeddings", embed, "/api/embeddings", 1, 0)
+               ? -1
+               : 0;
 }

@@ -3,7 +3,9 @@
  * /v1/chat/completions (with server-sent events), /v1/embeddings.
  * Model names are role names.
  */
-#include "srv.h"
+#include "api.h"
+#include "gen.h"
+#include "roles.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,11 @@ struct oai_stream {
     int64_t created;
 };
 
+static const char *finish_openai(enum orch_finish f)
+{
+    return f == ORCH_FINISH_LENGTH ? "length" : "stop";
+}
+
 static enum MHD_Result bad(struct req *r, const char *msg)
 {
     return reply_oai_error(r, 400, "invalid_request_error", "%s", msg);
@@ -31,15 +38,20 @@ static json_t *model_entry(struct srv *s, const char *name)
                      (json_int_t)s->started_unix, "owned_by", "orchestra");
 }
 
-static enum MHD_Result models(struct req *r, const char *one)
+/* GET /v1/models/NAME: NAME as a model, when it names a role */
+static enum MHD_Result model_one(struct req *r)
+{
+    const char *one = r->path + strlen(r->route->path);
+    char canon[ORCH_ROLE_NAME_MAX];
+    if (orch_role_canonical(r->s->o, one, canon, sizeof canon, NULL) != ORCH_OK)
+        return reply_oai_error(r, 404, "not_found_error", "no model '%s'", one);
+    return reply_json(r, 200, model_entry(r->s, one));
+}
+
+/* GET /v1/models */
+static enum MHD_Result models(struct req *r)
 {
     struct srv *s = r->s;
-    if (one) {
-        char canon[64];
-        if (orch_role_canonical(s->o, one, canon, sizeof canon, NULL) != ORCH_OK)
-            return reply_oai_error(r, 404, "not_found_error", "no model '%s'", one);
-        return reply_json(r, 200, model_entry(s, one));
-    }
     /* every role, then every alias: each is a model name a client may send */
     struct orch_role_status *st;
     size_t n;
@@ -169,9 +181,10 @@ static void run_stream(struct stream *st, void *job)
                    j->res.n_generated);
 }
 
-static enum MHD_Result completion(struct req *r, bool chat)
+/* POST /v1/chat/completions (arg 1) and /v1/completions (arg 0) */
+static enum MHD_Result completion(struct req *r)
 {
-    r->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+    bool chat = r->route->arg;
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
@@ -233,9 +246,9 @@ static enum MHD_Result completion(struct req *r, bool chat)
     return reply_json(r, 200, out);
 }
 
+/* POST /v1/embeddings */
 static enum MHD_Result embeddings(struct req *r)
 {
-    r->endpoint = "/v1/embeddings";
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
@@ -268,28 +281,19 @@ static enum MHD_Result embeddings(struct req *r)
     }
     free(v);
     return reply_json(r, 200, json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data",
-                                        data, "model", r->role, "usage", "prompt_tokens",
+                                        data, "model", r->ref.name, "usage", "prompt_tokens",
                                         (json_int_t)em.n_tokens, "total_tokens",
                                         (json_int_t)em.n_tokens));
 }
 
-enum MHD_Result api_openai(struct req *r)
+int openai_routes(struct routes *t)
 {
-    const char *p = r->path;
-    bool post = strcmp(r->method, "POST") == 0;
-    if (!post && strcmp(p, "/v1/models") == 0) {
-        r->endpoint = "/v1/models";
-        return models(r, NULL);
-    }
-    if (!post && strncmp(p, "/v1/models/", 11) == 0) {
-        r->endpoint = "/v1/models";
-        return models(r, p + 11);
-    }
-    if (post && strcmp(p, "/v1/chat/completions") == 0)
-        return completion(r, true);
-    if (post && strcmp(p, "/v1/completions") == 0)
-        return completion(r, false);
-    if (post && strcmp(p, "/v1/embeddings") == 0)
-        return embeddings(r);
-    return reply_oai_error(r, 404, "not_found_error", "no endpoint %s %s", r->method, p);
+    return routes_add(t, "GET", "/v1/models", models, "/v1/models", 0, 0) ||
+           routes_add(t, "GET", "/v1/models/", model_one, "/v1/models", 0, ROUTE_PREFIX) ||
+           routes_add(t, "POST", "/v1/chat/completions", completion, "/v1/chat/completions", 1,
+                      0) ||
+           routes_add(t, "POST", "/v1/completions", completion, "/v1/completions", 0, 0) ||
+           routes_add(t, "POST", "/v1/embeddings", embeddings, "/v1/embeddings", 0, 0)
+               ? -1
+               : 0;
 }

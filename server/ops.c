@@ -2,7 +2,9 @@
  * ops.c — operations: /health, /metrics (Prometheus text), /admin/load and
  * /admin/unload of a role.
  */
-#include "srv.h"
+#include "api.h"
+#include "reply.h"
+#include "roles.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,21 +41,9 @@ static void add(struct text *t, const char *fmt, ...)
     }
 }
 
-/* The role's counters, or NULL when it has served nothing yet. */
-static struct role_metrics *metrics_of(struct srv *s, const char *role)
-{
-    struct role_metrics *m = NULL;
-    pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < SRV_MAX_ROLES && s->roles[i].name[0] && !m; i++)
-        if (strcmp(s->roles[i].name, role) == 0)
-            m = &s->roles[i];
-    pthread_mutex_unlock(&s->lock);
-    return m;
-}
-
+/* GET /metrics */
 static enum MHD_Result metrics(struct req *r)
 {
-    r->endpoint = "/metrics";
     struct srv *s = r->s;
     struct orch_role_status *st;
     size_t n;
@@ -72,7 +62,7 @@ static enum MHD_Result metrics(struct req *r)
     add(&t, "# HELP orchestra_role_requests_total Requests by role and result.\n"
             "# TYPE orchestra_role_requests_total counter\n");
     for (size_t i = 0; i < n; i++) {
-        struct role_metrics *m = metrics_of(s, st[i].role);
+        struct role_metrics *m = srv_role_metrics(s, st[i].role);
         add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"ok\"} %lld\n", st[i].role,
             (long long)(m ? atomic_load(&m->requests_ok) : 0));
         add(&t, "orchestra_role_requests_total{role=\"%s\",result=\"error\"} %lld\n", st[i].role,
@@ -81,7 +71,7 @@ static enum MHD_Result metrics(struct req *r)
     add(&t, "# HELP orchestra_tokens_total Tokens in (prompt) and out (generated) by role.\n"
             "# TYPE orchestra_tokens_total counter\n");
     for (size_t i = 0; i < n; i++) {
-        struct role_metrics *m = metrics_of(s, st[i].role);
+        struct role_metrics *m = srv_role_metrics(s, st[i].role);
         add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"in\"} %lld\n", st[i].role,
             (long long)(m ? atomic_load(&m->tokens_in) : 0));
         add(&t, "orchestra_tokens_total{role=\"%s\",direction=\"out\"} %lld\n", st[i].role,
@@ -91,14 +81,14 @@ static enum MHD_Result metrics(struct req *r)
             "an earlier request left them in the sequence's cells (prefix reuse), by role.\n"
             "# TYPE orchestra_prompt_tokens_cached_total counter\n");
     for (size_t i = 0; i < n; i++) {
-        struct role_metrics *m = metrics_of(s, st[i].role);
+        struct role_metrics *m = srv_role_metrics(s, st[i].role);
         add(&t, "orchestra_prompt_tokens_cached_total{role=\"%s\"} %lld\n", st[i].role,
             (long long)(m ? atomic_load(&m->tokens_cached) : 0));
     }
     add(&t, "# HELP orchestra_requests_waiting Requests running or waiting, by role.\n"
             "# TYPE orchestra_requests_waiting gauge\n");
     for (size_t i = 0; i < n; i++) {
-        struct role_metrics *m = metrics_of(s, st[i].role);
+        struct role_metrics *m = srv_role_metrics(s, st[i].role);
         add(&t, "orchestra_requests_waiting{role=\"%s\"} %lld\n", st[i].role,
             (long long)(m ? atomic_load(&m->in_flight) : 0));
     }
@@ -134,13 +124,14 @@ static enum MHD_Result metrics(struct req *r)
     return ret;
 }
 
-static enum MHD_Result admin(struct req *r, bool load)
+/* POST /admin/load (arg 1) and /admin/unload (arg 0) */
+static enum MHD_Result admin(struct req *r)
 {
-    r->endpoint = load ? "/admin/load" : "/admin/unload";
+    bool load = r->route->arg;
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
-    const char *role = r->role;
+    const char *role = r->ref.name;
     orch_error err;
     int rc;
     int64_t t0 = srv_now_ns();
@@ -157,23 +148,26 @@ static enum MHD_Result admin(struct req *r, bool load)
                                         (double)(srv_now_ns() - t0) / 1e6));
 }
 
-enum MHD_Result api_ops(struct req *r)
+/* GET /health (no key needed) */
+static enum MHD_Result health(struct req *r)
 {
-    bool post = strcmp(r->method, "POST") == 0;
-    if (!post && strcmp(r->path, "/health") == 0) {
-        r->endpoint = "/health";
-        return reply_json(r, 200, json_pack("{s:s}", "status",
-                                            atomic_load(&r->s->stopping) ? "stopping" : "ok"));
-    }
-    if (!post && strcmp(r->path, "/metrics") == 0)
-        return metrics(r);
-    if (post && strcmp(r->path, "/admin/load") == 0)
-        return admin(r, true);
-    if (post && strcmp(r->path, "/admin/unload") == 0)
-        return admin(r, false);
-    if (!post && strcmp(r->path, "/") == 0) {
-        r->endpoint = "/";
-        return reply_text(r, 200, "text/plain", "Orchestra is running\n");
-    }
-    return reply_olm_error(r, 404, "no endpoint %s %s", r->method, r->path);
+    return reply_json(r, 200, json_pack("{s:s}", "status",
+                                        atomic_load(&r->s->stopping) ? "stopping" : "ok"));
+}
+
+/* GET / */
+static enum MHD_Result root(struct req *r)
+{
+    return reply_text(r, 200, "text/plain", "Orchestra is running\n");
+}
+
+int ops_routes(struct routes *t)
+{
+    return routes_add(t, "GET", "/health", health, "/health", 0, ROUTE_PUBLIC) ||
+           routes_add(t, "GET", "/metrics", metrics, "/metrics", 0, 0) ||
+           routes_add(t, "POST", "/admin/load", admin, "/admin/load", 1, 0) ||
+           routes_add(t, "POST", "/admin/unload", admin, "/admin/unload", 0, 0) ||
+           routes_add(t, "GET", "/", root, "/", 0, 0)
+               ? -1
+               : 0;
 }

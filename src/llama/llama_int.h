@@ -1,7 +1,8 @@
 /*
- * llama_int.h — what the llama.cpp backend's two files share: the loaded
- * model, tokens, samplers, contexts, the CPU budget (backend.c) and the
- * continuous-batching engine (engine.c). Only these files include llama.h.
+ * llama_int.h — what the llama.cpp backend's files share: the loaded
+ * model; lm.c below (setup, log capture, decodes under the CPU budget,
+ * contexts, tokens, samplers); engine.c (continuous batching) on it; and
+ * backend.c (the ops) on both. Only this folder includes llama.h.
  */
 #ifndef ORCH_LLAMA_INT_H
 #define ORCH_LLAMA_INT_H
@@ -42,7 +43,24 @@ struct lmodel {
     struct orch__cpu_user cpu;        /* its share of the CPU budget (cpu.c) */
 };
 
-/* backend.c */
+/* lm.c: the layer the others build on */
+
+/* Process-wide setup, once (llama.cpp's log, its backends, the threadpool
+ * maker for the CPU budget). Every entry that reaches llama.cpp calls it. */
+void orch__lm_init(void);
+
+/* Whether llama.cpp found a GPU, and the devices it found ("none"). */
+bool orch__lm_has_gpu(void);
+const char *orch__lm_devices(void);
+
+/* llama.cpp's errors and warnings on this thread, from orch__lm_capture(c)
+ * until orch__lm_capture(NULL): the errors lead a message (they are the
+ * cause), the warnings follow. */
+struct orch__lm_capture {
+    char errors[512], warnings[512];
+    size_t n_errors, n_warnings;
+};
+void orch__lm_capture(struct orch__lm_capture *c);
 
 /* Tokenizes text into *out (malloc'd, the caller frees). ORCH_ECTX for a
  * text too long to count, ORCH_ENOMEM, ORCH_EINVAL. */

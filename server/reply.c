@@ -1,0 +1,223 @@
+/*
+ * reply.c — replies in each API's shape, JSON value checks, and the small
+ * helpers every layer of the daemon uses.
+ */
+#include "reply.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct timespec srv_realtime_after_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (ms > 0 ? ms : 0) % 1000 * 1000000;
+    ts.tv_sec += (time_t)((ms > 0 ? ms : 0) / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
+void rfc3339_now(char *buf, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char day[32];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%09ldZ", day, ts.tv_nsec);
+}
+
+char *base64_floats(const float *v, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = (const unsigned char *)v; /* x86-64 and arm64: little-endian */
+    size_t len = n * 4, out_len = (len + 2) / 3 * 4;
+    char *out = malloc(out_len + 1), *w = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t x = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            x |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len)
+            x |= p[i + 2];
+        *w++ = tab[(x >> 18) & 63];
+        *w++ = tab[(x >> 12) & 63];
+        *w++ = i + 1 < len ? tab[(x >> 6) & 63] : '=';
+        *w++ = i + 2 < len ? tab[x & 63] : '=';
+    }
+    *w = '\0';
+    return out;
+}
+
+/* ---- replies ------------------------------------------------------------------------ */
+
+enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp,
+                            const char *ctype)
+{
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (status == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (status == 405 && r->allow[0])
+        MHD_add_response_header(resp, "Allow", r->allow);
+    r->status = status;
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+enum MHD_Result reply_text(struct req *r, int status, const char *ctype, const char *text)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    return reply_queue(r, status, resp, ctype);
+}
+
+enum MHD_Result reply_json(struct req *r, int status, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return reply_text(r, 500, "text/plain", "out of memory\n");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    return reply_queue(r, status, resp, "application/json");
+}
+
+enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, const char *fmt, ...)
+{
+    char msg[ORCH_ERROR_MSG_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", type,
+                          "param", "code");
+    return reply_json(r, status, e);
+}
+
+enum MHD_Result reply_olm_error(struct req *r, int status, const char *fmt, ...)
+{
+    char msg[ORCH_ERROR_MSG_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return reply_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+enum MHD_Result reply_error(struct req *r, int status, const char *msg)
+{
+    if (strncmp(r->path, "/v1/", 4) == 0)
+        return reply_oai_error(r, status,
+                               status == 401   ? "authentication_error"
+                               : status == 404 ? "not_found_error"
+                               : status >= 500 ? "server_error"
+                                               : "invalid_request_error",
+                               "%s", msg);
+    return reply_olm_error(r, status, "%s", msg);
+}
+
+int status_for(int code)
+{
+    switch (code) {
+    case ORCH_OK:
+        return 200;
+    case ORCH_ENOROLE:
+        return 404;
+    case ORCH_EINVAL:
+    case ORCH_ECTX:
+        return 400;
+    case ORCH_EBUDGET:
+        return 507;
+    case ORCH_ETIMEDOUT:
+    case ORCH_ECLOSED:
+        return 503;
+    case ORCH_ECANCELED:
+        return 499;
+    default:
+        return 500;
+    }
+}
+
+/* ---- JSON value checks ------------------------------------------------------------- */
+
+int json_float(json_t *v, const char *name, float lo, float hi, float *out, char *msg, size_t cap)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v)) {
+        snprintf(msg, cap, "'%s' must be a number", name);
+        return -1;
+    }
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) {
+        snprintf(msg, cap, "'%s' is %g; expected %g to %g", name, d, (double)lo, (double)hi);
+        return -1;
+    }
+    *out = (float)d;
+    return 0;
+}
+
+int json_int(json_t *v, const char *name, long long lo, long long hi, long long *out, char *msg,
+             size_t cap)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    double d = json_is_integer(v) ? (double)json_integer_value(v)
+               : json_is_real(v)  ? json_real_value(v)
+                                  : NAN;
+    if (!json_is_number(v) || d != floor(d)) {
+        snprintf(msg, cap, "'%s' must be a whole number", name);
+        return -1;
+    }
+    if (d < (double)lo || d > (double)hi) {
+        snprintf(msg, cap, "'%s' is %.0f; expected %lld to %lld", name, d, lo, hi);
+        return -1;
+    }
+    *out = (long long)d;
+    return 0;
+}
+
+int json_stops(json_t *v, const char **stops, size_t *n, char *msg, size_t cap)
+{
+    *n = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v)) {
+        if (json_string_length(v))
+            stops[(*n)++] = json_string_value(v);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) > SRV_STOPS_MAX) {
+        snprintf(msg, cap, "'stop' must be a string or an array of at most %d strings",
+                 SRV_STOPS_MAX);
+        return -1;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_string(e)) {
+            snprintf(msg, cap, "'stop' must hold strings");
+            return -1;
+        }
+        if (json_string_length(e))
+            stops[(*n)++] = json_string_value(e);
+    }
+    return 0;
+}

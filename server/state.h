@@ -1,0 +1,98 @@
+/*
+ * state.h — the daemon's state and one request, as every layer of server/
+ * sees them. Types only: each layer's functions are in its own header.
+ *
+ * The layers, top to bottom (arrows point down only):
+ *   daemon.c      lifecycle: config, orchestra, signals, reload, drain
+ *   openai.c ollama.c ops.c
+ *                 the API handlers, registered into the route table
+ *   gen.c         one generation or embedding as the APIs run it
+ *   roles.c       a request's role, resolved once, and its queue place
+ *   transport.c   libmicrohttpd: connections, bodies and their limits, the
+ *                 key, dispatch through the route table
+ *   route.c       the route table (method, path, handler)
+ *   stream.c      streamed responses (SSE, NDJSON) from a producer thread
+ *   access.c      the access log line and the counts behind /metrics
+ *   reply.c       replies in each API's shape, JSON value checks
+ * Built on the public library header only.
+ */
+#ifndef ORCH_SRV_STATE_H
+#define ORCH_SRV_STATE_H
+
+#include <orchestra.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+#define SRV_MAX_ROLES 256
+#define SRV_MAX_COUNTS 128
+
+/* Per-role counters for /metrics, by role name: a role keeps its slot for
+ * the daemon's life, across reloads. */
+struct role_metrics {
+    char name[ORCH_ROLE_NAME_MAX]; /* "" = free; written once under srv.lock */
+    _Atomic int64_t requests_ok, requests_err;
+    _Atomic int64_t tokens_in, tokens_out;
+    _Atomic int64_t tokens_cached; /* prompt tokens prefix reuse did not read again */
+    _Atomic int64_t in_flight; /* requests running or waiting on this role */
+};
+
+/* Requests by endpoint and status, for /metrics. */
+struct endpoint_count {
+    const char *endpoint; /* static: a route's endpoint name */
+    int status;
+    int64_t n;
+};
+
+struct routes;
+
+struct srv {
+    struct orch_server_opts opts;    /* immutable after start */
+    orch_orchestra *o;               /* immutable after start */
+    struct MHD_Daemon *mhd;
+    const struct routes *routes;     /* immutable after start */
+    int64_t started_unix;
+    _Atomic int64_t in_flight;       /* requests not yet completed */
+    _Atomic bool stopping;
+    struct role_metrics roles[SRV_MAX_ROLES];
+    pthread_mutex_t lock;            /* guards roles[].name and counts */
+    struct endpoint_count counts[SRV_MAX_COUNTS];
+    size_t n_counts;
+    _Atomic int64_t unauthorized, too_large;
+};
+
+struct route;
+
+/* One HTTP request, from the first call of the access handler to MHD's
+ * completion callback. Written by the connection's thread only. */
+struct req {
+    struct srv *s;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    const struct route *route; /* NULL: no route for the path */
+    char *body;                /* buffered only for routes that take one */
+    size_t len, cap;
+    bool too_big;              /* past body_max: the rest is read and dropped */
+    bool drop_body;            /* refused already (key, route): read and drop */
+    int refused;               /* the status decided before the body (401, 404, 405) */
+    char allow[32];            /* with a 405: the methods the path takes */
+    json_t *json;              /* the parsed body of a POST */
+    int64_t t0_ns;
+    const char *endpoint;      /* for metrics and the log: "/v1/chat/completions" */
+    /* the role, resolved once (roles.c) and carried down */
+    int role_index;            /* its metrics slot; -1 = none */
+    struct orch_role_ref ref;  /* ref.name: canonical; "" = none */
+    int status;
+    int64_t tok_in, tok_out;
+    bool streamed;             /* the stream logs and counts when it ends */
+};
+
+#endif /* ORCH_SRV_STATE_H */
