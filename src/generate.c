@@ -138,7 +138,7 @@ static int32_t resolve_n_ctx(orch_model *m, int32_t req_n_ctx)
 
 /* ---- the sink between the backend and the caller --------------------------- */
 
-struct sink {
+struct gen_sink {
     const struct orch_gen_params *p;
     struct orch__buf out;     /* delivered text */
     struct orch__buf pending; /* held back: may begin a stop string */
@@ -147,7 +147,7 @@ struct sink {
     int rc;
 };
 
-static bool deliver(struct sink *s, const char *text, size_t n)
+static bool deliver(struct gen_sink *s, const char *text, size_t n)
 {
     if (!n)
         return true;
@@ -186,7 +186,7 @@ static bool cancelled(const struct orch_gen_params *p)
 
 static bool sink_emit(void *vs, const char *piece, size_t len)
 {
-    struct sink *s = vs;
+    struct gen_sink *s = vs;
     if (cancelled(s->p)) {
         s->finish = ORCH_FINISH_CANCELLED;
         return false;
@@ -262,7 +262,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         res->text = orch__strdup("");
         return res->text ? ORCH_OK : orch__err(err, ORCH_ENOMEM, "out of memory");
     }
-    struct sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
+    struct gen_sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
     const struct orch_model_params *mp = orch__model_params(m);
     struct orch__gen_req req = {
         .prompt = prompt,

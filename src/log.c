@@ -23,15 +23,15 @@
 
 #define LINE_MAX_BYTES 4096
 
-struct sink {
+struct log_sink {
     orch_log_fn fn;
     void *user_data;
-    struct sink *prev; /* kept alive; see DESIGN */
+    struct log_sink *prev; /* kept alive; see DESIGN */
 };
 
 static _Atomic int g_level = -1; /* -1: not yet read from the environment */
 static _Atomic int g_format = -1;
-static struct sink *_Atomic g_sink; /* NULL = stderr */
+static struct log_sink *_Atomic g_sink; /* NULL = stderr */
 static pthread_mutex_t g_sink_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
@@ -100,8 +100,8 @@ void orch_log_set_format(enum orch_log_format format)
 void orch_log_set_sink(orch_log_fn fn, void *user_data)
 {
     pthread_mutex_lock(&g_sink_lock);
-    struct sink *old = atomic_load_explicit(&g_sink, memory_order_relaxed);
-    struct sink *s = NULL;
+    struct log_sink *old = atomic_load_explicit(&g_sink, memory_order_relaxed);
+    struct log_sink *s = NULL;
     if (fn) {
         s = malloc(sizeof *s);
         if (!s) {
@@ -114,8 +114,8 @@ void orch_log_set_sink(orch_log_fn fn, void *user_data)
     } else if (old) {
         /* Back to stderr: keep the chain reachable through a static so that
          * leak checkers see it as live, as it may still be in use. */
-        static struct sink *retired;
-        struct sink *tail = old;
+        static struct log_sink *retired;
+        struct log_sink *tail = old;
         while (tail->prev)
             tail = tail->prev;
         tail->prev = retired;
@@ -223,7 +223,7 @@ static void put_value(char *buf, size_t cap, size_t *pos, const struct orch__fie
 static void write_line(enum orch_log_level level, const char *line)
 {
     /* acquire; pairs with the release in orch_log_set_sink() */
-    struct sink *s = atomic_load_explicit(&g_sink, memory_order_acquire);
+    struct log_sink *s = atomic_load_explicit(&g_sink, memory_order_acquire);
     if (s) {
         s->fn(level, line, s->user_data);
     } else {

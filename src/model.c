@@ -84,7 +84,7 @@ int64_t orch__slot_fold = SLOT_FOLD; /* tests lower it to reach the fold */
 #define FOLD_AT SLOT_FOLD
 #endif
 
-struct slot {
+struct lease_slot {
     _Alignas(64) _Atomic uint64_t word; /* LIVE | BIAS + count; see DESIGN */
 };
 
@@ -110,7 +110,7 @@ static _Atomic uint64_t g_next_id = 1;
 
 struct orch_model {
     /* hot: touched by every acquire/release, each thread its own slot */
-    struct slot slots[N_SLOTS];
+    struct lease_slot slots[N_SLOTS];
     /* leases still out while DRAINING (+1 for unload while it counts);
      * see DESIGN */
     _Alignas(64) _Atomic int64_t drain;

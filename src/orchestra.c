@@ -553,8 +553,18 @@ static int copy_roles(struct view *v, const orch_config *cfg, orch_error *err)
     return ORCH_OK;
 }
 
-/* The entry for a file: one already made (same device and inode, or the
- * same path for a file that is not there), else a new one. */
+/* Same file: same device and inode, or the same path for files not there. */
+static bool same_file(const struct entry *a, const struct entry *b)
+{
+    return a->have_ino ? b->have_ino && a->dev == b->dev && a->ino == b->ino
+                       : !b->have_ino && strcmp(a->path, b->path) == 0;
+}
+
+/* The entry for a file and a GPU placement: one already made (same device
+ * and inode, or the same path for a file that is not there, and the same
+ * n_gpu_layers), else a new one. A reconfigure that changes a role's
+ * placement so gets a new model beside the old, which unloads once no role
+ * uses it. */
 static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **out,
                      orch_error *err)
 {
@@ -562,6 +572,8 @@ static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **ou
     bool have = stat(mr->cfg.path, &st) == 0;
     for (size_t k = 0; k < o->n_all; k++) { /* only this thread adds entries */
         struct entry *x = o->all[k];
+        if (orch__model_params(x->model)->n_gpu_layers != mr->cfg.n_gpu_layers)
+            continue;
         if (have ? (x->have_ino && x->dev == st.st_dev && x->ino == st.st_ino)
                  : (!x->have_ino && strcmp(x->path, mr->cfg.path) == 0)) {
             *out = x;
@@ -640,19 +652,22 @@ static int build_view(orch_orchestra *o, const orch_config *cfg, struct view **o
         rc = entry_for(o, mr, &r->e, err);
         if (rc)
             break;
-        const struct orch_model_params *mp = orch__model_params(r->e->model);
-        if (mp->n_gpu_layers != mr->cfg.n_gpu_layers) {
-            rc = orch__err(err, ORCH_ECONFIG,
-                           "roles '%s' and '%s' share '%s' but ask for %d and %d GPU layers; "
-                           "shared weights need one placement",
-                           mp->role, mr->name, r->e->path, mp->n_gpu_layers, mr->cfg.n_gpu_layers);
-            break;
-        }
         size_t k = 0;
         while (k < v->n_entries && v->entries[k] != r->e)
             k++;
-        if (k == v->n_entries)
-            v->entries[v->n_entries++] = r->e;
+        if (k < v->n_entries)
+            continue;
+        /* one file, one placement: weights shared by roles are one copy */
+        for (size_t j = 0; j < i && rc == ORCH_OK; j++) {
+            const struct role *other = &v->roles[v->roles[j].model_role];
+            if (v->roles[j].e != r->e && same_file(v->roles[j].e, r->e))
+                rc = orch__err(err, ORCH_ECONFIG,
+                               "roles '%s' and '%s' share '%s' but ask for %d and %d GPU layers; "
+                               "shared weights need one placement",
+                               other->name, mr->name, r->e->path, other->cfg.n_gpu_layers,
+                               mr->cfg.n_gpu_layers);
+        }
+        v->entries[v->n_entries++] = r->e;
     }
     free(model_of);
     if (rc) {

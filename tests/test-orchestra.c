@@ -944,6 +944,46 @@ static void *reconf_worker(void *arg)
 }
 
 /* Requests keep running while the config flips back and forth. */
+/* A reconfigure that changes the GPU placement of a role's file loads the
+ * file again with the new placement (the old copy unloads once its leases
+ * return); two roles of one config asking one file for two placements are
+ * refused, naming both roles (it used to refuse the change, naming the same
+ * role twice). */
+static void test_reconfigure_placement(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx, "[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\n[b]\nfallback = a\n", 0);
+    orch_error err = {0};
+    orch_model *old;
+    assert_rc(orch_role_acquire(fx.o, "a", &old, &err), ORCH_OK, err);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 1);
+
+    orch_config *cfg = fx_config("[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\n"
+                                 "n_gpu_layers = 8\n[b]\nfallback = a\n");
+    assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    orch_model *m, *mb;
+    assert_rc(orch_role_acquire(fx.o, "a", &m, &err), ORCH_OK, err);
+    assert_ptr_not_equal(m, old);
+    assert_int_equal(orch_fake_counts(fx.fake).n_loads, 2);
+    assert_rc(orch_role_acquire(fx.o, "b", &mb, &err), ORCH_OK, err);
+    assert_ptr_equal(mb, m); /* the fallback follows: still one copy per placement */
+    orch_role_release(fx.o, mb);
+    orch_role_release(fx.o, m);
+    assert_int_equal(orch_fake_counts(fx.fake).n_frees, 0); /* the old copy is leased */
+    orch_role_release(fx.o, old);
+    assert_int_equal(orch_fake_counts(fx.fake).n_frees, 1);
+
+    cfg = fx_config("[a]\npath = @a:10\nn_gpu_layers = 8\n[c]\npath = @a:10\n");
+    assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_ECONFIG, err);
+    orch_config_free(cfg);
+    assert_non_null(strstr(err.msg, "roles 'a' and 'c' share"));
+    assert_non_null(strstr(err.msg, "ask for 8 and 0 GPU layers"));
+    use(fx.o, "b", 10); /* the old config stays */
+    fx_close(&fx);
+}
+
 static void test_reconfigure_under_load(void **state)
 {
     (void)state;
@@ -1390,6 +1430,7 @@ int main(void)
         cmocka_unit_test(test_fork_child),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_reconfigure_keeps_unchanged_models),
+        cmocka_unit_test(test_reconfigure_placement),
         cmocka_unit_test(test_reconfigure_under_load),
         cmocka_unit_test(test_real_model_roles),
         cmocka_unit_test(test_budget_charges_the_engine),

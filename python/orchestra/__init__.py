@@ -35,8 +35,9 @@ __all__ = ["Orchestra", "Model", "Result", "OrchestraError", "version", "llama_v
 __all__ += [n for n in dir() if n.isupper() and n.startswith("E")]
 
 SEED_RANDOM = 0xFFFFFFFF
-_FINISH = {0: "none", 1: "stop", 2: "length", 3: "eos", 4: "cancelled", 5: "error"}
-_STATES = {0: "unloaded", 1: "loading", 2: "ready", 3: "draining", 4: "failed"}
+# the C enums' names, from the library itself (not typed again here)
+_FINISH = {i: N.orch_finish_name(i).decode() for i in range(6)}
+_STATES = {i: N.orch_state_name(i).decode() for i in range(5)}
 
 
 def version():

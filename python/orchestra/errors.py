@@ -19,12 +19,13 @@ class OrchestraError(Exception):
             self.code_name = N.orch_err_name(code).decode()
 
 
-_CODES = {
-    "EINVAL": -1, "ENOMEM": -2, "ENOENT": -3, "EACCES": -4, "EISDIR": -5, "EFORMAT": -6,
-    "ELOAD": -7, "ECANCELED": -8, "ESTATE": -9, "ECTX": -10, "EDECODE": -11, "ENOTSUP": -12,
-    "ENOROLE": -13, "ECONFIG": -14, "EBUDGET": -15, "ETIMEDOUT": -16, "EIO": -17,
-    "ECLOSED": -18,
-}
+# the codes and their names, from the library's own table (orch_err_name)
+_CODES = {}
+for _code in range(-1, -256, -1):
+    _name = N.orch_err_name(_code).decode()
+    if _name == "ORCH_UNKNOWN":
+        break
+    _CODES[_name[len("ORCH_"):]] = _code
 _BY_CODE = {}
 for _name, _code in _CODES.items():
     _cls = type(_name, (OrchestraError,), {

@@ -68,7 +68,7 @@ struct eseq {
     struct eseq *next;
 };
 
-struct slot {
+struct seq_slot {
     llama_seq_id id;
     struct eseq *q;      /* the request on it; NULL = idle */
     llama_token *cache;  /* the tokens in its cells, by position */
@@ -112,8 +112,8 @@ struct engine {
     struct llama_context *ctx;
     struct llama_batch batch;
     int32_t batch_cap;
-    struct slot *slots;
-    struct slot **prefill;        /* n_slots, for sorting */
+    struct seq_slot *slots;
+    struct seq_slot **prefill;        /* n_slots, for sorting */
     int n_slots;
     uint64_t clock;
     struct llama_context *ectx;
@@ -135,7 +135,7 @@ static void seq_unref(struct eseq *q)
 }
 
 /* Ends the request on slot s (lock held). */
-static void slot_finish(struct engine *e, struct slot *s)
+static void slot_finish(struct engine *e, struct seq_slot *s)
 {
     struct eseq *q = s->q;
     q->done = true;
@@ -147,14 +147,14 @@ static void slot_finish(struct engine *e, struct slot *s)
     e->n_active--;
 }
 
-static void slot_fail(struct engine *e, struct slot *s, int code, const char *msg)
+static void slot_fail(struct engine *e, struct seq_slot *s, int code, const char *msg)
 {
     orch__err(&s->q->err, code, "%s", msg);
     slot_finish(e, s);
 }
 
 /* Forgets a slot's cells (after a failed decode their content is unknown). */
-static void slot_clear_cells(struct engine *e, struct slot *s)
+static void slot_clear_cells(struct engine *e, struct seq_slot *s)
 {
     llama_memory_seq_rm(llama_get_memory(e->ctx), s->id, -1, -1);
     s->n_cache = 0;
@@ -216,12 +216,12 @@ static int32_t common_prefix(const llama_token *a, int32_t na, const llama_token
 }
 
 /* Puts q on the best idle slot (lock held; one is idle). */
-static void admit(struct engine *e, struct eseq *q)
+static void seat(struct engine *e, struct eseq *q)
 {
-    struct slot *best = NULL;
+    struct seq_slot *best = NULL;
     int32_t best_len = -1;
     for (int i = 0; i < e->n_slots; i++) {
-        struct slot *s = &e->slots[i];
+        struct seq_slot *s = &e->slots[i];
         if (s->q)
             continue;
         int32_t len = q->no_cache ? 0 : common_prefix(s->cache, s->n_cache, q->prompt, q->n_prompt);
@@ -252,7 +252,7 @@ static void admit(struct engine *e, struct eseq *q)
 
 static int by_order(const void *a, const void *b)
 {
-    const struct slot *x = *(struct slot *const *)a, *y = *(struct slot *const *)b;
+    const struct seq_slot *x = *(struct seq_slot *const *)a, *y = *(struct seq_slot *const *)b;
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -260,12 +260,12 @@ static int by_order(const void *a, const void *b)
  * post). Called without the lock. */
 static void gen_step(struct engine *e)
 {
-    struct slot **prefill = e->prefill;
+    struct seq_slot **prefill = e->prefill;
     struct llama_batch *b = &e->batch;
     b->n_tokens = 0;
     int n_prefill = 0;
     for (int i = 0; i < e->n_slots; i++) {
-        struct slot *s = &e->slots[i];
+        struct seq_slot *s = &e->slots[i];
         s->n_added = 0;
         s->i_logits = -1;
         if (!s->q)
@@ -280,7 +280,7 @@ static void gen_step(struct engine *e)
     }
     qsort(prefill, (size_t)n_prefill, sizeof *prefill, by_order);
     for (int i = 0; i < n_prefill && b->n_tokens < e->batch_cap; i++) {
-        struct slot *s = prefill[i];
+        struct seq_slot *s = prefill[i];
         struct eseq *q = s->q;
         int32_t left = q->n_prompt - s->n_cache;
         int32_t k = left < e->batch_cap - b->n_tokens ? left : e->batch_cap - b->n_tokens;
@@ -303,7 +303,7 @@ static void gen_step(struct engine *e)
                  b->n_tokens, d);
         pthread_mutex_lock(&e->lock);
         for (int i = 0; i < e->n_slots; i++) {
-            struct slot *s = &e->slots[i];
+            struct seq_slot *s = &e->slots[i];
             if (s->q && s->n_added) {
                 slot_clear_cells(e, s);
                 slot_fail(e, s, ORCH_EDECODE, msg);
@@ -314,7 +314,7 @@ static void gen_step(struct engine *e)
     }
     /* the cells now hold what was added */
     for (int i = 0; i < e->n_slots; i++) {
-        struct slot *s = &e->slots[i];
+        struct seq_slot *s = &e->slots[i];
         if (!s->n_added)
             continue;
         if (s->generating)
@@ -326,14 +326,14 @@ static void gen_step(struct engine *e)
     }
     /* sample outside the lock (each chain is this request's alone) */
     for (int i = 0; i < e->n_slots; i++) {
-        struct slot *s = &e->slots[i];
+        struct seq_slot *s = &e->slots[i];
         if (s->i_logits >= 0)
             s->sampled = llama_sampler_sample(s->q->smpl, e->ctx, s->i_logits);
     }
     int64_t now = orch__now_ns();
     pthread_mutex_lock(&e->lock);
     for (int i = 0; i < e->n_slots; i++) {
-        struct slot *s = &e->slots[i];
+        struct seq_slot *s = &e->slots[i];
         if (s->i_logits < 0)
             continue;
         struct eseq *q = s->q;
@@ -519,7 +519,7 @@ static void *engine_main(void *arg)
             e->qhead = q->next;
             if (!e->qhead)
                 e->qtail = NULL;
-            admit(e, q);
+            seat(e, q);
         }
         bool embed = e->jhead != NULL;
         bool gen = e->n_active > 0;

@@ -71,9 +71,10 @@ static int serve_opt(void *ctx, int id, const char *arg)
         o->timeout_s = (unsigned)l;
         return EXIT_OK;
     case S_DRAIN:
-        if (!cli_float("--drain-timeout", arg, &d) || d < 0) {
-            if (d < 0)
-                cli_error("--drain-timeout %s: must be 0 or more", arg);
+        if (!cli_float("--drain-timeout", arg, &d))
+            return EXIT_USAGE;
+        if (d < 0) {
+            cli_error("--drain-timeout %s: must be 0 or more", arg);
             return EXIT_USAGE;
         }
         o->drain_s = d;
