@@ -315,11 +315,13 @@ int32_t orch_default_n_threads(void);
 
 /* The CPU budget, shared by every model of the process: each llama_decode
  * takes as many of its n_threads_total CPU tokens as it runs threads (at
- * most all of them) and waits for them in arrival order, so that models
- * decoding at once never run more compute threads than the budget between
- * them and none starves. n_threads_total: 0 = the CPUs this process may
- * run on (the default), 1..1024, or -1 to leave it unchanged. A config's
- * [defaults] n_threads_total sets it at orch_open.
+ * most all of them), so that models decoding at once never run more compute
+ * threads than the budget between them. Waiting decodes are granted least
+ * CPU time used first (fair share of CPU time between models; arrival order
+ * among equals; a wide request is never passed by narrower ones), so none
+ * starves. n_threads_total: 0 = the CPUs this process may run on (the
+ * default), 1..1024, or -1 to leave it unchanged. A config's [defaults]
+ * n_threads_total sets it at orch_open.
  * Returns: the total before the call. Threads: any; decodes waiting at the
  *   time see the new total. */
 int32_t orch_cpu_budget(int32_t n_threads_total);
@@ -348,8 +350,10 @@ int orch_model_load(orch_model *m, orch_error *err);
 
 /* Takes a lease: while it is out the model stays loaded. Loads first when
  * the model is not READY (as orch_model_load). Once the model is READY this
- * takes no lock and shares no cache line with other threads: one atomic
- * operation on a per-thread counter.
+ * takes no lock: one atomic operation on a per-thread counter. Threads are
+ * dealt 64 counters round-robin, each on its own cache line, so up to 64
+ * threads share no cache line; past 64, some threads share a counter (still
+ * correct, then contended).
  *
  * Nested leases: a thread that already holds a lease on `m` and asks again
  * (here, or through orch_model_load/generate/chat/embed/info, which take a
@@ -792,9 +796,11 @@ void orch_close(orch_orchestra *o);
 
 /* Applies a new config to an open orchestra (the daemon's SIGHUP): its roles
  * replace the old ones. A model whose file (same device and inode) and GPU
- * placement some new role still uses stays loaded, whatever else changed
- * (sampling, contexts, pins, idle times, names); a model no role uses any
- * more is unloaded once its leases return; the memory budget and load
+ * placement (n_gpu_layers) some new role still uses stays loaded, whatever
+ * else changed (sampling, contexts, pins, idle times, names); a role whose
+ * file's placement changed gets the file loaded again with the new one; a
+ * model no role uses any more is unloaded once its leases return; two roles
+ * asking one file for two placements are ORCH_ECONFIG naming both; the memory budget and load
  * timeout change too. Calls already running finish on the roles they
  * started with; calls that start later see the new ones. Returns after the
  * calls that may still see the old roles have left.

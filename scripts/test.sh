@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Orchestra three ways and runs the tests:
+# Builds Orchestra four ways and runs the tests:
 #   build/       -Werror, all tests (ctest); then the real-model tests again
 #                on llama.cpp's baseline CPU variant (x64: no AVX), so that a
 #                CPU-dependent assumption fails here and not on a user's machine

@@ -27,8 +27,9 @@ struct orch_server_opts orch_server_default_opts(void);
 /* Loads the config, opens the orchestra, listens, serves until SIGTERM or
  * SIGINT (then stops accepting, lets requests in flight finish for up to
  * drain_s, unloads and returns). Returns a process exit code: 0 after a
- * clean stop, 3 for a bad config (message on stderr with file:line), 1 when
- * it cannot listen. Threads: call from the main thread; it blocks SIGTERM,
+ * clean stop, 2 for a --host that is not an IPv4 address, 3 for a bad
+ * config (message on stderr with file:line), 1 when it cannot listen or is
+ * out of memory. Threads: call from the main thread; it blocks SIGTERM,
  * SIGINT, SIGHUP and SIGPIPE in every thread it starts and waits for them. */
 int orch_server_run(const struct orch_server_opts *opts);
 

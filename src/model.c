@@ -11,8 +11,9 @@
  * Leases (percpu-refcount's pattern). A READY model counts its leases in
  * N_SLOTS counters, each on its own cache line; a thread always uses the
  * same slot, so a lease costs one uncontended atomic operation to take and
- * one to return, and no cache line moves between cores however many threads
- * take leases. A slot word is LIVE (bit 62) | BIAS + count, where count is
+ * one to return, and no cache line moves between cores while at most
+ * N_SLOTS threads take leases (threads are dealt slots round-robin; past
+ * N_SLOTS, some share one: still correct, then contended). A slot word is LIVE (bit 62) | BIAS + count, where count is
  * this slot's acquires minus its releases (below zero when leases taken on
  * other threads are returned here). acquire() and release() both CAS their
  * slot, and only from a word with LIVE set: nobody but the lock holder ever
