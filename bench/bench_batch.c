@@ -117,7 +117,8 @@ static double streams(orch_model *m, int c)
     double t0 = bench_now_ms();
     for (int i = 0; i < c; i++) {
         prompts[i] = words_prompt(12, i);
-        s[i] = (struct stream){.m = m, .prompt = prompts[i], .max_tokens = g_gen, .no_cache = true};
+        s[i] =
+            (struct stream){.m = m, .prompt = prompts[i], .max_tokens = g_gen, .no_cache = true};
         pthread_create(&th[i], NULL, stream_main, &s[i]);
     }
     long total = 0;
@@ -258,7 +259,7 @@ static void bench_chat(const char *path)
     orch_model_free(eng);
 }
 
-/* ---- 4. three roles at once ------------------------------------------------------------------- */
+/* ---- 4. three roles at once --------------------------------------------------------------- */
 
 struct role_run {
     orch_model *m;
@@ -310,7 +311,8 @@ static void three_roles(orch_model *m[3], double alone[3], const char *label, do
 
 static void bench_roles(const char *big, const char *small)
 {
-    orch_model *m[3] = {open_model(big, "big-a", 4, g_threads), open_model(big, "big-b", 4, g_threads),
+    orch_model *m[3] = {open_model(big, "big-a", 4, g_threads),
+                        open_model(big, "big-b", 4, g_threads),
                         open_model(small ? small : big, "small", 4, g_threads)};
     double alone[3];
     printf("\n4. three roles decoding at once (%d threads each; %s)\n", g_threads,

@@ -210,8 +210,10 @@ static void bench_model(const char *path, int threads, int ngl)
     if (tl.n_gen != tb.n_gen || tl.n_prompt != tb.n_prompt)
         printf("  (note: token counts differ: lib %d+%d, bare %d+%d)\n", tl.n_prompt, tl.n_gen,
                tb.n_prompt, tb.n_gen);
-    double mlp = bench_median(lp, REPS), mlg = bench_median(lg, REPS), mlt = bench_median(lt, REPS);
-    double mbp = bench_median(bp, REPS), mbg = bench_median(bg, REPS), mbt = bench_median(bt, REPS);
+    double mlp = bench_median(lp, REPS), mlg = bench_median(lg, REPS),
+           mlt = bench_median(lt, REPS);
+    double mbp = bench_median(bp, REPS), mbg = bench_median(bg, REPS),
+           mbt = bench_median(bt, REPS);
 
     /* embeddings */
     char *buf[N_EMB];
@@ -255,7 +257,8 @@ static void bench_model(const char *path, int threads, int ngl)
     printf("  %-28s %12s %12s %8s\n", "", "library", "bare llama", "ratio");
     printf("  %-28s %12.0f %12.0f %8.3f\n", "prompt tokens/s", mlp, mbp, mlp / mbp);
     printf("  %-28s %12.0f %12.0f %8.3f\n", "generated tokens/s", mlg, mbg, mlg / mbg);
-    printf("  %-28s %12.2f %12.2f %8.3f\n", "whole request ms (lower=better)", mlt, mbt, mbt / mlt);
+    printf("  %-28s %12.2f %12.2f %8.3f\n", "whole request ms (lower=better)", mlt, mbt,
+           mbt / mlt);
     printf("  %-28s %12.0f %12.0f %8.3f   (max |diff| of vectors %.2g)\n",
            "embeddings/s (256 texts)", mle, mbe, mle / mbe, maxdiff);
 
@@ -297,8 +300,9 @@ int main(int argc, char **argv)
         /* tiny models run fastest on one thread; larger ones use every CPU */
         struct stat st;
         int t = threads ? threads
-                        : (stat(models[i], &st) == 0 && st.st_size < 16 << 20 ? 1
-                                                                              : orch_default_n_threads());
+                        : (stat(models[i], &st) == 0 && st.st_size < 16 << 20
+                               ? 1
+                               : orch_default_n_threads());
         bench_model(models[i], t, ngl);
     }
     return 0;

@@ -152,7 +152,8 @@ static void bench_leases(const int *threads, int n_threads)
         for (int r = 0; r < REPS; r++)
             for (int k = 0; k < 3; k++)
                 v[k][r] = run(&s, (enum kind)k, threads[t]);
-        double o = bench_median(v[OURS], REPS), m = bench_median(v[MUTEX], REPS), w = bench_median(v[RWLOCK], REPS);
+        double o = bench_median(v[OURS], REPS), m = bench_median(v[MUTEX], REPS),
+               w = bench_median(v[RWLOCK], REPS);
         printf("%8d %10.1f %10.1f %10.1f %14.3f %14.3f\n", threads[t], o, m, w, o / m, o / w);
     }
     orch_model_free(s.ours);

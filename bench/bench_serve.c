@@ -57,8 +57,8 @@ int main(int argc, char **argv)
     char cfg_path[] = "/tmp/bench-serve-XXXXXX";
     int cfd = mkstemp(cfg_path);
     char ini[1200];
-    int k = snprintf(ini, sizeof ini, "[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = %s\n",
-                     model);
+    int k = snprintf(ini, sizeof ini,
+                     "[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = %s\n", model);
     if (write(cfd, ini, (size_t)k) != k)
         return 1;
     close(cfd);
@@ -116,7 +116,9 @@ int main(int argc, char **argv)
     }
     double h50 = bench_pct(http, n, 0.5), h99 = bench_pct(http, n, 0.99);
     double l50 = bench_pct(lib, n, 0.5), l99 = bench_pct(lib, n, 0.99);
-    printf("one greedy completion of 8 tokens (stories260K, 1 thread), %d requests each, alternated\n", n);
+    printf("one greedy completion of 8 tokens (stories260K, 1 thread), %d requests each, "
+           "alternated\n",
+           n);
     printf("%24s %10s %10s\n", "", "p50 ms", "p99 ms");
     printf("%24s %10.3f %10.3f\n", "in process", l50, l99);
     printf("%24s %10.3f %10.3f\n", "HTTP /v1/completions", h50, h99);

@@ -84,8 +84,9 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
             role = "system";
         if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
             strcmp(role, "assistant") != 0) {
-            snprintf(msg, cap, "messages[%zu] has role '%.40s' (expected system, user or assistant)",
-                     i, role);
+            snprintf(msg, cap,
+                     "messages[%zu] has role '%.40s' (expected system, user or assistant)", i,
+                     role);
             return -1;
         }
         char *text = NULL;
@@ -106,12 +107,14 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
             text = malloc(len + 1);
             if (text) {
                 text[0] = '\0';
-                json_array_foreach(c, k, part) strcat(text, json_string_value(json_object_get(part, "text")));
+                json_array_foreach (c, k, part)
+                    strcat(text, json_string_value(json_object_get(part, "text")));
             }
         } else if (!c || json_is_null(c)) {
             text = strdup("");
         } else {
-            snprintf(msg, cap, "messages[%zu].content must be a string or an array of text parts", i);
+            snprintf(msg, cap, "messages[%zu].content must be a string or an array of text parts",
+                     i);
             return -1;
         }
         if (!text) {

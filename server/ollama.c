@@ -73,7 +73,8 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
                           (json_int_t)(ps ? rs->bytes : fi.file_bytes), "digest", dg, "details",
                           details(&fi));
     if (ps) {
-        time_t t = time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);
+        time_t t =
+            time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -140,10 +141,11 @@ static enum MHD_Result show(struct req *r)
     orch_file_info(rs->path, &fi, &err);
     const struct orch_gen_params g = r->ref.gen; /* found once, by srv_take_model */
     char params[512];
-    int k = snprintf(params, sizeof params,
-                     "temperature %g\ntop_p %g\ntop_k %d\nmin_p %g\nrepeat_penalty %g\nnum_predict %d\n",
-                     (double)g.temperature, (double)g.top_p, g.top_k, (double)g.min_p,
-                     (double)g.repeat_penalty, g.max_tokens);
+    int k = snprintf(
+        params, sizeof params,
+        "temperature %g\ntop_p %g\ntop_k %d\nmin_p %g\nrepeat_penalty %g\nnum_predict %d\n",
+        (double)g.temperature, (double)g.top_p, g.top_k, (double)g.min_p, (double)g.repeat_penalty,
+        g.max_tokens);
     for (size_t i = 0; i < g.n_stop && k > 0 && (size_t)k < sizeof params; i++)
         k += snprintf(params + k, sizeof params - (size_t)k, "stop \"%s\"\n", g.stop[i]);
     char key[64];
@@ -172,7 +174,8 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
         return -1;
     }
     long long v;
-    if (json_float(json_object_get(o, "temperature"), "temperature", 0, 100, &j->p.temperature, msg, cap) ||
+    if (json_float(json_object_get(o, "temperature"), "temperature", 0, 100, &j->p.temperature,
+                   msg, cap) ||
         json_float(json_object_get(o, "top_p"), "top_p", 0, 1, &j->p.top_p, msg, cap) ||
         json_float(json_object_get(o, "min_p"), "min_p", 0, 0.999999f, &j->p.min_p, msg, cap) ||
         json_float(json_object_get(o, "repeat_penalty"), "repeat_penalty", 0.000001f, 100,
@@ -186,7 +189,8 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
     if (v != -3)
         j->p.top_k = (int32_t)v;
     v = -3;
-    if (json_int(json_object_get(o, "num_predict"), "num_predict", -2, ORCH_N_CTX_MAX, &v, msg, cap))
+    if (json_int(json_object_get(o, "num_predict"), "num_predict", -2, ORCH_N_CTX_MAX, &v, msg,
+                 cap))
         return -1;
     if (v == -1 || v == -2) /* unbounded / fill the context: up to the context */
         j->p.max_tokens = ORCH_N_CTX_MAX;
@@ -207,7 +211,8 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
     if (v >= 0)
         j->p.seed = (uint32_t)v;
     v = -3;
-    if (json_int(json_object_get(o, "repeat_last_n"), "repeat_last_n", -1, ORCH_N_CTX_MAX, &v, msg, cap))
+    if (json_int(json_object_get(o, "repeat_last_n"), "repeat_last_n", -1, ORCH_N_CTX_MAX, &v, msg,
+                 cap))
         return -1;
     if (v != -3)
         j->p.repeat_last_n = (int32_t)v;
@@ -246,7 +251,8 @@ static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
     else if (strcmp(end, "m") == 0)
         mult = 60000;
     else if (*end && strcmp(end, "s") != 0) {
-        snprintf(msg, cap, "'keep_alive' \"%.20s\": expected a duration such as \"5m\" or \"30s\"", s);
+        snprintf(msg, cap, "'keep_alive' \"%.20s\": expected a duration such as \"5m\" or \"30s\"",
+                 s);
         return -1;
     }
     *ms = (int64_t)(x * mult);
@@ -277,9 +283,11 @@ static json_t *final_obj(struct gen_job *j, bool streamed)
     json_object_set_new(out, "done_reason",
                         json_string(j->res.finish == ORCH_FINISH_LENGTH ? "length" : "stop"));
     json_object_set_new(out, "total_duration", json_integer((json_int_t)(j->total_ms * 1e6)));
-    json_object_set_new(out, "load_duration", json_integer((json_int_t)(j->res.load_wait_ms * 1e6)));
+    json_object_set_new(out, "load_duration",
+                        json_integer((json_int_t)(j->res.load_wait_ms * 1e6)));
     json_object_set_new(out, "prompt_eval_count", json_integer(j->res.n_prompt));
-    json_object_set_new(out, "prompt_eval_duration", json_integer((json_int_t)(j->res.prompt_ms * 1e6)));
+    json_object_set_new(out, "prompt_eval_duration",
+                        json_integer((json_int_t)(j->res.prompt_ms * 1e6)));
     json_object_set_new(out, "eval_count", json_integer(j->res.n_generated));
     json_object_set_new(out, "eval_duration", json_integer((json_int_t)(j->res.gen_ms * 1e6)));
     return out;

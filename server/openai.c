@@ -78,7 +78,8 @@ static enum MHD_Result models(struct req *r)
 static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t cap)
 {
     long long v;
-    if (json_float(json_object_get(b, "temperature"), "temperature", 0, 2, &j->p.temperature, msg, cap) ||
+    if (json_float(json_object_get(b, "temperature"), "temperature", 0, 2, &j->p.temperature, msg,
+                   cap) ||
         json_float(json_object_get(b, "top_p"), "top_p", 0, 1, &j->p.top_p, msg, cap))
         return -1;
     if (j->p.top_p <= 0)
@@ -260,7 +261,8 @@ static enum MHD_Result embeddings(struct req *r)
     int st;
     char msg[ORCH_ERROR_MSG_MAX];
     if (srv_embed(r, json_object_get(r->json, "input"), true, &em, &st, msg, sizeof msg))
-        return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s", msg);
+        return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
+                               msg);
     size_t n = em.n;
     int32_t dim = em.dim;
     float *v = em.v;

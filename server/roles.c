@@ -52,7 +52,8 @@ int srv_take_model(struct req *r, enum MHD_Result *ret)
         i = srv_role_slot(r->s, r->ref.name);
     if (i < 0) {
         r->ref.name[0] = '\0';
-        snprintf(msg, sizeof msg, "no model '%.64s' (GET /v1/models or /api/tags lists them)", name);
+        snprintf(msg, sizeof msg, "no model '%.64s' (GET /v1/models or /api/tags lists them)",
+                 name);
         *ret = reply_error(r, 404, msg);
         return -1;
     }

@@ -85,7 +85,8 @@ static int fake_load(const orch_backend *be, const struct orch__load_req *req, v
             if (fm)
                 free(fm);
             fm = NULL;
-            rc = orch__err(err, ORCH_ENOMEM, "fake backend: out of memory loading '%s'", req->path);
+            rc =
+                orch__err(err, ORCH_ENOMEM, "fake backend: out of memory loading '%s'", req->path);
         }
     }
     pthread_mutex_lock(&f->lock);
@@ -204,7 +205,8 @@ static int fake_embed(void *model, struct orch__embed_req *req, orch_error *err)
             h ^= h << 13;
             h ^= h >> 7;
             h ^= h << 17;
-            out[t * (size_t)fm->n_embd + (size_t)i] = (float)((double)(h >> 11) / 9007199254740992.0 - 0.5);
+            out[t * (size_t)fm->n_embd + (size_t)i] =
+                (float)((double)(h >> 11) / 9007199254740992.0 - 0.5);
         }
     }
     req->out = out;
@@ -270,14 +272,14 @@ void orch_fake_free(orch_backend *be)
     free(f);
 }
 
-#define FAKE_SET(be, stmt)                                                                         \
-    do {                                                                                           \
-        if (!(be) || (be)->ops != &fake_ops)                                                       \
-            return;                                                                                \
-        struct fake *f = (struct fake *)(be);                                                      \
-        pthread_mutex_lock(&f->lock);                                                              \
-        stmt;                                                                                      \
-        pthread_mutex_unlock(&f->lock);                                                            \
+#define FAKE_SET(be, stmt)                                                                        \
+    do {                                                                                          \
+        if (!(be) || (be)->ops != &fake_ops)                                                      \
+            return;                                                                               \
+        struct fake *f = (struct fake *)(be);                                                     \
+        pthread_mutex_lock(&f->lock);                                                             \
+        stmt;                                                                                     \
+        pthread_mutex_unlock(&f->lock);                                                           \
     } while (0)
 
 void orch_fake_fail_next(orch_backend *be, int n)

@@ -59,7 +59,8 @@ struct key {
     const char *expect;  /* what the value must be, for messages */
 };
 
-#define ROLE(f) IN_ROLE, offsetof(struct orch__role_cfg, f), sizeof(((struct orch__role_cfg *)0)->f)
+#define ROLE(f)                                                                                   \
+    IN_ROLE, offsetof(struct orch__role_cfg, f), sizeof(((struct orch__role_cfg *)0)->f)
 #define CONF(f) IN_CONFIG, offsetof(struct orch_config, f), sizeof(((struct orch_config *)0)->f)
 #define WITH(f) offsetof(struct orch__role_cfg, f), sizeof(((struct orch__role_cfg *)0)->f)
 #define ALONE 0, 0
@@ -126,7 +127,8 @@ static size_t edit_distance(const char *a, const char *b)
         d[0][j] = j;
     for (size_t i = 1; i <= la; i++)
         for (size_t j = 1; j <= lb; j++) {
-            size_t c = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t c = d[i - 1][j - 1] +
+                       (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             size_t x = d[i - 1][j] + 1, y = d[i][j - 1] + 1;
             d[i][j] = c < x ? (c < y ? c : y) : (x < y ? x : y);
         }
@@ -345,8 +347,10 @@ static int check_section(const char *where, const char *section, orch_error *err
 {
     size_t slen = strlen(section);
     if (slen > ROLE_NAME_MAX)
-        return orch__err(err, ORCH_ECONFIG, "%s: role name '%.40s...' is %zu bytes; at most %d are "
-                         "allowed", where, section, slen, ROLE_NAME_MAX);
+        return orch__err(err, ORCH_ECONFIG,
+                         "%s: role name '%.40s...' is %zu bytes; at most %d are "
+                         "allowed",
+                         where, section, slen, ROLE_NAME_MAX);
     for (const char *c = section; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
             return orch__err(err, ORCH_ECONFIG,
@@ -449,8 +453,9 @@ static char *read_line(char *str, int num, void *stream)
     size_t len = eol ? (size_t)(eol - pc->p) + 1 : strlen(pc->p);
     pc->lineno++;
     if (len > (size_t)num - 1 || len >= INIH_MAX_LINE - 1) {
-        pc->rc = orch__err(pc->err, ORCH_ECONFIG, "%s:%d: line is %zu bytes; at most %d are allowed",
-                           pc->name, pc->lineno, len, INIH_MAX_LINE - 2);
+        pc->rc =
+            orch__err(pc->err, ORCH_ECONFIG, "%s:%d: line is %zu bytes; at most %d are allowed",
+                      pc->name, pc->lineno, len, INIH_MAX_LINE - 2);
         return NULL;
     }
     memcpy(str, pc->p, len);
@@ -779,9 +784,9 @@ int orch__config_model_roles(const orch_config *cfg, size_t *model_of, orch_erro
             if (next == (size_t)-1) {
                 char list[300];
                 orch__config_role_list(cfg, list, sizeof list);
-                rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] fallback = %s: no such role (roles: %s)",
-                               r.fallback_where ? r.fallback_where : cfg->name, r.name,
-                               r.fallback, list);
+                rc = orch__err(
+                    err, ORCH_ECONFIG, "%s: [%s] fallback = %s: no such role (roles: %s)",
+                    r.fallback_where ? r.fallback_where : cfg->name, r.name, r.fallback, list);
                 goto done;
             }
             if (state[next] == 1) {
@@ -813,14 +818,16 @@ int orch_config_validate(const orch_config *cfg, orch_error *err)
     if (!cfg)
         return orch__err(err, ORCH_EINVAL, "orch_config_validate: config is NULL");
     if (cfg->n_roles == 0)
-        return orch__err(err, ORCH_ECONFIG, "%s: no roles defined (add a section such as [reasoning] "
-                         "with a path)", cfg->name);
+        return orch__err(err, ORCH_ECONFIG,
+                         "%s: no roles defined (add a section such as [reasoning] "
+                         "with a path)",
+                         cfg->name);
     for (size_t i = 0; i < cfg->n_roles; i++) {
         struct orch__role_cfg r;
         orch__config_resolve(cfg, i, &r);
         if (!r.path && !r.fallback)
-            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback", cfg->name,
-                             r.line, r.name);
+            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback",
+                             cfg->name, r.line, r.name);
     }
     /* every alias names one role, and no alias is another role's name */
     for (size_t i = 0; i < cfg->n_roles; i++)
@@ -872,7 +879,8 @@ size_t orch_config_role_n_aliases(const orch_config *cfg, size_t i)
 
 const char *orch_config_role_alias(const orch_config *cfg, size_t i, size_t k)
 {
-    return cfg && i < cfg->n_roles && k < cfg->roles[i].n_aliases ? cfg->roles[i].aliases[k] : NULL;
+    return cfg && i < cfg->n_roles && k < cfg->roles[i].n_aliases ? cfg->roles[i].aliases[k]
+                                                                  : NULL;
 }
 
 size_t orch__config_find(const orch_config *cfg, const char *role)

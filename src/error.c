@@ -11,8 +11,8 @@
 const char *orch_strerror(int code)
 {
     switch (code) {
-#define XX(name, val, desc)                                                                        \
-    case ORCH_##name:                                                                              \
+#define XX(name, val, desc)                                                                       \
+    case ORCH_##name:                                                                             \
         return desc;
         ORCH_ERRNO_MAP(XX)
 #undef XX
@@ -23,8 +23,8 @@ const char *orch_strerror(int code)
 const char *orch_err_name(int code)
 {
     switch (code) {
-#define XX(name, val, desc)                                                                        \
-    case ORCH_##name:                                                                              \
+#define XX(name, val, desc)                                                                       \
+    case ORCH_##name:                                                                             \
         return "ORCH_" #name;
         ORCH_ERRNO_MAP(XX)
 #undef XX

@@ -84,7 +84,8 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
         return orch__err(err, ORCH_EINVAL, "max_tokens %d must be at least 1",
                          p->max_tokens);
     if (!(p->temperature >= 0.0f) || isinf(p->temperature))
-        return orch__err(err, ORCH_EINVAL, "temperature %g must be 0 (greedy) or more", (double)p->temperature);
+        return orch__err(err, ORCH_EINVAL, "temperature %g must be 0 (greedy) or more",
+                         (double)p->temperature);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return orch__err(err, ORCH_EINVAL, "top_p %g must be in (0, 1]",
                          (double)p->top_p);
@@ -126,7 +127,8 @@ static int32_t resolve_n_ctx(orch_model *m, int32_t req_n_ctx)
 {
     if (req_n_ctx > 0)
         return req_n_ctx;
-    int32_t asked = req_n_ctx == ORCH_N_CTX_TRAIN ? ORCH_N_CTX_TRAIN : orch__model_params(m)->n_ctx;
+    int32_t asked =
+        req_n_ctx == ORCH_N_CTX_TRAIN ? ORCH_N_CTX_TRAIN : orch__model_params(m)->n_ctx;
     if (asked > 0)
         return asked;
     struct orch_model_info info;
@@ -269,7 +271,8 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .parse_special = parse_special,
         .params = p,
         .n_ctx = resolve_n_ctx(m, p->n_ctx),
-        .n_threads = p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
+        .n_threads =
+            p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
         .n_batch = mp->n_batch,
         .emit = sink_emit,
         .sink = &s,
@@ -358,7 +361,8 @@ static int check_chat(const struct orch_chat_message *msgs, size_t n, orch_error
         return orch__err(err, ORCH_EINVAL, "a chat needs at least one message");
     for (size_t i = 0; i < n; i++) {
         const char *r = msgs[i].role;
-        if (!r || (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0))
+        if (!r ||
+            (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0))
             return orch__err(err, ORCH_EINVAL,
                              "message %zu has chat role '%s' (expected system, user or assistant)",
                              i, r ? r : "(null)");
@@ -403,7 +407,8 @@ int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs
         return rc;
     const orch_backend *be = orch__model_backend(m);
     if (be->ops->chat_format) {
-        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out, err);
+        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out,
+                                  err);
         if (rc)
             return rc;
     }
@@ -489,7 +494,8 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
         .texts = texts,
         .n_texts = n_texts,
         .n_ctx = n_ctx < ORCH_EMBED_N_CTX_MAX ? n_ctx : ORCH_EMBED_N_CTX_MAX,
-        .n_threads = p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
+        .n_threads =
+            p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
     };
     int64_t t0 = orch__now_ns();
     int rc = be->ops->embed(orch__model_backend_obj(m), &req, err);

@@ -46,7 +46,8 @@ enum gtype {
     GT_U64, GT_I64, GT_F64, GT_COUNT
 };
 
-static const uint8_t gtype_size[GT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 8 /* min: len */, 12, 8, 8, 8};
+static const uint8_t gtype_size[GT_COUNT] = {1,  1, 2, 2, 4, 4, 4, 1, 8 /* min: len */,
+                                             12, 8, 8, 8};
 
 struct kv {
     char *key;
@@ -350,7 +351,8 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
         uint64_t tsize = ggml_type_size((enum ggml_type)type);
         if (ne % blck)
             return orch__err(r->err, ORCH_EFORMAT,
-                             "'%s': %s has %" PRIu64 " elements, not a multiple of %s's block %" PRIu64,
+                             "'%s': %s has %" PRIu64
+                             " elements, not a multiple of %s's block %" PRIu64,
                              r->path, label, ne, ggml_type_name((enum ggml_type)type), blck);
         if (ne / blck > UINT64_MAX / tsize)
             return orch__err(r->err, ORCH_EFORMAT,
@@ -424,8 +426,9 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
     if ((rc = rd_u32(&r, &magic, "magic")))
         goto fail;
     if (magic != GGUF_MAGIC) {
-        rc = orch__err(err, ORCH_EFORMAT, "'%s' is not a GGUF file (magic bytes %02x %02x %02x %02x)",
-                       path, magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, magic >> 24);
+        rc = orch__err(err, ORCH_EFORMAT,
+                       "'%s' is not a GGUF file (magic bytes %02x %02x %02x %02x)", path,
+                       magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, magic >> 24);
         goto fail;
     }
     if ((rc = rd_u32(&r, &g->version, "version")))

@@ -103,7 +103,8 @@ struct orch__field {
 
 #define OF_S(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_STR, .v.s = (x)})
 #define OF_I(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_INT, .v.i = (long long)(x)})
-#define OF_U(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_UINT, .v.u = (unsigned long long)(x)})
+#define OF_U(k, x)                                                                                \
+    ((struct orch__field){.key = (k), .type = ORCH__F_UINT, .v.u = (unsigned long long)(x)})
 #define OF_D(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_DBL, .v.d = (double)(x)})
 #define OF_B(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_BOOL, .v.i = (x) ? 1 : 0})
 

@@ -13,8 +13,8 @@
  * same slot, so a lease costs one uncontended atomic operation to take and
  * one to return, and no cache line moves between cores while at most
  * N_SLOTS threads take leases (threads are dealt slots round-robin; past
- * N_SLOTS, some share one: still correct, then contended). A slot word is LIVE (bit 62) | BIAS + count, where count is
- * this slot's acquires minus its releases (below zero when leases taken on
+ * N_SLOTS, some share one: still correct, then contended). A slot word is LIVE (bit 62) | BIAS +
+ * count, where count is this slot's acquires minus its releases (below zero when leases taken on
  * other threads are returned here). acquire() and release() both CAS their
  * slot, and only from a word with LIVE set: nobody but the lock holder ever
  * writes a stopped slot. A slot whose count reaches +-SLOT_FOLD is folded
@@ -195,7 +195,8 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
     const char *role = params->role && *params->role ? params->role : "model";
     if (!params->path || !*params->path)
         return orch__err(err, ORCH_EINVAL, "role '%s': no model path given", role);
-    if (params->n_ctx != ORCH_N_CTX_TRAIN && (params->n_ctx <= 0 || params->n_ctx > ORCH_N_CTX_MAX))
+    if (params->n_ctx != ORCH_N_CTX_TRAIN &&
+        (params->n_ctx <= 0 || params->n_ctx > ORCH_N_CTX_MAX))
         return orch__err(err, ORCH_EINVAL,
                          "role '%s': n_ctx %d is out of range (expected 1..%d, or %d for the "
                          "model's trained context)",
@@ -368,8 +369,8 @@ static bool kill_locked(orch_model *m, const char *reason)
      * the slow path meanwhile (or after a revive) have made m->drain
      * negative, and this brings it to exactly the leases still out (+1) */
     int64_t before = atomic_fetch_add_explicit(&m->drain, out + 1, memory_order_acq_rel);
-    orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path), OF_S("reason", reason),
-              OF_I("leases", before + out));
+    orch__log(ORCH_LOG_INFO, m->role, "unload_start", OF_S("path", m->path),
+              OF_S("reason", reason), OF_I("leases", before + out));
     if (atomic_fetch_sub_explicit(&m->drain, 1, memory_order_acq_rel) == 1) {
         free_locked(m, reason);
         return true;
@@ -389,7 +390,8 @@ static bool load_progress(void *p, float fraction)
     /* relaxed: the flag is advisory; the loader polls it repeatedly */
     if (atomic_load_explicit(&m->cancel, memory_order_relaxed))
         return false;
-    if (m->params.progress && !m->params.progress(m->role, fraction, m->params.progress_user_data)) {
+    if (m->params.progress &&
+        !m->params.progress(m->role, fraction, m->params.progress_user_data)) {
         atomic_store_explicit(&m->cancel, true, memory_order_relaxed);
         return false;
     }
@@ -472,8 +474,9 @@ static int do_load_locked(orch_model *m, orch_error *err)
         m->n_failures++;
         m->last_error = e;
         set_state(m, ORCH_STATE_FAILED);
-        orch__log(rc == ORCH_ECANCELED ? ORCH_LOG_WARN : ORCH_LOG_ERROR, m->role, "load_failed", OF_S("path", m->path), OF_D("ms", ms),
-                  OF_S("code", orch_err_name(rc)), OF_S("error", e.msg));
+        orch__log(rc == ORCH_ECANCELED ? ORCH_LOG_WARN : ORCH_LOG_ERROR, m->role, "load_failed",
+                  OF_S("path", m->path), OF_D("ms", ms), OF_S("code", orch_err_name(rc)),
+                  OF_S("error", e.msg));
     }
     pthread_cond_broadcast(&m->cond);
     if (rc != ORCH_OK && err)

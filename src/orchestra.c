@@ -310,8 +310,9 @@ static int admit(void *ud, orch_model *m, orch_error *err)
         struct entry *v = lru_victim(o, e);
         if (v) {
             pthread_mutex_unlock(&o->lock);
-            orch__log(ORCH_LOG_INFO, orch_model_role(m), "evict", OF_S("victim", orch_model_role(v->model)),
-                      OF_S("reason", "budget"), OF_U("need", need));
+            orch__log(ORCH_LOG_INFO, orch_model_role(m), "evict",
+                      OF_S("victim", orch_model_role(v->model)), OF_S("reason", "budget"),
+                      OF_U("need", need));
             /* the gone hook uncharges it (takes o->lock) */
             bool done = orch__model_unload_if_idle(v->model, "budget");
             pthread_mutex_lock(&o->lock);

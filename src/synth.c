@@ -50,7 +50,10 @@ struct orch_synth_params orch_synth_default_params(void)
 static void solve(uint64_t target, struct synth_params_solved *s)
 {
     s->n_vocab = target < 20000000ull ? 2048 : 32000;
-    s->n_layer = target < 10000000ull ? 4 : target < 300000000ull ? 12 : target < 3000000000ull ? 22 : 32;
+    s->n_layer = target < 10000000ull     ? 4
+                 : target < 300000000ull  ? 12
+                 : target < 3000000000ull ? 22
+                                          : 32;
     double L = s->n_layer, V = s->n_vocab, P = (double)target;
     double d = (-2 * V + sqrt(4 * V * V + 48 * L * P)) / (24 * L);
     uint32_t heads = (uint32_t)lround(d / 64.0);
@@ -280,8 +283,12 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     if (!ts)
         return orch__err(err, ORCH_ENOMEM, "'%s': out of memory", path);
     size_t k = 0;
-#define T2(nm, a, b, ty, sc) ts[k++] = (struct tensor){.n_dims = 2, .ne = {(a), (b)}, .type = (ty), .scale = (sc)}, snprintf(ts[k - 1].name, 64, "%s", nm)
-#define T1(nm, a) ts[k++] = (struct tensor){.n_dims = 1, .ne = {(a), 1}, .type = T_F32, .scale = 0}, snprintf(ts[k - 1].name, 64, "%s", nm)
+#define T2(nm, a, b, ty, sc)                                                                      \
+    ts[k++] = (struct tensor){.n_dims = 2, .ne = {(a), (b)}, .type = (ty), .scale = (sc)},        \
+    snprintf(ts[k - 1].name, 64, "%s", nm)
+#define T1(nm, a)                                                                                 \
+    ts[k++] = (struct tensor){.n_dims = 1, .ne = {(a), 1}, .type = T_F32, .scale = 0},            \
+    snprintf(ts[k - 1].name, 64, "%s", nm)
     float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)s.n_ff);
     T2("token_embd.weight", d, s.n_vocab, mt, 1.0f);
     T1("output_norm.weight", d);
@@ -370,8 +377,8 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
         remove(tmp);
         return orch__err_errno(err, e, "cannot rename into place", path);
     }
-    orch__log(ORCH_LOG_INFO, "synth", "model_written", OF_S("path", path), OF_U("n_params", n_total),
-              OF_U("n_embd", s.n_embd), OF_U("n_layer", s.n_layer), OF_U("n_vocab", s.n_vocab),
-              OF_U("bytes", w.pos));
+    orch__log(ORCH_LOG_INFO, "synth", "model_written", OF_S("path", path),
+              OF_U("n_params", n_total), OF_U("n_embd", s.n_embd), OF_U("n_layer", s.n_layer),
+              OF_U("n_vocab", s.n_vocab), OF_U("bytes", w.pos));
     return ORCH_OK;
 }

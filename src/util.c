@@ -29,7 +29,8 @@ struct timespec orch__mono_deadline(int64_t start_ns, int64_t ms)
     if (ms < 0)
         ms = 0;
     int64_t ns = ms > (INT64_MAX - start_ns) / 1000000 ? INT64_MAX : start_ns + ms * 1000000;
-    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000),
+                             .tv_nsec = (long)(ns % 1000000000)};
 }
 
 void orch_format_bytes(uint64_t b, char *buf, size_t cap)
@@ -113,8 +114,10 @@ int orch__utf8_repair(struct orch__buf *b, bool final)
         for (size_t k = 1; ok && k < have; k++)
             ok = (s[i + k] & 0xC0) == 0x80;
         if (ok && have == (size_t)n && n >= 3)
-            ok = !((n == 3 && ((s[i] == 0xE0 && s[i + 1] < 0xA0) || (s[i] == 0xED && s[i + 1] >= 0xA0))) ||
-                   (n == 4 && ((s[i] == 0xF0 && s[i + 1] < 0x90) || (s[i] == 0xF4 && s[i + 1] >= 0x90))));
+            ok = !((n == 3 &&
+                    ((s[i] == 0xE0 && s[i + 1] < 0xA0) || (s[i] == 0xED && s[i + 1] >= 0xA0))) ||
+                   (n == 4 &&
+                    ((s[i] == 0xF0 && s[i + 1] < 0x90) || (s[i] == 0xF4 && s[i + 1] >= 0x90))));
         if (ok && have < (size_t)n && !final) { /* a character still arriving */
             rc = orch__buf_append(&out, (const char *)s + i, have);
             break;

@@ -46,7 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *tmp = getenv("TMPDIR");
     char base[256];
     snprintf(base, sizeof base, "%s/fuzz-base-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
-    snprintf(g_path, sizeof g_path, "%s/fuzz-case-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(g_path, sizeof g_path, "%s/fuzz-case-%d.gguf", tmp && *tmp ? tmp : "/tmp",
+             (int)getpid());
     struct orch_synth_params sp = orch_synth_default_params();
     sp.n_params = 1000000;
     orch_error err;
@@ -67,20 +68,42 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static const char *const keys[] = {
-    "{arch}.block_count", "{arch}.context_length", "{arch}.embedding_length",
-    "{arch}.feed_forward_length", "{arch}.attention.head_count", "{arch}.attention.head_count_kv",
-    "{arch}.attention.key_length", "{arch}.attention.value_length", "{arch}.rope.dimension_count",
-    "{arch}.rope.scaling.type", "{arch}.rope.freq_base", "{arch}.expert_count",
-    "{arch}.expert_used_count", "{arch}.expert_group_count", "{arch}.expert_group_used_count",
-    "{arch}.nextn_predict_layers", "{arch}.attention.layer_norm_rms_epsilon", "{arch}.vocab_size",
-    "general.alignment", "general.architecture", "tokenizer.ggml.model",
-    "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token",
-    "tokenizer.ggml.add_eos_token", "{arch}.pooling_type", "{arch}.attention.causal",
-    "{arch}.attention.sliding_window", "{arch}.rope.scaling.factor", "{arch}.rope.scaling.original_context_length",
-    "tokenizer.ggml.padding_token_id", "{arch}.expert_shared_count",
+    "{arch}.block_count",
+    "{arch}.context_length",
+    "{arch}.embedding_length",
+    "{arch}.feed_forward_length",
+    "{arch}.attention.head_count",
+    "{arch}.attention.head_count_kv",
+    "{arch}.attention.key_length",
+    "{arch}.attention.value_length",
+    "{arch}.rope.dimension_count",
+    "{arch}.rope.scaling.type",
+    "{arch}.rope.freq_base",
+    "{arch}.expert_count",
+    "{arch}.expert_used_count",
+    "{arch}.expert_group_count",
+    "{arch}.expert_group_used_count",
+    "{arch}.nextn_predict_layers",
+    "{arch}.attention.layer_norm_rms_epsilon",
+    "{arch}.vocab_size",
+    "general.alignment",
+    "general.architecture",
+    "tokenizer.ggml.model",
+    "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.add_bos_token",
+    "tokenizer.ggml.add_eos_token",
+    "{arch}.pooling_type",
+    "{arch}.attention.causal",
+    "{arch}.attention.sliding_window",
+    "{arch}.rope.scaling.factor",
+    "{arch}.rope.scaling.original_context_length",
+    "tokenizer.ggml.padding_token_id",
+    "{arch}.expert_shared_count",
 };
-static const char *const strings[] = {"llama", "none", "linear", "yarn", "longrope", "bogus", "gpt2",
-                                      "qwen2", "gemma", "bert", "falcon", "mamba", ""};
+static const char *const strings[] = {"llama",  "none",  "linear", "yarn",  "longrope",
+                                      "bogus",  "gpt2",  "qwen2",  "gemma", "bert",
+                                      "falcon", "mamba", ""};
 static const int64_t smalls[] = {0, 1, 2, 3, 4, 5, 7, 8, 16, 31, 32, 33, 64, 127, 128, 129, 256,
                                  512, 513, 1024, 1025, 2048, 4096, 65536, 1000000000, 0xFFFFFFFF};
 

@@ -189,7 +189,9 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
         if (strcmp(edits[e].key, "general.alignment") == 0 && edits[e].type == GE_U32)
             /* past 1 MiB keep the old padding: the file is refused anyway,
              * and the editor should not write gigabytes of zeros */
-            new_align = edits[e].i < 1 ? 1 : edits[e].i > (1 << 20) ? old_align : (uint64_t)edits[e].i;
+            new_align = edits[e].i < 1           ? 1
+                        : edits[e].i > (1 << 20) ? old_align
+                                                 : (uint64_t)edits[e].i;
     }
     /* count the keys */
     uint64_t count = n_kv;

@@ -50,7 +50,8 @@ static void test_example_config(void **state)
     assert_true(orch_config_budget(cfg) > 0);
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     uint64_t ram = (uint64_t)pages * (uint64_t)psz;
-    assert_true(orch_config_budget(cfg) > ram / 100 * 74 && orch_config_budget(cfg) <= ram / 100 * 76);
+    assert_true(orch_config_budget(cfg) > ram / 100 * 74 &&
+                orch_config_budget(cfg) <= ram / 100 * 76);
 
     /* the roles resolve with the reasoning/code/dream defaults */
     struct orch_orchestra_params op = orch_orchestra_default_params();
@@ -325,17 +326,21 @@ static void test_messages_for_people(void **state)
     (void)state;
     parse_err("[a]\npath = x\n[b]\npath = y\n[c]\npath = z\n[d]\nfallback = nope\n",
               "no such role (roles: a, b, c, d)", "t.ini:8");
-    parse_err("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "[b] needs a path or a fallback", "t.ini:3");
+    parse_err("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "[b] needs a path or a fallback",
+              "t.ini:3");
     orch_config *cfg = NULL;
     orch_error err = {0};
-    assert_rc(orch_config_parse("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "t.ini", false, &cfg, &err),
-              ORCH_ECONFIG, err);
+    assert_rc(
+        orch_config_parse("[a]\nfallback = b\n[b]\nn_ctx = 100\n", "t.ini", false, &cfg, &err),
+        ORCH_ECONFIG, err);
     assert_null(strstr(err.msg, "(null)"));
     /* inih keeps 49 bytes of a section name: longer ones are refused, not cut */
     char text[300];
-    snprintf(text, sizeof text, "[%s]\npath = x\n", "r23456789012345678901234567890123456789012345678901234");
+    snprintf(text, sizeof text, "[%s]\npath = x\n",
+             "r23456789012345678901234567890123456789012345678901234");
     parse_err(text, "t.ini:1: role name", "at most 49");
-    snprintf(text, sizeof text, "[%s]\npath = x\n", "r234567890123456789012345678901234567890123456789");
+    snprintf(text, sizeof text, "[%s]\npath = x\n",
+             "r234567890123456789012345678901234567890123456789");
     cfg = parse_ok(text);
     assert_int_equal(strlen(orch_config_role_name(cfg, 0)), 49);
     orch_config_free(cfg);
@@ -409,7 +414,8 @@ static void test_aliases(void **state)
     /* requests by alias reach the role */
     orch_backend *fake = orch_fake_new(NULL);
     char ini[700];
-    snprintf(ini, sizeof ini, "[big]\npath = %s\nalias = gpt-4o\n", test_sparse_file("al.bin", 4096));
+    snprintf(ini, sizeof ini, "[big]\npath = %s\nalias = gpt-4o\n",
+             test_sparse_file("al.bin", 4096));
     orch_config *c2 = parse_ok(ini);
     struct orch_orchestra_params op = orch_orchestra_default_params();
     op.no_reaper = true;

@@ -95,8 +95,10 @@ static void test_batched_equals_llama(void **state)
     pthread_t th[N];
     struct job jobs[N];
     for (int i = 0; i < N; i++) {
-        jobs[i] = (struct job){.m = m, .prompt = prompts[i % N_PROMPTS],
-                               .max_tokens = 40 + 10 * (i % N_PROMPTS), .no_cache = i >= N_PROMPTS};
+        jobs[i] = (struct job){.m = m,
+                               .prompt = prompts[i % N_PROMPTS],
+                               .max_tokens = 40 + 10 * (i % N_PROMPTS),
+                               .no_cache = i >= N_PROMPTS};
         assert_int_equal(pthread_create(&th[i], NULL, job_main, &jobs[i]), 0);
     }
     for (int i = 0; i < N; i++) {

@@ -7,8 +7,8 @@ the static libraries), and includes, from the sources' #include "..."
 lines. Either graph having a cycle fails the test, naming the files on it;
 so does a call from src/ into src/llama/ other than through the backend
 interface, or any call from src/llama/ up into the model layer (model.c,
-generate.c, orchestra.c, config.c). Prints what it checked, so a run that
-found no objects cannot pass."""
+generate.c, orchestra.c, config.c); and every C line is under 100 columns.
+Prints what it checked, so a run that found no objects cannot pass."""
 import os, re, subprocess, sys
 
 build, top = sys.argv[1], sys.argv[2]
@@ -104,6 +104,19 @@ for folder in ("src", "server"):
         fail(f"{folder}/: too few includes found: the check would be vacuous")
     for c in cycles(graph):
         fail(f"{folder}/: a cycle of includes among {', '.join(c)}")
+
+# ---- lines under 100 columns (.clang-format's ColumnLimit) ---------------------------
+n_files = 0
+for folder in ("include", "src", "server", "tools", "tests", "bench"):
+    for d, _, files in os.walk(os.path.join(top, folder)):
+        for f in files:
+            if not f.endswith((".c", ".h")): continue
+            n_files += 1
+            for i, line in enumerate(open(os.path.join(d, f), encoding="utf-8"), 1):
+                if len(line.rstrip("\n")) > 99:
+                    fail(f"{os.path.relpath(os.path.join(d, f), top)}:{i}: "
+                         f"{len(line.rstrip())} columns (at most 99)")
+print(f"columns: {n_files} C files")
 
 print(f"{0 if failed else 1} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -474,7 +474,8 @@ static void test_embeddings_many(void **state)
     assert_rc(orch_model_embed(g_model, texts, N, NULL, &v, &dim, &err), ORCH_OK, err);
     int probe[] = {0, 63, 64, 200, 299};
     for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
-        assert_rc(orch_model_embed(g_model, &texts[probe[k]], 1, NULL, &one, &d1, &err), ORCH_OK, err);
+        assert_rc(orch_model_embed(g_model, &texts[probe[k]], 1, NULL, &one, &d1, &err), ORCH_OK,
+                  err);
         assert_same_embedding(one, v + probe[k] * dim, dim, texts[probe[k]]);
         free(one);
     }

@@ -424,14 +424,17 @@ static void test_no_head_of_line_blocking(void **state)
 {
     (void)state;
     struct fx fx;
-    fx_open(&fx, "[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\n[b]\npath = @b:10\n[c]\npath = @c:10\n", 0);
+    fx_open(&fx,
+            "[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\n[b]\npath = @b:10\n[c]\npath = @c:10\n",
+            0);
     use(fx.o, "a", 1000);
     orch_fake_set_load_ms(fx.fake, 400);
     struct bg_acquire bb = {.o = fx.o, .role = "b"}, bc = {.o = fx.o, .role = "c"};
     pthread_t tb, tc;
     pthread_create(&tb, NULL, bg_acquire_main, &bb);
     pthread_create(&tc, NULL, bg_acquire_main, &bc);
-    while (role_state(fx.o, "b") != ORCH_STATE_LOADING || role_state(fx.o, "c") != ORCH_STATE_LOADING)
+    while (role_state(fx.o, "b") != ORCH_STATE_LOADING ||
+           role_state(fx.o, "c") != ORCH_STATE_LOADING)
         usleep(1000);
     /* while b and c load, a keeps serving */
     for (int i = 0; i < 1000; i++) {
@@ -563,7 +566,8 @@ static void test_generate_races_unload(void **state)
     struct gen_loop small = {.o = fx.o, .role = "a", .prompt = "hi", .iters = 20000};
     pthread_t un;
     pthread_create(&un, NULL, unload_loop_main, &g);
-    bool done = test_run_within(gen_loop_main, &g, 60) && test_run_within(gen_loop_main, &small, 60);
+    bool done =
+        test_run_within(gen_loop_main, &g, 60) && test_run_within(gen_loop_main, &small, 60);
     atomic_store(&g.stop, 1);
     pthread_join(un, NULL);
     assert_true(done); /* it used to hang within a few thousand calls */
@@ -852,8 +856,9 @@ static orch_config *fx_config(const char *ini)
             snprintf(file, sizeof file, "%s.bin", name);
             snprintf(path, sizeof path, "%s/%s", test_tmpdir(), file);
             /* an existing file is left alone: a model may be loading from it */
-            w += sprintf(w, "%s", access(path, F_OK) == 0 ? path
-                                                            : test_sparse_file(file, (uint64_t)kib * KB));
+            w += sprintf(w, "%s",
+                         access(path, F_OK) == 0 ? path
+                                                 : test_sparse_file(file, (uint64_t)kib * KB));
             p += 1 + used;
         } else {
             *w++ = *p++;
@@ -884,8 +889,9 @@ static void test_reconfigure_keeps_unchanged_models(void **state)
     orch_model *held;
     assert_rc(orch_role_acquire(fx.o, "b", &held, &err), ORCH_OK, err); /* b leased */
 
-    orch_config *cfg = fx_config("[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\ntemperature = 0.25\n"
-                                 "[d]\npath = @d:10\n[c]\nfallback = d\n");
+    orch_config *cfg =
+        fx_config("[defaults]\nidle_ttl = -1\n[a]\npath = @a:10\ntemperature = 0.25\n"
+                  "[d]\npath = @d:10\n[c]\nfallback = d\n");
     assert_rc(orch_reconfigure(fx.o, cfg, &err), ORCH_OK, err);
     orch_config_free(cfg);
     /* a's model stayed loaded; its new settings apply */

@@ -86,8 +86,9 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = test_ngl(req->n_gpu_layers);
     mp.use_extra_bufts = !req->no_repack;
-    mp.load_mode = req->use_mmap ? (req->use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
-                                 : (req->use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+    mp.load_mode = req->use_mmap
+                       ? (req->use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
+                       : (req->use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
     struct progress_bridge bridge = {.req = req, .cancelled = false};
     mp.progress_callback = progress_cb;
     mp.progress_callback_user_data = &bridge;
@@ -183,8 +184,8 @@ static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t
         llama_set_n_threads(ctx, n_threads, n_threads);
         return ctx;
     }
-    return orch__lm_ctx_new(lm, n_ctx, n_batch, embedding ? EMBED_SEQ_MAX : 1, embedding, n_threads,
-                            err);
+    return orch__lm_ctx_new(lm, n_ctx, n_batch, embedding ? EMBED_SEQ_MAX : 1, embedding,
+                            n_threads, err);
 }
 
 static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx, uint32_t n_batch,
@@ -235,7 +236,8 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     /* a context of its own: more context or other threads than the
      * engine's sequences have, or a model with no engine (n_parallel 0) */
     uint32_t n_batch = (uint32_t)(req->n_batch < req->n_ctx ? req->n_batch : req->n_ctx);
-    struct llama_context *ctx = ctx_get(lm, (uint32_t)req->n_ctx, n_batch, false, req->n_threads, err);
+    struct llama_context *ctx =
+        ctx_get(lm, (uint32_t)req->n_ctx, n_batch, false, req->n_threads, err);
     if (!ctx) {
         free(toks);
         return ORCH_ENOMEM;
@@ -271,7 +273,8 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
         }
         int d = orch__lm_decode(lm, ctx, llama_batch_get_one(&tok, 1), req->n_threads);
         if (d != 0)
-            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos, d);
+            rc = orch__err(err, ORCH_EDECODE, "llama_decode failed at position %d (code %d)", pos,
+                           d);
         pos++;
     }
     req->gen_ms = orch__ms_since(t1);

@@ -224,7 +224,8 @@ static void seat(struct engine *e, struct eseq *q)
         struct seq_slot *s = &e->slots[i];
         if (s->q)
             continue;
-        int32_t len = q->no_cache ? 0 : common_prefix(s->cache, s->n_cache, q->prompt, q->n_prompt);
+        int32_t len =
+            q->no_cache ? 0 : common_prefix(s->cache, s->n_cache, q->prompt, q->n_prompt);
         if (len > best_len || (len == best_len && s->order < best->order)) {
             best = s;
             best_len = len;

@@ -201,7 +201,8 @@ static void global_init(void)
     devices_describe();
     tpools_find();
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
-              OF_U("devices", ggml_backend_dev_count()), OF_S("system", llama_print_system_info()));
+              OF_U("devices", ggml_backend_dev_count()),
+              OF_S("system", llama_print_system_info()));
 }
 
 /* ---- decodes under the CPU budget (cpu.c) ----------------------------------- */
@@ -301,7 +302,8 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
     llama_token *toks = malloc((size_t)cap * sizeof *toks);
     if (!toks)
         return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
-    int32_t n = llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
+    int32_t n =
+        llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
     if (n < 0 && n != INT32_MIN) {
         cap = -n;
         llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
@@ -331,7 +333,8 @@ struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t 
         return NULL;
     if (p->repeat_penalty != 1.0f) {
         int32_t last_n = p->repeat_last_n < 0 ? n_ctx : p->repeat_last_n;
-        llama_sampler_chain_add(s, llama_sampler_init_penalties(n_vocab, last_n, p->repeat_penalty, 0.0f, 0.0f));
+        llama_sampler_chain_add(
+            s, llama_sampler_init_penalties(n_vocab, last_n, p->repeat_penalty, 0.0f, 0.0f));
     }
     if (p->temperature <= 0.0f) {
         llama_sampler_chain_add(s, llama_sampler_init_greedy());

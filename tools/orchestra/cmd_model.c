@@ -23,23 +23,51 @@ enum {
 };
 
 /* the library's defaults, as help shows them */
-static void d_ctx(char *b, size_t n) { snprintf(b, n, "%d; role: its n_ctx", orch_model_default_params().n_ctx); }
-static void d_threads(char *b, size_t n) { snprintf(b, n, "%d, the CPUs this process may use", orch_default_n_threads()); }
-static void d_ngl(char *b, size_t n) { snprintf(b, n, "%d", orch_model_default_params().n_gpu_layers); }
-static void d_max(char *b, size_t n) { snprintf(b, n, "%d", orch_gen_default_params().max_tokens); }
-static void d_temp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().temperature); }
+static void d_ctx(char *b, size_t n)
+{
+    snprintf(b, n, "%d; role: its n_ctx", orch_model_default_params().n_ctx);
+}
+static void d_threads(char *b, size_t n)
+{
+    snprintf(b, n, "%d, the CPUs this process may use", orch_default_n_threads());
+}
+static void d_ngl(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_model_default_params().n_gpu_layers);
+}
+static void d_max(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_gen_default_params().max_tokens);
+}
+static void d_temp(char *b, size_t n)
+{
+    snprintf(b, n, "%g", (double)orch_gen_default_params().temperature);
+}
 static void d_topk(char *b, size_t n) { snprintf(b, n, "%d", orch_gen_default_params().top_k); }
-static void d_topp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().top_p); }
-static void d_minp(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().min_p); }
-static void d_rep(char *b, size_t n) { snprintf(b, n, "%g", (double)orch_gen_default_params().repeat_penalty); }
+static void d_topp(char *b, size_t n)
+{
+    snprintf(b, n, "%g", (double)orch_gen_default_params().top_p);
+}
+static void d_minp(char *b, size_t n)
+{
+    snprintf(b, n, "%g", (double)orch_gen_default_params().min_p);
+}
+static void d_rep(char *b, size_t n)
+{
+    snprintf(b, n, "%g", (double)orch_gen_default_params().repeat_penalty);
+}
 static void d_seed(char *b, size_t n) { snprintf(b, n, "random"); }
 
 static const struct cli_opt model_opts[] = {
     {OPT_MODEL, 'm', "model", NULL, "FILE", "GGUF model file", NULL},
-    {OPT_ROLE, 0, "role", NULL, "ROLE", "a role of the config given with -c (default: its first)", NULL},
-    {OPT_CTX, 0, "ctx", "ctx-size", "N", "context size in tokens; -1 = the model's trained size", d_ctx},
-    {OPT_THREADS, 't', "threads", NULL, "N", "CPU threads, at most the CPUs this process may use", d_threads},
-    {OPT_NGL, 0, "ngl", "n-gpu-layers", "N", "layers to offload to a GPU (-1 = all; also -ngl)", d_ngl},
+    {OPT_ROLE, 0, "role", NULL, "ROLE", "a role of the config given with -c (default: its first)",
+     NULL},
+    {OPT_CTX, 0, "ctx", "ctx-size", "N", "context size in tokens; -1 = the model's trained size",
+     d_ctx},
+    {OPT_THREADS, 't', "threads", NULL, "N", "CPU threads, at most the CPUs this process may use",
+     d_threads},
+    {OPT_NGL, 0, "ngl", "n-gpu-layers", "N", "layers to offload to a GPU (-1 = all; also -ngl)",
+     d_ngl},
     {0},
 };
 
@@ -63,7 +91,16 @@ struct common {
     size_t n_stop;
 };
 
-enum { G_MAX = 1, G_TEMP = 2, G_TOPK = 4, G_TOPP = 8, G_MINP = 16, G_REP = 32, G_SEED = 64, G_STOP = 128 };
+enum {
+    G_MAX = 1,
+    G_TEMP = 2,
+    G_TOPK = 4,
+    G_TOPP = 8,
+    G_MINP = 16,
+    G_REP = 32,
+    G_SEED = 64,
+    G_STOP = 128
+};
 
 static void common_init(struct common *c)
 {
@@ -99,7 +136,8 @@ static int common_opt(void *ctx, int opt, const char *arg)
             c->t.n_ctx = l;
             c->t.have_ctx = true;
         } else if (l == 0) {
-            cli_error("--ctx 0: expected 1..%d, or -1 for the model's trained size", ORCH_N_CTX_MAX);
+            cli_error("--ctx 0: expected 1..%d, or -1 for the model's trained size",
+                      ORCH_N_CTX_MAX);
         }
         break;
     case OPT_THREADS: {
@@ -143,7 +181,8 @@ static int common_opt(void *ctx, int opt, const char *arg)
             c->given |= G_MINP;
         break;
     case OPT_REPEAT:
-        if ((ok = float_in("--repeat-penalty", arg, 0, true, 1e9, "above 0", &c->g.repeat_penalty)))
+        if ((ok =
+                 float_in("--repeat-penalty", arg, 0, true, 1e9, "above 0", &c->g.repeat_penalty)))
             c->given |= G_REP;
         break;
     case OPT_SEED:
@@ -247,12 +286,13 @@ static void print_timings(struct cli *cli, const struct orch_gen_result *r)
 {
     if (cli->quiet)
         return;
-    fprintf(stderr,
-            "[prompt %d tokens in %.1f ms (%.0f tok/s); generated %d tokens in %.1f ms (%.1f tok/s); "
-            "finish: %s]\n",
-            r->n_prompt, r->prompt_ms, r->prompt_ms > 0 ? r->n_prompt * 1000.0 / r->prompt_ms : 0,
-            r->n_generated, r->gen_ms, r->gen_ms > 0 ? r->n_generated * 1000.0 / r->gen_ms : 0,
-            orch_finish_name(r->finish));
+    fprintf(
+        stderr,
+        "[prompt %d tokens in %.1f ms (%.0f tok/s); generated %d tokens in %.1f ms (%.1f tok/s); "
+        "finish: %s]\n",
+        r->n_prompt, r->prompt_ms, r->prompt_ms > 0 ? r->n_prompt * 1000.0 / r->prompt_ms : 0,
+        r->n_generated, r->gen_ms, r->gen_ms > 0 ? r->n_generated * 1000.0 / r->gen_ms : 0,
+        orch_finish_name(r->finish));
 }
 
 static int run_generate(struct target *t, const char *prompt, const struct orch_gen_params *p,
@@ -278,7 +318,8 @@ static const struct cli_opt generate_opts[] = {
     {OPT_FILE, 'f', "file", NULL, "FILE", "read the prompt from FILE", NULL},
     {0},
 };
-static const struct cli_opt *const generate_tables[] = {generate_opts, model_opts, sampling_opts, NULL};
+static const struct cli_opt *const generate_tables[] = {generate_opts, model_opts, sampling_opts,
+                                                        NULL};
 static const struct cli_cmd generate_cmd = {
     "generate", "(-m FILE | --role ROLE) [-p PROMPT | -f FILE] [options]",
     "Completes PROMPT (or standard input) and streams the text to stdout.", generate_tables};
@@ -488,7 +529,8 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
             for (size_t i = 0; i < k; i++)
                 free(owned[first_turn + i]);
             memmove(msgs + first_turn, msgs + first_turn + k, (n - first_turn - k) * sizeof *msgs);
-            memmove(owned + first_turn, owned + first_turn + k, (n - first_turn - k) * sizeof *owned);
+            memmove(owned + first_turn, owned + first_turn + k,
+                    (n - first_turn - k) * sizeof *owned);
             n -= k;
             dropped += k;
             st = run_chat(&t, msgs, n, &p, &res, &err);
@@ -683,7 +725,11 @@ static void clean_text(const char *in, char *out, size_t cap, bool json)
     size_t o = 0;
     const unsigned char *p = (const unsigned char *)in;
     while (*p && o + 4 < cap) {
-        size_t n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        size_t n = *p < 0x80         ? 1
+                   : (*p >> 5) == 6  ? 2
+                   : (*p >> 4) == 14 ? 3
+                   : (*p >> 3) == 30 ? 4
+                                     : 0;
         bool valid = n > 0;
         for (size_t k = 1; k < n && valid; k++)
             valid = (p[k] & 0xC0) == 0x80;
@@ -750,17 +796,17 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     clean_text(fi.arch, arch, sizeof arch, json);
     clean_text(path, shown_path, sizeof shown_path, json);
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:i, s:I}",
-                              "path", shown_path, "architecture", arch, "name", name,
-                              "file_type", fi.file_type, "n_params", (json_int_t)fi.n_params,
-                              "file_bytes", (json_int_t)fi.file_bytes,
-                              "tensor_bytes", (json_int_t)fi.tensor_bytes,
-                              "n_ctx_train", (json_int_t)fi.n_ctx_train, "n_embd", (json_int_t)fi.n_embd,
-                              "n_layer", (json_int_t)fi.n_layer, "n_head", (json_int_t)fi.n_head,
-                              "n_head_kv", (json_int_t)fi.n_head_kv, "n_vocab", (json_int_t)fi.n_vocab,
-                              "n_tensors", (json_int_t)fi.n_tensors,
-                              "has_chat_template", fi.has_chat_template, "gguf_version", (int)fi.gguf_version,
-                              "estimated_bytes", (json_int_t)est);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:i, "
+            "s:I}",
+            "path", shown_path, "architecture", arch, "name", name, "file_type", fi.file_type,
+            "n_params", (json_int_t)fi.n_params, "file_bytes", (json_int_t)fi.file_bytes,
+            "tensor_bytes", (json_int_t)fi.tensor_bytes, "n_ctx_train", (json_int_t)fi.n_ctx_train,
+            "n_embd", (json_int_t)fi.n_embd, "n_layer", (json_int_t)fi.n_layer, "n_head",
+            (json_int_t)fi.n_head, "n_head_kv", (json_int_t)fi.n_head_kv, "n_vocab",
+            (json_int_t)fi.n_vocab, "n_tensors", (json_int_t)fi.n_tensors, "has_chat_template",
+            fi.has_chat_template, "gguf_version", (int)fi.gguf_version, "estimated_bytes",
+            (json_int_t)est);
         char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         bool ok = s && out_write(s, strlen(s)) && out_write("\n", 1);
         free(s);
@@ -789,8 +835,8 @@ int cmd_info(struct cli *cli, int argc, char **argv)
                      "chat template:   %s\n"
                      "memory (n_ctx = trained): %s estimated\n",
                      shown_path, name[0] ? name : "-", arch[0] ? arch : "-",
-                     (unsigned long long)fi.n_params, (double)fi.n_params / 1e6, fi.file_type, fb, tb,
-                     (unsigned long long)fi.n_tensors, (long long)fi.n_ctx_train,
+                     (unsigned long long)fi.n_params, (double)fi.n_params / 1e6, fi.file_type, fb,
+                     tb, (unsigned long long)fi.n_tensors, (long long)fi.n_ctx_train,
                      (long long)fi.n_layer, (long long)fi.n_embd, (long long)fi.n_head,
                      (long long)fi.n_head_kv, (long long)fi.n_vocab,
                      fi.has_chat_template ? "yes" : "no", eb);
@@ -803,16 +849,24 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 
 /* ---- mkmodel ----------------------------------------------------------------------- */
 
-static void d_params(char *b, size_t n) { snprintf(b, n, "%lluM", (unsigned long long)(orch_synth_default_params().n_params / 1000000)); }
+static void d_params(char *b, size_t n)
+{
+    snprintf(b, n, "%lluM", (unsigned long long)(orch_synth_default_params().n_params / 1000000));
+}
 static void d_sseed(char *b, size_t n) { snprintf(b, n, "%u", orch_synth_default_params().seed); }
-static void d_sctx(char *b, size_t n) { snprintf(b, n, "%d", orch_synth_default_params().n_ctx_train); }
+static void d_sctx(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_synth_default_params().n_ctx_train);
+}
 static const struct cli_opt mkmodel_opts[] = {
-    {OPT_OUT, 'o', "output", NULL, "FILE", "where to write it (a new file, or a regular one to replace)", NULL},
+    {OPT_OUT, 'o', "output", NULL, "FILE",
+     "where to write it (a new file, or a regular one to replace)", NULL},
     {OPT_PARAMS, 0, "params", NULL, "N", "parameters: 250000, 100M, 1B", d_params},
     {OPT_SEED, 0, "seed", NULL, "S", "the weights are a function of the seed", d_sseed},
     {OPT_CTX, 0, "ctx", NULL, "N", "trained context length", d_sctx},
     {OPT_F32, 0, "f32", NULL, NULL, "F32 weights instead of F16", NULL},
-    {OPT_TEMPLATE, 0, "chat-template", NULL, "TEMPLATE", "stored as the model's chat template (Jinja text)", NULL},
+    {OPT_TEMPLATE, 0, "chat-template", NULL, "TEMPLATE",
+     "stored as the model's chat template (Jinja text)", NULL},
     {0},
 };
 static const struct cli_opt *const mkmodel_tables[] = {mkmodel_opts, NULL};

@@ -38,8 +38,8 @@ static bool print_table(const struct orch_role_status *st, size_t n,
 {
     struct orch_budget_status b = *bs;
     char line[1024];
-    int k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6s %s\n", "ROLE", "MODEL", "STATE",
-                     "SIZE", "LEASES", "UNLOAD IN");
+    int k = snprintf(line, sizeof line, "%-12s %-36s %-9s %-10s %-6s %s\n", "ROLE", "MODEL",
+                     "STATE", "SIZE", "LEASES", "UNLOAD IN");
     bool ok = out_write(line, (size_t)k);
     for (size_t i = 0; i < n && ok; i++) {
         const char *base = strrchr(st[i].path, '/');
@@ -158,9 +158,10 @@ static int open_config(struct cli *cli, orch_orchestra **o)
 static const struct cli_opt no_opts[] = {{0}};
 static const struct cli_opt *const no_tables[] = {no_opts, NULL};
 enum { O_JSON = 1, O_URL, O_KEY };
-static const struct cli_opt ps_opts[] = {
-    {O_JSON, 0, "json", NULL, NULL, "one JSON object: {\"roles\": [...], \"memory\": {...}}", NULL},
-    {0}};
+static const struct cli_opt ps_opts[] = {{O_JSON, 0, "json", NULL, NULL,
+                                          "one JSON object: {\"roles\": [...], \"memory\": {...}}",
+                                          NULL},
+                                         {0}};
 static const struct cli_opt *const ps_tables[] = {ps_opts, NULL};
 static const struct cli_cmd ps_cmd = {
     "ps", "[--json] (with -c CONFIG before it)",

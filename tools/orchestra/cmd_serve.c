@@ -11,21 +11,39 @@ enum { S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE
 
 static void d_host(char *b, size_t n) { snprintf(b, n, "%s", orch_server_default_opts().host); }
 static void d_port(char *b, size_t n) { snprintf(b, n, "%d", orch_server_default_opts().port); }
-static void d_body(char *b, size_t n) { snprintf(b, n, "%zu MiB", orch_server_default_opts().body_max >> 20); }
-static void d_conn(char *b, size_t n) { snprintf(b, n, "%u", orch_server_default_opts().conn_max); }
-static void d_timeout(char *b, size_t n) { snprintf(b, n, "%u s", orch_server_default_opts().timeout_s); }
-static void d_drain(char *b, size_t n) { snprintf(b, n, "%g s", orch_server_default_opts().drain_s); }
-static void d_queue(char *b, size_t n) { snprintf(b, n, "%d", orch_server_default_opts().queue_max); }
+static void d_body(char *b, size_t n)
+{
+    snprintf(b, n, "%zu MiB", orch_server_default_opts().body_max >> 20);
+}
+static void d_conn(char *b, size_t n)
+{
+    snprintf(b, n, "%u", orch_server_default_opts().conn_max);
+}
+static void d_timeout(char *b, size_t n)
+{
+    snprintf(b, n, "%u s", orch_server_default_opts().timeout_s);
+}
+static void d_drain(char *b, size_t n)
+{
+    snprintf(b, n, "%g s", orch_server_default_opts().drain_s);
+}
+static void d_queue(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_server_default_opts().queue_max);
+}
 
 static const struct cli_opt serve_opts[] = {
     {S_HOST, 0, "host", NULL, "ADDR", "IPv4 address to listen on (loopback unless told)", d_host},
     {S_PORT, 0, "port", NULL, "N", "TCP port; 0 = any free one", d_port},
-    {S_KEY, 0, "api-key", NULL, "KEY", "require Authorization: Bearer KEY (also ORCH_API_KEY)", NULL},
+    {S_KEY, 0, "api-key", NULL, "KEY", "require Authorization: Bearer KEY (also ORCH_API_KEY)",
+     NULL},
     {S_BODY, 0, "body-max", NULL, "BYTES", "largest request body (413 past it)", d_body},
     {S_CONN, 0, "max-connections", NULL, "N", "connections served at once", d_conn},
     {S_TIMEOUT, 0, "idle-timeout", NULL, "SECONDS", "close connections idle this long", d_timeout},
-    {S_DRAIN, 0, "drain-timeout", NULL, "SECONDS", "on SIGTERM, how long requests may finish", d_drain},
-    {S_QUEUE, 0, "queue-max", NULL, "N", "requests per role running or waiting (503 past it)", d_queue},
+    {S_DRAIN, 0, "drain-timeout", NULL, "SECONDS", "on SIGTERM, how long requests may finish",
+     d_drain},
+    {S_QUEUE, 0, "queue-max", NULL, "N", "requests per role running or waiting (503 past it)",
+     d_queue},
     {S_PORTFILE, 0, "port-file", NULL, "FILE", "write the port there once listening", NULL},
     {0},
 };

@@ -72,7 +72,8 @@ int main(int argc, char **argv)
             const char *v = a[11] == '=' ? a + 12 : (++i < argc ? argv[i] : NULL);
             int l = orch_log_level_from_string(v);
             if (l < 0) {
-                cli_error("--log-level '%s': expected debug, info, warn, error or off", v ? v : "");
+                cli_error("--log-level '%s': expected debug, info, warn, error or off",
+                          v ? v : "");
                 return EXIT_USAGE;
             }
             orch_log_set_level((enum orch_log_level)l);
