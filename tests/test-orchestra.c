@@ -518,6 +518,7 @@ struct gen_loop {
     const char *prompt;
     int iters;
     atomic_int stop;
+    atomic_int done; /* calls finished: the watchdog's progress */
     int bad;
     int rc;
     orch_error err;
@@ -538,6 +539,7 @@ static void *gen_loop_main(void *arg)
             g->err = err;
         }
         orch_gen_result_clear(&res);
+        atomic_fetch_add(&g->done, 1);
     }
     return NULL;
 }
@@ -552,7 +554,10 @@ static void *unload_loop_main(void *arg)
 
 /* The review's reproducer: one thread generating, one unloading. A request
  * runs on the one lease it took, so an unload between its steps cannot
- * leave it waiting for its own drain. */
+ * leave it waiting for its own drain. It used to hang within a few
+ * thousand calls; a hang is a call that never returns, so the watchdog
+ * wants progress, not a deadline (a sanitizer build on a busy CPU is
+ * slow, never stuck). */
 static void test_generate_races_unload(void **state)
 {
     (void)state;
@@ -566,11 +571,12 @@ static void test_generate_races_unload(void **state)
     struct gen_loop small = {.o = fx.o, .role = "a", .prompt = "hi", .iters = 20000};
     pthread_t un;
     pthread_create(&un, NULL, unload_loop_main, &g);
-    bool done =
-        test_run_within(gen_loop_main, &g, 60) && test_run_within(gen_loop_main, &small, 60);
+    test_run_progressing(gen_loop_main, &g, &g.done, 30, "generate racing unload (1 MiB)");
+    test_run_progressing(gen_loop_main, &small, &small.done, 30, "generate racing unload");
     atomic_store(&g.stop, 1);
     pthread_join(un, NULL);
-    assert_true(done); /* it used to hang within a few thousand calls */
+    assert_int_equal(atomic_load(&g.done), g.iters);
+    assert_int_equal(atomic_load(&small.done), small.iters);
     if (g.bad || small.bad)
         print_error("failed: %s %s\n", g.err.msg, small.err.msg);
     assert_int_equal(g.bad + small.bad, 0);

@@ -13,6 +13,7 @@
 
 #include <orchestra.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,14 @@ char *test_log_capture_stop(void);
 bool test_run_within(void *(*fn)(void *), void *arg, int seconds);
 /* Joins th within `seconds`; false when it did not end in time. */
 bool test_join_within(pthread_t th, int seconds);
+/* Runs fn(arg) on a new thread and joins it, however long it takes, as
+ * long as *progress keeps changing: a hang is no progress, not a slow
+ * machine (a sanitizer build on a loaded CPU). When *progress stands still
+ * for stall_seconds the thread cannot be stopped and still uses the
+ * caller's memory, so this prints `what` and ends the process with
+ * status 1. */
+void test_run_progressing(void *(*fn)(void *), void *arg, const atomic_int *progress,
+                          int stall_seconds, const char *what);
 
 /* Pause points (src/internal.h, test builds): force an interleaving.
  * test_pause_arm(P, obj): the next thread to reach P (on obj; NULL = any)

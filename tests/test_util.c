@@ -219,6 +219,27 @@ bool test_run_within(void *(*fn)(void *), void *arg, int seconds)
     return false;
 }
 
+void test_run_progressing(void *(*fn)(void *), void *arg, const atomic_int *progress,
+                          int stall_seconds, const char *what)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, fn, arg) != 0) {
+        fprintf(stderr, "%s: pthread_create failed\n", what);
+        _exit(1);
+    }
+    int seen = atomic_load(progress), still = 0;
+    while (!test_join_within(th, 1)) {
+        int now = atomic_load(progress);
+        still = now == seen ? still + 1 : 0;
+        seen = now;
+        if (still >= stall_seconds) {
+            fprintf(stderr, "%s: no progress for %d s (stuck at %d)\n", what, stall_seconds, now);
+            fflush(NULL);
+            _exit(1);
+        }
+    }
+}
+
 /* ---- pause points ----------------------------------------------------------------- */
 
 static pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
