@@ -37,6 +37,7 @@ try {
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orch-daemon-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 function writeConfig(name, text) {
   const p = path.join(tmp, name);
   fs.writeFileSync(p, text);
