@@ -14,10 +14,14 @@ struct access {
     const char *method, *path, *role; /* role: "" or NULL = none */
     const char *endpoint;             /* a route's static name; NULL = "other" */
     int role_index;                   /* -1 = none */
-    int status;
+    int status;                       /* 0 = no reply: the client left (499) */
     int64_t tok_in, tok_out;
     int64_t t0_ns;                    /* when it arrived (srv_now_ns) */
 };
+
+/* The access record of a request as it stands; its strings point into r.
+ * Threads: the request's. */
+struct access access_of(const struct req *r);
 
 /* Logs the request, counts it, and gives back its role's queue place.
  * Threads: any. */

@@ -488,14 +488,14 @@ static enum MHD_Result version(struct req *r)
 
 int ollama_routes(struct routes *t)
 {
-    return routes_add(t, "GET", "/api/version", version, "/api/version", 0, 0) ||
-           routes_add(t, "GET", "/api/tags", list, "/api/tags", 0, 0) ||
-           routes_add(t, "GET", "/api/ps", list, "/api/ps", 1, 0) ||
-           routes_add(t, "POST", "/api/show", show, "/api/show", 0, 0) ||
-           routes_add(t, "POST", "/api/generate", generate, "/api/generate", 0, 0) ||
-           routes_add(t, "POST", "/api/chat", generate, "/api/chat", 1, 0) ||
-           routes_add(t, "POST", "/api/embed", embed, "/api/embed", 0, 0) ||
-           routes_add(t, "POST", "/api/embeddings", embed, "/api/embeddings", 1, 0)
+    return routes_add(t, "GET", "/api/version", version, NULL, 0, 0) ||
+           routes_add(t, "GET", "/api/tags", list, NULL, 0, 0) ||
+           routes_add(t, "GET", "/api/ps", list, NULL, 1, 0) ||
+           routes_add(t, "POST", "/api/show", show, NULL, 0, 0) ||
+           routes_add(t, "POST", "/api/generate", generate, NULL, 0, 0) ||
+           routes_add(t, "POST", "/api/chat", generate, NULL, 1, 0) ||
+           routes_add(t, "POST", "/api/embed", embed, NULL, 0, 0) ||
+           routes_add(t, "POST", "/api/embeddings", embed, NULL, 1, 0)
                ? -1
                : 0;
 }

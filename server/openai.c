@@ -290,12 +290,11 @@ static enum MHD_Result embeddings(struct req *r)
 
 int openai_routes(struct routes *t)
 {
-    return routes_add(t, "GET", "/v1/models", models, "/v1/models", 0, 0) ||
+    return routes_add(t, "GET", "/v1/models", models, NULL, 0, 0) ||
            routes_add(t, "GET", "/v1/models/", model_one, "/v1/models", 0, ROUTE_PREFIX) ||
-           routes_add(t, "POST", "/v1/chat/completions", completion, "/v1/chat/completions", 1,
-                      0) ||
-           routes_add(t, "POST", "/v1/completions", completion, "/v1/completions", 0, 0) ||
-           routes_add(t, "POST", "/v1/embeddings", embeddings, "/v1/embeddings", 0, 0)
+           routes_add(t, "POST", "/v1/chat/completions", completion, NULL, 1, 0) ||
+           routes_add(t, "POST", "/v1/completions", completion, NULL, 0, 0) ||
+           routes_add(t, "POST", "/v1/embeddings", embeddings, NULL, 0, 0)
                ? -1
                : 0;
 }

@@ -163,11 +163,11 @@ static enum MHD_Result root(struct req *r)
 
 int ops_routes(struct routes *t)
 {
-    return routes_add(t, "GET", "/health", health, "/health", 0, ROUTE_PUBLIC) ||
-           routes_add(t, "GET", "/metrics", metrics, "/metrics", 0, 0) ||
-           routes_add(t, "POST", "/admin/load", admin, "/admin/load", 1, 0) ||
-           routes_add(t, "POST", "/admin/unload", admin, "/admin/unload", 0, 0) ||
-           routes_add(t, "GET", "/", root, "/", 0, 0)
+    return routes_add(t, "GET", "/health", health, NULL, 0, ROUTE_PUBLIC) ||
+           routes_add(t, "GET", "/metrics", metrics, NULL, 0, 0) ||
+           routes_add(t, "POST", "/admin/load", admin, NULL, 1, 0) ||
+           routes_add(t, "POST", "/admin/unload", admin, NULL, 0, 0) ||
+           routes_add(t, "GET", "/", root, NULL, 0, 0)
                ? -1
                : 0;
 }

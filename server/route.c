@@ -13,7 +13,7 @@ int routes_add(struct routes *t, const char *method, const char *path, route_fn 
 {
     if (t->n == ROUTES_MAX)
         return -1;
-    t->r[t->n++] = (struct route){method, path, fn, endpoint, arg, flags};
+    t->r[t->n++] = (struct route){method, path, fn, endpoint ? endpoint : path, arg, flags};
     return 0;
 }
 

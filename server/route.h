@@ -20,7 +20,8 @@ struct route {
     const char *method;   /* "GET" (HEAD too) or "POST" (takes a JSON object body) */
     const char *path;
     route_fn fn;
-    const char *endpoint; /* its name in the log and /metrics; static */
+    const char *endpoint; /* its name in the log and /metrics; static; the path
+                           * unless routes_add was given another */
     int arg;              /* for the handler: r->route->arg (a variant) */
     unsigned flags;       /* enum route_flags */
 };
@@ -32,8 +33,9 @@ struct routes {
     size_t n;
 };
 
-/* Adds a route. Returns 0, or -1 when the table is full (a build-time
- * mistake; the daemon refuses to start). Threads: at start only. */
+/* Adds a route; endpoint NULL names it by its path. Returns 0, or -1 when
+ * the table is full (a build-time mistake; the daemon refuses to start).
+ * Threads: at start only. */
 int routes_add(struct routes *t, const char *method, const char *path, route_fn fn,
                const char *endpoint, int arg, unsigned flags);
 

@@ -36,12 +36,10 @@ struct stream {
     stream_fn run;
     void *job;
     void (*job_free)(void *);
-    /* accounting, for the access log when the stream ends */
+    /* accounting, for the access log when the stream ends: the request's
+     * record, its strings copied here (MHD frees the request's) */
+    struct access acc;
     char method[8], path[128], role[ORCH_ROLE_NAME_MAX];
-    const char *endpoint;
-    int role_index;
-    int status;
-    int64_t tok_in, tok_out, t0_ns;
 };
 
 bool stream_gone(struct stream *st)
@@ -76,9 +74,9 @@ bool stream_write(struct stream *st, const char *data, size_t n)
 
 void stream_account(struct stream *st, int status, int64_t tok_in, int64_t tok_out)
 {
-    st->status = status;
-    st->tok_in = tok_in;
-    st->tok_out = tok_out;
+    st->acc.status = status;
+    st->acc.tok_in = tok_in;
+    st->acc.tok_out = tok_out;
 }
 
 static void *stream_main(void *arg)
@@ -135,16 +133,7 @@ static void stream_free(void *cls)
     struct stream *st = cls;
     atomic_store(&st->gone, true); /* stops the generation at its next token */
     pthread_join(st->th, NULL);
-    struct access a = {.method = st->method,
-                       .path = st->path,
-                       .role = st->role,
-                       .endpoint = st->endpoint,
-                       .role_index = st->role_index,
-                       .status = st->status ? st->status : 499,
-                       .tok_in = st->tok_in,
-                       .tok_out = st->tok_out,
-                       .t0_ns = st->t0_ns};
-    access_done(st->s, &a);
+    access_done(st->s, &st->acc);
     if (st->job_free)
         st->job_free(st->job);
     pthread_cond_destroy(&st->cond);
@@ -177,10 +166,11 @@ enum MHD_Result reply_stream(struct req *r, const char *ctype, stream_fn run, vo
     snprintf(st->method, sizeof st->method, "%s", r->method);
     snprintf(st->path, sizeof st->path, "%s", r->path);
     snprintf(st->role, sizeof st->role, "%s", r->ref.name);
-    st->endpoint = r->endpoint;
-    st->role_index = r->role_index;
-    st->t0_ns = r->t0_ns;
-    st->status = 200;
+    st->acc = access_of(r);
+    st->acc.method = st->method;
+    st->acc.path = st->path;
+    st->acc.role = st->role;
+    st->acc.status = 200;
     if (pthread_create(&st->th, NULL, stream_main, st) != 0) {
         if (job_free)
             job_free(job);

@@ -57,15 +57,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     /* a streamed request is logged (and its role released) when its stream
      * ends, which stream.c does */
     if (!r->streamed) {
-        struct access a = {.method = r->method,
-                           .path = r->path,
-                           .role = r->ref.name,
-                           .endpoint = r->endpoint,
-                           .role_index = r->role_index,
-                           .status = r->status ? r->status : 499,
-                           .tok_in = r->tok_in,
-                           .tok_out = r->tok_out,
-                           .t0_ns = r->t0_ns};
+        struct access a = access_of(r);
         access_done(r->s, &a);
     }
     atomic_fetch_sub(&r->s->in_flight, 1);

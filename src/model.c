@@ -13,13 +13,14 @@
  * same slot, so a lease costs one uncontended atomic operation to take and
  * one to return, and no cache line moves between cores while at most
  * N_SLOTS threads take leases (threads are dealt slots round-robin; past
- * N_SLOTS, some share one: still correct, then contended). A slot word is LIVE (bit 62) | BIAS +
- * count, where count is this slot's acquires minus its releases (below zero when leases taken on
- * other threads are returned here). acquire() and release() both CAS their
- * slot, and only from a word with LIVE set: nobody but the lock holder ever
- * writes a stopped slot. A slot whose count reaches +-SLOT_FOLD is folded
- * under the lock into m->ready_bias, so no count can grow into LIVE however
- * long a thread only releases what others took.
+ * N_SLOTS, some share one: still correct, then contended). A slot word is
+ * LIVE (bit 62) | BIAS + count, where count is this slot's acquires minus
+ * its releases (below zero when leases taken on other threads are returned
+ * here). acquire() and release() both CAS their slot, and only from a word
+ * with LIVE set: nobody but the lock holder ever writes a stopped slot. A
+ * slot whose count reaches +-SLOT_FOLD is folded under the lock into
+ * m->ready_bias, so no count can grow into LIVE however long a thread only
+ * releases what others took.
  *
  * In READY, leases out = sum of slot counts + m->ready_bias + m->drain,
  * where m->drain is zero or negative (see the revive below).
