@@ -304,6 +304,16 @@ struct orch_model_params {
                               80M F16 model: loads 97 -> 37 ms, 4 batched
                               streams 263 -> 202 tokens/s: for roles that
                               switch often rather than batch heavily */
+    bool vet;              /* before the load, load the file in a child process
+                              with memory and time limits, tokenize probe texts
+                              (every byte, '#', long words, special tokens) and
+                              decode at several positions: a file that kills
+                              the child is refused with ORCH_EFORMAT and the
+                              cause instead of ending this process. The
+                              verdict is kept by file identity (device, inode,
+                              size, mtime) across runs ($ORCH_VET_CACHE, else
+                              ~/.cache/orchestra/vetted), so later loads cost
+                              nothing. Default false */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -666,7 +676,8 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  * Role keys: path, n_ctx (per sequence), n_parallel (requests decoded
  * together; default 4; 0 = a context per request), repack (default true;
  * false keeps the weights mapped from the file: faster loads, slower
- * batches), n_gpu_layers, n_threads,
+ * batches), vet (default false, true in orchestra serve: see
+ * orch_model_params.vet), n_gpu_layers, n_threads,
  * embedding, fallback, pin,
  * alias (repeatable: another name the role answers to, such as the model
  * name a client sends; unique across roles),
@@ -702,6 +713,13 @@ int orch_config_load(const char *path, orch_config **out, orch_error *err);
  * environment overrides are applied when `use_env` is false. */
 int orch_config_parse(const char *text, const char *name, bool use_env, orch_config **out,
                       orch_error *err);
+
+/* Sets the [defaults] value of `key` unless [defaults] sets it itself: a
+ * program's own default (orchestra serve vets every file: "vet", "true"),
+ * which the file can still overrule. Errors as orch_config_set(). Threads:
+ * not concurrently with other calls on the same config. */
+int orch_config_set_fallback(orch_config *cfg, const char *key, const char *value,
+                             orch_error *err);
 
 /* An empty config, to build in code with orch_config_set(). */
 int orch_config_new(orch_config **out, orch_error *err);

@@ -32,6 +32,14 @@ struct orch_server_opts orch_server_default_opts(void)
     return o;
 }
 
+/* What the daemon's roles do unless the config says otherwise: every file
+ * is vetted in a child process before it loads here (one bad file must not
+ * take every role down); the verdict is kept, so a file costs one vetting. */
+static int config_daemon_defaults(orch_config *cfg, orch_error *err)
+{
+    return orch_config_set_fallback(cfg, "vet", "true", err);
+}
+
 /* SIGHUP: read the config again and apply it; models whose role and file
  * are unchanged stay loaded. A bad config is logged and the old one stays. */
 static void reload(struct srv *s)
@@ -39,6 +47,8 @@ static void reload(struct srv *s)
     orch_config *cfg;
     orch_error err = {0};
     int rc = orch_config_load(s->opts.config_path, &cfg, &err);
+    if (rc == ORCH_OK && (rc = config_daemon_defaults(cfg, &err)))
+        orch_config_free(cfg);
     if (rc == ORCH_OK) {
         rc = orch_reconfigure(s->o, cfg, &err);
         orch_config_free(cfg);
@@ -122,6 +132,8 @@ int orch_server_run(const struct orch_server_opts *in)
     orch_error err = {0};
     orch_config *cfg;
     int rc = orch_config_load(in->config_path, &cfg, &err);
+    if (rc == ORCH_OK && (rc = config_daemon_defaults(cfg, &err)))
+        orch_config_free(cfg);
     if (rc) {
         fprintf(stderr, "orchestra serve: %s\n", err.msg);
         srv_free(s);

@@ -23,6 +23,7 @@ struct orch__load_req {
     bool use_mmap;
     bool use_mlock;
     bool no_repack;
+    bool vet; /* load, tokenize and decode in a child process first (llama/vet.c) */
     /* Report progress in [0,1]; returns false when the load must stop
      * (cancelled). May be called from the loading thread only. */
     bool (*progress)(void *ctl, float fraction);

@@ -97,6 +97,8 @@ static const struct key keys[] = {
      "a count of requests decoded together from 1 to 64, or 0 for a context per request"},
     {"repack", K_BOOL, ROLE(repack), ALONE, 0, 0, false, false, false,
      "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
+    {"vet", K_BOOL, ROLE(vet), ALONE, 0, 0, false, false, false,
+     "true (the file is loaded, tokenized and decoded in a child process first) or false"},
     {"n_threads_total", K_INT, CONF(n_threads_total), ALONE, 0, 1024, false, false, false,
      "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
     {"memory_budget", K_BUDGET, CONF(budget), ALONE, 0, 0, false, false, false,
@@ -520,6 +522,17 @@ int orch_config_set(orch_config *cfg, const char *section, const char *key, cons
     if (!cfg || !section || !key || !value)
         return orch__err(err, ORCH_EINVAL, "orch_config_set: NULL argument");
     return set_key(cfg, cfg->name, section, key, value, 0, err);
+}
+
+int orch_config_set_fallback(orch_config *cfg, const char *key, const char *value,
+                             orch_error *err)
+{
+    if (!cfg || !key || !value)
+        return orch__err(err, ORCH_EINVAL, "orch_config_set_fallback: NULL argument");
+    for (size_t k = 0; k < N_KEYS; k++)
+        if (strcmp(keys[k].name, key) == 0 && (cfg->defaults.set & (1u << k)))
+            return ORCH_OK; /* [defaults] says so itself */
+    return set_key(cfg, cfg->name, "defaults", key, value, 0, err);
 }
 
 /* "ORCH_" + upper-cased name with '-' as '_' */

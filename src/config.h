@@ -20,6 +20,7 @@ struct orch__role_cfg {
     int32_t n_threads;
     int32_t n_parallel;
     bool repack;
+    bool vet;            /* load, tokenize and decode in a child first (orch_model_params) */
     bool embedding;
     bool pin;
     int64_t idle_ttl_s;

@@ -16,6 +16,7 @@
 
 #include <ggml.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,11 +28,11 @@
 #include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
-/* Real models have well under a thousand keys and a few thousand tensors;
- * llama.cpp checks both for duplicates in time that grows with the square
- * of the count (1,000,000 keys: over 40 minutes), so counts past these
- * limits are refused as hostile. */
-#define MAX_KV 4096u
+/* Real models have well under a thousand keys and a few thousand tensors
+ * (5,019 keys load in 0.1 s); llama.cpp checks both for duplicates in time
+ * that grows with the square of the count (1,000,000 keys: over 40
+ * minutes), so counts past these limits are refused as hostile. */
+#define MAX_KV 16384u
 #define MAX_TENSORS 16384u
 #define MAX_KEY_LEN 65535u
 #define MAX_TENSOR_NAME 63u  /* GGML_MAX_NAME - 1 */
@@ -39,7 +40,6 @@
 #define INTS_KEEP_MAX 4096u  /* integer arrays up to this length keep their values */
 #define MAX_DIMS 4
 #define MIN_ALIGNMENT 32u    /* ggml's TENSOR_ALIGNMENT: less aborts the process */
-#define MAX_ALIGNMENT 65536u
 
 enum gtype {
     GT_U8 = 0, GT_I8, GT_U16, GT_I16, GT_U32, GT_I32, GT_F32, GT_BOOL, GT_STR, GT_ARR,
@@ -54,6 +54,7 @@ struct kv {
     enum gtype type;
     enum gtype arr_type;
     uint64_t arr_n;
+    uint64_t arr_pos; /* where an array's elements start in the file */
     int64_t *ints; /* an integer array's values, when short enough */
     int64_t i;     /* integer / bool value */
     double d;      /* float value */
@@ -68,6 +69,8 @@ struct orch__gguf {
     uint64_t tensor_bytes;
     uint64_t n_params;
     int dominant_type;
+    struct orch__gguf_vocab vocab;
+    struct orch__gguf_tensor *tensors;
 };
 
 struct reader {
@@ -209,6 +212,7 @@ static int rd_kv(struct reader *r, struct kv *kv, uint64_t idx)
                          r->path, kv->key, et);
     kv->arr_type = (enum gtype)et;
     kv->arr_n = n;
+    kv->arr_pos = r->pos;
     uint64_t min = gtype_size[et];
     if (n > (r->size - r->pos) / min)
         return orch__err(r->err, ORCH_EFORMAT,
@@ -293,15 +297,197 @@ bool orch__gguf_get_int(const struct orch__gguf *g, const char *key, int64_t *v)
     }
 }
 
+bool orch__gguf_get_bool(const struct orch__gguf *g, const char *key, bool *v)
+{
+    const struct kv *kv = find(g, key);
+    if (!kv || kv->type != GT_BOOL)
+        return false;
+    *v = kv->i != 0;
+    return true;
+}
+
+bool orch__gguf_get_float(const struct orch__gguf *g, const char *key, double *v)
+{
+    const struct kv *kv = find(g, key);
+    if (!kv || (kv->type != GT_F32 && kv->type != GT_F64))
+        return false;
+    *v = kv->d;
+    return true;
+}
+
 int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key)
 {
     const struct kv *kv = find(g, key);
     return kv && kv->type == GT_ARR ? (int64_t)kv->arr_n : -1;
 }
 
+const int64_t *orch__gguf_get_ints(const struct orch__gguf *g, const char *key, uint64_t *n)
+{
+    const struct kv *kv = find(g, key);
+    if (!kv || kv->type != GT_ARR || !kv->ints)
+        return NULL;
+    *n = kv->arr_n;
+    return kv->ints;
+}
+
+const char *orch__gguf_key(const struct orch__gguf *g, uint64_t i, uint64_t *n_kv)
+{
+    *n_kv = g->n_kv;
+    return i < g->n_kv ? g->kvs[i].key : NULL;
+}
+
+const struct orch__gguf_vocab *orch__gguf_vocab(const struct orch__gguf *g)
+{
+    return &g->vocab;
+}
+
+const struct orch__gguf_tensor *orch__gguf_tensors(const struct orch__gguf *g, uint64_t *n)
+{
+    *n = g->tensors ? g->n_tensors : 0;
+    return g->tensors;
+}
+
+uint64_t orch__gguf_vocab_bytes(const struct orch__gguf *g)
+{
+    const struct orch__gguf_vocab *v = &g->vocab;
+    if (v->n_tokens <= 0)
+        return 0;
+    const char *model = orch__gguf_get_str(g, "tokenizer.ggml.model");
+    bool trie = model && (strcmp(model, "rwkv") == 0 || strcmp(model, "t5") == 0);
+    /* per token: its entry, its map node and its piece cache (about 200
+     * bytes with the strings' headers) and its text three times; a trie
+     * (RWKV, T5) about 200 bytes a byte of text (measured: a 24 MB RWKV
+     * vocabulary took 4.7 GB); a BPE merge about 160 */
+    uint64_t b = (uint64_t)v->n_tokens * 200 + v->bytes * 3;
+    if (trie)
+        b += v->bytes * 200;
+    int64_t merges = orch__gguf_array_len(g, "tokenizer.ggml.merges");
+    if (merges > 0)
+        b += (uint64_t)merges * 160;
+    return b;
+}
+
+/* ---- the vocabulary, read once while the file is mapped -------------------- */
+
+static uint64_t fnv1a(const unsigned char *p, uint64_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (uint64_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The text llama.cpp files token i under: its own, or "[EMPTY_i]" for an
+ * empty one (llama-vocab.cpp's load). */
+static const unsigned char *token_text(const unsigned char *p, uint64_t len, int64_t i,
+                                       char *buf, size_t cap, uint64_t *out_len)
+{
+    if (len) {
+        *out_len = len;
+        return p;
+    }
+    *out_len = (uint64_t)snprintf(buf, cap, "[EMPTY_%lld]", (long long)i);
+    return (const unsigned char *)buf;
+}
+
+/* Finds two tokens with the same text (llama.cpp asserts on them at load)
+ * with a hash table of token indices; pos/len locate each text in map. */
+static int find_duplicate(const unsigned char *map, const uint64_t *pos, const uint64_t *len,
+                          int64_t n, struct orch__gguf_vocab *v)
+{
+    uint64_t cap = 16;
+    while (cap < (uint64_t)n * 2)
+        cap *= 2;
+    int64_t *slot = malloc(cap * sizeof *slot);
+    if (!slot)
+        return -1;
+    memset(slot, 0xff, cap * sizeof *slot);
+    for (int64_t i = 0; i < n && v->dup_a < 0; i++) {
+        char ba[32], bb[32];
+        uint64_t la, lb;
+        const unsigned char *a = token_text(map + pos[i], len[i], i, ba, sizeof ba, &la);
+        uint64_t h = fnv1a(a, la) & (cap - 1);
+        for (; slot[h] >= 0; h = (h + 1) & (cap - 1)) {
+            int64_t j = slot[h];
+            const unsigned char *b = token_text(map + pos[j], len[j], j, bb, sizeof bb, &lb);
+            if (la == lb && memcmp(a, b, la) == 0) {
+                v->dup_a = j;
+                v->dup_b = i;
+                break;
+            }
+        }
+        slot[h] = i;
+    }
+    free(slot);
+    return 0;
+}
+
+static bool spelled_byte(const unsigned char *p, uint64_t n)
+{
+    return n == 6 && memcmp(p, "<0x", 3) == 0 && p[5] == '>' && isxdigit(p[3]) &&
+           isxdigit(p[4]);
+}
+
+/* Reads the facts of struct orch__gguf_vocab from the mapped file (the
+ * arrays' bounds were checked when the keys were read). */
+static int scan_vocab(struct reader *r, struct orch__gguf *g)
+{
+    struct orch__gguf_vocab *v = &g->vocab;
+    *v = (struct orch__gguf_vocab){.n_tokens = -1, .max_at = -1, .nul_at = -1, .dup_a = -1,
+                                   .dup_b = -1, .bad_byte_at = -1};
+    const struct kv *tk = find(g, "tokenizer.ggml.tokens");
+    if (!tk || tk->type != GT_ARR || tk->arr_type != GT_STR || tk->arr_n > INT32_MAX)
+        return ORCH_OK; /* llama.cpp refuses these itself */
+    int64_t n = (int64_t)tk->arr_n;
+    uint64_t *pos = malloc((size_t)(n ? n : 1) * sizeof *pos);
+    uint64_t *len = malloc((size_t)(n ? n : 1) * sizeof *len);
+    int rc = ORCH_OK;
+    if (!pos || !len) {
+        rc = orch__err(r->err, ORCH_ENOMEM, "'%s': out of memory reading the vocabulary",
+                       r->path);
+        goto done;
+    }
+    v->n_tokens = n;
+    uint64_t at = tk->arr_pos;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(&len[i], r->map + at, 8);
+        pos[i] = at + 8;
+        at = pos[i] + len[i];
+        v->bytes += len[i];
+        if (len[i] > v->max_len) {
+            v->max_len = len[i];
+            v->max_at = i;
+        }
+        if (v->nul_at < 0 && memchr(r->map + pos[i], 0, len[i]))
+            v->nul_at = i;
+    }
+    const struct kv *ty = find(g, "tokenizer.ggml.token_type");
+    if (ty && ty->type == GT_ARR && ty->arr_type == GT_I32 && ty->arr_n >= (uint64_t)n) {
+        for (int64_t i = 0; i < n; i++) {
+            int32_t t;
+            memcpy(&t, r->map + ty->arr_pos + 4 * (uint64_t)i, 4);
+            if (t != 6)
+                continue;
+            v->n_byte_type++;
+            if (v->bad_byte_at < 0 && !spelled_byte(r->map + pos[i], len[i]))
+                v->bad_byte_at = i;
+        }
+    }
+    if (find_duplicate(r->map, pos, len, n, v))
+        rc = orch__err(r->err, ORCH_ENOMEM, "'%s': out of memory reading the vocabulary",
+                       r->path);
+done:
+    free(pos);
+    free(len);
+    return rc;
+}
+
 static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment)
 {
     uint64_t counts[GGML_TYPE_COUNT] = {0};
+    g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
+    if (!g->tensors)
+        return orch__err(r->err, ORCH_ENOMEM, "'%s': out of memory", r->path);
     uint64_t data_end = 0; /* relative to the data section */
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         /* the name, straight from the map: "tensor 'blk.0.attn_q.weight'"
@@ -318,6 +504,8 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
         char label[96] = "tensor '";
         size_t shown = name_len < 80 ? (size_t)name_len : 80;
         memcpy(label + 8, r->map + r->pos, shown);
+        struct orch__gguf_tensor *ti = &g->tensors[i];
+        memcpy(ti->name, r->map + r->pos, (size_t)name_len); /* at most 63 */
         memcpy(label + 8 + shown, "'", 2);
         r->pos += name_len;
         uint32_t n_dims, type;
@@ -335,7 +523,9 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
                 return orch__err(r->err, ORCH_EFORMAT, "'%s': %s has an absurd size %" PRIu64
                                  " in dimension %u", r->path, label, dim, d);
             ne *= dim;
+            ti->ne[d] = dim;
         }
+        ti->n_dims = n_dims;
         if ((rc = rd_u32(r, &type, label)))
             return rc;
         /* ggml's own table: every type the linked ggml knows, none it does not */
@@ -344,6 +534,7 @@ static int rd_tensors(struct reader *r, struct orch__gguf *g, uint64_t alignment
             return orch__err(r->err, ORCH_EFORMAT,
                              "'%s': %s has type %u, which this llama.cpp's ggml does not know",
                              r->path, label, type);
+        ti->type = type;
         uint64_t offset;
         if ((rc = rd_u64(r, &offset, label)))
             return rc;
@@ -395,6 +586,7 @@ void orch__gguf_close(struct orch__gguf *g)
         free(g->kvs[i].ints);
     }
     free(g->kvs);
+    free(g->tensors);
     free(g);
 }
 
@@ -467,18 +659,19 @@ int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err)
         if ((rc = rd_kv(&r, &g->kvs[i], i)))
             goto fail;
     }
-    if ((rc = check_unique_keys(g, path, err)))
+    if ((rc = check_unique_keys(g, path, err)) || (rc = scan_vocab(&r, g)))
         goto fail;
     g->n_tensors = n_tensors;
     int64_t alignment = 32;
     const struct kv *al = find(g, "general.alignment");
     if (al) {
-        if (al->type != GT_U32 || al->i < MIN_ALIGNMENT || al->i > MAX_ALIGNMENT ||
-            (al->i & (al->i - 1))) {
+        /* llama.cpp takes any power of two; the data section must still
+         * fit in the file (rd_tensors checks) */
+        if (al->type != GT_U32 || al->i < MIN_ALIGNMENT || (al->i & (al->i - 1))) {
             rc = orch__err(err, ORCH_EFORMAT,
                            "'%s': key 'general.alignment' is %lld; expected a u32 power of two "
-                           "from %u to %u (ggml aborts on data aligned to less than %u bytes)",
-                           path, (long long)al->i, MIN_ALIGNMENT, MAX_ALIGNMENT, MIN_ALIGNMENT);
+                           "from %u (ggml aborts on data aligned to less than %u bytes)",
+                           path, (long long)al->i, MIN_ALIGNMENT, MIN_ALIGNMENT);
             goto fail;
         }
         alignment = al->i;
@@ -500,200 +693,6 @@ static int64_t arch_int(const struct orch__gguf *g, const char *arch, const char
     int64_t v;
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     return orch__gguf_get_int(g, key, &v) ? v : -1;
-}
-
-/* ---- what llama.cpp's loader would abort on ------------------------------------ */
-
-#define MAX_LAYERS 512   /* llama.cpp's LLAMA_MAX_LAYERS */
-#define MAX_EXPERTS 1024 /* llama.cpp's LLAMA_MAX_EXPERTS */
-
-struct lcheck {
-    const struct orch__gguf *g;
-    const char *path;
-    const char *arch;
-    orch_error *err;
-    char key[160];
-};
-
-/* The integer under "<arch>.<suffix>" (or the plain key when arch is NULL). */
-static bool lc_int(struct lcheck *c, const char *suffix, int64_t *v)
-{
-    if (c->arch)
-        snprintf(c->key, sizeof c->key, "%s.%s", c->arch, suffix);
-    else
-        snprintf(c->key, sizeof c->key, "%s", suffix);
-    return orch__gguf_get_int(c->g, c->key, v);
-}
-
-/* A per-layer value: a scalar for every layer, or an array of n_layer
- * integers. Returns false when absent or not in a form llama.cpp reads
- * (it refuses those itself, without aborting). */
-static bool lc_layers(struct lcheck *c, const char *suffix, int64_t n_layer, int64_t *out)
-{
-    int64_t v;
-    if (lc_int(c, suffix, &v)) {
-        for (int64_t i = 0; i < n_layer; i++)
-            out[i] = v;
-        return true;
-    }
-    const struct kv *kv = find(c->g, c->key);
-    if (!kv || kv->type != GT_ARR || !kv->ints || kv->arr_n != (uint64_t)n_layer)
-        return false;
-    memcpy(out, kv->ints, (size_t)n_layer * sizeof *out);
-    return true;
-}
-
-static int lc_fail(struct lcheck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int lc_fail(struct lcheck *c, const char *fmt, ...)
-{
-    char why[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return orch__err(c->err, ORCH_EFORMAT, "'%s': key '%s' %s", c->path, c->key, why);
-}
-
-static int64_t max_of(const int64_t *v, int64_t n)
-{
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (v[i] > m)
-            m = v[i];
-    return m;
-}
-
-int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch_error *err)
-{
-    struct lcheck c = {.g = g, .path = path, .err = err};
-    c.arch = orch__gguf_get_str(g, "general.architecture");
-    if (!c.arch)
-        return ORCH_OK; /* llama.cpp refuses the file itself */
-    int64_t n_vocab = orch__gguf_array_len(g, "tokenizer.ggml.tokens");
-
-    /* BOS/EOS: llama.cpp replaces an id outside the vocabulary by its
-     * default, disables a default outside it, and then aborts on the first
-     * prompt when the token is to be added */
-    static const char *const special[] = {"bos", "eos"};
-    const char *tok_model = orch__gguf_get_str(g, "tokenizer.ggml.model");
-    c.arch = NULL;
-    for (int i = 0; i < 2 && n_vocab >= 0; i++) {
-        char k[64];
-        int64_t add = -1, id = -1;
-        snprintf(k, sizeof k, "tokenizer.ggml.add_%s_token", special[i]);
-        const struct kv *kv = find(g, k);
-        if (kv && kv->type == GT_BOOL)
-            add = kv->i;
-        snprintf(k, sizeof k, "tokenizer.ggml.%s_token_id", special[i]);
-        bool have = lc_int(&c, k, &id) && id >= 0 && id < n_vocab;
-        /* SentencePiece ("llama") adds BOS by default; its default ids are
-         * 1 (BOS) and 2 (EOS) */
-        bool spm = tok_model && strcmp(tok_model, "llama") == 0;
-        if (spm && n_vocab > i + 1)
-            have = true;
-        if ((add == 1 || (spm && i == 0 && add < 0)) && !have)
-            return lc_fail(&c, "is %lld, outside the vocabulary of %lld tokens, while the %s "
-                               "token is to be added to every prompt",
-                           (long long)id, (long long)n_vocab, special[i]);
-    }
-    c.arch = orch__gguf_get_str(g, "general.architecture");
-
-    int64_t n_layer;
-    if (!lc_int(&c, "block_count", &n_layer))
-        return ORCH_OK; /* absent or not an integer: llama.cpp refuses it */
-    if (n_layer < 1 || n_layer > MAX_LAYERS)
-        return lc_fail(&c, "is %lld; llama.cpp accepts 1 to %d layers and aborts otherwise",
-                       (long long)n_layer, MAX_LAYERS);
-    int64_t v;
-    if (lc_int(&c, "nextn_predict_layers", &v) && (v < 0 || v > n_layer))
-        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
-                       (long long)n_layer);
-    if (lc_int(&c, "posnet.block_count", &v) && (v < 0 || v > n_layer))
-        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
-                       (long long)n_layer);
-    if (lc_int(&c, "convnext.block_count", &v) && (v < 0 || v > n_layer))
-        return lc_fail(&c, "is %lld; it must be from 0 to the block count %lld", (long long)v,
-                       (long long)n_layer);
-
-    /* experts (llama.cpp's load_hparams asserts each of these) */
-    int64_t n_expert = 0, groups = 0, group_used = 0;
-    int64_t used[MAX_LAYERS] = {0};
-    if (lc_int(&c, "expert_count", &n_expert) && (n_expert < 0 || n_expert > MAX_EXPERTS))
-        return lc_fail(&c, "is %lld; llama.cpp accepts 0 to %d experts and aborts otherwise",
-                       (long long)n_expert, MAX_EXPERTS);
-    lc_layers(&c, "expert_used_count", n_layer, used);
-    int64_t used_max = max_of(used, n_layer);
-    if (used_max > n_expert)
-        return lc_fail(&c, "is %lld, more than the %lld experts", (long long)used_max,
-                       (long long)n_expert);
-    if (n_expert > 0 && used_max == 0)
-        return lc_fail(&c, "is 0 (or absent) with %lld experts; llama.cpp aborts",
-                       (long long)n_expert);
-    if (lc_int(&c, "expert_group_count", &groups) &&
-        (groups < 0 || (n_expert > 0 ? groups >= n_expert : groups != 0)))
-        return lc_fail(&c, "is %lld; it must be below the expert count %lld", (long long)groups,
-                       (long long)n_expert);
-    if (groups > 1) {
-        if (n_expert % groups)
-            return lc_fail(&c, "is %lld, which does not divide the %lld experts",
-                           (long long)groups, (long long)n_expert);
-        if (!lc_int(&c, "expert_group_used_count", &group_used) || group_used < 1 ||
-            group_used >= groups)
-            return lc_fail(&c, "is %lld; it must be from 1 to the group count %lld minus one",
-                           (long long)group_used, (long long)groups);
-    }
-
-    /* rope scaling: a name llama.cpp does not know aborts */
-    snprintf(c.key, sizeof c.key, "%s.rope.scaling.type", c.arch);
-    const char *scaling = orch__gguf_get_str(g, c.key);
-    if (scaling && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0 &&
-        strcmp(scaling, "yarn") != 0 && strcmp(scaling, "longrope") != 0)
-        return lc_fail(&c, "is '%.40s'; llama.cpp knows none, linear, yarn and longrope",
-                       scaling);
-
-    /* attention shapes: heads divide the width, KV heads divide the heads,
-     * rotary dimensions fit the head (ggml asserts on each in the graph) */
-    int64_t n_head[MAX_LAYERS] = {0}, n_head_kv[MAX_LAYERS] = {0};
-    if (!lc_layers(&c, "attention.head_count", n_layer, n_head))
-        return ORCH_OK;
-    if (!lc_layers(&c, "attention.head_count_kv", n_layer, n_head_kv))
-        memcpy(n_head_kv, n_head, sizeof n_head);
-    for (int64_t il = 0; il < n_layer; il++) {
-        if (n_head[il] < 0 || n_head[il] > 65536) {
-            lc_int(&c, "attention.head_count", &v);
-            return lc_fail(&c, "is %lld at layer %lld; expected 0 to 65536", (long long)n_head[il],
-                           (long long)il);
-        }
-        if (n_head_kv[il] < 0 || n_head_kv[il] > n_head[il] ||
-            (n_head_kv[il] > 0 && n_head[il] % n_head_kv[il])) {
-            lc_int(&c, "attention.head_count_kv", &v);
-            return lc_fail(&c, "is %lld at layer %lld; it must divide the %lld attention heads",
-                           (long long)n_head_kv[il], (long long)il, (long long)n_head[il]);
-        }
-    }
-    if (n_head[0] == 0)
-        return ORCH_OK; /* no attention (recurrent models) */
-    int64_t n_embd;
-    if (!lc_int(&c, "embedding_length", &n_embd))
-        return ORCH_OK;
-    if (n_embd < 1 || n_embd > (INT64_C(1) << 24))
-        return lc_fail(&c, "is %lld; expected 1 to %lld", (long long)n_embd,
-                       (long long)(INT64_C(1) << 24));
-    int64_t head_k = n_embd / n_head[0], head_v = head_k;
-    if (lc_int(&c, "attention.key_length", &head_k) && (head_k < 1 || head_k > 65536))
-        return lc_fail(&c, "is %lld; expected 1 to 65536", (long long)head_k);
-    if (lc_int(&c, "attention.value_length", &head_v) && (head_v < 1 || head_v > 65536))
-        return lc_fail(&c, "is %lld; expected 1 to 65536", (long long)head_v);
-    if (head_k < 1) {
-        lc_int(&c, "attention.head_count", &v);
-        return lc_fail(&c, "is %lld, more than the embedding length %lld: no room for a head",
-                       (long long)n_head[0], (long long)n_embd);
-    }
-    int64_t n_rot;
-    if (lc_int(&c, "rope.dimension_count", &n_rot) && (n_rot < 0 || n_rot > head_k || n_rot % 2))
-        return lc_fail(&c, "is %lld; it must be even and at most the head size %lld",
-                       (long long)n_rot, (long long)head_k);
-    return ORCH_OK;
 }
 
 /* Copies src into dst[cap], cut on a UTF-8 character boundary. */
@@ -763,10 +762,14 @@ int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_er
 int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t *weights,
                         uint64_t *context, orch_error *err)
 {
-    struct orch_file_info fi;
-    int rc = orch_file_info(path, &fi, err);
+    struct orch__gguf *g;
+    int rc = orch__gguf_open(path, &g, err);
     if (rc)
         return rc;
+    struct orch_file_info fi;
+    orch__gguf_fill_info(g, &fi);
+    uint64_t vocab = orch__gguf_vocab_bytes(g);
+    orch__gguf_close(g);
     n_ctx = orch__n_ctx_resolve(n_ctx, fi.n_ctx_train);
     uint64_t kv = 0, compute = 0;
     if (fi.n_layer > 0 && fi.n_embd > 0 && fi.n_head > 0) {
@@ -781,7 +784,7 @@ int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t
         compute = 512 * 4 * (n_vocab + 4 * (uint64_t)fi.n_embd) +
                   cells * 512 * 4 / 8;
     }
-    *weights = fi.tensor_bytes;
+    *weights = fi.tensor_bytes + vocab;
     *context = kv + compute;
     return ORCH_OK;
 }

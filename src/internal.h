@@ -135,13 +135,70 @@ void orch__gguf_close(struct orch__gguf *g);
 const char *orch__gguf_get_str(const struct orch__gguf *g, const char *key);
 /* Returns true and sets *v when key holds an integer of any width. */
 bool orch__gguf_get_int(const struct orch__gguf *g, const char *key, int64_t *v);
+/* Returns true and sets *v when key holds a bool. */
+bool orch__gguf_get_bool(const struct orch__gguf *g, const char *key, bool *v);
+/* Returns true and sets *v when key holds a float (f32 or f64). */
+bool orch__gguf_get_float(const struct orch__gguf *g, const char *key, double *v);
 /* Returns the element count of an array key, or -1. */
 int64_t orch__gguf_array_len(const struct orch__gguf *g, const char *key);
+/* An integer array's values when it has at most 4096 elements (*n set),
+ * else NULL. Owned by g. */
+const int64_t *orch__gguf_get_ints(const struct orch__gguf *g, const char *key, uint64_t *n);
+/* The name of key i (0 <= i < the key count), for scans over every key. */
+const char *orch__gguf_key(const struct orch__gguf *g, uint64_t i, uint64_t *n_kv);
 void orch__gguf_fill_info(const struct orch__gguf *g, struct orch_file_info *out);
+
+/* What the reader saw in the vocabulary (tokenizer.ggml.tokens and
+ * .token_type), read once while the file is mapped: n_tokens is -1 when the
+ * file has no token list. Indices are -1 when nothing was found. */
+struct orch__gguf_vocab {
+    int64_t n_tokens;
+    uint64_t bytes;       /* all token texts together */
+    uint64_t max_len;     /* the longest token text */
+    int64_t max_at;
+    int64_t nul_at;       /* a token with a NUL byte in its text */
+    int64_t dup_a, dup_b; /* two tokens with the same text (as llama.cpp reads them) */
+    int64_t n_byte_type;  /* tokens typed BYTE (6) */
+    int64_t bad_byte_at;  /* a BYTE-typed token not spelled <0xXX> */
+};
+const struct orch__gguf_vocab *orch__gguf_vocab(const struct orch__gguf *g);
+
+/* The tensor table: name, ggml type and shape of tensor i, i < the count. */
+struct orch__gguf_tensor {
+    char name[64];
+    uint32_t type;
+    uint32_t n_dims;
+    uint64_t ne[4];
+};
+const struct orch__gguf_tensor *orch__gguf_tensors(const struct orch__gguf *g, uint64_t *n);
+
+/* ---- vetting verdicts (vetcache.c) ----------------------------------------- */
+
+/* A file's identity: a changed or replaced file is another file. */
+struct orch__vet_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+};
+/* Fills id from stat(path); ORCH_ENOENT etc. naming the file. */
+int orch__vet_identity(const char *path, struct orch__vet_id *id, orch_error *err);
+/* The verdict kept for id under llama.cpp version `llama`: 1 passed, 0
+ * failed (its cause in reason[cap]), -1 none (or no cache). Threads: any. */
+int orch__vet_cache_get(const struct orch__vet_id *id, const char *llama, char *reason,
+                        size_t cap);
+/* Keeps a verdict (appended; a failure to write is logged, not returned). */
+void orch__vet_cache_put(const struct orch__vet_id *id, const char *llama, bool ok,
+                         const char *reason);
+
+/* ---- the pre-check (precheck.c) ------------------------------------------- */
+
 /* The pre-check before llama.cpp loads a parsed file: refuses, with
  * ORCH_EFORMAT naming the file, the key and the limit, the values llama.cpp's
- * loader (or its first graph) would abort the process on. */
+ * loader (or its first graph or tokenize) would abort the process on. Reads
+ * only g. Thread-safe. */
 int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch_error *err);
+/* Memory llama.cpp spends on the vocabulary of g (token tables, tokenizer
+ * tries, the piece cache), estimated from the header. */
+uint64_t orch__gguf_vocab_bytes(const struct orch__gguf *g);
 /* Weights (tensor bytes) and context memory (KV cache for n_seq sequences
  * of n_ctx tokens, n_ctx <= 0: the trained size; plus compute buffers) from
  * the header. */

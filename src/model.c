@@ -424,6 +424,7 @@ static int do_load_locked(orch_model *m, orch_error *err)
         .use_mmap = m->params.use_mmap,
         .use_mlock = m->params.use_mlock,
         .no_repack = m->params.no_repack,
+        .vet = m->params.vet,
         .progress = load_progress,
         .ctl = &ctl,
     };

@@ -602,6 +602,7 @@ static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **ou
     mp.n_threads = mr->cfg.n_threads;
     mp.n_parallel = mr->cfg.n_parallel;
     mp.no_repack = !mr->cfg.repack;
+    mp.vet = mr->cfg.vet;
     mp.embedding = mr->cfg.embedding;
     mp.progress = o->progress;
     mp.progress_user_data = o->progress_ud;

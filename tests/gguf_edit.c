@@ -4,6 +4,8 @@
  */
 #include "gguf_edit.h"
 
+#include <ggml.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,27 +129,119 @@ static void put_edit(struct out *o, const struct gguf_edit *e, const char *key)
     case GE_ARR:
         put_u32(o, (uint32_t)e->arr_type);
         put_u64(o, e->n_arr);
-        for (size_t i = 0; i < e->n_arr; i++)
-            put_u32(o, (uint32_t)e->arr[i]);
+        for (size_t i = 0; i < e->n_arr; i++) {
+            if (e->arr_type == GE_STR) {
+                size_t n = e->lens ? e->lens[i] : strlen(e->strs[i]);
+                put_u64(o, n);
+                put(o, e->strs[i], n);
+            } else if (e->arr_type == GE_F32) {
+                put(o, &e->farr[i], 4);
+            } else {
+                put_u32(o, (uint32_t)e->arr[i]);
+            }
+        }
         break;
     }
+}
+
+static const struct gguf_tensor_edit *tensor_edit(const struct gguf_edits *e, const char *name)
+{
+    const struct gguf_tensor_edit *hit = NULL;
+    for (size_t i = 0; i < e->n_t; i++) {
+        const char *pat = e->t[i].name;
+        size_t n = strlen(name), m = strlen(pat);
+        if (strcmp(pat, name) == 0 ||
+            (pat[0] == '*' && m - 1 <= n && strcmp(name + n - (m - 1), pat + 1) == 0))
+            hit = &e->t[i];
+    }
+    return hit;
+}
+
+struct tinfo {
+    size_t name_at, name_len;
+    uint32_t n_dims, type, new_type;
+    uint64_t ne[4], nbytes, new_bytes;
+    int drop;
+};
+
+/* The tensor table, rewritten (types, drops, offsets), then the data. */
+static void put_tensors(struct out *o, const unsigned char *in, struct tinfo *ts, uint64_t n,
+                        uint64_t align)
+{
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (ts[i].drop)
+            continue;
+        put_u64(o, ts[i].name_len);
+        put(o, in + ts[i].name_at, ts[i].name_len);
+        put_u32(o, ts[i].n_dims);
+        for (uint32_t d = 0; d < ts[i].n_dims; d++)
+            put_u64(o, ts[i].ne[d]);
+        put_u32(o, ts[i].new_type);
+        put_u64(o, off);
+        off += (ts[i].new_bytes + align - 1) / align * align;
+    }
+    static const unsigned char zeros[4096];
+    size_t pad = (size_t)((align - o->n % align) % align);
+    while (pad) {
+        size_t m = pad < sizeof zeros ? pad : sizeof zeros;
+        put(o, zeros, m);
+        pad -= m;
+    }
+}
+
+static int put_data(struct out *o, const unsigned char *in, size_t n_in, const struct tinfo *ts,
+                    const uint64_t *old_off, uint64_t n, size_t data, uint64_t align)
+{
+    static const unsigned char zeros[4096];
+    for (uint64_t i = 0; i < n; i++) {
+        if (ts[i].drop)
+            continue;
+        const unsigned char *src = in + data + old_off[i];
+        if (data + old_off[i] + ts[i].nbytes > n_in || !ts[i].nbytes)
+            return -1;
+        for (uint64_t k = 0; k < ts[i].new_bytes;) {
+            uint64_t m = ts[i].new_bytes - k < ts[i].nbytes ? ts[i].new_bytes - k : ts[i].nbytes;
+            put(o, src, m);
+            k += m;
+        }
+        size_t pad = (size_t)((align - ts[i].new_bytes % align) % align);
+        while (pad) {
+            size_t m = pad < sizeof zeros ? pad : sizeof zeros;
+            put(o, zeros, m);
+            pad -= m;
+        }
+    }
+    return 0;
 }
 
 int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edit *edits,
                      size_t n_edits, unsigned char **out_p, size_t *n_out)
 {
+    struct gguf_edits e = {.kv = edits, .n_kv = n_edits};
+    return gguf_rewrite_ex(in, n_in, &e, out_p, n_out);
+}
+
+int gguf_rewrite_ex(const unsigned char *in, size_t n_in, const struct gguf_edits *ex,
+                    unsigned char **out_p, size_t *n_out)
+{
+    const struct gguf_edit *edits = ex->kv;
+    size_t n_edits = ex->n_kv;
     struct rd r = {.p = in, .n = n_in};
     uint32_t magic = (uint32_t)rd_n(&r, 4), version = (uint32_t)rd_n(&r, 4);
     uint64_t n_tensors = rd_n(&r, 8), n_kv = rd_n(&r, 8);
     if (r.bad || magic != 0x46554747u || n_kv > 100000)
         return -1;
     size_t *k_start = calloc(n_kv + 1, sizeof *k_start), *k_end = calloc(n_kv + 1, sizeof *k_end);
+    size_t *k_type = calloc(n_kv + 1, sizeof *k_type);
     char **keys = calloc(n_kv + 1, sizeof *keys);
-    char arch[64] = "llama";
+    struct tinfo *ts = calloc(n_tensors + 1, sizeof *ts);
+    uint64_t *old_off = calloc(n_tensors + 1, sizeof *old_off);
+    char arch[64] = "llama", old_arch[64] = "";
     uint64_t old_align = 32, new_align = 32;
     int rc = -1;
     struct out o = {0};
-    if (!k_start || !k_end || !keys)
+    if (!k_start || !k_end || !keys || !k_type || !ts || !old_off || n_tensors > 100000)
         goto done;
     for (uint64_t i = 0; i < n_kv && !r.bad; i++) {
         k_start[i] = r.pos;
@@ -156,6 +250,7 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
             goto done;
         keys[i] = strndup((const char *)in + r.pos, len);
         r.pos += len;
+        k_type[i] = r.pos;
         uint32_t type = (uint32_t)rd_n(&r, 4);
         size_t vpos = r.pos;
         skip_value(&r, type);
@@ -171,11 +266,37 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
             old_align = new_align = a ? a : 1;
         }
     }
-    size_t infos = r.pos;
+    snprintf(old_arch, sizeof old_arch, "%s", arch);
     for (uint64_t t = 0; t < n_tensors && !r.bad; t++) {
-        rd_skip(&r, rd_n(&r, 8));
-        uint32_t nd = (uint32_t)rd_n(&r, 4);
-        rd_skip(&r, (uint64_t)nd * 8 + 4 + 8);
+        struct tinfo *ti = &ts[t];
+        ti->name_len = (size_t)rd_n(&r, 8);
+        ti->name_at = r.pos;
+        rd_skip(&r, ti->name_len);
+        ti->n_dims = (uint32_t)rd_n(&r, 4);
+        if (ti->n_dims > 4 || ti->name_len > 200)
+            goto done;
+        uint64_t ne = 1;
+        for (uint32_t d = 0; d < ti->n_dims; d++)
+            ne *= (ti->ne[d] = rd_n(&r, 8));
+        ti->type = ti->new_type = (uint32_t)rd_n(&r, 4);
+        old_off[t] = rd_n(&r, 8);
+        if (r.bad || ti->type >= GGML_TYPE_COUNT || !ggml_blck_size((enum ggml_type)ti->type))
+            goto done;
+        ti->nbytes = ggml_row_size((enum ggml_type)ti->type, (int64_t)ti->ne[0]) *
+                     (ti->ne[0] ? ne / ti->ne[0] : 0);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)ti->name_len, in + ti->name_at);
+        const struct gguf_tensor_edit *te = tensor_edit(ex, name);
+        ti->drop = te && te->remove;
+        if (te && te->type >= 0) {
+            if (te->type >= GGML_TYPE_COUNT || ggml_blck_size((enum ggml_type)te->type) <= 0 ||
+                ggml_type_size((enum ggml_type)te->type) == 0 ||
+                ti->ne[0] % (uint64_t)ggml_blck_size((enum ggml_type)te->type))
+                goto done;
+            ti->new_type = (uint32_t)te->type;
+        }
+        ti->new_bytes = ggml_row_size((enum ggml_type)ti->new_type, (int64_t)ti->ne[0]) *
+                        (ti->ne[0] ? ne / ti->ne[0] : 0);
     }
     if (r.bad)
         goto done;
@@ -199,6 +320,11 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
     if (!used)
         goto done;
     char key[256];
+    bool rename = ex->rename_arch && strcmp(arch, old_arch) != 0;
+    size_t old_len = strlen(old_arch);
+    uint64_t n_kept = 0;
+    for (uint64_t t = 0; t < n_tensors; t++)
+        n_kept += !ts[t].drop;
     for (size_t e = 0; e < n_edits; e++) {
         edit_key(&edits[e], arch, key, sizeof key);
         bool found = false;
@@ -211,7 +337,7 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
     }
     put_u32(&o, magic);
     put_u32(&o, version);
-    put_u64(&o, n_tensors);
+    put_u64(&o, n_kept);
     put_u64(&o, count);
     for (uint64_t i = 0; i < n_kv; i++) {
         const struct gguf_edit *hit = NULL;
@@ -222,10 +348,17 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
                 used[e] = true;
             }
         }
-        if (!hit)
+        bool moved = rename && strncmp(keys[i], old_arch, old_len) == 0 &&
+                     keys[i][old_len] == '.';
+        if (!hit && moved) {
+            snprintf(key, sizeof key, "%s%s", arch, keys[i] + old_len);
+            put_str(&o, key);
+            put(&o, in + k_type[i], k_end[i] - k_type[i]);
+        } else if (!hit) {
             put(&o, in + k_start[i], k_end[i] - k_start[i]);
-        else if (hit->type != GE_REMOVE)
+        } else if (hit->type != GE_REMOVE) {
             put_edit(&o, hit, keys[i]);
+        }
     }
     for (size_t e = 0; e < n_edits; e++) {
         if (used[e] || edits[e].type == GE_REMOVE)
@@ -234,17 +367,11 @@ int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edi
         put_edit(&o, &edits[e], key);
     }
     free(used);
-    put(&o, in + infos, infos_end - infos);
     if (n_tensors) {
-        static const unsigned char zeros[4096];
-        size_t pad = (size_t)((new_align - o.n % new_align) % new_align);
-        while (pad) {
-            size_t m = pad < sizeof zeros ? pad : sizeof zeros;
-            put(&o, zeros, m);
-            pad -= m;
-        }
+        put_tensors(&o, in, ts, n_tensors, new_align);
+        if (put_data(&o, in, n_in, ts, old_off, n_tensors, data, new_align))
+            goto done;
     }
-    put(&o, in + data, n_in - data);
     if (o.oom)
         goto done;
     *out_p = o.p;
@@ -257,11 +384,20 @@ done:
     free(keys);
     free(k_start);
     free(k_end);
+    free(k_type);
+    free(ts);
+    free(old_off);
     free(o.p);
     return rc;
 }
 
 int gguf_rewrite(const char *src, const char *dst, const struct gguf_edit *edits, size_t n_edits)
+{
+    struct gguf_edits e = {.kv = edits, .n_kv = n_edits};
+    return gguf_rewrite_file(src, dst, &e);
+}
+
+int gguf_rewrite_file(const char *src, const char *dst, const struct gguf_edits *ex)
 {
     FILE *f = fopen(src, "rb");
     if (!f) {
@@ -281,7 +417,7 @@ int gguf_rewrite(const char *src, const char *dst, const struct gguf_edit *edits
     fclose(f);
     unsigned char *out;
     size_t n_out;
-    int rc = gguf_rewrite_mem(in, (size_t)n, edits, n_edits, &out, &n_out);
+    int rc = gguf_rewrite_ex(in, (size_t)n, ex, &out, &n_out);
     free(in);
     if (rc) {
         fprintf(stderr, "%s: not a GGUF file this editor can walk\n", src);

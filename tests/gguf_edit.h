@@ -18,9 +18,32 @@ struct gguf_edit {
     int64_t i;           /* integer, bool */
     float f;
     const char *s;       /* string */
-    int arr_type;        /* GE_U32, GE_I32 */
+    int arr_type;        /* GE_U32, GE_I32 (arr), GE_F32 (farr), GE_STR (strs) */
     const int64_t *arr;
     size_t n_arr;
+    const float *farr;
+    const char *const *strs;
+    const size_t *lens;  /* GE_STR: each string's length (NULL: strlen; lets one hold NUL) */
+};
+
+/* A change to the tensor table: every tensor whose name is `name` (or ends
+ * with it when it starts with '*') gets ggml type `type` (its data refilled
+ * from its old bytes, cycled) or is dropped. */
+struct gguf_tensor_edit {
+    const char *name;
+    int type;            /* a ggml type; -1 keeps it */
+    int remove;
+};
+
+/* Everything one rewrite does; rename_arch: when general.architecture is
+ * edited, keys under the old architecture's prefix move to the new one (a
+ * consistent key set, as a converter would write it). */
+struct gguf_edits {
+    const struct gguf_edit *kv;
+    size_t n_kv;
+    const struct gguf_tensor_edit *t;
+    size_t n_t;
+    int rename_arch;
 };
 
 /* Reads the GGUF file at src, applies the edits (a key that exists is
@@ -28,6 +51,12 @@ struct gguf_edit {
  * writes the result to dst. general.alignment edits move the data section
  * to the new alignment. Returns 0, or -1 with a message on stderr. */
 int gguf_rewrite(const char *src, const char *dst, const struct gguf_edit *edits, size_t n_edits);
+
+/* All of struct gguf_edits on a file in memory; *out is malloc'd. Returns 0,
+ * or -1 (also when a new type does not fit a tensor's row length). */
+int gguf_rewrite_ex(const unsigned char *in, size_t n_in, const struct gguf_edits *e,
+                    unsigned char **out, size_t *n_out);
+int gguf_rewrite_file(const char *src, const char *dst, const struct gguf_edits *e);
 
 /* The same on a file already in memory; *out is malloc'd. */
 int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edit *edits,

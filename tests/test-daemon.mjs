@@ -48,7 +48,7 @@ function writeConfig(name, text) {
 async function startServer(config, args = [], env = {}) {
   const portFile = path.join(tmp, `port-${Math.random().toString(36).slice(2)}`);
   const child = spawn(BIN, ['-c', config, '-v', 'serve', '--port', '0', '--port-file', portFile, ...args],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    { env: { ORCH_VET_CACHE: path.join(tmp, 'vetted'), ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
@@ -359,6 +359,36 @@ embedding = true
     ctl.abort();
     try { await it.next(); } catch (e) { /* aborted */ }
     assert.equal((await stopServer(q)).code, 0);
+  });
+
+  test('a model file that kills llama.cpp: its role answers a clear error, the others serve', async () => {
+    /* the test model with a negative RMS epsilon: ggml asserts at the first decode */
+    const buf = fs.readFileSync(MODEL);
+    const key = Buffer.from('llama.attention.layer_norm_rms_epsilon');
+    const at = buf.indexOf(key);
+    assert.ok(at > 0, 'the test model has an RMS epsilon');
+    assert.equal(buf.readUInt32LE(at + key.length), 6); /* f32 */
+    buf.writeFloatLE(-1e-5, at + key.length + 4);
+    const badPath = path.join(tmp, 'bad-eps.gguf');
+    fs.writeFileSync(badPath, buf);
+    const cfg = writeConfig('hostile.ini', `[defaults]\nn_threads = 1\n[story]\npath = ${MODEL}\ntemperature = 0\n[bad]\npath = ${badPath}\n`);
+    /* with the pre-check, and without it (test builds): then vetting in a
+     * child finds the abort, and the daemon goes on */
+    for (const env of [{}, { ORCH_TEST_SKIP_PRECHECK: '1' }]) {
+      const h = await startServer(cfg, [], env);
+      try {
+        const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'x', maxRetries: 0 });
+        const r = await fetch(`${h.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'bad', prompt: 'Once', max_tokens: 2 }) });
+        assert.ok(r.status >= 400 && r.status < 600, `status ${r.status}`);
+        const msg = (await r.json()).error.message;
+        assert.match(msg, /bad-eps\.gguf/);
+        assert.match(msg, env.ORCH_TEST_SKIP_PRECHECK ? /failed vetting/ : /epsilon must be positive/);
+        const ok = await client.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11, temperature: 0 });
+        assert.equal(ok.choices[0].text, GREEDY);
+      } finally {
+        assert.equal((await stopServer(h)).code, 0, h.stderr());
+      }
+    }
   });
 
   test('a model that cannot fit the memory budget: 507 with the library\'s message', async () => {

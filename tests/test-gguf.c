@@ -457,7 +457,7 @@ static const struct hostile hostiles[] = {
      {{"{arch}.nextn_predict_layers", GE_U32, .i = 99}},
      "nextn_predict_layers' is 99; it must be from 0 to the block count"},
     {"bos outside vocab",
-     {{"tokenizer.ggml.model", GE_STR, .s = "gpt2"},
+     {{"tokenizer.ggml.model", GE_STR, .s = "t5"},
       {"tokenizer.ggml.add_bos_token", GE_BOOL, .i = 1},
       {"tokenizer.ggml.bos_token_id", GE_U32, .i = 99999}},
      "bos_token_id' is 99999, outside the vocabulary"},
@@ -601,7 +601,7 @@ static void test_million_keys(void **state)
     int rc = try_load(path, &err, &ms);
     orch_log_set_level(ORCH_LOG_WARN);
     assert_rc(rc, ORCH_EFORMAT, err);
-    assert_non_null(strstr(err.msg, "absurd key count 1000000 in the header (limit 4096"));
+    assert_non_null(strstr(err.msg, "absurd key count 1000000 in the header (limit 16384"));
     print_message("1,000,000 keys: refused in %.2f ms\n", ms);
 }
 

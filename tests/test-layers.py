@@ -49,7 +49,7 @@ def call_graph(objdir):
     """objdir: CMake's object folder of a library (CMakeFiles/X.dir/FOLDER)."""
     objs = []
     for d, _, files in os.walk(objdir):
-        objs += [os.path.join(d, f) for f in files if f.endswith(".c.o")]
+        objs += [os.path.join(d, f) for f in files if f.endswith((".c.o", ".cpp.o"))]
     defs, uses = {}, {}
     for obj in objs:
         node = unit(os.path.relpath(obj, objdir)[:-2])
@@ -88,7 +88,7 @@ for folder in ("src", "server"):
     root = os.path.join(top, folder)
     for d, _, files in os.walk(root):
         for f in files:
-            if not f.endswith((".c", ".h")): continue
+            if not f.endswith((".c", ".h", ".cpp")): continue
             rel = os.path.relpath(os.path.join(d, f), root)
             node = unit(rel)
             graph.setdefault(node, set())
@@ -110,7 +110,7 @@ n_files = 0
 for folder in ("include", "src", "server", "tools", "tests", "bench"):
     for d, _, files in os.walk(os.path.join(top, folder)):
         for f in files:
-            if not f.endswith((".c", ".h")): continue
+            if not f.endswith((".c", ".h", ".cpp")): continue
             n_files += 1
             for i, line in enumerate(open(os.path.join(d, f), encoding="utf-8"), 1):
                 if len(line.rstrip("\n")) > 99:

@@ -393,11 +393,12 @@ from .errors import ECLOSED as N_CLOSED  # noqa: E402
 class Model(_Handle):
     """One GGUF file, loaded on first use (or load()). Parameters: role
     (a name for logs and errors), n_ctx, n_threads, n_gpu_layers, n_parallel,
-    n_batch, embedding, use_mmap, use_mlock, no_repack."""
+    n_batch, embedding, use_mmap, use_mlock, no_repack, vet."""
 
     _KEYS = {"role": str, "n_ctx": int, "n_threads": int, "n_gpu_layers": int,
              "n_parallel": int, "n_batch": int, "embedding": bool, "use_mmap": bool,
-             "use_mlock": bool, "no_repack": bool}
+             "use_mlock": bool, "no_repack": bool,
+             "vet": bool}
 
     def __init__(self, path, **params):
         super().__init__()

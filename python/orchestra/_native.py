@@ -49,7 +49,8 @@ class ModelParams(ctypes.Structure):
                 ("n_batch", c_int32), ("n_parallel", c_int32),
                 ("progress", PROGRESS_FN), ("progress_user_data", c_void_p),
                 ("embedding", c_bool), ("use_mmap", c_bool), ("use_mlock", c_bool),
-                ("no_repack", c_bool)]
+                ("no_repack", c_bool),
+                ("vet", c_bool)]
 
 
 class ChatMessage(ctypes.Structure):

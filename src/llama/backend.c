@@ -14,6 +14,7 @@
  * cleared. The pool's lock (lm->pool_lock) is held only to push or pop,
  * never during evaluation.
  */
+#include "glue.h"
 #include "llama_int.h"
 
 #include <stdio.h>
@@ -76,6 +77,24 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
         return rc;
     rc = orch__gguf_check_loadable(g, req->path, err);
     orch__gguf_close(g);
+#ifdef ORCH_TESTING
+    /* the suite proves vetting catches what the pre-check would refuse */
+    const char *skip = getenv("ORCH_TEST_SKIP_PRECHECK");
+    if (skip && *skip == '1')
+        rc = ORCH_OK;
+#endif
+    if (rc == ORCH_OK && req->vet) {
+        /* the child's memory: the file mapped and repacked, a small
+         * context, the vocabulary, and room for llama.cpp's own */
+        uint64_t w = 0, c = 0;
+        orch_error e2;
+        if (orch__gguf_estimate(req->path, 256, 1, &w, &c, &e2) != ORCH_OK)
+            w = c = 0;
+        struct orch__vet_opts vo = {.role = req->role,
+                                    .mem_limit = 2 * w + c + (UINT64_C(1) << 30),
+                                    .use_cache = true};
+        rc = orch__lm_vet(req->path, &vo, err);
+    }
     if (rc)
         return rc;
 
@@ -96,11 +115,14 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
     warn_no_gpu(mp.n_gpu_layers);
     struct orch__lm_capture cap = {0};
     orch__lm_capture(&cap);
-    lm->model = llama_model_load_from_file(req->path, mp);
+    bool clean = orch__glue_model_load(req->path, mp, &lm->model);
     orch__lm_capture(NULL);
 
     if (!lm->model) {
         free(lm);
+        if (!clean)
+            return orch__err(err, ORCH_EFORMAT, "llama.cpp threw loading '%s': %s", req->path,
+                             orch__glue_what());
         if (bridge.cancelled)
             return orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled", req->path);
         /* the pre-check passed, so what llama.cpp refuses is the file's
@@ -307,12 +329,14 @@ static int lb_chat_format(void *model, const struct orch_chat_message *msgs, siz
     }
     int32_t cap = (int32_t)(total * 2);
     char *buf = malloc((size_t)cap);
-    int32_t n = buf ? llama_chat_apply_template(tmpl, cm, n_msgs, add_assistant, buf, cap) : -1;
+    int32_t n = -1;
+    if (buf)
+        orch__glue_chat_template(tmpl, cm, n_msgs, add_assistant, buf, cap, &n);
     if (buf && n > cap) {
         char *b2 = realloc(buf, (size_t)n + 1);
         if (b2) {
             buf = b2;
-            n = llama_chat_apply_template(tmpl, cm, n_msgs, add_assistant, buf, n + 1);
+            orch__glue_chat_template(tmpl, cm, n_msgs, add_assistant, buf, n + 1, &n);
         } else {
             n = -1;
         }

@@ -43,6 +43,19 @@ struct lmodel {
     struct orch__cpu_user cpu;        /* its share of the CPU budget (cpu.c) */
 };
 
+/* vet.c: a file loaded, tokenized and decoded in a child process first */
+struct orch__vet_opts {
+    const char *role;   /* for the log */
+    uint64_t mem_limit; /* bytes the child may map beyond what it inherits; 0 = no limit */
+    int timeout_s;      /* 0 = 120 s ($ORCH_VET_TIMEOUT overrides) */
+    bool use_cache;     /* read and keep verdicts (vetcache.c) */
+};
+/* ORCH_OK when the file passed (now or by a kept verdict); ORCH_EFORMAT
+ * naming the file and the cause (signal, llama.cpp's last line, deadline)
+ * when it killed the child or failed in it; ORCH_EIO when no child could be
+ * started. Threads: any; forks, waits up to the deadline. */
+int orch__lm_vet(const char *path, const struct orch__vet_opts *opts, orch_error *err);
+
 /* lm.c: the layer the others build on */
 
 /* Process-wide setup, once (llama.cpp's log, its backends, the threadpool

@@ -18,6 +18,7 @@
  * creation are captured per thread (orch__lm_capture) and quoted in our
  * error message.
  */
+#include "glue.h"
 #include "llama_int.h"
 
 #include <dlfcn.h>
@@ -246,7 +247,9 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
     if (tp)
         llama_attach_threadpool(ctx, tp, tp);
     int64_t t0 = orch__now_ns();
-    int d = llama_decode(ctx, batch);
+    int32_t d;
+    if (!orch__glue_decode(ctx, batch, &d))
+        orch__log(ORCH_LOG_ERROR, "llama.cpp", "decode_threw", OF_S("what", orch__glue_what()));
     int64_t ns = orch__now_ns() - t0;
     if (tp)
         llama_detach_threadpool(ctx);
@@ -281,11 +284,15 @@ struct llama_context *orch__lm_ctx_new(struct lmodel *lm, uint32_t n_ctx, uint32
         cp.pooling_type = lm->pooling;
     struct orch__lm_capture cap = {0};
     orch__lm_capture(&cap);
-    struct llama_context *ctx = llama_init_from_model(lm->model, cp);
+    struct llama_context *ctx;
+    bool clean = orch__glue_ctx_new(lm->model, cp, &ctx);
     orch__lm_capture(NULL);
     if (!ctx)
         orch__err(err, ORCH_ENOMEM, "llama.cpp could not create a context of %u tokens: %s%s%s",
-                  n_ctx, cap.n_errors ? cap.errors : "no reason given",
+                  n_ctx,
+                  !clean         ? orch__glue_what()
+                  : cap.n_errors ? cap.errors
+                                 : "no reason given",
                   cap.n_warnings ? "; warnings: " : "", cap.warnings);
     return ctx;
 }
@@ -302,9 +309,10 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
     llama_token *toks = malloc((size_t)cap * sizeof *toks);
     if (!toks)
         return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
-    int32_t n =
-        llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
-    if (n < 0 && n != INT32_MIN) {
+    int32_t n;
+    bool clean = orch__glue_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special,
+                                     parse_special, &n);
+    if (clean && n < 0 && n != INT32_MIN) {
         cap = -n;
         llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
         if (!t2) {
@@ -312,7 +320,13 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
             return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
         }
         toks = t2;
-        n = llama_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special, parse_special);
+        clean = orch__glue_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special,
+                                    parse_special, &n);
+    }
+    if (!clean) {
+        free(toks);
+        return orch__err(err, ORCH_EFORMAT, "llama.cpp's tokenizer failed on this model: %s",
+                         orch__glue_what());
     }
     if (n < 0) {
         free(toks);
@@ -367,7 +381,8 @@ void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, l
 bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req, llama_token tok)
 {
     char piece[256];
-    int32_t n = llama_token_to_piece(lm->vocab, tok, piece, sizeof piece, 0, false);
+    int32_t n;
+    orch__glue_token_to_piece(lm->vocab, tok, piece, sizeof piece, &n);
     if (n < 0)
         n = 0; /* a piece past 256 bytes: none of the vocabularies we load has one */
     req->n_generated++;
