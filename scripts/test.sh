@@ -81,9 +81,9 @@ fi
 if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   # Whatever the pre-check accepts, llama.cpp must load and run without
   # aborting: the fuzz target aborts (and this run fails) when it does not.
-  runs=${ORCH_FUZZ_RUNS:-20000}
+  runs=${ORCH_FUZZ_RUNS:-10000}
   echo "== fuzz: model-file pre-check vs llama.cpp's loader ($runs runs, seed 1)"
-  CC=clang build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_TESTING=OFF -DORCH_BENCH=OFF \
+  CC=clang CXX=clang++ build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_TESTING=OFF -DORCH_BENCH=OFF \
     -DORCH_FUZZ=ON -DORCH_SANITIZE=address
   mkdir -p build-fuzz/run
   if (cd build-fuzz/run && ASAN_OPTIONS=detect_leaks=0 TMPDIR="$PWD" \
