@@ -89,7 +89,7 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   if (cd build-fuzz/run && ASAN_OPTIONS=detect_leaks=0 TMPDIR="$PWD" \
         ../fuzz-precheck -runs="$runs" -seed=1 -max_len=128 -len_control=0 -print_final_stats=1 \
         > ../fuzz.log 2>&1); then
-    grep -E "^Done|stat::number_of_executed_units" build-fuzz/fuzz.log | head -2
+    grep -E "^Done|^fuzz:" build-fuzz/fuzz.log | head -2
     total=$((total + 1))
   else
     tail -40 build-fuzz/fuzz.log
