@@ -436,7 +436,7 @@ static void test_cpu_budget_across_models(void **state)
     pthread_t th[N];
     struct job jobs[N];
     for (int i = 0; i < N; i++) {
-        jobs[i] = (struct job){.m = m[i % 3], .prompt = prompts[i % N_PROMPTS], .max_tokens = 60};
+        jobs[i] = (struct job){.m = m[i % 3], .prompt = prompts[i % N_PROMPTS], .max_tokens = 32};
         assert_int_equal(pthread_create(&th[i], NULL, job_main, &jobs[i]), 0);
     }
     for (int i = 0; i < N; i++) {

@@ -75,11 +75,12 @@ void test_log_capture_start(enum orch_log_level level);
  * the caller frees it. */
 char *test_log_capture_stop(void);
 
-/* Runs fn(arg) on a new thread and joins it within `seconds`: false (and
- * the thread left running) when it did not end in time — a hang becomes a
- * test failure instead of a stuck suite. */
+/* Runs fn(arg) on a new thread and joins it within `seconds` (five times
+ * that under a sanitizer): true when it ended, false when it could not be
+ * started. A thread that does not end is a hang: the message says so and
+ * the test process exits 1, so no stray thread outlives its test. */
 bool test_run_within(void *(*fn)(void *), void *arg, int seconds);
-/* Joins th within `seconds`; false when it did not end in time. */
+/* Joins th within `seconds`, as test_run_within does. */
 bool test_join_within(pthread_t th, int seconds);
 /* Runs fn(arg) on a new thread and joins it, however long it takes, as
  * long as *progress keeps changing: a hang is no progress, not a slow

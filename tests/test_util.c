@@ -200,7 +200,25 @@ orch_model *test_model_new(const char *path, const orch_backend *be, const char 
 
 /* ---- threads that must end in time ------------------------------------------------ */
 
-bool test_join_within(pthread_t th, int seconds)
+/* A sanitizer runs our code several times slower, and a busy machine (ctest
+ * runs tests side by side) slows llama.cpp's thread barriers far more: the
+ * deadline is a hang detector, so it stretches rather than fails early. */
+static int hang_seconds(int seconds)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    return seconds * 5;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+    return seconds * 5;
+#else
+    return seconds;
+#endif
+#else
+    return seconds;
+#endif
+}
+
+static bool timed_join(pthread_t th, int seconds)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -208,15 +226,24 @@ bool test_join_within(pthread_t th, int seconds)
     return pthread_timedjoin_np(th, NULL, &ts) == 0;
 }
 
+bool test_join_within(pthread_t th, int seconds)
+{
+    if (timed_join(th, hang_seconds(seconds)))
+        return true;
+    /* The thread still runs on its test's data (often the test's stack):
+     * returning into the next test would report its writes as that test's
+     * races. A hang ends the process here, named. */
+    fprintf(stderr, "a thread did not end within %d s: a hang\n", hang_seconds(seconds));
+    fflush(NULL);
+    _exit(1);
+}
+
 bool test_run_within(void *(*fn)(void *), void *arg, int seconds)
 {
     pthread_t th;
     if (pthread_create(&th, NULL, fn, arg) != 0)
         return false;
-    if (test_join_within(th, seconds))
-        return true;
-    pthread_detach(th);
-    return false;
+    return test_join_within(th, seconds);
 }
 
 void test_run_progressing(void *(*fn)(void *), void *arg, const atomic_int *progress,
@@ -228,7 +255,7 @@ void test_run_progressing(void *(*fn)(void *), void *arg, const atomic_int *prog
         _exit(1);
     }
     int seen = atomic_load(progress), still = 0;
-    while (!test_join_within(th, 1)) {
+    while (!timed_join(th, 1)) {
         int now = atomic_load(progress);
         still = now == seen ? still + 1 : 0;
         seen = now;
