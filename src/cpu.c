@@ -31,15 +31,23 @@
  * the backend's maker makes one. Pools never poll: their threads sleep
  * between graphs instead of spinning on CPUs another model's decode uses.
  *
- * Locks: one, g_lock, guarding every g_ variable below and each user's vt;
- * held only for bookkeeping, never across a decode. fork: the child has
- * none of the pools' threads nor the threads that held or waited for
- * tokens; it forgets them (pthread_atfork, registered at first use).
+ * Processes: the budget's state is shared with the worker processes that
+ * run models (worker.c; see "the budget" below), so one budget binds every
+ * decode of the daemon, in whichever process.
+ *
+ * Locks: the budget's (shared) lock guards its state and each user's vt;
+ * held only for bookkeeping, never across a decode. g_pool_lock guards the
+ * idle pools, this process's own. fork: the child has none of the pools'
+ * threads; it forgets them (pthread_atfork, registered at first use). The
+ * parent's tokens stay counted to the parent, whose threads give them back.
  */
 #include "cpu.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define CPU_SLACK_MS 50
@@ -72,11 +80,39 @@ int32_t orch__cap_threads(int32_t n, const char *role)
 
 /* ---- the budget ------------------------------------------------------------------ */
 
+/* The budget's state lives in a shared mapping (a memfd) so that worker
+ * processes (worker.c) share it with the daemon: one budget for every
+ * model's decodes, whichever process runs them. Its lock and condition are
+ * process-shared; the lock is robust (a worker killed while holding it
+ * leaves it to the next locker, which takes it as it is: every update under
+ * it is a few stores). Waiters are slots, not a list through stacks. Each
+ * process's tokens out are counted (procs[]), so that the tokens of a
+ * process that died come back (orch__cpu_reclaim). */
+#define CPU_WAITERS_MAX 256
+#define CPU_PROCS_MAX 128
+
 struct waiter {
-    int n;
+    int32_t pid;     /* 0 = free slot */
+    int32_t n;
     uint64_t vt, seq;
     bool granted;
-    struct waiter *next;
+};
+
+struct cpu_proc {
+    int32_t pid;     /* 0 = free slot */
+    int32_t held;    /* tokens out to its threads */
+};
+
+struct cpu_shared {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int32_t total;             /* -1 = not set yet */
+    int32_t free;              /* may go below 0 after a cut */
+    int32_t peak;              /* most tokens out at once */
+    uint64_t next_seq;         /* arrival numbers */
+    uint64_t vclock;           /* the virtual time of the last decode let through */
+    struct waiter w[CPU_WAITERS_MAX];
+    struct cpu_proc procs[CPU_PROCS_MAX];
 };
 
 struct orch__tpool {
@@ -85,34 +121,28 @@ struct orch__tpool {
     struct orch__tpool *next;
 };
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
-static int g_total = -1;              /* -1 = not set yet */
-static int g_free;                    /* may go below 0 after a cut */
-static uint64_t g_next_seq;           /* arrival numbers */
-static int g_peak;                    /* most tokens out at once */
-static struct waiter *g_waiters;
-static uint64_t g_vclock;             /* the virtual time of the last decode let through */
+static _Atomic(struct cpu_shared *) g_shared;
+static int g_shared_fd = -1;
+static pthread_mutex_t g_map_lock = PTHREAD_MUTEX_INITIALIZER; /* making g_shared */
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two below */
 static struct orch__tpool *g_idle_pools;
-static void *(*g_make_pool)(int n);   /* atomic enough: set once before any decode */
+static void *(*g_make_pool)(int n);
 static pthread_once_t g_fork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
 {
-    pthread_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_pool_lock);
 }
 
 static void atfork_parent(void)
 {
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_pool_lock);
 }
 
 static void atfork_child(void)
 {
     g_idle_pools = NULL; /* the parent's copies; their threads are not here */
-    g_free = g_total;
-    g_waiters = NULL;
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_pool_lock);
 }
 
 static void fork_init(void)
@@ -120,38 +150,145 @@ static void fork_init(void)
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-static void init_locked(void)
+static void shared_init(struct cpu_shared *s)
 {
-    if (g_total < 0) {
-        g_total = orch_default_n_threads();
-        g_free = g_total;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&s->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->total = -1;
+}
+
+/* The budget's state: mapped from a memfd on first use (process-private
+ * memory where memfd_create is refused: the budget is then this process's
+ * alone). */
+static struct cpu_shared *shared(void)
+{
+    struct cpu_shared *s = atomic_load_explicit(&g_shared, memory_order_acquire);
+    if (s)
+        return s;
+    pthread_once(&g_fork_once, fork_init);
+    pthread_mutex_lock(&g_map_lock);
+    s = atomic_load_explicit(&g_shared, memory_order_relaxed);
+    if (!s) {
+        int fd = memfd_create("orchestra-cpu-budget", MFD_CLOEXEC);
+        if (fd >= 0 && fd < 3) {
+            /* stdin, stdout or stderr was closed: a write to it would
+             * land in the budget's memory */
+            int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+            close(fd);
+            fd = hi;
+        }
+        void *p = MAP_FAILED;
+        if (fd >= 0 && ftruncate(fd, sizeof *s) == 0)
+            p = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+            p = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                abort(); /* a few KiB at startup */
+        }
+        s = p; /* zero-filled */
+        shared_init(s);
+        g_shared_fd = fd;
+        atomic_store_explicit(&g_shared, s, memory_order_release);
+    }
+    pthread_mutex_unlock(&g_map_lock);
+    return s;
+}
+
+int orch__cpu_shared_fd(void)
+{
+    shared();
+    return g_shared_fd;
+}
+
+int orch__cpu_attach(int fd)
+{
+    pthread_once(&g_fork_once, fork_init);
+    void *p = mmap(NULL, sizeof(struct cpu_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    pthread_mutex_lock(&g_map_lock);
+    g_shared_fd = fd;
+    atomic_store_explicit(&g_shared, p, memory_order_release);
+    pthread_mutex_unlock(&g_map_lock);
+    return 0;
+}
+
+/* Locks s; a lock left by a process that died is taken as it is. */
+static void lock(struct cpu_shared *s)
+{
+    if (pthread_mutex_lock(&s->lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&s->lock);
+}
+
+static void wait_cond(struct cpu_shared *s)
+{
+    if (pthread_cond_wait(&s->cond, &s->lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&s->lock);
+}
+
+static void init_locked(struct cpu_shared *s)
+{
+    if (s->total < 0) {
+        s->total = orch_default_n_threads();
+        s->free = s->total;
     }
 }
 
+/* This process's slot in s->procs (claimed on first use), or NULL when
+ * every slot is taken (its tokens are then not counted for reclaim). */
+static struct cpu_proc *proc_locked(struct cpu_shared *s, int32_t pid)
+{
+    struct cpu_proc *empty = NULL;
+    for (int i = 0; i < CPU_PROCS_MAX; i++) {
+        if (s->procs[i].pid == pid)
+            return &s->procs[i];
+        if (!empty && s->procs[i].pid == 0)
+            empty = &s->procs[i];
+    }
+    if (empty)
+        *empty = (struct cpu_proc){.pid = pid, .held = 0};
+    return empty;
+}
+
 /* Grants waiters in turn while tokens last; true when any was granted. */
-static bool grant_locked(void)
+static bool grant_locked(struct cpu_shared *s)
 {
     bool any = false;
     for (;;) {
-        struct waiter **best = NULL;
-        for (struct waiter **pp = &g_waiters; *pp; pp = &(*pp)->next)
-            if (!best || (*pp)->vt < (*best)->vt ||
-                ((*pp)->vt == (*best)->vt && (*pp)->seq < (*best)->seq))
-                best = pp;
+        struct waiter *best = NULL;
+        for (int i = 0; i < CPU_WAITERS_MAX; i++) {
+            struct waiter *w = &s->w[i];
+            if (w->pid && !w->granted &&
+                (!best || w->vt < best->vt || (w->vt == best->vt && w->seq < best->seq)))
+                best = w;
+        }
         if (!best)
             break;
-        struct waiter *w = *best;
-        if (w->n > g_total)
-            w->n = g_total; /* the budget was cut while it waited */
-        if (g_free < w->n)
+        if (best->n > s->total)
+            best->n = s->total; /* the budget was cut while it waited */
+        if (s->free < best->n)
             break;
-        *best = w->next;
-        g_free -= w->n;
-        if (g_total - g_free > g_peak)
-            g_peak = g_total - g_free;
-        if (w->vt > g_vclock)
-            g_vclock = w->vt;
-        w->granted = true;
+        s->free -= best->n;
+        struct cpu_proc *pr = proc_locked(s, best->pid);
+        if (pr)
+            pr->held += best->n;
+        if (s->total - s->free > s->peak)
+            s->peak = s->total - s->free;
+        if (best->vt > s->vclock)
+            s->vclock = best->vt;
+        best->granted = true;
         any = true;
     }
     return any;
@@ -159,30 +296,48 @@ static bool grant_locked(void)
 
 int32_t orch_cpu_budget(int32_t n_threads_total)
 {
-    pthread_once(&g_fork_once, fork_init);
-    pthread_mutex_lock(&g_lock);
-    init_locked();
-    int32_t before = g_total;
+    struct cpu_shared *s = shared();
+    lock(s);
+    init_locked(s);
+    int32_t before = s->total;
     if (n_threads_total >= 0) {
         int32_t n = n_threads_total ? n_threads_total : orch_default_n_threads();
         if (n > CPU_TOTAL_MAX)
             n = CPU_TOTAL_MAX;
-        g_free += n - g_total; /* tokens out stay out; they come back as given */
-        g_total = n;
-        grant_locked();
-        pthread_cond_broadcast(&g_cond);
+        s->free += n - s->total; /* tokens out stay out; they come back as given */
+        s->total = n;
+        grant_locked(s);
+        pthread_cond_broadcast(&s->cond);
     }
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&s->lock);
     return before;
+}
+
+void orch__cpu_reclaim(int32_t pid)
+{
+    struct cpu_shared *s = shared();
+    lock(s);
+    for (int i = 0; i < CPU_PROCS_MAX; i++)
+        if (s->procs[i].pid == pid) {
+            s->free += s->procs[i].held;
+            s->procs[i] = (struct cpu_proc){0};
+        }
+    for (int i = 0; i < CPU_WAITERS_MAX; i++)
+        if (s->w[i].pid == pid)
+            s->w[i] = (struct waiter){0};
+    grant_locked(s);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
 }
 
 #ifdef ORCH_TESTING
 int32_t orch__cpu_peak(void)
 {
-    pthread_mutex_lock(&g_lock);
-    int32_t p = g_peak;
-    g_peak = 0;
-    pthread_mutex_unlock(&g_lock);
+    struct cpu_shared *s = shared();
+    lock(s);
+    int32_t p = s->peak;
+    s->peak = 0;
+    pthread_mutex_unlock(&s->lock);
     return p;
 }
 #endif
@@ -190,34 +345,47 @@ int32_t orch__cpu_peak(void)
 /* Takes n tokens (at most all of them) for u; returns what was taken. */
 static int take(struct orch__cpu_user *u, int n)
 {
-    pthread_mutex_lock(&g_lock);
-    init_locked();
-    uint64_t slack = (uint64_t)CPU_SLACK_MS * 1000000u * (uint64_t)g_total;
-    if (u->vt + slack < g_vclock)
-        u->vt = g_vclock - slack;
-    struct waiter w = {.n = n < 1 ? 1 : n, .vt = u->vt, .seq = g_next_seq++};
-    w.next = g_waiters;
-    g_waiters = &w;
-    if (grant_locked())
-        pthread_cond_broadcast(&g_cond);
-    while (!w.granted)
-        pthread_cond_wait(&g_cond, &g_lock);
-    pthread_mutex_unlock(&g_lock);
-    return w.n;
+    struct cpu_shared *s = shared();
+    int32_t pid = (int32_t)getpid();
+    lock(s);
+    init_locked(s);
+    uint64_t slack = (uint64_t)CPU_SLACK_MS * 1000000u * (uint64_t)s->total;
+    if (u->vt + slack < s->vclock)
+        u->vt = s->vclock - slack;
+    struct waiter *w = NULL;
+    for (;;) {
+        for (int i = 0; i < CPU_WAITERS_MAX && !w; i++)
+            if (!s->w[i].pid)
+                w = &s->w[i];
+        if (w)
+            break;
+        wait_cond(s); /* every slot waits: one frees when its decode is let through */
+    }
+    *w = (struct waiter){.pid = pid, .n = n < 1 ? 1 : n, .vt = u->vt, .seq = s->next_seq++};
+    if (grant_locked(s))
+        pthread_cond_broadcast(&s->cond);
+    while (!w->granted && w->pid == pid)
+        wait_cond(s);
+    int got = w->n;
+    *w = (struct waiter){0};
+    pthread_cond_broadcast(&s->cond); /* a slot came free */
+    pthread_mutex_unlock(&s->lock);
+    return got;
 }
 
 /* ---- threadpools ------------------------------------------------------------------ */
 
 void orch__cpu_set_tpool_maker(void *(*make)(int n_threads))
 {
-    pthread_mutex_lock(&g_lock);
+    pthread_once(&g_fork_once, fork_init);
+    pthread_mutex_lock(&g_pool_lock);
     g_make_pool = make;
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_pool_lock);
 }
 
 static struct orch__tpool *pool_take(int n)
 {
-    pthread_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_pool_lock);
     void *(*make)(int) = g_make_pool;
     struct orch__tpool **pp = &g_idle_pools, *p = NULL;
     while (*pp && (*pp)->n != n)
@@ -226,7 +394,7 @@ static struct orch__tpool *pool_take(int n)
         p = *pp;
         *pp = p->next;
     }
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_pool_lock);
     if (p || !make || n < 2)
         return p;
     p = malloc(sizeof *p);
@@ -243,10 +411,10 @@ static void pool_give(struct orch__tpool *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_pool_lock);
     p->next = g_idle_pools;
     g_idle_pools = p;
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_pool_lock);
 }
 
 /* ---- holds ------------------------------------------------------------------------ */
@@ -256,11 +424,15 @@ void orch__cpu_release(struct orch__cpu_user *u, struct orch__cpu_hold *h)
     if (!h->n)
         return;
     pool_give(h->pool);
-    pthread_mutex_lock(&g_lock);
-    g_free += h->n;
-    if (grant_locked())
-        pthread_cond_broadcast(&g_cond);
-    pthread_mutex_unlock(&g_lock);
+    struct cpu_shared *s = shared();
+    lock(s);
+    s->free += h->n;
+    struct cpu_proc *pr = proc_locked(s, (int32_t)getpid());
+    if (pr)
+        pr->held -= h->n;
+    if (grant_locked(s))
+        pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
     (void)u;
     h->n = 0;
     h->pool = NULL;
@@ -268,15 +440,15 @@ void orch__cpu_release(struct orch__cpu_user *u, struct orch__cpu_hold *h)
 
 int orch__cpu_begin(struct orch__cpu_user *u, struct orch__cpu_hold *h, int n_threads)
 {
-    pthread_once(&g_fork_once, fork_init);
     if (h->n) {
         /* keep the CPUs unless a user that has used less waits for them,
          * or the budget changed under us */
-        pthread_mutex_lock(&g_lock);
-        bool yield = h->n != (n_threads < g_total ? n_threads : g_total);
-        for (struct waiter *w = g_waiters; w && !yield; w = w->next)
-            yield = w->vt < u->vt;
-        pthread_mutex_unlock(&g_lock);
+        struct cpu_shared *s = shared();
+        lock(s);
+        bool yield = h->n != (n_threads < s->total ? n_threads : s->total);
+        for (int i = 0; i < CPU_WAITERS_MAX && !yield; i++)
+            yield = s->w[i].pid && !s->w[i].granted && s->w[i].vt < u->vt;
+        pthread_mutex_unlock(&s->lock);
         if (yield)
             orch__cpu_release(u, h);
     }
@@ -294,7 +466,8 @@ void *orch__cpu_pool(const struct orch__cpu_hold *h)
 
 void orch__cpu_end(struct orch__cpu_user *u, const struct orch__cpu_hold *h, int64_t ns)
 {
-    pthread_mutex_lock(&g_lock);
+    struct cpu_shared *s = shared();
+    lock(s);
     u->vt += (uint64_t)(ns > 1000 ? ns : 1000) * (uint64_t)h->n;
-    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&s->lock);
 }

@@ -54,6 +54,20 @@ void orch__cpu_end(struct orch__cpu_user *u, const struct orch__cpu_hold *h, int
  * anything but the CPUs. Threads: the holder's. */
 void orch__cpu_release(struct orch__cpu_user *u, struct orch__cpu_hold *h);
 
+/* The budget shared between processes: the fd of its shared memory (a
+ * memfd, close-on-exec; -1 when the budget is this process's alone), for
+ * a worker process to attach. Threads: any. */
+int orch__cpu_shared_fd(void);
+
+/* In a worker process, before any other call here: use the budget in fd
+ * (orch__cpu_shared_fd of the parent) instead of one of its own.
+ * Returns: 0, or -1 (errno) when fd cannot be mapped. Threads: any. */
+int orch__cpu_attach(int fd);
+
+/* The process pid died: its tokens come back and its waiters go.
+ * Threads: any; call once pid is reaped (so no thread of it runs). */
+void orch__cpu_reclaim(int32_t pid);
+
 #ifdef ORCH_TESTING
 /* The most CPU tokens of the budget out at once since the last call (which
  * this one resets): what the CPU budget tests check. */
