@@ -188,6 +188,31 @@ const orch_backend *orch_backend_llama(void);
 /* Returns: the backend's name ("llama.cpp", "fake"). Threads: any. */
 const char *orch_backend_name(const orch_backend *backend);
 
+/* The worker backend: every model file it loads runs in a worker process
+ * of its own (the llama.cpp backend there), so that a file that kills
+ * llama.cpp kills only the requests on it. Roles sharing a file share its
+ * worker; the CPU budget is shared with the workers; requests stream
+ * through a socket each. A worker that dies ends its requests with
+ * ORCH_EDECODE (at load: ORCH_EFORMAT) naming the role, the file and the
+ * cause (the signal, llama.cpp's last line; "hung" when a decode runs past
+ * $ORCH_WORKER_DECODE_TIMEOUT seconds, default 300), and the next request
+ * starts a new one; a file whose workers died 3 times is refused
+ * (ORCH_EFORMAT) until it changes (device, inode, size, mtime).
+ * exe: the program to start as `exe __worker ...`, which must call
+ * orch_worker_main (the orchestra CLI does); copied; NULL = this program.
+ * Returns: a new backend, or NULL when out of memory. Free it with
+ * orch_worker_backend_free after every orchestra and model using it is
+ * closed. Threads: any. */
+orch_backend *orch_worker_backend_new(const char *exe);
+void orch_worker_backend_free(orch_backend *backend);
+
+/* The worker process's side: a program started by the worker backend
+ * (argv[1] is "__worker") calls this and exits with what it returns.
+ * Serves one model file until its daemon lets it go; does not return
+ * then (it _exits 0). Returns: 2 when not started as a worker, 1 when
+ * its daemon is gone before it started. */
+int orch_worker_main(int argc, char **argv);
+
 /* The fake backend. Each instance has its own settings and counters.
  * A fake "model" is any readable regular file; its size in bytes is the
  * configured size, or the file's size when that is 0. It generates the words
@@ -924,6 +949,10 @@ struct orch_role_status {
     char last_error[ORCH_ERROR_MSG_MAX]; /* of the last load; or, for a model
                                             not loaded, why its file cannot be
                                             estimated (missing, not GGUF) */
+    int32_t n_faults;        /* deaths of the worker processes that ran its file
+                                (orch_worker_backend_new; 0 elsewhere) */
+    bool refused;            /* its file is refused after them, until it changes */
+    char fault[384];         /* the last death's cause, "" = none */
 };
 
 struct orch_budget_status {

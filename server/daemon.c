@@ -110,6 +110,7 @@ static void drain_and_stop(struct srv *s, int sig)
 static void srv_free(struct srv *s)
 {
     orch_close(s->o);
+    orch_worker_backend_free(s->workers); /* after every model of it is freed */
     pthread_mutex_destroy(&s->lock);
     free((void *)s->routes);
     free(s);
@@ -150,6 +151,15 @@ int orch_server_run(const struct orch_server_opts *in)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct orch_orchestra_params op = orch_orchestra_default_params();
+    /* a worker process per model file: what kills llama.cpp kills only
+     * the requests on that file (orch_worker_backend_new) */
+    if (!in->in_process && !(s->workers = orch_worker_backend_new(in->worker_exe))) {
+        fprintf(stderr, "orchestra serve: out of memory\n");
+        orch_config_free(cfg);
+        srv_free(s);
+        return 1;
+    }
+    op.backend = s->workers;
     rc = orch_open(cfg, &op, &s->o, &err);
     orch_config_free(cfg);
     if (rc) {

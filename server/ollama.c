@@ -72,6 +72,11 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", rs->role, "model", rs->role, "size",
                           (json_int_t)(ps ? rs->bytes : fi.file_bytes), "digest", dg, "details",
                           details(&fi));
+    if (rs->n_faults) { /* ours: the worker processes that ran the file died */
+        json_object_set_new(e, "worker_deaths", json_integer(rs->n_faults));
+        json_object_set_new(e, "worker_fault", json_string(rs->fault));
+        json_object_set_new(e, "refused", json_boolean(rs->refused));
+    }
     if (ps) {
         time_t t =
             time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);

@@ -42,6 +42,26 @@ static void add(struct text *t, const char *fmt, ...)
 }
 
 /* GET /metrics */
+/* A Prometheus label value: backslash, quote and newline escaped, cut
+ * whole (UTF-8) to fit out[cap]. */
+static void label_escape(const char *s, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (; *s && k + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"')
+            out[k++] = '\\', out[k++] = *s;
+        else if (*s == '\n')
+            out[k++] = '\\', out[k++] = 'n';
+        else
+            out[k++] = *s;
+    }
+    while (k && ((unsigned char)out[k - 1] & 0xC0) == 0x80 && *s)
+        k--; /* a character cut at the end goes whole */
+    if (k && (unsigned char)out[k - 1] >= 0xC0 && *s)
+        k--;
+    out[k] = 0;
+}
+
 static enum MHD_Result metrics(struct req *r)
 {
     struct srv *s = r->s;
@@ -96,6 +116,22 @@ static enum MHD_Result metrics(struct req *r)
             "# TYPE orchestra_leases gauge\n");
     for (size_t i = 0; i < n; i++)
         add(&t, "orchestra_leases{role=\"%s\"} %lld\n", st[i].role, (long long)st[i].n_leases);
+    add(&t, "# HELP orchestra_worker_deaths_total Deaths of the worker processes that ran the "
+            "role's file (the last cause in orchestra_worker_fault).\n"
+            "# TYPE orchestra_worker_deaths_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        add(&t, "orchestra_worker_deaths_total{role=\"%s\"} %d\n", st[i].role, st[i].n_faults);
+    add(&t, "# HELP orchestra_worker_fault 1 for the last cause of a worker's death, by role; "
+            "refused=\"1\" when the file is refused until it changes.\n"
+            "# TYPE orchestra_worker_fault gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        if (!st[i].n_faults)
+            continue;
+        char cause[sizeof st[i].fault * 2];
+        label_escape(st[i].fault, cause, sizeof cause);
+        add(&t, "orchestra_worker_fault{role=\"%s\",refused=\"%d\",cause=\"%s\"} 1\n",
+            st[i].role, st[i].refused, cause);
+    }
     add(&t, "# HELP orchestra_model_loaded 1 when the role's model is loaded.\n"
             "# TYPE orchestra_model_loaded gauge\n");
     for (size_t i = 0; i < n; i++)

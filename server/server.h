@@ -19,6 +19,9 @@ struct orch_server_opts {
     double drain_s;          /* on SIGTERM: how long requests in flight may finish; default 30 */
     int queue_max;           /* requests per role running or waiting; past it 503; default 64 */
     const char *port_file;   /* where to write the port once listening; NULL = none */
+    bool in_process;         /* llama.cpp in this process, not a worker per model file;
+                                default false */
+    const char *worker_exe;  /* the program workers run (orch_worker_main); NULL = this one */
 };
 
 /* Defaults for the fields above. */

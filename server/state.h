@@ -56,6 +56,7 @@ struct routes;
 struct srv {
     struct orch_server_opts opts;    /* immutable after start */
     orch_orchestra *o;               /* immutable after start */
+    orch_backend *workers;           /* its backend; NULL = in process */
     struct MHD_Daemon *mhd;
     const struct routes *routes;     /* immutable after start */
     int64_t started_unix;

@@ -16,6 +16,15 @@ const char *orch_backend_name(const orch_backend *be)
     return be ? be->ops->name : NULL;
 }
 
+int32_t orch__backend_faults(const orch_backend *be, const char *path, char *last, size_t cap,
+                             bool *refused)
+{
+    *refused = false;
+    if (cap)
+        last[0] = '\0';
+    return be->ops->faults ? be->ops->faults(be, path, last, cap, refused) : 0;
+}
+
 int orch__backend_estimate(const orch_backend *be, const char *path, int32_t n_ctx,
                            int32_t n_seq, uint64_t *weights, uint64_t *context, orch_error *err)
 {

@@ -59,6 +59,12 @@ struct orch__embed_req {
     int64_t n_tokens;    /* the tokens the texts made, all together */
 };
 
+/* The faults op (may be NULL: no faults): how often the processes that ran
+ * path died (the last cause in last[cap], "" when none; *refused when the
+ * file is refused for it). Threads: any. */
+typedef int32_t (*orch__faults_fn)(const orch_backend *be, const char *path, char *last,
+                                   size_t cap, bool *refused);
+
 struct orch_backend_ops {
     const char *name;
     /* required: load the file; *out is the backend model. */
@@ -82,6 +88,7 @@ struct orch_backend_ops {
      * sequences of n_ctx tokens */
     int (*estimate)(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
                     uint64_t *weights, uint64_t *context, orch_error *err);
+    orch__faults_fn faults;
 };
 
 struct orch_backend {

@@ -78,6 +78,9 @@ int orch__check_model_file(const char *path, uint64_t *size_out, orch_error *err
 
 /* The backend a model uses: `asked`, or the default (llama.cpp) when NULL. */
 const orch_backend *orch__backend_pick(const orch_backend *asked);
+/* The backend's faults op for path (0, "" and false when it has none). */
+int32_t orch__backend_faults(const orch_backend *be, const char *path, char *last, size_t cap,
+                             bool *refused);
 
 /* Memory a load of `path` will take, split into weights and the context
  * buffers of n_seq sequences of n_ctx tokens, through be's estimate (the
@@ -109,6 +112,10 @@ struct orch__field {
 #define OF_B(k, x) ((struct orch__field){.key = (k), .type = ORCH__F_BOOL, .v.i = (x) ? 1 : 0})
 
 bool orch__log_enabled(enum orch_log_level level);
+/* The level's name as orch_log_level_from_string reads it; the format in
+ * use (a worker process logs as its daemon does). Threads: any. */
+const char *orch__log_level_name(enum orch_log_level level);
+enum orch_log_format orch__log_format(void);
 void orch__log_emit(enum orch_log_level level, const char *role, const char *event,
                     const struct orch__field *fields, size_t n_fields);
 

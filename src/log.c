@@ -90,6 +90,16 @@ enum orch_log_level orch_log_get_level(void)
     return (enum orch_log_level)level_now();
 }
 
+const char *orch__log_level_name(enum orch_log_level level)
+{
+    return (int)level >= 0 && level <= ORCH_LOG_OFF ? level_names[level] : "warn";
+}
+
+enum orch_log_format orch__log_format(void)
+{
+    return (enum orch_log_format)format_now();
+}
+
 void orch_log_set_format(enum orch_log_format format)
 {
     if (format != ORCH_LOG_LOGFMT && format != ORCH_LOG_JSON)

@@ -1247,6 +1247,8 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         s->n_parallel = orch__model_params(e->model)->n_parallel;
         s->pinned = e->pinned;
         memcpy(s->last_error, ms.last_error, sizeof s->last_error);
+        s->n_faults = orch__backend_faults(orch__model_backend(e->model), e->path, s->fault,
+                                           sizeof s->fault, &s->refused);
         if (ms.bytes) {
             pthread_mutex_lock(&o->lock);
             s->bytes = e->charged ? e->charged : ms.bytes;

@@ -391,6 +391,128 @@ embedding = true
     }
   });
 
+  /* The worker process of daemon pid that has `file` mapped (its model). */
+  function workerOf(pid, file) {
+    const real = fs.realpathSync(file);
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid !== pid || !fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('__worker')) continue;
+        if (fs.readFileSync(`/proc/${d}/maps`, 'utf8').includes(real)) return Number(d);
+      } catch (e) { /* gone meanwhile */ }
+    }
+    return 0;
+  }
+
+  test('a worker killed mid-stream (SIGKILL): its stream ends with an error naming role and signal, another file streams on, the next request starts a new worker', async () => {
+    const copy = path.join(tmp, 'story-copy.gguf');
+    fs.copyFileSync(MODEL, copy);
+    const cfg = writeConfig('workers.ini', `[defaults]\nn_threads = 1\ntemperature = 0\nn_ctx = 2048\n[story]\npath = ${MODEL}\n[other]\npath = ${copy}\n`);
+    const h = await startServer(cfg);
+    try {
+      const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'x', maxRetries: 0 });
+      const long = { prompt: 'Once upon a time', max_tokens: 2000, stream: true };
+      const victim = await client.completions.create({ model: 'story', ...long });
+      const bystander = await client.completions.create({ model: 'other', ...long });
+      const it = victim[Symbol.asyncIterator]();
+      await it.next(); /* the stream runs */
+      const pid = workerOf(h.child.pid, MODEL);
+      assert.ok(pid > 0, 'story has a worker process of its own');
+      assert.notEqual(workerOf(h.child.pid, copy), pid, 'another file, another worker');
+      process.kill(pid, 'SIGKILL');
+      let error = null;
+      try { for (let c = await it.next(); !c.done; c = await it.next()); } catch (e) { error = e; }
+      assert.ok(error, 'the killed stream ends with an error');
+      assert.match(String(error.message), /role 'story'.*worker.*died generating: killed by signal 9/);
+      let text = '';
+      for await (const c of bystander) text += c.choices[0].text;
+      assert.ok(text.length > 100, 'the other role streamed to its end');
+      const again = await client.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11 });
+      assert.equal(again.choices[0].text, GREEDY);
+      assert.ok(workerOf(h.child.pid, MODEL) > 0 && workerOf(h.child.pid, MODEL) !== pid, 'a new worker');
+      assert.equal(await metric(h.url, 'orchestra_worker_deaths_total', 'role="story"'), 1);
+      assert.equal(await metric(h.url, 'orchestra_worker_deaths_total', 'role="other"'), 0);
+      const ps = await (await fetch(`${h.url}/api/ps`)).json();
+      const entry = ps.models.find((m) => m.name === 'story');
+      assert.equal(entry.worker_deaths, 1);
+      assert.match(entry.worker_fault, /signal 9/);
+    } finally {
+      assert.equal((await stopServer(h)).code, 0, h.stderr());
+    }
+  });
+
+  test('a worker that hangs in a decode past $ORCH_WORKER_DECODE_TIMEOUT: killed, its request ends with "hung", the next one is served', async () => {
+    const cfg = writeConfig('hang.ini', `[defaults]\nn_threads = 1\ntemperature = 0\n[story]\npath = ${MODEL}\n`);
+    /* test builds: the worker wedges in a decode after 3 tokens, once */
+    const flag = path.join(tmp, 'hang-once');
+    fs.writeFileSync(flag, '');
+    const h = await startServer(cfg, [], { ORCH_TEST_WORKER_HANG: flag, ORCH_WORKER_DECODE_TIMEOUT: '2' });
+    try {
+      const r = await fetch(`${h.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'Once upon a time', max_tokens: 11 }) });
+      assert.equal(r.status, 500);
+      assert.match((await r.json()).error.message, /worker for .* died generating: hung: a decode ran past 2 s/);
+      const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'x', maxRetries: 0 });
+      const ok = await client.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11 });
+      assert.equal(ok.choices[0].text, GREEDY);
+    } finally {
+      assert.equal((await stopServer(h)).code, 0, h.stderr());
+    }
+  });
+
+  test('the hostile corpus through a running daemon: each bad role answers a clear error, the good one serves; without the pre-check, the files kill only their workers, and a file that kills three is refused', { skip: !process.env.ORCH_TEST_HOSTILE && 'ORCH_TEST_HOSTILE not set' }, async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'corpus-'));
+    const files = execFileSync(process.env.ORCH_TEST_HOSTILE, ['--write-corpus', dir]).toString().trim().split('\n').map((l) => l.split('\t'));
+    assert.ok(files.length >= 20, `the corpus has ${files.length} files`);
+    const roles = files.map(([f], i) => `[bad${i}]\npath = ${path.join(dir, f)}\n`).join('');
+    const cfg = writeConfig('corpus.ini', `[defaults]\nn_threads = 1\ntemperature = 0\nvet = false\n[story]\npath = ${MODEL}\n${roles}`);
+    for (const env of [{}, { ORCH_TEST_SKIP_PRECHECK: '1' }]) {
+      const raw = !!env.ORCH_TEST_SKIP_PRECHECK;
+      const h = await startServer(cfg, [], env);
+      try {
+        const client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'x', maxRetries: 0 });
+        let died = 0, refusedFirst = -1;
+        for (const [i, [file, kills, name]] of files.entries()) {
+          /* raw: only the files proven to kill llama.cpp (the others may
+           * take gigabytes or minutes when nothing refuses them) */
+          if (raw && kills !== 'kills') continue;
+          const r = await fetch(`${h.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: `bad${i}`, prompt: 'Once # upon', max_tokens: 4 }) });
+          const body = await r.json();
+          if (kills === 'valid') {
+            assert.equal(r.status, 200, `${name} (valid): ${JSON.stringify(body)}`);
+          } else if (!raw) {
+            assert.ok(r.status >= 400, `${name}: status ${r.status}`);
+            assert.ok(body.error.message.includes(file), `${name}: ${body.error.message}`);
+          } else if (r.status !== 200) {
+            assert.ok(body.error.message.includes(file), `${name}: ${body.error.message}`);
+            if (/worker for .* died/.test(body.error.message)) {
+              died++;
+              if (refusedFirst < 0) refusedFirst = i;
+            }
+          }
+          const ok = await client.completions.create({ model: 'story', prompt: 'Once upon a time', max_tokens: 11 });
+          assert.equal(ok.choices[0].text, GREEDY, `story after ${name}`);
+        }
+        if (raw) {
+          console.log(`# corpus through the daemon without the pre-check: ${died} workers killed`);
+          assert.ok(died >= 10, `${died} of the killing files killed their worker`);
+          /* the same file twice more: the third death refuses it */
+          const ask = () => fetch(`${h.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: `bad${refusedFirst}`, prompt: 'Once # upon', max_tokens: 4 }) }).then((r) => r.json());
+          await ask();
+          await ask();
+          const refused = await ask();
+          assert.match(refused.error.message, /is refused: its worker died 3 times/);
+          assert.equal(await metric(h.url, 'orchestra_worker_deaths_total', `role="bad${refusedFirst}"`), 3);
+          const text = await (await fetch(`${h.url}/metrics`)).text();
+          assert.match(text, new RegExp(`orchestra_worker_fault\\{role="bad${refusedFirst}",refused="1",cause=`));
+        }
+      } finally {
+        assert.equal((await stopServer(h)).code, 0, h.stderr());
+      }
+    }
+  });
+
   test('a model that cannot fit the memory budget: 507 with the library\'s message', async () => {
     const tiny = writeConfig('tiny.ini', `[defaults]\nmemory_budget = 1K\n[story]\npath = ${MODEL}\n`);
     const t = await startServer(tiny);

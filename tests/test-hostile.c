@@ -284,16 +284,22 @@ static int raw_vet(const char *path, orch_error *err)
     return orch__lm_vet(path, &o, err);
 }
 
-static void test_corpus_refused(void **state)
+/* The long token's text: distinct 4-byte starts. */
+static void long_init(void)
 {
-    (void)state;
-    orch_error err = {0};
     memset(g_long, 'a', sizeof g_long);
-    for (size_t i = 0; i < sizeof g_long / 4; i++) /* distinct 4-byte starts */
+    for (size_t i = 0; i < sizeof g_long / 4; i++)
         memcpy(g_long + 4 * i,
                (char[4]){(char)('a' + i % 26), (char)('a' + i / 26 % 26),
                          (char)('a' + i / 676 % 26), 'z'},
                4);
+}
+
+static void test_corpus_refused(void **state)
+{
+    (void)state;
+    orch_error err = {0};
+    long_init();
     /* the control: the vocabulary rebuilt with no change loads */
     struct hostile same = {"same", .vocab = 1};
     char path[700];
@@ -503,8 +509,32 @@ static void test_vet_in_process(void **state)
     print_message("vet = true refused %zu killing files in process\n", n);
 }
 
-int main(void)
+/* `test-hostile --write-corpus DIR`: writes every file of the corpus to
+ * DIR (NN.gguf) and a line per file on stdout: "NN.gguf<TAB>what<TAB>name",
+ * what: "kills" (llama.cpp dies on it without the pre-check), "refused"
+ * (the pre-check refuses it) or "valid" (it loads). The daemon's
+ * tests (test-daemon.mjs) send them to a running daemon. */
+static int write_corpus(const char *dir)
 {
+    setup(NULL);
+    long_init();
+    char path[700];
+    for (size_t i = 0; i < sizeof hostiles / sizeof hostiles[0]; i++) {
+        snprintf(path, sizeof path, "%s/%02zu.gguf", dir, i);
+        write_case(&hostiles[i], path);
+        const struct hostile *h = &hostiles[i];
+        printf("%02zu.gguf\t%s\t%s\n", i, !h->needle ? "valid" : h->kills ? "kills" : "refused",
+               h->name);
+    }
+    fflush(stdout);
+    test_tmpdir_cleanup();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
+        return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_refused),
         cmocka_unit_test(test_valid_files_load),

@@ -20,6 +20,7 @@
  */
 #include "glue.h"
 #include "llama_int.h"
+#include "../watch.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -248,8 +249,10 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
         llama_attach_threadpool(ctx, tp, tp);
     int64_t t0 = orch__now_ns();
     int32_t d;
+    int watched = orch__watch_begin(); /* a worker's supervisor sees it (watch.h) */
     if (!orch__glue_decode(ctx, batch, &d))
         orch__log(ORCH_LOG_ERROR, "llama.cpp", "decode_threw", OF_S("what", orch__glue_what()));
+    orch__watch_end(watched);
     int64_t ns = orch__now_ns() - t0;
     if (tp)
         llama_detach_threadpool(ctx);
@@ -310,12 +313,14 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
     if (!toks)
         return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
     int32_t n;
+    int watched = orch__watch_begin(); /* a tokenizer can hang too (cubic WordPiece) */
     bool clean = orch__glue_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special,
                                      parse_special, &n);
     if (clean && n < 0 && n != INT32_MIN) {
         cap = -n;
         llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
         if (!t2) {
+            orch__watch_end(watched);
             free(toks);
             return orch__err(err, ORCH_ENOMEM, "out of memory tokenizing");
         }
@@ -323,6 +328,7 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
         clean = orch__glue_tokenize(lm->vocab, text, (int32_t)len, toks, cap, add_special,
                                     parse_special, &n);
     }
+    orch__watch_end(watched);
     if (!clean) {
         free(toks);
         return orch__err(err, ORCH_EFORMAT, "llama.cpp's tokenizer failed on this model: %s",

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE, S_PORTFILE };
+enum {
+    S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE, S_PORTFILE,
+    S_INPROC
+};
 
 static void d_host(char *b, size_t n) { snprintf(b, n, "%s", orch_server_default_opts().host); }
 static void d_port(char *b, size_t n) { snprintf(b, n, "%d", orch_server_default_opts().port); }
@@ -45,6 +48,10 @@ static const struct cli_opt serve_opts[] = {
     {S_QUEUE, 0, "queue-max", NULL, "N", "requests per role running or waiting (503 past it)",
      d_queue},
     {S_PORTFILE, 0, "port-file", NULL, "FILE", "write the port there once listening", NULL},
+    {S_INPROC, 0, "in-process", NULL, NULL,
+     "run llama.cpp in the daemon (no worker process per model file: a file that kills "
+     "llama.cpp kills every role)",
+     NULL},
     {0},
 };
 static const struct cli_opt *const serve_tables[] = {serve_opts, NULL};
@@ -54,8 +61,10 @@ static const struct cli_cmd serve_cmd = {
     "/v1/completions, /v1/chat/completions, /v1/embeddings) and the Ollama API\n"
     "(/api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/embed,\n"
     "/api/embeddings, /api/version), plus /health, /metrics, /admin/load and\n"
-    "/admin/unload. Model names are role names. SIGTERM or SIGINT: stop\n"
-    "accepting, let requests finish, unload, exit 0.",
+    "/admin/unload. Model names are role names. Each model file runs in a\n"
+    "worker process of its own; a worker that dies fails only its requests\n"
+    "and is started again. SIGTERM or SIGINT: stop accepting, let requests\n"
+    "finish, unload, exit 0.",
     serve_tables};
 
 static int serve_opt(void *ctx, int id, const char *arg)
@@ -103,6 +112,7 @@ static int serve_opt(void *ctx, int id, const char *arg)
         o->queue_max = (int)l;
         return EXIT_OK;
     case S_PORTFILE: o->port_file = arg; return EXIT_OK;
+    case S_INPROC: o->in_process = true; return EXIT_OK;
     }
     return EXIT_USAGE;
 }

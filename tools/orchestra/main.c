@@ -48,6 +48,9 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+    /* a worker process of `orchestra serve` (orch_worker_backend_new) */
+    if (argc > 1 && !strcmp(argv[1], "__worker"))
+        return orch_worker_main(argc, argv);
     struct cli cli = {0};
     /* a closed stdout is an error we report, not a signal that kills us */
     signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,893 @@
+/*
+ * worker/parent.c — the worker backend: each model file a daemon loads
+ * runs in a worker process of its own (orch_worker_backend_new), so that
+ * what kills llama.cpp kills only the requests on that file.
+ *
+ * DESIGN
+ * The backend sits under the model layer like any other (backend.h): the
+ * model layer keeps the budget, leases, single flight, LRU and idle unload;
+ * the generation layer keeps stop strings, token limits and streaming; the
+ * CPU budget is one for every process (cpu.c shares it). What moves out of
+ * the daemon is only what llama.cpp runs: the load, the batching engine,
+ * tokenizing, decoding. Roles that share a file share its loaded model,
+ * so they share its worker.
+ *
+ * A request is a socket of its own (socketpair; the worker's end passed over
+ * the control socket), read by the request's thread here: pieces as they
+ * come, then a done frame. A cancel (the sink refusing a piece) is a
+ * half-close; the worker stops within a token. No thread multiplexes.
+ *
+ * Supervision: a thread per worker reads its stderr (forwarded line by line
+ * to ours, the last lines kept) and, once a second, the watch page: a
+ * decode in progress past the deadline ($ORCH_WORKER_DECODE_TIMEOUT, 300 s)
+ * is a hang, and the worker is killed. At the end of its stderr it reaps the
+ * worker, gives the CPU budget back its tokens, and says why it died: the
+ * signal, and the last line it wrote (llama.cpp's assert text). Requests in
+ * flight end with that reason (ORCH_EDECODE; the load's with ORCH_EFORMAT).
+ * The next request starts a new worker and loads again; after
+ * WORKER_DEATHS_MAX deaths on one file (by identity: device, inode, size,
+ * mtime) the file is refused until it changes.
+ *
+ * Locks: wm->lock (a model's current worker, its restart) before w->lock
+ * (a worker's state, its control socket's writes). The refusal table's own
+ * lock is a leaf.
+ */
+#include "../backend.h"
+#include "../cpu.h"
+#include "../watch.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WORKER_DEATHS_MAX       3
+#define WORKER_TAIL             2048
+#define WORKER_START_MS         30000
+#define WORKER_LOAD_IDLE_MS     600000 /* a load that sends nothing for this long hangs */
+#define WORKER_DECODE_TIMEOUT_S 300
+#define WORKER_EXIT_MS          5000 /* a freed worker's time to exit before SIGKILL */
+#define WORKER_DEAD_WAIT_MS     5000 /* a request's wait for the reason of a death */
+
+extern char **environ;
+
+struct worker_backend {
+    struct orch_backend base; /* first */
+    char *exe;
+};
+
+struct worker {
+    pid_t pid;
+    int ctl;    /* control socket; -1 once closed */
+    int err_fd; /* the worker's stderr */
+    struct orch__watch_page *watch;
+    pthread_t supervisor;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /* guarded by lock */
+    bool dead, leaving; /* leaving: we asked it to go (its death counts for nothing) */
+    char reason[384];
+    char tail[WORKER_TAIL];
+    size_t tail_len;
+    int refs; /* guarded by the model's lock */
+};
+
+struct wmodel {
+    const struct worker_backend *be;
+    pthread_mutex_t lock;
+    struct worker *w; /* the current worker; NULL after a failed restart */
+    char *path, *role;
+    struct wire_load load;
+    struct orch__vet_id id;
+    uint64_t size;
+    struct orch_model_info info;
+};
+
+/* ---- files refused after repeated deaths ------------------------------------------ */
+
+struct death {
+    struct orch__vet_id id;
+    int n;
+    char reason[384];
+};
+
+static pthread_mutex_t g_deaths_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct death g_deaths[64];
+static int g_n_deaths;
+
+static bool same_id(const struct orch__vet_id *a, const struct orch__vet_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns;
+}
+
+static struct death *death_find_locked(const struct orch__vet_id *id)
+{
+    for (int i = 0; i < g_n_deaths; i++)
+        if (same_id(&g_deaths[i].id, id))
+            return &g_deaths[i];
+    return NULL;
+}
+
+/* Counts a death of id's worker; returns the count. */
+static int death_count(const struct orch__vet_id *id, const char *reason)
+{
+    pthread_mutex_lock(&g_deaths_lock);
+    struct death *d = death_find_locked(id);
+    if (!d) {
+        /* the table is small: the oldest entry goes (a file refused long ago
+         * is tried again, and refused again after its deaths) */
+        if (g_n_deaths == (int)(sizeof g_deaths / sizeof g_deaths[0]))
+            memmove(g_deaths, g_deaths + 1, --g_n_deaths * sizeof g_deaths[0]);
+        d = &g_deaths[g_n_deaths++];
+        *d = (struct death){.id = *id};
+    }
+    d->n++;
+    snprintf(d->reason, sizeof d->reason, "%s", reason);
+    int n = d->n;
+    pthread_mutex_unlock(&g_deaths_lock);
+    return n;
+}
+
+/* ORCH_EFORMAT when path (identity id) is refused, else ORCH_OK. */
+static int death_check(const struct orch__vet_id *id, const char *path, orch_error *err)
+{
+    pthread_mutex_lock(&g_deaths_lock);
+    struct death *d = death_find_locked(id);
+    int rc = ORCH_OK;
+    if (d && d->n >= WORKER_DEATHS_MAX)
+        rc = orch__err(err, ORCH_EFORMAT,
+                       "'%s' is refused: its worker died %d times (last: %s); it is tried "
+                       "again when the file changes",
+                       path, d->n, d->reason);
+    pthread_mutex_unlock(&g_deaths_lock);
+    return rc;
+}
+
+/* ---- one worker process ----------------------------------------------------------- */
+
+static int64_t decode_timeout_ns(void)
+{
+    const char *s = getenv("ORCH_WORKER_DECODE_TIMEOUT");
+    long v = s && *s ? strtol(s, NULL, 10) : WORKER_DECODE_TIMEOUT_S;
+    return (int64_t)(v > 0 ? v : WORKER_DECODE_TIMEOUT_S) * 1000000000;
+}
+
+/* Keeps the last WORKER_TAIL bytes the worker wrote. */
+static void tail_add(struct worker *w, const char *p, size_t n)
+{
+    if (n >= WORKER_TAIL) {
+        p += n - (WORKER_TAIL - 1);
+        n = WORKER_TAIL - 1;
+    }
+    if (w->tail_len + n >= WORKER_TAIL) {
+        size_t drop = w->tail_len + n - (WORKER_TAIL - 1);
+        memmove(w->tail, w->tail + drop, w->tail_len - drop);
+        w->tail_len -= drop;
+    }
+    memcpy(w->tail + w->tail_len, p, n);
+    w->tail_len += n;
+    w->tail[w->tail_len] = 0;
+}
+
+/* The last non-empty line of the tail, for the reason (into out[cap]). */
+static void tail_last_line(const struct worker *w, char *out, size_t cap)
+{
+    size_t end = w->tail_len;
+    while (end &&
+           (w->tail[end - 1] == '\n' || w->tail[end - 1] == '\r' || w->tail[end - 1] == ' '))
+        end--;
+    size_t start = end;
+    while (start && w->tail[start - 1] != '\n')
+        start--;
+    size_t n = end - start;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, w->tail + start, n);
+    out[orch__utf8_complete_len(out, n)] = 0;
+}
+
+static void *supervise(void *arg)
+{
+    struct worker *w = arg;
+    int64_t deadline_ns = decode_timeout_ns();
+    bool hung = false;
+    char buf[4096];
+    for (;;) {
+        struct pollfd p = {.fd = w->err_fd, .events = POLLIN};
+        int r = poll(&p, 1, 1000);
+        if (r > 0) {
+            ssize_t n = read(w->err_fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            ssize_t off = 0;
+            while (off < n) { /* the worker's log lines are ours */
+                ssize_t wr = write(2, buf + off, (size_t)(n - off));
+                if (wr <= 0)
+                    break;
+                off += wr;
+            }
+            pthread_mutex_lock(&w->lock);
+            tail_add(w, buf, (size_t)n);
+            pthread_mutex_unlock(&w->lock);
+        }
+        int64_t since = orch__watch_oldest(w->watch);
+        if (!hung && since && orch__now_ns() - since > deadline_ns) {
+            hung = true;
+            kill(w->pid, SIGKILL);
+        }
+    }
+    int status = 0;
+    while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    orch__cpu_reclaim((int32_t)w->pid);
+    pthread_mutex_lock(&w->lock);
+    char last[256];
+    tail_last_line(w, last, sizeof last);
+    if (hung)
+        snprintf(w->reason, sizeof w->reason, "hung: a decode ran past %lld s (killed)",
+                 (long long)(deadline_ns / 1000000000));
+    else if (WIFSIGNALED(status))
+        snprintf(w->reason, sizeof w->reason, "killed by signal %d (%s)%s%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), *last ? ": " : "", last);
+    else
+        snprintf(w->reason, sizeof w->reason, "exited with code %d%s%s", WEXITSTATUS(status),
+                 *last ? ": " : "", last);
+    w->dead = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Waits up to ms for w to be dead; true when it is. */
+static bool wait_dead(struct worker *w, int64_t ms)
+{
+    struct timespec until = orch__mono_deadline(orch__now_ns(), ms);
+    pthread_mutex_lock(&w->lock);
+    while (!w->dead && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT)
+        ;
+    bool dead = w->dead;
+    pthread_mutex_unlock(&w->lock);
+    return dead;
+}
+
+/* Ends w (no request is on it): the end of its control socket tells it to
+ * exit; SIGKILL when it does not in time. Frees w. */
+static void worker_end(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->leaving = true;
+    int ctl = w->ctl;
+    w->ctl = -1;
+    pthread_mutex_unlock(&w->lock);
+    if (ctl >= 0)
+        close(ctl);
+    if (!wait_dead(w, WORKER_EXIT_MS)) {
+        kill(w->pid, SIGKILL);
+        wait_dead(w, INT32_MAX);
+    }
+    pthread_join(w->supervisor, NULL);
+    close(w->err_fd);
+    munmap(w->watch, sizeof *w->watch);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* fd moved to a number of 10 or more (close-on-exec), for the spawn's
+ * dup2s not to step on each other; -1 on failure (fd closed either way). */
+static int fd_high(int fd)
+{
+    if (fd < 0)
+        return -1;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return hi;
+}
+
+/* Reads one frame from the worker's control socket within ms.
+ * Returns 1, 0 when the worker ended it, -1 error, -2 timeout. */
+static int ctl_recv(struct worker *w, int64_t ms, uint8_t *type, char **payload, size_t *len)
+{
+    struct pollfd p = {.fd = w->ctl, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, (int)ms)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return -2;
+    return wire_recv(w->ctl, type, payload, len, NULL);
+}
+
+/* Starts a worker and waits for its hello. */
+static int worker_start(const struct worker_backend *be, const char *path, struct worker **out,
+                        orch_error *err)
+{
+    int sv[2], ep[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return orch__err_errno(err, errno, "making a worker's socket for", path);
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return orch__err_errno(err, errno, "making a worker's pipe for", path);
+    }
+    struct worker *w = calloc(1, sizeof *w);
+    int wfd = memfd_create("orchestra-watch", MFD_CLOEXEC);
+    if (w && wfd >= 0 && ftruncate(wfd, sizeof *w->watch) == 0)
+        w->watch = mmap(NULL, sizeof *w->watch, PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+    int c_ctl = fd_high(sv[1]), c_err = fd_high(ep[1]), c_watch = fd_high(wfd);
+    int cpu = orch__cpu_shared_fd();
+    int c_cpu = cpu >= 0 ? fcntl(cpu, F_DUPFD_CLOEXEC, 10) : -1;
+    int rc = ORCH_OK;
+    if (!w || !w->watch || w->watch == MAP_FAILED || c_ctl < 0 || c_err < 0 || c_watch < 0) {
+        rc = orch__err(err, ORCH_ENOMEM, "cannot set a worker up for '%s': %s", path,
+                       strerror(errno));
+    } else {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, c_err, 1);
+        posix_spawn_file_actions_adddup2(&fa, c_err, 2);
+        posix_spawn_file_actions_adddup2(&fa, c_ctl, 3);
+        if (c_cpu >= 0)
+            posix_spawn_file_actions_adddup2(&fa, c_cpu, 4);
+        posix_spawn_file_actions_adddup2(&fa, c_watch, 5);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 6);
+        posix_spawnattr_t at;
+        posix_spawnattr_init(&at);
+        sigset_t none, dflt;
+        sigemptyset(&none);
+        sigemptyset(&dflt);
+        int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2};
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+            sigaddset(&dflt, sigs[i]);
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &dflt);
+        posix_spawnattr_setpgroup(&at, 0); /* a terminal's ^C is the daemon's to handle */
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                          POSIX_SPAWN_SETPGROUP);
+        const char *level = orch__log_level_name(orch_log_get_level());
+        char *argv[] = {be->exe, "__worker", (char *)level,
+                        orch__log_format() == ORCH_LOG_JSON ? "json" : "text", NULL};
+        int e = posix_spawn(&w->pid, be->exe, &fa, &at, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        if (e)
+            rc = orch__err(err, ORCH_ELOAD, "cannot start a worker ('%s') for '%s': %s", be->exe,
+                           path, strerror(e));
+    }
+    if (c_ctl >= 0)
+        close(c_ctl);
+    if (c_err >= 0)
+        close(c_err);
+    if (c_watch >= 0)
+        close(c_watch);
+    if (c_cpu >= 0)
+        close(c_cpu);
+    if (rc) {
+        close(sv[0]);
+        close(ep[0]);
+        if (w && w->watch && w->watch != MAP_FAILED)
+            munmap(w->watch, sizeof *w->watch);
+        free(w);
+        return rc;
+    }
+    w->ctl = sv[0];
+    w->err_fd = ep[0];
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&w->supervisor, NULL, supervise, w) != 0) {
+        kill(w->pid, SIGKILL);
+        waitpid(w->pid, NULL, 0);
+        close(w->ctl);
+        close(w->err_fd);
+        munmap(w->watch, sizeof *w->watch);
+        free(w);
+        return orch__err(err, ORCH_ENOMEM, "cannot start a worker's supervisor for '%s'", path);
+    }
+    uint8_t type = 0;
+    char *payload = NULL;
+    size_t len = 0;
+    uint32_t magic = 0;
+    int r = ctl_recv(w, WORKER_START_MS, &type, &payload, &len);
+    if (r == 1 && type == W_HELLO && len == sizeof magic)
+        memcpy(&magic, payload, sizeof magic);
+    free(payload);
+    if (magic != WIRE_MAGIC) {
+        kill(w->pid, SIGKILL);
+        wait_dead(w, INT32_MAX);
+        rc = orch__err(err, ORCH_ELOAD, "the worker '%s' for '%s' did not start (%s)", be->exe,
+                       path, r == -2 ? "no answer in time" : w->reason);
+        worker_end(w);
+        return rc;
+    }
+    *out = w;
+    return ORCH_OK;
+}
+
+/* The error for a worker that died under a request, counting the death. */
+static int died(struct wmodel *wm, struct worker *w, int code, const char *doing, orch_error *err)
+{
+    if (!wait_dead(w, WORKER_DEAD_WAIT_MS))
+        return orch__err(err, code,
+                         "the worker for '%s' ended the request %s without "
+                         "an answer",
+                         wm->path, doing);
+    pthread_mutex_lock(&w->lock);
+    bool counted = !w->leaving;
+    char reason[sizeof w->reason];
+    snprintf(reason, sizeof reason, "%s", w->reason);
+    w->leaving = true; /* one death, counted once, whoever notices it */
+    pthread_mutex_unlock(&w->lock);
+    if (counted) {
+        int n = death_count(&wm->id, reason);
+        orch__log(ORCH_LOG_ERROR, wm->role, "worker_died", OF_S("path", wm->path),
+                  OF_I("pid", w->pid), OF_S("reason", reason), OF_I("deaths", n),
+                  OF_S("next", n >= WORKER_DEATHS_MAX ? "the file is refused until it changes"
+                                                      : "a new worker on the next request"));
+    }
+    return orch__err(err, code, "the worker for '%s' died %s: %s", wm->path, doing, reason);
+}
+
+/* Loads wm's file in w. */
+static int worker_load(struct wmodel *wm, struct worker *w, const struct orch__load_req *req,
+                       orch_error *err)
+{
+    struct wire_out o;
+    wire_begin(&o, W_LOAD);
+    wire_put(&o, &wm->load, sizeof wm->load);
+    wire_put_str(&o, wm->path);
+    wire_put_str(&o, wm->role);
+    if (wire_send(w->ctl, &o) != 0)
+        return died(wm, w, ORCH_EFORMAT, "loading", err);
+    for (;;) {
+        uint8_t type;
+        char *payload;
+        size_t len;
+        int r = ctl_recv(w, WORKER_LOAD_IDLE_MS, &type, &payload, &len);
+        if (r == -2) {
+            kill(w->pid, SIGKILL);
+            return orch__err(err, ORCH_ETIMEDOUT,
+                             "loading '%s' made no progress in %d s (the worker was "
+                             "killed)",
+                             wm->path, WORKER_LOAD_IDLE_MS / 1000);
+        }
+        if (r != 1)
+            return died(wm, w, ORCH_EFORMAT, "loading", err);
+        struct wire_in in = {.p = payload, .left = len};
+        if (type == W_PROGRESS) {
+            float f;
+            bool go = !wire_get(&in, &f, sizeof f) || !req || !req->progress ||
+                      req->progress(req->ctl, f);
+            free(payload);
+            if (!go) {
+                pthread_mutex_lock(&w->lock);
+                w->leaving = true;
+                pthread_mutex_unlock(&w->lock);
+                kill(w->pid, SIGKILL);
+                return orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled", wm->path);
+            }
+            continue;
+        }
+        struct wire_loaded l;
+        int rc;
+        if (type != W_LOADED || !wire_get(&in, &l, sizeof l)) {
+            rc = orch__err(err, ORCH_ELOAD,
+                           "the worker for '%s' answered a load with "
+                           "nonsense",
+                           wm->path);
+        } else if (l.rc) {
+            const char *msg;
+            size_t n;
+            if (!wire_get_str(&in, &msg, &n))
+                msg = "", n = 0;
+            rc = orch__err(err, l.rc, "%.*s", (int)n, msg);
+        } else {
+            wm->size = l.size;
+            wm->info = l.info;
+            rc = ORCH_OK;
+        }
+        free(payload);
+        return rc;
+    }
+}
+
+/* The model's worker, with a reference (worker_put), started and loaded
+ * again when the last one died. NULL and *err when it cannot be. */
+static struct worker *worker_get(struct wmodel *wm, orch_error *err)
+{
+    pthread_mutex_lock(&wm->lock);
+    struct worker *w = wm->w;
+    bool dead = false;
+    if (w) {
+        pthread_mutex_lock(&w->lock);
+        dead = w->dead;
+        pthread_mutex_unlock(&w->lock);
+    }
+    if (!w || dead) {
+        if (w && w->refs == 0)
+            worker_end(w); /* else its last request ends it */
+        else if (w)
+            w->refs = -w->refs; /* negative: replaced; ended by its last put */
+        wm->w = w = NULL;
+        int rc = death_check(&wm->id, wm->path, err);
+        struct worker *nw = NULL;
+        if (rc == ORCH_OK && (rc = worker_start(wm->be, wm->path, &nw, err)) == ORCH_OK &&
+            (rc = worker_load(wm, nw, NULL, err)) != ORCH_OK) {
+            worker_end(nw);
+            nw = NULL;
+        }
+        if (nw)
+            orch__log(ORCH_LOG_INFO, wm->role, "worker_restarted", OF_S("path", wm->path),
+                      OF_I("pid", nw->pid));
+        wm->w = w = nw;
+    }
+    if (w)
+        w->refs++;
+    pthread_mutex_unlock(&wm->lock);
+    return w;
+}
+
+static void worker_put(struct wmodel *wm, struct worker *w)
+{
+    pthread_mutex_lock(&wm->lock);
+    bool end = false;
+    if (w->refs > 0) {
+        w->refs--;
+    } else {
+        w->refs++; /* a replaced worker counts up to 0 */
+        end = w->refs == 0;
+    }
+    pthread_mutex_unlock(&wm->lock);
+    if (end)
+        worker_end(w);
+}
+
+/* A request socket to w: the worker's end passed over its control socket. */
+static int request_open(struct wmodel *wm, struct worker *w, orch_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        orch__err_errno(err, errno, "making a request socket for", wm->path);
+        return -1;
+    }
+    pthread_mutex_lock(&w->lock);
+    int rc = w->ctl >= 0 ? wire_send_fd(w->ctl, W_REQUEST, sv[1]) : -1;
+    pthread_mutex_unlock(&w->lock);
+    close(sv[1]);
+    if (rc != 0) {
+        close(sv[0]);
+        died(wm, w, ORCH_EDECODE, "before a request", err);
+        return -1;
+    }
+    return sv[0];
+}
+
+/* ---- the ops ----------------------------------------------------------------------- */
+
+static int wb_load(const orch_backend *be, const struct orch__load_req *req, void **out,
+                   orch_error *err)
+{
+    const struct worker_backend *wb = (const struct worker_backend *)be;
+    struct orch__vet_id id;
+    int rc = orch__vet_identity(req->path, &id, err);
+    if (rc || (rc = death_check(&id, req->path, err)))
+        return rc;
+    struct wmodel *wm = calloc(1, sizeof *wm);
+    if (!wm || !(wm->path = orch__strdup(req->path)) ||
+        !(wm->role = orch__strdup(req->role ? req->role : ""))) {
+        if (wm)
+            free(wm->path);
+        free(wm);
+        return orch__err(err, ORCH_ENOMEM, "out of memory loading '%s'", req->path);
+    }
+    wm->be = wb;
+    wm->id = id;
+    wm->load = (struct wire_load){.n_gpu_layers = req->n_gpu_layers,
+                                  .n_ctx = req->n_ctx,
+                                  .n_threads = req->n_threads,
+                                  .n_batch = req->n_batch,
+                                  .n_parallel = req->n_parallel,
+                                  .use_mmap = req->use_mmap,
+                                  .use_mlock = req->use_mlock,
+                                  .no_repack = req->no_repack,
+                                  .vet = req->vet};
+    pthread_mutex_init(&wm->lock, NULL);
+    struct worker *w = NULL;
+    rc = worker_start(wb, req->path, &w, err);
+    if (rc == ORCH_OK && (rc = worker_load(wm, w, req, err)) != ORCH_OK)
+        worker_end(w);
+    if (rc) {
+        pthread_mutex_destroy(&wm->lock);
+        free(wm->role);
+        free(wm->path);
+        free(wm);
+        return rc;
+    }
+    wm->w = w;
+    *out = wm;
+    return ORCH_OK;
+}
+
+static void wb_free(const orch_backend *be, void *model)
+{
+    (void)be;
+    struct wmodel *wm = model;
+    if (!wm)
+        return;
+    if (wm->w)
+        worker_end(wm->w); /* no lease is out: no request either */
+    pthread_mutex_destroy(&wm->lock);
+    free(wm->role);
+    free(wm->path);
+    free(wm);
+}
+
+static uint64_t wb_size(void *model)
+{
+    return ((struct wmodel *)model)->size;
+}
+
+static void wb_info(void *model, struct orch_model_info *out)
+{
+    *out = ((struct wmodel *)model)->info;
+}
+
+/* Reads a request's frames until its done frame (pieces to emit, when
+ * given); *done and its payload (*tail, malloc'd) on 1; 0 when the worker
+ * ended the socket first. */
+static int read_reply(int fd, struct orch__gen_req *gen, struct wire_done *done, char **tail,
+                      size_t *tail_len)
+{
+    bool cancelled = false;
+    for (;;) {
+        uint8_t type;
+        char *payload;
+        size_t len;
+        if (wire_recv(fd, &type, &payload, &len, NULL) != 1)
+            return 0;
+        if (type == W_PIECE && gen) {
+            if (!cancelled && !gen->emit(gen->sink, payload, len)) {
+                cancelled = true;
+                shutdown(fd, SHUT_WR); /* the worker stops within a token */
+            }
+            free(payload);
+            continue;
+        }
+        struct wire_in in = {.p = payload, .left = len};
+        if (type != W_DONE || !wire_get(&in, done, sizeof *done)) {
+            free(payload);
+            return 0;
+        }
+        memmove(payload, in.p, in.left);
+        *tail = payload;
+        *tail_len = in.left;
+        return 1;
+    }
+}
+
+/* The error a done frame carries. */
+static int done_error(const struct wire_done *d, const char *tail, size_t n, orch_error *err)
+{
+    struct wire_in in = {.p = tail, .left = n};
+    const char *msg = "";
+    size_t len = 0;
+    wire_get_str(&in, &msg, &len);
+    return orch__err(err, d->rc, "%.*s", (int)len, msg);
+}
+
+static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
+{
+    struct wmodel *wm = model;
+    struct worker *w = worker_get(wm, err);
+    if (!w)
+        return err->code;
+    int fd = request_open(wm, w, err);
+    int rc = err->code;
+    if (fd >= 0) {
+        struct wire_gen g = {.params = *req->params,
+                             .n_ctx = req->n_ctx,
+                             .n_threads = req->n_threads,
+                             .n_batch = req->n_batch,
+                             .parse_special = req->parse_special};
+        g.params.stop = NULL; /* the generation layer here applies them */
+        g.params.n_stop = 0;
+        g.params.on_text = NULL;
+        g.params.user_data = NULL;
+        g.params.cancel = NULL;
+        struct wire_out o;
+        wire_begin(&o, W_GEN);
+        wire_put(&o, &g, sizeof g);
+        wire_put(&o, req->prompt, strlen(req->prompt));
+        struct wire_done d;
+        char *tail = NULL;
+        size_t n = 0;
+        if (wire_send(fd, &o) != 0 || read_reply(fd, req, &d, &tail, &n) != 1) {
+            rc = died(wm, w, ORCH_EDECODE, "generating", err);
+        } else {
+            req->n_prompt = d.n_prompt;
+            req->n_generated = d.n_generated;
+            req->n_cached = d.n_cached;
+            req->eos = d.eos;
+            req->ctx_full = d.ctx_full;
+            req->prompt_ms = d.prompt_ms;
+            req->gen_ms = d.gen_ms;
+            rc = d.rc ? done_error(&d, tail, n, err) : ORCH_OK;
+        }
+        free(tail);
+        close(fd);
+    }
+    worker_put(wm, w);
+    return rc;
+}
+
+static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
+{
+    struct wmodel *wm = model;
+    struct worker *w = worker_get(wm, err);
+    if (!w)
+        return err->code;
+    int fd = request_open(wm, w, err);
+    int rc = err->code;
+    if (fd >= 0) {
+        struct wire_embed e = {
+            .n_ctx = req->n_ctx, .n_threads = req->n_threads, .n_texts = (uint32_t)req->n_texts};
+        struct wire_out o;
+        wire_begin(&o, W_EMBED);
+        wire_put(&o, &e, sizeof e);
+        for (size_t i = 0; i < req->n_texts; i++)
+            wire_put_str(&o, req->texts[i]);
+        struct wire_done d;
+        char *tail = NULL;
+        size_t n = 0;
+        if (req->n_texts > UINT32_MAX || wire_send(fd, &o) != 0 ||
+            read_reply(fd, NULL, &d, &tail, &n) != 1) {
+            rc = req->n_texts > UINT32_MAX ? orch__err(err, ORCH_EINVAL, "too many texts")
+                                           : died(wm, w, ORCH_EDECODE, "embedding", err);
+        } else if (d.rc) {
+            rc = done_error(&d, tail, n, err);
+        } else if (d.n_embd <= 0 || n != req->n_texts * (size_t)d.n_embd * sizeof(float)) {
+            rc = orch__err(err, ORCH_EDECODE,
+                           "the worker for '%s' sent %zu bytes of "
+                           "vectors for %zu texts",
+                           wm->path, n, req->n_texts);
+        } else {
+            req->out = (float *)tail; /* the vectors, moved to the front */
+            tail = NULL;
+            req->n_embd = d.n_embd;
+            req->n_tokens = d.n_tokens;
+            rc = ORCH_OK;
+        }
+        free(tail);
+        close(fd);
+    }
+    worker_put(wm, w);
+    return rc;
+}
+
+static int wb_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
+                          bool add_assistant, char **out, orch_error *err)
+{
+    struct wmodel *wm = model;
+    *out = NULL;
+    if (!wm->info.has_chat_template)
+        return ORCH_OK; /* the caller renders a transcript; no round trip */
+    struct worker *w = worker_get(wm, err);
+    if (!w)
+        return err->code;
+    int fd = request_open(wm, w, err);
+    int rc = err->code;
+    if (fd >= 0) {
+        struct wire_chat c = {.n_msgs = (uint32_t)n_msgs, .add_assistant = add_assistant};
+        struct wire_out o;
+        wire_begin(&o, W_CHAT);
+        wire_put(&o, &c, sizeof c);
+        for (size_t i = 0; i < n_msgs; i++) {
+            wire_put_str(&o, msgs[i].role);
+            wire_put_str(&o, msgs[i].content);
+        }
+        struct wire_done d;
+        char *tail = NULL;
+        size_t n = 0;
+        if (wire_send(fd, &o) != 0 || read_reply(fd, NULL, &d, &tail, &n) != 1) {
+            rc = died(wm, w, ORCH_EDECODE, "formatting a chat", err);
+        } else if (d.rc) {
+            rc = done_error(&d, tail, n, err);
+        } else {
+            rc = ORCH_OK;
+            if (d.has_text) {
+                *out = tail; /* NUL-terminated by wire_recv, moved to the front */
+                (*out)[n] = 0;
+                tail = NULL;
+            }
+        }
+        free(tail);
+        close(fd);
+    }
+    worker_put(wm, w);
+    return rc;
+}
+
+static int wb_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
+                       uint64_t *weights, uint64_t *context, orch_error *err)
+{
+    (void)be; /* our own header reader: safe in the daemon */
+    return orch__backend_estimate(orch__backend_pick(NULL), path, n_ctx, n_seq, weights, context,
+                                  err);
+}
+
+static int32_t wb_faults(const orch_backend *be, const char *path, char *last, size_t cap,
+                         bool *refused)
+{
+    (void)be;
+    struct orch__vet_id id;
+    orch_error err;
+    if (orch__vet_identity(path, &id, &err) != ORCH_OK)
+        return 0;
+    pthread_mutex_lock(&g_deaths_lock);
+    struct death *d = death_find_locked(&id);
+    int32_t n = d ? d->n : 0;
+    if (d) {
+        snprintf(last, cap, "%s", d->reason);
+        *refused = n >= WORKER_DEATHS_MAX;
+    }
+    pthread_mutex_unlock(&g_deaths_lock);
+    return n;
+}
+
+static const struct orch_backend_ops wb_ops = {
+    .name = "llama.cpp (workers)",
+    .load = wb_load,
+    .free = wb_free,
+    .size = wb_size,
+    .info = wb_info,
+    .generate = wb_generate,
+    .chat_format = wb_chat_format,
+    .embed = wb_embed,
+    .estimate = wb_estimate,
+    .faults = wb_faults,
+};
+
+orch_backend *orch_worker_backend_new(const char *exe)
+{
+    struct worker_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    char self[4096];
+    if (!exe) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+            n = 0;
+        self[n] = 0;
+        exe = self;
+    }
+    b->base.ops = &wb_ops;
+    if (!(b->exe = orch__strdup(exe))) {
+        free(b);
+        return NULL;
+    }
+    return &b->base;
+}
+
+void orch_worker_backend_free(orch_backend *be)
+{
+    struct worker_backend *b = (struct worker_backend *)be;
+    if (!b)
+        return;
+    free(b->exe);
+    free(b);
+}
