@@ -41,6 +41,8 @@ struct sink {
     int fd;
     bool gone; /* the daemon half-closed: the request is cancelled */
     int n_pieces;
+    struct wire_out *batch; /* batched: pieces kept for the done frame */
+    int32_t max_tokens;     /* batched: the daemon's limit, applied here */
 };
 
 #ifdef ORCH_TESTING
@@ -66,6 +68,12 @@ static bool emit_piece(void *ud, const char *piece, size_t len)
     test_hang(++s->n_pieces);
     if (s->gone)
         return false;
+    if (s->batch) { /* nobody reads pieces one by one: saves a wakeup a token */
+        uint32_t n = (uint32_t)len;
+        if (!wire_put(s->batch, &n, sizeof n) || !wire_put(s->batch, piece, len))
+            return false;
+        return s->n_pieces < s->max_tokens;
+    }
     struct wire_out o;
     wire_begin(&o, W_PIECE);
     wire_put(&o, piece, len);
@@ -112,7 +120,12 @@ static void serve_gen(int fd, struct wire_in *in)
     }
     memcpy(prompt, in->p, in->left);
     prompt[in->left] = 0;
-    struct sink s = {.fd = fd};
+    struct sink s = {.fd = fd, .max_tokens = g.params.max_tokens};
+    struct wire_out out;
+    wire_begin(&out, W_DONE);
+    wire_put(&out, &d, sizeof d); /* its place; filled in below */
+    if (g.batch)
+        s.batch = &out;
     struct orch__gen_req req = {.prompt = prompt,
                                 .parse_special = g.parse_special,
                                 .params = &g.params,
@@ -129,7 +142,13 @@ static void serve_gen(int fd, struct wire_in *in)
     d.ctx_full = req.ctx_full;
     d.prompt_ms = req.prompt_ms;
     d.gen_ms = req.gen_ms;
-    send_done(fd, &d, &err, NULL, 0);
+    if (g.batch && d.rc == ORCH_OK && out.b.data) {
+        memcpy(out.b.data + 5, &d, sizeof d); /* after the frame's length and type */
+        wire_send(fd, &out);
+    } else {
+        orch__buf_free(&out.b);
+        send_done(fd, &d, &err, NULL, 0);
+    }
     free(prompt);
 }
 
@@ -219,15 +238,22 @@ static void *request_main(void *arg)
     uint8_t type;
     char *payload;
     size_t len;
-    if (wire_recv(fd, &type, &payload, &len, NULL) == 1) {
+    /* one request after another, until the daemon closes the socket (or
+     * half-closes it: a cancel, after which it is not used again) */
+    while (wire_recv(fd, &type, &payload, &len, NULL) == 1) {
         struct wire_in in = {.p = payload, .left = len};
+        bool known = true;
         if (type == W_GEN && g_inner->ops->generate)
             serve_gen(fd, &in);
         else if (type == W_EMBED && g_inner->ops->embed)
             serve_embed(fd, &in);
         else if (type == W_CHAT && g_inner->ops->chat_format)
             serve_chat(fd, &in);
+        else
+            known = false;
         free(payload);
+        if (!known)
+            break;
     }
     close(fd);
     return NULL;

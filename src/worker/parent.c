@@ -57,6 +57,7 @@
 #define WORKER_DECODE_TIMEOUT_S 300
 #define WORKER_EXIT_MS          5000 /* a freed worker's time to exit before SIGKILL */
 #define WORKER_DEAD_WAIT_MS     5000 /* a request's wait for the reason of a death */
+#define WORKER_IDLE_MAX 16 /* request sockets kept for the next requests */
 
 extern char **environ;
 
@@ -78,7 +79,9 @@ struct worker {
     char reason[384];
     char tail[WORKER_TAIL];
     size_t tail_len;
-    int refs; /* guarded by the model's lock */
+    int refs;                  /* guarded by the model's lock */
+    int idle[WORKER_IDLE_MAX]; /* request sockets between requests; guarded by lock */
+    int n_idle;
 };
 
 struct wmodel {
@@ -273,6 +276,9 @@ static void worker_end(struct worker *w)
     pthread_mutex_unlock(&w->lock);
     if (ctl >= 0)
         close(ctl);
+    for (int i = 0; i < w->n_idle; i++)
+        close(w->idle[i]);
+    w->n_idle = 0;
     if (!wait_dead(w, WORKER_EXIT_MS)) {
         kill(w->pid, SIGKILL);
         wait_dead(w, INT32_MAX);
@@ -557,9 +563,16 @@ static void worker_put(struct wmodel *wm, struct worker *w)
         worker_end(w);
 }
 
-/* A request socket to w: the worker's end passed over its control socket. */
+/* A request socket to w: one kept from an earlier request, else a new one
+ * (the worker's end passed over its control socket; a thread of the
+ * worker serves it). */
 static int request_open(struct wmodel *wm, struct worker *w, orch_error *err)
 {
+    pthread_mutex_lock(&w->lock);
+    int kept = w->n_idle ? w->idle[--w->n_idle] : -1;
+    pthread_mutex_unlock(&w->lock);
+    if (kept >= 0)
+        return kept;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         orch__err_errno(err, errno, "making a request socket for", wm->path);
@@ -575,6 +588,20 @@ static int request_open(struct wmodel *wm, struct worker *w, orch_error *err)
         return -1;
     }
     return sv[0];
+}
+
+/* After a request: a socket whose request ended cleanly is kept for the
+ * next one; a cancelled (half-closed) or broken one is closed. */
+static void request_close(struct worker *w, int fd, bool reuse)
+{
+    pthread_mutex_lock(&w->lock);
+    if (reuse && !w->dead && w->ctl >= 0 && w->n_idle < WORKER_IDLE_MAX) {
+        w->idle[w->n_idle++] = fd;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (fd >= 0)
+        close(fd);
 }
 
 /* ---- the ops ----------------------------------------------------------------------- */
@@ -651,7 +678,7 @@ static void wb_info(void *model, struct orch_model_info *out)
  * given); *done and its payload (*tail, malloc'd) on 1; 0 when the worker
  * ended the socket first. */
 static int read_reply(int fd, struct orch__gen_req *gen, struct wire_done *done, char **tail,
-                      size_t *tail_len)
+                      size_t *tail_len, bool *cancelled_out)
 {
     bool cancelled = false;
     for (;;) {
@@ -676,6 +703,7 @@ static int read_reply(int fd, struct orch__gen_req *gen, struct wire_done *done,
         memmove(payload, in.p, in.left);
         *tail = payload;
         *tail_len = in.left;
+        *cancelled_out = cancelled;
         return 1;
     }
 }
@@ -716,7 +744,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
         struct wire_done d;
         char *tail = NULL;
         size_t n = 0;
-        if (wire_send(fd, &o) != 0 || read_reply(fd, req, &d, &tail, &n) != 1) {
+        bool reuse = false, cancelled = false;
+        if (wire_send(fd, &o) != 0 || read_reply(fd, req, &d, &tail, &n, &cancelled) != 1) {
             rc = died(wm, w, ORCH_EDECODE, "generating", err);
         } else {
             req->n_prompt = d.n_prompt;
@@ -727,9 +756,10 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
             req->prompt_ms = d.prompt_ms;
             req->gen_ms = d.gen_ms;
             rc = d.rc ? done_error(&d, tail, n, err) : ORCH_OK;
+            reuse = !cancelled;
         }
         free(tail);
-        close(fd);
+        request_close(w, fd, reuse);
     }
     worker_put(wm, w);
     return rc;
@@ -754,11 +784,12 @@ static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
         struct wire_done d;
         char *tail = NULL;
         size_t n = 0;
+        bool reuse = false, cancelled = false;
         if (req->n_texts > UINT32_MAX || wire_send(fd, &o) != 0 ||
-            read_reply(fd, NULL, &d, &tail, &n) != 1) {
+            read_reply(fd, NULL, &d, &tail, &n, &cancelled) != 1) {
             rc = req->n_texts > UINT32_MAX ? orch__err(err, ORCH_EINVAL, "too many texts")
                                            : died(wm, w, ORCH_EDECODE, "embedding", err);
-        } else if (d.rc) {
+        } else if ((reuse = true, d.rc)) {
             rc = done_error(&d, tail, n, err);
         } else if (d.n_embd <= 0 || n != req->n_texts * (size_t)d.n_embd * sizeof(float)) {
             rc = orch__err(err, ORCH_EDECODE,
@@ -773,7 +804,7 @@ static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
             rc = ORCH_OK;
         }
         free(tail);
-        close(fd);
+        request_close(w, fd, reuse);
     }
     worker_put(wm, w);
     return rc;
@@ -803,9 +834,10 @@ static int wb_chat_format(void *model, const struct orch_chat_message *msgs, siz
         struct wire_done d;
         char *tail = NULL;
         size_t n = 0;
-        if (wire_send(fd, &o) != 0 || read_reply(fd, NULL, &d, &tail, &n) != 1) {
+        bool reuse = false, cancelled = false;
+        if (wire_send(fd, &o) != 0 || read_reply(fd, NULL, &d, &tail, &n, &cancelled) != 1) {
             rc = died(wm, w, ORCH_EDECODE, "formatting a chat", err);
-        } else if (d.rc) {
+        } else if ((reuse = true, d.rc)) {
             rc = done_error(&d, tail, n, err);
         } else {
             rc = ORCH_OK;
@@ -816,7 +848,7 @@ static int wb_chat_format(void *model, const struct orch_chat_message *msgs, siz
             }
         }
         free(tail);
-        close(fd);
+        request_close(w, fd, reuse);
     }
     worker_put(wm, w);
     return rc;

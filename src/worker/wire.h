@@ -56,6 +56,7 @@ struct wire_gen {
     struct orch_gen_params params; /* pointers zeroed */
     int32_t n_ctx, n_threads, n_batch;
     uint8_t parse_special;
+    uint8_t batch; /* pieces in the done frame (uint32_t len, bytes each), not one by one */
 };
 
 struct wire_embed {
