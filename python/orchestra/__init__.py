@@ -618,6 +618,8 @@ class Orchestra(_Handle):
                     "leases": s.n_leases, "n_parallel": s.n_parallel, "pinned": s.pinned,
                     "idle_ms": s.idle_ms, "unload_in_ms": s.unload_in_ms,
                     "error": s.last_error.decode("utf-8", "replace"),
+                    "faults": s.n_faults, "refused": s.refused,
+                    "fault": s.fault.decode("utf-8", "replace"),
                 })
             N.orch_free(arr)
             return out
