@@ -4,10 +4,13 @@
  * statistics, argument checks.
  */
 #include "test.h"
+#include "cpu.h"
 #include "model.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *fake_file(void)
@@ -860,6 +863,56 @@ static void test_missing_file_with_fake(void **state)
     orch_fake_free(fake);
 }
 
+/* ---- the CPU budget across processes (worker processes share it) ------------ */
+
+static void *take_and_give(void *arg)
+{
+    (void)arg;
+    struct orch__cpu_user u = {0};
+    struct orch__cpu_hold h = {0};
+    orch__cpu_begin(&u, &h, 1);
+    orch__cpu_release(&u, &h);
+    return NULL;
+}
+
+/* A child process that shares the budget (fork keeps the shared mapping, as
+ * a worker maps it) waits while the parent holds the only token, gets it
+ * once the parent gives it back; a child that dies holding it gives it
+ * back through orch__cpu_reclaim. */
+static void test_cpu_budget_shared_by_processes(void **state)
+{
+    (void)state;
+    int32_t before = orch_cpu_budget(1);
+    struct orch__cpu_user u = {0};
+    struct orch__cpu_hold h = {0};
+    assert_int_equal(orch__cpu_begin(&u, &h, 1), 1);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct orch__cpu_user cu = {0};
+        struct orch__cpu_hold ch = {0};
+        int n = orch__cpu_begin(&cu, &ch, 1); /* waits for the parent's token */
+        char c = (char)('0' + n);
+        _exit(write(p[1], &c, 1) == 1 ? 0 : 1); /* dies holding it */
+    }
+    assert_true(pid > 0);
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 300), 0); /* the child waits while we hold it */
+    orch__cpu_release(&u, &h);
+    char c = 0;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(c, '1');
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    /* the dead child's token is out until it is reclaimed */
+    orch__cpu_reclaim((int32_t)pid);
+    assert_true(test_run_within(take_and_give, NULL, 10)); /* would wait forever without it */
+    close(p[0]);
+    close(p[1]);
+    orch_cpu_budget(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_missing_file_with_fake),
         cmocka_unit_test(test_oom_on_new),
+        cmocka_unit_test(test_cpu_budget_shared_by_processes),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, test_teardown);
 }

@@ -38,13 +38,19 @@ static char short_of(const struct cli_opt **all, size_t i)
     return all[i]->shrt;
 }
 
+/* snprintf's count, cut to what it wrote into a buffer of cap bytes. */
+static size_t written(int k, size_t cap)
+{
+    return k < 0 ? 0 : (size_t)k < cap ? (size_t)k : cap - 1;
+}
+
 static bool print_help(const struct cli_cmd *cmd, const struct cli_opt **all, size_t n)
 {
     bool ok = true;
     char line[512];
-    int k = snprintf(line, sizeof line, "usage: orchestra %s %s\n%s\n", cmd->name, cmd->synopsis,
-                     cmd->about);
-    ok = out_write(line, (size_t)k);
+    int k = snprintf(line, sizeof line, "usage: orchestra %s %s\n", cmd->name, cmd->synopsis);
+    ok = out_write(line, written(k, sizeof line)) && out_write(cmd->about, strlen(cmd->about)) &&
+         out_write("\n", 1); /* the about text is as long as it needs */
     if (n && ok)
         ok = out_write("\noptions:\n", 10);
     for (size_t i = 0; i < n && ok; i++) {
@@ -65,7 +71,7 @@ static bool print_help(const struct cli_cmd *cmd, const struct cli_opt **all, si
         k = snprintf(line, sizeof line, "%-30s %s%s\n", left, o->help, dflt);
         if (strlen(left) >= 30) /* long names: help on the next line */
             k = snprintf(line, sizeof line, "%s\n%31s%s%s\n", left, "", o->help, dflt);
-        ok = out_write(line, (size_t)k);
+        ok = out_write(line, written(k, sizeof line));
     }
     if (ok)
         ok = out_write("  -h, --help                   this text\n", 41);
