@@ -61,9 +61,22 @@
 
 extern char **environ;
 
+/* One worker started ahead, set up and waiting for a load: a load (a role
+ * switch, a restart) does not wait for a process to start and set
+ * llama.cpp up. Made after the first load, and again each time one is
+ * taken. */
+struct spare {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct worker *w;  /* NULL = none ready */
+    bool starting;     /* a thread is starting one */
+    bool closing;      /* the backend is being freed: start no more */
+};
+
 struct worker_backend {
     struct orch_backend base; /* first */
     char *exe;
+    struct spare *spare;
 };
 
 struct worker {
@@ -425,6 +438,70 @@ static int worker_start(const struct worker_backend *be, const char *path, struc
     return ORCH_OK;
 }
 
+static void *spare_main(void *arg)
+{
+    const struct worker_backend *be = arg;
+    struct spare *sp = be->spare;
+    struct worker *w = NULL;
+    orch_error err;
+    if (worker_start(be, "(a spare worker)", &w, &err) != ORCH_OK)
+        w = NULL; /* the next load starts its own and says why */
+    pthread_mutex_lock(&sp->lock);
+    if (w && !sp->closing && !sp->w) {
+        sp->w = w;
+        w = NULL;
+    }
+    sp->starting = false;
+    pthread_cond_broadcast(&sp->cond);
+    pthread_mutex_unlock(&sp->lock);
+    if (w)
+        worker_end(w);
+    return NULL;
+}
+
+/* Starts a spare worker in the background unless one is ready or coming. */
+static void spare_kick(const struct worker_backend *be)
+{
+    struct spare *sp = be->spare;
+    pthread_mutex_lock(&sp->lock);
+    if (!sp->w && !sp->starting && !sp->closing) {
+        pthread_t th;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        sp->starting = pthread_create(&th, &a, spare_main, (void *)be) == 0;
+        pthread_attr_destroy(&a);
+    }
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* A worker for a load: the spare when one is ready and alive, else a new
+ * one; either way the next spare is started. */
+static int worker_take(const struct worker_backend *be, const char *path, struct worker **out,
+                       orch_error *err)
+{
+    struct spare *sp = be->spare;
+    pthread_mutex_lock(&sp->lock);
+    struct worker *w = sp->w;
+    sp->w = NULL;
+    pthread_mutex_unlock(&sp->lock);
+    if (w) {
+        pthread_mutex_lock(&w->lock);
+        bool dead = w->dead;
+        w->leaving = dead; /* a spare's death is no file's */
+        pthread_mutex_unlock(&w->lock);
+        if (dead) {
+            worker_end(w);
+            w = NULL;
+        }
+    }
+    int rc = w ? ORCH_OK : worker_start(be, path, &w, err);
+    spare_kick(be);
+    if (rc == ORCH_OK)
+        *out = w;
+    return rc;
+}
+
 /* The error for a worker that died under a request, counting the death. */
 static int died(struct wmodel *wm, struct worker *w, int code, const char *doing, orch_error *err)
 {
@@ -532,7 +609,7 @@ static struct worker *worker_get(struct wmodel *wm, orch_error *err)
         wm->w = w = NULL;
         int rc = death_check(&wm->id, wm->path, err);
         struct worker *nw = NULL;
-        if (rc == ORCH_OK && (rc = worker_start(wm->be, wm->path, &nw, err)) == ORCH_OK &&
+        if (rc == ORCH_OK && (rc = worker_take(wm->be, wm->path, &nw, err)) == ORCH_OK &&
             (rc = worker_load(wm, nw, NULL, err)) != ORCH_OK) {
             worker_end(nw);
             nw = NULL;
@@ -635,7 +712,7 @@ static int wb_load(const orch_backend *be, const struct orch__load_req *req, voi
                                   .vet = req->vet};
     pthread_mutex_init(&wm->lock, NULL);
     struct worker *w = NULL;
-    rc = worker_start(wb, req->path, &w, err);
+    rc = worker_take(wb, req->path, &w, err);
     if (rc == ORCH_OK && (rc = worker_load(wm, w, req, err)) != ORCH_OK)
         worker_end(w);
     if (rc) {
@@ -908,10 +985,13 @@ orch_backend *orch_worker_backend_new(const char *exe)
         exe = self;
     }
     b->base.ops = &wb_ops;
-    if (!(b->exe = orch__strdup(exe))) {
+    if (!(b->exe = orch__strdup(exe)) || !(b->spare = calloc(1, sizeof *b->spare))) {
+        free(b->exe);
         free(b);
         return NULL;
     }
+    pthread_mutex_init(&b->spare->lock, NULL);
+    pthread_cond_init(&b->spare->cond, NULL);
     return &b->base;
 }
 
@@ -920,6 +1000,19 @@ void orch_worker_backend_free(orch_backend *be)
     struct worker_backend *b = (struct worker_backend *)be;
     if (!b)
         return;
+    struct spare *sp = b->spare;
+    pthread_mutex_lock(&sp->lock);
+    sp->closing = true;
+    while (sp->starting)
+        pthread_cond_wait(&sp->cond, &sp->lock);
+    struct worker *w = sp->w;
+    sp->w = NULL;
+    pthread_mutex_unlock(&sp->lock);
+    if (w)
+        worker_end(w);
+    pthread_cond_destroy(&sp->cond);
+    pthread_mutex_destroy(&sp->lock);
+    free(sp);
     free(b->exe);
     free(b);
 }
