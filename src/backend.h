@@ -89,6 +89,9 @@ struct orch_backend_ops {
     int (*estimate)(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
                     uint64_t *weights, uint64_t *context, orch_error *err);
     orch__faults_fn faults;
+    /* may be NULL: the process-wide setup a first load would do (a worker
+     * does it before it says it is ready). Threads: any. */
+    void (*setup)(const orch_backend *be);
 };
 
 struct orch_backend {

@@ -442,6 +442,12 @@ static int lb_estimate(const orch_backend *be, const char *path, int32_t n_ctx, 
     return orch__gguf_estimate(path, n_ctx, n_seq, weights, context, err);
 }
 
+static void lb_setup(const orch_backend *be)
+{
+    (void)be;
+    orch__lm_init();
+}
+
 static const struct orch_backend_ops lb_ops = {
     .name = "llama.cpp",
     .load = lb_load,
@@ -452,6 +458,7 @@ static const struct orch_backend_ops lb_ops = {
     .chat_format = lb_chat_format,
     .embed = lb_embed,
     .estimate = lb_estimate,
+    .setup = lb_setup,
 };
 
 static const struct orch_backend lb_backend = {.ops = &lb_ops};

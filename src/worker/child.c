@@ -332,7 +332,8 @@ int orch_worker_main(int argc, char **argv)
     if (page != MAP_FAILED)
         orch__watch_attach(page);
     g_inner = orch__backend_pick(NULL); /* llama.cpp */
-    (void)orch_llama_devices(); /* llama.cpp set up before the hello: a spare is ready */
+    if (g_inner->ops->setup)
+        g_inner->ops->setup(g_inner); /* set up before the hello: a spare is ready */
 
     struct wire_out o;
     uint32_t magic = WIRE_MAGIC;
