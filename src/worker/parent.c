@@ -57,7 +57,7 @@
 #define WORKER_DECODE_TIMEOUT_S 300
 #define WORKER_EXIT_MS          5000 /* a freed worker's time to exit before SIGKILL */
 #define WORKER_DEAD_WAIT_MS     5000 /* a request's wait for the reason of a death */
-#define WORKER_IDLE_MAX 16 /* request sockets kept for the next requests */
+#define WORKER_IDLE_MAX         16   /* request sockets kept for the next requests */
 
 extern char **environ;
 
@@ -68,9 +68,9 @@ extern char **environ;
 struct spare {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct worker *w;  /* NULL = none ready */
-    bool starting;     /* a thread is starting one */
-    bool closing;      /* the backend is being freed: start no more */
+    struct worker *w; /* NULL = none ready */
+    bool starting;    /* a thread is starting one */
+    bool closing;     /* the backend is being freed: start no more */
 };
 
 struct worker_backend {
@@ -795,95 +795,116 @@ static int done_error(const struct wire_done *d, const char *tail, size_t n, orc
     return orch__err(err, d->rc, "%.*s", (int)len, msg);
 }
 
+/* One request to wm's worker: the frame o (sent and freed) on a request
+ * socket, its reply read (pieces to gen's emit when gen is given) into *d
+ * and *tail (malloc'd, the caller frees; NULL on an error). Returns ORCH_OK,
+ * the worker's error, or ORCH_EDECODE for a worker that died `doing` it. */
+static int call(struct wmodel *wm, struct wire_out *o, struct orch__gen_req *gen,
+                const char *doing, struct wire_done *d, char **tail, size_t *n, orch_error *err)
+{
+    *tail = NULL;
+    *n = 0;
+    struct worker *w = worker_get(wm, err);
+    int fd = w ? request_open(wm, w, err) : -1;
+    if (fd < 0) {
+        orch__buf_free(&o->b);
+        if (w)
+            worker_put(wm, w);
+        return err->code;
+    }
+    bool cancelled = false, reuse = false;
+    int rc;
+    if (wire_send(fd, o) != 0 || read_reply(fd, gen, d, tail, n, &cancelled) != 1) {
+        rc = died(wm, w, ORCH_EDECODE, doing, err);
+    } else {
+        reuse = !cancelled;
+        rc = d->rc ? done_error(d, *tail, *n, err) : ORCH_OK;
+    }
+    if (rc) {
+        free(*tail);
+        *tail = NULL;
+    }
+    request_close(w, fd, reuse);
+    worker_put(wm, w);
+    return rc;
+}
+
+/* A batched reply's pieces (uint32_t length, bytes each) through emit, as
+ * if they had come one by one. */
+static void replay(struct orch__gen_req *req, const char *p, size_t n)
+{
+    struct wire_in in = {.p = p, .left = n};
+    const char *piece;
+    size_t len;
+    while (wire_get_str(&in, &piece, &len))
+        if (!req->emit(req->sink, piece, len))
+            break;
+}
+
 static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
 {
-    struct wmodel *wm = model;
-    struct worker *w = worker_get(wm, err);
-    if (!w)
-        return err->code;
-    int fd = request_open(wm, w, err);
-    int rc = err->code;
-    if (fd >= 0) {
-        struct wire_gen g = {.params = *req->params,
-                             .n_ctx = req->n_ctx,
-                             .n_threads = req->n_threads,
-                             .n_batch = req->n_batch,
-                             .parse_special = req->parse_special};
-        g.params.stop = NULL; /* the generation layer here applies them */
-        g.params.n_stop = 0;
-        g.params.on_text = NULL;
-        g.params.user_data = NULL;
-        g.params.cancel = NULL;
-        struct wire_out o;
-        wire_begin(&o, W_GEN);
-        wire_put(&o, &g, sizeof g);
-        wire_put(&o, req->prompt, strlen(req->prompt));
-        struct wire_done d;
-        char *tail = NULL;
-        size_t n = 0;
-        bool reuse = false, cancelled = false;
-        if (wire_send(fd, &o) != 0 || read_reply(fd, req, &d, &tail, &n, &cancelled) != 1) {
-            rc = died(wm, w, ORCH_EDECODE, "generating", err);
-        } else {
-            req->n_prompt = d.n_prompt;
-            req->n_generated = d.n_generated;
-            req->n_cached = d.n_cached;
-            req->eos = d.eos;
-            req->ctx_full = d.ctx_full;
-            req->prompt_ms = d.prompt_ms;
-            req->gen_ms = d.gen_ms;
-            rc = d.rc ? done_error(&d, tail, n, err) : ORCH_OK;
-            reuse = !cancelled;
-        }
-        free(tail);
-        request_close(w, fd, reuse);
-    }
-    worker_put(wm, w);
+    struct wire_gen g = {.params = *req->params,
+                         .n_ctx = req->n_ctx,
+                         .n_threads = req->n_threads,
+                         .n_batch = req->n_batch,
+                         .parse_special = req->parse_special};
+    /* nothing needs a piece before the end (no stop string, text callback
+     * or cancel flag): the pieces come in the done frame, a wakeup a token
+     * fewer */
+    g.batch = !g.params.n_stop && !g.params.on_text && !g.params.cancel;
+    g.params.stop = NULL; /* the generation layer here applies them */
+    g.params.n_stop = 0;
+    g.params.on_text = NULL;
+    g.params.user_data = NULL;
+    g.params.cancel = NULL;
+    struct wire_out o;
+    wire_begin(&o, W_GEN);
+    wire_put(&o, &g, sizeof g);
+    wire_put(&o, req->prompt, strlen(req->prompt));
+    struct wire_done d = {0};
+    char *tail;
+    size_t n;
+    int rc = call(model, &o, req, "generating", &d, &tail, &n, err);
+    req->n_prompt = d.n_prompt;
+    req->n_generated = d.n_generated;
+    req->n_cached = d.n_cached;
+    req->eos = d.eos;
+    req->ctx_full = d.ctx_full;
+    req->prompt_ms = d.prompt_ms;
+    req->gen_ms = d.gen_ms;
+    if (rc == ORCH_OK && g.batch)
+        replay(req, tail, n);
+    free(tail);
     return rc;
 }
 
 static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
 {
     struct wmodel *wm = model;
-    struct worker *w = worker_get(wm, err);
-    if (!w)
-        return err->code;
-    int fd = request_open(wm, w, err);
-    int rc = err->code;
-    if (fd >= 0) {
-        struct wire_embed e = {
-            .n_ctx = req->n_ctx, .n_threads = req->n_threads, .n_texts = (uint32_t)req->n_texts};
-        struct wire_out o;
-        wire_begin(&o, W_EMBED);
-        wire_put(&o, &e, sizeof e);
-        for (size_t i = 0; i < req->n_texts; i++)
-            wire_put_str(&o, req->texts[i]);
-        struct wire_done d;
-        char *tail = NULL;
-        size_t n = 0;
-        bool reuse = false, cancelled = false;
-        if (req->n_texts > UINT32_MAX || wire_send(fd, &o) != 0 ||
-            read_reply(fd, NULL, &d, &tail, &n, &cancelled) != 1) {
-            rc = req->n_texts > UINT32_MAX ? orch__err(err, ORCH_EINVAL, "too many texts")
-                                           : died(wm, w, ORCH_EDECODE, "embedding", err);
-        } else if ((reuse = true, d.rc)) {
-            rc = done_error(&d, tail, n, err);
-        } else if (d.n_embd <= 0 || n != req->n_texts * (size_t)d.n_embd * sizeof(float)) {
-            rc = orch__err(err, ORCH_EDECODE,
-                           "the worker for '%s' sent %zu bytes of "
-                           "vectors for %zu texts",
-                           wm->path, n, req->n_texts);
-        } else {
-            req->out = (float *)tail; /* the vectors, moved to the front */
-            tail = NULL;
-            req->n_embd = d.n_embd;
-            req->n_tokens = d.n_tokens;
-            rc = ORCH_OK;
-        }
-        free(tail);
-        request_close(w, fd, reuse);
+    if (req->n_texts > UINT32_MAX)
+        return orch__err(err, ORCH_EINVAL, "too many texts");
+    struct wire_embed e = {
+        .n_ctx = req->n_ctx, .n_threads = req->n_threads, .n_texts = (uint32_t)req->n_texts};
+    struct wire_out o;
+    wire_begin(&o, W_EMBED);
+    wire_put(&o, &e, sizeof e);
+    for (size_t i = 0; i < req->n_texts; i++)
+        wire_put_str(&o, req->texts[i]);
+    struct wire_done d = {0};
+    char *tail;
+    size_t n;
+    int rc = call(wm, &o, NULL, "embedding", &d, &tail, &n, err);
+    if (rc == ORCH_OK && (d.n_embd <= 0 || n != req->n_texts * (size_t)d.n_embd * sizeof(float))) {
+        rc = orch__err(err, ORCH_EDECODE,
+                       "the worker for '%s' sent %zu bytes of vectors for %zu texts", wm->path, n,
+                       req->n_texts);
+    } else if (rc == ORCH_OK) {
+        req->out = (float *)tail; /* the vectors, moved to the front */
+        tail = NULL;
+        req->n_embd = d.n_embd;
+        req->n_tokens = d.n_tokens;
     }
-    worker_put(wm, w);
+    free(tail);
     return rc;
 }
 
@@ -894,40 +915,24 @@ static int wb_chat_format(void *model, const struct orch_chat_message *msgs, siz
     *out = NULL;
     if (!wm->info.has_chat_template)
         return ORCH_OK; /* the caller renders a transcript; no round trip */
-    struct worker *w = worker_get(wm, err);
-    if (!w)
-        return err->code;
-    int fd = request_open(wm, w, err);
-    int rc = err->code;
-    if (fd >= 0) {
-        struct wire_chat c = {.n_msgs = (uint32_t)n_msgs, .add_assistant = add_assistant};
-        struct wire_out o;
-        wire_begin(&o, W_CHAT);
-        wire_put(&o, &c, sizeof c);
-        for (size_t i = 0; i < n_msgs; i++) {
-            wire_put_str(&o, msgs[i].role);
-            wire_put_str(&o, msgs[i].content);
-        }
-        struct wire_done d;
-        char *tail = NULL;
-        size_t n = 0;
-        bool reuse = false, cancelled = false;
-        if (wire_send(fd, &o) != 0 || read_reply(fd, NULL, &d, &tail, &n, &cancelled) != 1) {
-            rc = died(wm, w, ORCH_EDECODE, "formatting a chat", err);
-        } else if ((reuse = true, d.rc)) {
-            rc = done_error(&d, tail, n, err);
-        } else {
-            rc = ORCH_OK;
-            if (d.has_text) {
-                *out = tail; /* NUL-terminated by wire_recv, moved to the front */
-                (*out)[n] = 0;
-                tail = NULL;
-            }
-        }
-        free(tail);
-        request_close(w, fd, reuse);
+    struct wire_chat c = {.n_msgs = (uint32_t)n_msgs, .add_assistant = add_assistant};
+    struct wire_out o;
+    wire_begin(&o, W_CHAT);
+    wire_put(&o, &c, sizeof c);
+    for (size_t i = 0; i < n_msgs; i++) {
+        wire_put_str(&o, msgs[i].role);
+        wire_put_str(&o, msgs[i].content);
     }
-    worker_put(wm, w);
+    struct wire_done d = {0};
+    char *tail;
+    size_t n;
+    int rc = call(wm, &o, NULL, "formatting a chat", &d, &tail, &n, err);
+    if (rc == ORCH_OK && d.has_text) {
+        *out = tail; /* NUL-terminated by wire_recv, moved to the front */
+        (*out)[n] = 0;
+        tail = NULL;
+    }
+    free(tail);
     return rc;
 }
 
