@@ -49,12 +49,9 @@ static void report(void)
 static size_t g_base_len;
 static char g_path[256];
 
-#define N_VOCAB 2048
-static char *g_tok[N_VOCAB];
-static size_t g_len[N_VOCAB];
-static char g_tokbuf[N_VOCAB][16];
+#define N_VOCAB SYNTH_N_VOCAB
 static char g_long[70000];
-static int64_t g_types[N_VOCAB];
+static struct synth_vocab g_v;
 
 static void quiet(enum ggml_log_level level, const char *text, void *ud)
 {
@@ -174,20 +171,7 @@ static const char *const special_keys[] = {
 /* the synthetic vocabulary (synth.c), rebuilt for token edits */
 static void vocab_reset(void)
 {
-    for (int i = 0; i < N_VOCAB; i++) {
-        if (i < 3)
-            snprintf(g_tokbuf[i], sizeof g_tokbuf[i], "%s",
-                     i == 0   ? "<unk>"
-                     : i == 1 ? "<s>"
-                              : "</s>");
-        else if (i < 259)
-            snprintf(g_tokbuf[i], sizeof g_tokbuf[i], "<0x%02X>", i - 3);
-        else
-            snprintf(g_tokbuf[i], sizeof g_tokbuf[i], "w%d", i);
-        g_tok[i] = g_tokbuf[i];
-        g_len[i] = strlen(g_tok[i]);
-        g_types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
-    }
+    synth_vocab_reset(&g_v);
 }
 static const int64_t smalls[] = {0,   1,    2,    3,    4,    5,     7,          8,         16,
                                  31,  32,   33,   64,   127,  128,   129,        256,       512,
@@ -270,23 +254,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             vocab = true;
             switch (r[1] % 4) {
             case 0:
-                g_tok[i] = g_tok[j], g_len[i] = g_len[j];
+                g_v.tok[i] = g_v.tok[j], g_v.len[i] = g_v.len[j];
                 break;
             case 1:
-                g_tokbuf[i][1] = '\0', g_len[i] = strlen(g_tok[i] + 2) + 2;
+                g_v.buf[i][1] = '\0', g_v.len[i] = strlen(g_v.tok[i] + 2) + 2;
                 break;
             case 2:
-                g_tok[i] = g_long, g_len[i] = (size_t)(r[2] << 8 | r[3]) % sizeof g_long;
+                g_v.tok[i] = g_long, g_v.len[i] = (size_t)(r[2] << 8 | r[3]) % sizeof g_long;
                 break;
             default:
-                g_len[i] = 0;
+                g_v.len[i] = 0;
                 break;
             }
             break;
         }
         case 5: /* a token's type */
             vocab = true;
-            g_types[v32 % N_VOCAB] = r[1] % 8;
+            g_v.types[v32 % N_VOCAB] = r[1] % 8;
             break;
         case 6: /* a special id or flag */
             e->key = special_keys[r[1] % N(special_keys)];
@@ -312,10 +296,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (vocab) {
         edits[n++] =
             (struct gguf_edit){"tokenizer.ggml.tokens", GE_ARR,
-                               .arr_type = GE_STR,      .strs = (const char *const *)g_tok,
-                               .lens = g_len,           .n_arr = N_VOCAB};
+                               .arr_type = GE_STR,      .strs = (const char *const *)g_v.tok,
+                               .lens = g_v.len,           .n_arr = N_VOCAB};
         edits[n++] = (struct gguf_edit){"tokenizer.ggml.token_type", GE_ARR, .arr_type = GE_I32,
-                                        .arr = g_types, .n_arr = N_VOCAB};
+                                        .arr = g_v.types, .n_arr = N_VOCAB};
     }
     unsigned char *file = NULL;
     size_t len = 0;

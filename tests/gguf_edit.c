@@ -435,3 +435,19 @@ int gguf_rewrite_file(const char *src, const char *dst, const struct gguf_edits 
     free(out);
     return 0;
 }
+
+void synth_vocab_reset(struct synth_vocab *v)
+{
+    for (int i = 0; i < SYNTH_N_VOCAB; i++) {
+        static const char *const special[] = {"<unk>", "<s>", "</s>"};
+        if (i < 3)
+            snprintf(v->buf[i], sizeof v->buf[i], "%s", special[i]);
+        else if (i < 259)
+            snprintf(v->buf[i], sizeof v->buf[i], "<0x%02X>", i - 3);
+        else
+            snprintf(v->buf[i], sizeof v->buf[i], "w%d", i);
+        v->tok[i] = v->buf[i];
+        v->len[i] = strlen(v->tok[i]);
+        v->types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+    }
+}

@@ -62,4 +62,18 @@ int gguf_rewrite_file(const char *src, const char *dst, const struct gguf_edits 
 int gguf_rewrite_mem(const unsigned char *in, size_t n_in, const struct gguf_edit *edits,
                      size_t n_edits, unsigned char **out, size_t *n_out);
 
+/* The synthetic model's vocabulary (orch_synth_model, 1M parameters), as
+ * the hostile-file builders rewrite it: <unk> <s> </s>, the 256 byte
+ * tokens, then words; a builder changes a token, then writes tok/len and
+ * types as the file's token arrays. */
+#define SYNTH_N_VOCAB 2048
+struct synth_vocab {
+    char *tok[SYNTH_N_VOCAB];
+    size_t len[SYNTH_N_VOCAB];
+    int64_t types[SYNTH_N_VOCAB];
+    char buf[SYNTH_N_VOCAB][16];
+};
+/* Puts v back to the synthetic model's vocabulary. */
+void synth_vocab_reset(struct synth_vocab *v);
+
 #endif

@@ -75,6 +75,12 @@ void test_log_capture_start(enum orch_log_level level);
  * the caller frees it. */
 char *test_log_capture_stop(void);
 
+/* A hostile file's case `name` was refused as bad input: rc is
+ * ORCH_EFORMAT and the message names the cause (needle) and the file
+ * (path); else what came instead is printed and the test fails. */
+void test_assert_refused(const char *name, int rc, const orch_error *err, const char *needle,
+                         const char *path);
+
 /* Runs fn(arg) on a new thread and joins it within `seconds` (five times
  * that under a sanitizer): true when it ended, false when it could not be
  * started. A thread that does not end is a hang: the message says so and

@@ -198,6 +198,17 @@ orch_model *test_model_new(const char *path, const orch_backend *be, const char 
     return m;
 }
 
+void test_assert_refused(const char *name, int rc, const orch_error *err, const char *needle,
+                         const char *path)
+{
+    if (rc != ORCH_EFORMAT || !strstr(err->msg, needle) || !strstr(err->msg, path))
+        print_error("case '%s': got %s '%s'\n  expected ORCH_EFORMAT with '%s'\n", name,
+                    orch_err_name(rc), err->msg, needle);
+    assert_int_equal(rc, ORCH_EFORMAT);
+    assert_non_null(strstr(err->msg, needle));
+    assert_non_null(strstr(err->msg, path));
+}
+
 /* ---- threads that must end in time ------------------------------------------------ */
 
 /* A sanitizer runs our code several times slower, and a busy machine (ctest
