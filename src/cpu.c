@@ -111,6 +111,7 @@ struct cpu_shared {
     int32_t peak;              /* most tokens out at once */
     uint64_t next_seq;         /* arrival numbers */
     uint64_t vclock;           /* the virtual time of the last decode let through */
+    int32_t slot_waiters;      /* threads waiting for a free waiter slot */
     struct waiter w[CPU_WAITERS_MAX];
     struct cpu_proc procs[CPU_PROCS_MAX];
 };
@@ -359,7 +360,9 @@ static int take(struct orch__cpu_user *u, int n)
                 w = &s->w[i];
         if (w)
             break;
-        wait_cond(s); /* every slot waits: one frees when its decode is let through */
+        s->slot_waiters++; /* every slot waits: one frees when its decode is let through */
+        wait_cond(s);
+        s->slot_waiters--;
     }
     *w = (struct waiter){.pid = pid, .n = n < 1 ? 1 : n, .vt = u->vt, .seq = s->next_seq++};
     if (grant_locked(s))
@@ -368,7 +371,8 @@ static int take(struct orch__cpu_user *u, int n)
         wait_cond(s);
     int got = w->n;
     *w = (struct waiter){0};
-    pthread_cond_broadcast(&s->cond); /* a slot came free */
+    if (s->slot_waiters)
+        pthread_cond_broadcast(&s->cond); /* a slot came free */
     pthread_mutex_unlock(&s->lock);
     return got;
 }
