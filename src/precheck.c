@@ -371,6 +371,17 @@ static int check_hparams(struct lcheck *cp)
                            (long long)group_used, (long long)groups);
     }
 
+    unsigned flags = arch_flags(c.arch);
+    if (n_expert == 0 && (flags & (ARCH_NEEDS_EXPERTS | ARCH_EXPERTS_PAST_LEAD))) {
+        int64_t lead = 0;
+        snprintf(c.key, sizeof c.key, "%s.expert_count", c.arch);
+        if ((flags & ARCH_NEEDS_EXPERTS) ||
+            !lc_int(&c, "leading_dense_block_count", &lead) || lead < n_layer)
+            return lc_fail(&c, "is 0 (or absent) in a %s model, whose %s layers are experts "
+                               "only (llama.cpp asserts at load)",
+                           cp->arch, (flags & ARCH_NEEDS_EXPERTS) ? "feed-forward" : "later");
+    }
+
     /* rope scaling: a name llama.cpp does not know aborts */
     snprintf(c.key, sizeof c.key, "%s.rope.scaling.type", c.arch);
     const char *scaling = orch__gguf_get_str(c.g, c.key);
@@ -399,6 +410,17 @@ static int check_hparams(struct lcheck *cp)
                            (long long)n_head_kv[il], (long long)il, (long long)n_head[il]);
         }
     }
+    /* the tensors and the graph take layer 0's key/value heads unless the
+     * architecture reads them per layer; the KV cache is sized per layer */
+    for (int64_t il = 1; il < n_layer && !(flags & ARCH_LAYER_HEADS); il++)
+        if (n_head_kv[il] != n_head_kv[0] && n_head_kv[il] && n_head_kv[0]) {
+            if (!lc_layers(&c, "attention.head_count_kv", n_layer, n_head_kv))
+                lc_layers(&c, "attention.head_count", n_layer, n_head);
+            return lc_fail(&c, "has %lld key/value heads at layer %lld and %lld at layer 0; "
+                               "the %s graph takes one count for every layer",
+                           (long long)n_head_kv[il], (long long)il, (long long)n_head_kv[0],
+                           c.arch);
+        }
     if (n_head[0] == 0)
         return ORCH_OK; /* no attention (recurrent models) */
     int64_t n_embd;
@@ -417,7 +439,6 @@ static int check_hparams(struct lcheck *cp)
         return lc_fail(&c, "is %lld, more than the embedding length %lld: no room for a head",
                        (long long)n_head[0], (long long)n_embd);
     }
-    unsigned flags = arch_flags(c.arch);
     if ((flags & ARCH_KV_EQUAL) && head_k != head_v) {
         lc_int(&c, "attention.key_length", &v);
         return lc_fail(&c, "is %lld but the value length is %lld; the %s graph asserts they are "

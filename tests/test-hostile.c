@@ -91,6 +91,7 @@ struct hostile {
     struct gguf_edit kv[MAX_KV_EDITS];
     struct gguf_tensor_edit t[MAX_T_EDITS];
     int vocab;          /* 1: the token list (and types) below go in too */
+    int rename;         /* 1: an architecture edit moves the keys (gguf_edits.rename_arch) */
     int kills;          /* 1: without the pre-check, llama.cpp dies on it (vetting shows) */
     void (*prep)(void); /* changes g_v.tok / g_v.types before the write */
     const char *needle; /* in the message: the cause */
@@ -135,6 +136,9 @@ static void prep_all_normal(void)
     for (int i = 0; i < N_VOCAB; i++)
         g_v.types[i] = 1;
 }
+
+/* per-layer head counts (the base has 4 layers of 2 heads) */
+static const int64_t g_kv_heads_differ[] = {2, 1, 2, 2}, g_kv_heads_same[] = {2, 2, 2, 2};
 
 static const struct hostile hostiles[] = {
     /* vocabulary */
@@ -214,6 +218,19 @@ static const struct hostile hostiles[] = {
     {"sliding window 2^31-1",
      {{"{arch}.attention.sliding_window", GE_U32, .i = 2147483647}},
      .needle = "sliding_window' is 2147483647; expected 0 to"},
+    {"key/value heads differing by layer",
+     {{"{arch}.attention.head_count_kv", GE_ARR, .arr_type = GE_U32, .arr = g_kv_heads_differ,
+       .n_arr = 4}},
+     .kills = 1,
+     .needle = "the llama graph takes one count for every layer"},
+    {"key/value heads per layer, all equal",
+     {{"{arch}.attention.head_count_kv", GE_ARR, .arr_type = GE_U32, .arr = g_kv_heads_same,
+       .n_arr = 4}},
+     .needle = NULL /* valid */},
+    {"no experts in an experts-only architecture",
+     {{"general.architecture", GE_STR, .s = "glm4moe"}},
+     .rename = 1,
+     .needle = "expert_count' is 0 (or absent) in a glm4moe model"},
     {"rope swa dimensions odd",
      {{"{arch}.rope.dimension_count_swa", GE_U32, .i = 7}},
      .needle = "rope.dimension_count_swa' is 7"},
@@ -255,7 +272,7 @@ static void write_case(const struct hostile *h, const char *path)
     size_t nt = 0;
     while (nt < MAX_T_EDITS && h->t[nt].name)
         nt++;
-    struct gguf_edits e = {.kv = kv, .n_kv = n, .t = h->t, .n_t = nt};
+    struct gguf_edits e = {.kv = kv, .n_kv = n, .t = h->t, .n_t = nt, .rename_arch = h->rename};
     assert_int_equal(gguf_rewrite_file(g_base, path, &e), 0);
 }
 
