@@ -41,6 +41,10 @@ struct orch__gen_req {
     int32_t n_ctx, n_threads, n_batch;
     bool (*emit)(void *sink, const char *piece, size_t len);
     void *sink;
+    /* the sink reads nothing before the end (no stop string, text callback
+     * or cancel flag): the backend may hand every piece over at the end, a
+     * wakeup of the caller instead of one a token */
+    bool quiet;
     /* filled by the backend */
     int32_t n_prompt;
     int32_t n_generated;

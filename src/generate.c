@@ -276,6 +276,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .n_batch = mp->n_batch,
         .emit = sink_emit,
         .sink = &s,
+        .quiet = !p->n_stop && !p->on_text && !p->cancel,
     };
     rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
     if (rc == ORCH_OK && s.rc)

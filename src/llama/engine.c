@@ -28,7 +28,9 @@
  * the request and signals it; the caller turns them into pieces and feeds
  * the generic layer's sink (stop strings, streaming, the user's callback).
  * When the sink says stop, the caller marks the request cancelled and
- * returns at once; the scheduler ends it at its next step. The request is
+ * returns at once; the scheduler ends it at its next step. A quiet request
+ * (the sink reads nothing before the end) is woken once, when it is done,
+ * and makes all its text then. The request is
  * reference counted (caller and scheduler), so whichever lets go last
  * frees it, and the caller's lease is back without waiting for a step.
  *
@@ -54,6 +56,7 @@ struct eseq {
     int32_t n_ctx;      /* this request's limit: at most the engine's n_ctx_seq */
     int32_t max_tokens;
     bool no_cache;
+    bool quiet;                 /* the caller is woken at the end only */
     struct llama_sampler *smpl; /* used by the scheduler only */
     int64_t t_submit;
     /* guarded by the engine's lock */
@@ -361,7 +364,8 @@ static void gen_step(struct engine *e)
             q->cap_out = cap;
         }
         q->out[q->n_out++] = tok;
-        pthread_cond_signal(&q->cond);
+        if (!q->quiet)
+            pthread_cond_signal(&q->cond);
         s->n_sampled++;
         if (s->n_sampled >= q->max_tokens) {
             slot_finish(e, s);
@@ -622,6 +626,7 @@ int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_to
     q->n_ctx = req->n_ctx;
     q->max_tokens = req->params->max_tokens;
     q->no_cache = req->params->no_cache;
+    q->quiet = req->quiet;
     q->smpl = smpl;
     q->t_submit = orch__now_ns();
     q->refs = 2;

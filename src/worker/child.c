@@ -133,7 +133,8 @@ static void serve_gen(int fd, struct wire_in *in)
                                 .n_threads = g.n_threads,
                                 .n_batch = g.n_batch,
                                 .emit = emit_piece,
-                                .sink = &s};
+                                .sink = &s,
+                                .quiet = g.batch};
     d.rc = g_inner->ops->generate(g_model, &req, &err);
     d.n_prompt = req.n_prompt;
     d.n_generated = req.n_generated;

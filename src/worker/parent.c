@@ -847,11 +847,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
                          .n_ctx = req->n_ctx,
                          .n_threads = req->n_threads,
                          .n_batch = req->n_batch,
-                         .parse_special = req->parse_special};
-    /* nothing needs a piece before the end (no stop string, text callback
-     * or cancel flag): the pieces come in the done frame, a wakeup a token
-     * fewer */
-    g.batch = !g.params.n_stop && !g.params.on_text && !g.params.cancel;
+                         .parse_special = req->parse_special,
+                         .batch = req->quiet}; /* the pieces in the done frame */
     g.params.stop = NULL; /* the generation layer here applies them */
     g.params.n_stop = 0;
     g.params.on_text = NULL;
