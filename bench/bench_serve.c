@@ -4,9 +4,10 @@
  * connection to `orchestra serve`) against the same request in process
  * (orch_generate on an orchestra over the same config), alternated, in one
  * run, through two daemons: the default (each model file in a worker
- * process) and --in-process. Prints p50 and p99 of each and the added
- * milliseconds.
- * usage: bench_serve [MODEL.gguf] [-n REQUESTS]
+ * process) and --in-process, and with -b through a third, another build's
+ * `serve --in-process` (the baseline: what a change is held to). Prints p50
+ * and p99 of each and the added milliseconds.
+ * usage: bench_serve [MODEL.gguf] [-n REQUESTS] [-b BASELINE_ORCHESTRA]
  */
 #include <orchestra.h>
 
@@ -36,14 +37,15 @@ static int http_post(int fd, const char *path, const char *json, char *resp, siz
     return bench_post(fd, path, json, resp, cap, &body);
 }
 
-/* `orchestra serve` on cfg (in_process: --in-process), its port to port_file. */
-static pid_t start_daemon(const char *cfg, const char *port_file, bool in_process)
+/* `bin serve` on cfg (in_process: --in-process), its port to port_file. */
+static pid_t start_daemon(const char *bin, const char *cfg, const char *port_file,
+                          bool in_process)
 {
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stderr))
             _exit(127);
-        execl(ORCH_BIN, "orchestra", "-c", cfg, "serve", "--port", "0", "--port-file", port_file,
+        execl(bin, "orchestra", "-c", cfg, "serve", "--port", "0", "--port-file", port_file,
               in_process ? "--in-process" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
@@ -67,13 +69,40 @@ static int wait_port(const char *port_file)
     return port;
 }
 
+/* One daemon the requests go to, and its latencies. */
+struct side {
+    const char *label, *bin;
+    bool in_process;
+    pid_t pid;
+    int fd;
+    char port_file[64];
+    double *t;
+};
+
+static void stop_sides(struct side *sd, int n_sides)
+{
+    for (int d = 0; d < n_sides; d++) {
+        if (sd[d].fd >= 0)
+            close(sd[d].fd);
+        if (sd[d].pid > 0) {
+            kill(sd[d].pid, SIGTERM);
+            int st;
+            waitpid(sd[d].pid, &st, 0);
+        }
+        remove(sd[d].port_file);
+        free(sd[d].t);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *model = "../shared/models/stories260K.gguf";
+    const char *model = "../shared/models/stories260K.gguf", *baseline = NULL;
     int n = 200;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc)
             n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-b") && i + 1 < argc)
+            baseline = argv[++i];
         else
             model = argv[i];
     }
@@ -95,25 +124,26 @@ int main(int argc, char **argv)
     if (write(cfd, ini, (size_t)k) != k)
         return 1;
     close(cfd);
-    pid_t pid[2];
-    int port[2];
-    char port_file[2][64];
-    for (int d = 0; d < 2; d++) {
-        snprintf(port_file[d], sizeof port_file[d], "%s.%d.port", cfg_path, d);
-        pid[d] = start_daemon(cfg_path, port_file[d], d == 1);
-        port[d] = wait_port(port_file[d]);
+    struct side sd[3] = {
+        {"HTTP, serve (a worker per file)", ORCH_BIN, false},
+        {"HTTP, serve --in-process", ORCH_BIN, true},
+        {"HTTP, baseline --in-process", baseline, true},
+    };
+    int n_sides = baseline ? 3 : 2, ok = 1;
+    for (int d = 0; d < n_sides; d++) {
+        snprintf(sd[d].port_file, sizeof sd[d].port_file, "%s.%d.port", cfg_path, d);
+        sd[d].pid = start_daemon(sd[d].bin, cfg_path, sd[d].port_file, sd[d].in_process);
+        int port = wait_port(sd[d].port_file);
+        sd[d].fd = port ? bench_connect(port) : -1;
+        sd[d].t = malloc((size_t)n * sizeof *sd[d].t);
+        ok &= sd[d].fd >= 0 && sd[d].t;
     }
-    int fd = port[0] ? bench_connect(port[0]) : -1;    /* workers (the default) */
-    int fd_in = port[1] ? bench_connect(port[1]) : -1; /* --in-process */
     orch_config *cfg;
     orch_orchestra *o;
     orch_error err;
-    if (fd < 0 || fd_in < 0 || orch_config_load(cfg_path, &cfg, &err) ||
-        orch_open(cfg, NULL, &o, &err)) {
-        fprintf(stderr, "bench_serve: cannot start (%s)\n",
-                fd < 0 || fd_in < 0 ? "daemon" : err.msg);
-        kill(pid[0], SIGTERM);
-        kill(pid[1], SIGTERM);
+    if (!ok || orch_config_load(cfg_path, &cfg, &err) || orch_open(cfg, NULL, &o, &err)) {
+        fprintf(stderr, "bench_serve: cannot start (%s)\n", !ok ? "daemon" : err.msg);
+        stop_sides(sd, n_sides);
         return 1;
     }
     static const char body[] =
@@ -121,56 +151,52 @@ int main(int argc, char **argv)
     struct orch_gen_params gp = orch_gen_default_params();
     gp.temperature = 0;
     gp.max_tokens = 8;
-    double *http = malloc((size_t)n * sizeof *http), *lib = malloc((size_t)n * sizeof *lib);
-    double *inproc = malloc((size_t)n * sizeof *inproc);
+    double *lib = malloc((size_t)n * sizeof *lib);
     char resp[65536];
-    /* warm both: load the model on each side */
-    http_post(fd, "/v1/completions", body, resp, sizeof resp);
-    http_post(fd_in, "/v1/completions", body, resp, sizeof resp);
+    /* warm every side: load the model on each */
+    for (int d = 0; d < n_sides; d++)
+        http_post(sd[d].fd, "/v1/completions", body, resp, sizeof resp);
     struct orch_gen_result res;
     orch_generate(o, "story", "Once upon a time", &gp, &res, &err);
     orch_gen_result_clear(&res);
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        double t0 = bench_now_ms();
-        bad += http_post(fd, "/v1/completions", body, resp, sizeof resp) != 200;
-        http[i] = bench_now_ms() - t0;
-        t0 = bench_now_ms();
-        bad += http_post(fd_in, "/v1/completions", body, resp, sizeof resp) != 200;
-        inproc[i] = bench_now_ms() - t0;
+        double t0;
+        for (int d = 0; d < n_sides; d++) {
+            t0 = bench_now_ms();
+            bad += http_post(sd[d].fd, "/v1/completions", body, resp, sizeof resp) != 200;
+            sd[d].t[i] = bench_now_ms() - t0;
+        }
         t0 = bench_now_ms();
         bad += orch_generate(o, "story", "Once upon a time", &gp, &res, &err) != ORCH_OK;
         lib[i] = bench_now_ms() - t0;
         orch_gen_result_clear(&res);
     }
-    double h50 = bench_pct(http, n, 0.5), h99 = bench_pct(http, n, 0.99);
-    double l50 = bench_pct(lib, n, 0.5), l99 = bench_pct(lib, n, 0.99);
-    double i50 = bench_pct(inproc, n, 0.5), i99 = bench_pct(inproc, n, 0.99);
+    double p50[3], p99[3], l50 = bench_pct(lib, n, 0.5), l99 = bench_pct(lib, n, 0.99);
+    for (int d = 0; d < n_sides; d++) {
+        p50[d] = bench_pct(sd[d].t, n, 0.5);
+        p99[d] = bench_pct(sd[d].t, n, 0.99);
+    }
     printf("one greedy completion of 8 tokens (stories260K, 1 thread), %d requests each, "
            "alternated\n",
            n);
     printf("%34s %10s %10s\n", "", "p50 ms", "p99 ms");
     printf("%34s %10.3f %10.3f\n", "library, in process", l50, l99);
-    printf("%34s %10.3f %10.3f\n", "HTTP, serve --in-process", i50, i99);
-    printf("%34s %10.3f %10.3f\n", "HTTP, serve (a worker per file)", h50, h99);
-    printf("%34s %10.3f %10.3f\n", "added by the daemon (in process)", i50 - l50, i99 - l99);
-    printf("%34s %10.3f %10.3f\n", "added by the daemon (workers)", h50 - l50, h99 - l99);
-    printf("%34s %10.3f %10.3f\n", "added by the worker", h50 - i50, h99 - i99);
+    for (int d = n_sides - 1; d >= 0; d--)
+        printf("%34s %10.3f %10.3f\n", sd[d].label, p50[d], p99[d]);
+    printf("%34s %10.3f %10.3f\n", "added by the daemon (in process)", p50[1] - l50,
+           p99[1] - l99);
+    printf("%34s %10.3f %10.3f\n", "added by the daemon (workers)", p50[0] - l50, p99[0] - l99);
+    printf("%34s %10.3f %10.3f\n", "added by the worker", p50[0] - p50[1], p99[0] - p99[1]);
+    if (baseline)
+        printf("%34s %10.3f %10.3f\n", "workers against the baseline", p50[0] - p50[2],
+               p99[0] - p99[2]);
     if (bad)
         printf("(%d requests failed)\n", bad);
-    close(fd);
-    close(fd_in);
     orch_close(o);
     orch_config_free(cfg);
-    for (int d = 0; d < 2; d++) {
-        kill(pid[d], SIGTERM);
-        int st;
-        waitpid(pid[d], &st, 0);
-        remove(port_file[d]);
-    }
+    stop_sides(sd, n_sides);
     remove(cfg_path);
-    free(inproc);
-    free(http);
     free(lib);
     return bad ? 1 : 0;
 }
