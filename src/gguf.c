@@ -428,13 +428,48 @@ static bool spelled_byte(const unsigned char *p, uint64_t n)
            isxdigit(p[4]);
 }
 
+/* The length (0, 1, or 2 for more) and first byte of token text s as the
+ * RWKV tokenizer unescapes it (llama-vocab.cpp, llama_unescape_rwkv_token:
+ * \t \n \r, \xHH, and \c for any other c). */
+static int rwkv_unescaped(const unsigned char *s, uint64_t n, unsigned char *first)
+{
+    int out = 0, hex = 0;
+    unsigned acc = 0;
+    bool esc = false;
+    for (uint64_t i = 0; i < n && out < 2; i++) {
+        unsigned char c = s[i], o;
+        if (hex) {
+            acc = (acc << 4) + (unsigned)(c >= 'a' ? c - 'a' + 10 : c - '0');
+            if (--hex)
+                continue;
+            o = (unsigned char)acc;
+            acc = 0;
+        } else if (esc) {
+            esc = false;
+            if (c == 'x') {
+                hex = 2;
+                continue;
+            }
+            o = c == 't' ? '\t' : c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+        } else if (c == '\\') {
+            esc = true;
+            continue;
+        } else {
+            o = c;
+        }
+        if (out++ == 0)
+            *first = o;
+    }
+    return out;
+}
+
 /* Reads the facts of struct orch__gguf_vocab from the mapped file (the
  * arrays' bounds were checked when the keys were read). */
 static int scan_vocab(struct reader *r, struct orch__gguf *g)
 {
     struct orch__gguf_vocab *v = &g->vocab;
     *v = (struct orch__gguf_vocab){.n_tokens = -1, .max_at = -1, .nul_at = -1, .dup_a = -1,
-                                   .dup_b = -1, .bad_byte_at = -1};
+                                   .dup_b = -1, .bad_byte_at = -1, .rwkv_lone = -1};
     const struct kv *tk = find(g, "tokenizer.ggml.tokens");
     if (!tk || tk->type != GT_ARR || tk->arr_type != GT_STR || tk->arr_n > INT32_MAX)
         return ORCH_OK; /* llama.cpp refuses these itself */
@@ -449,6 +484,7 @@ static int scan_vocab(struct reader *r, struct orch__gguf *g)
     }
     v->n_tokens = n;
     uint64_t at = tk->arr_pos;
+    uint8_t starts[32] = {0}, alone[32] = {0}; /* byte sets, for rwkv_lone */
     for (int64_t i = 0; i < n; i++) {
         memcpy(&len[i], r->map + at, 8);
         pos[i] = at + 8;
@@ -460,7 +496,16 @@ static int scan_vocab(struct reader *r, struct orch__gguf *g)
         }
         if (v->nul_at < 0 && memchr(r->map + pos[i], 0, len[i]))
             v->nul_at = i;
+        unsigned char b;
+        int k = rwkv_unescaped(r->map + pos[i], len[i], &b);
+        if (k >= 1)
+            starts[b / 8] |= (uint8_t)(1u << b % 8);
+        if (k == 1)
+            alone[b / 8] |= (uint8_t)(1u << b % 8);
     }
+    for (int b = 0; b < 256 && v->rwkv_lone < 0; b++)
+        if ((starts[b / 8] & ~alone[b / 8]) >> b % 8 & 1)
+            v->rwkv_lone = b;
     const struct kv *ty = find(g, "tokenizer.ggml.token_type");
     if (ty && ty->type == GT_ARR && ty->arr_type == GT_I32 && ty->arr_n >= (uint64_t)n) {
         for (int64_t i = 0; i < n; i++) {

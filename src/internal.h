@@ -167,6 +167,8 @@ struct orch__gguf_vocab {
     int64_t dup_a, dup_b; /* two tokens with the same text (as llama.cpp reads them) */
     int64_t n_byte_type;  /* tokens typed BYTE (6) */
     int64_t bad_byte_at;  /* a BYTE-typed token not spelled <0xXX> */
+    int rwkv_lone;        /* a byte that begins a token as the RWKV tokenizer unescapes it
+                           * but is no token by itself (-1: none) */
 };
 const struct orch__gguf_vocab *orch__gguf_vocab(const struct orch__gguf *g);
 

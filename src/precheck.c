@@ -202,6 +202,11 @@ static int check_vocab(struct lcheck *c)
                        (long long)v->n_tokens, (unsigned long long)v->bytes,
                        (unsigned long long)(mem >> 20),
                        (unsigned long long)(MAX_VOCAB_BYTES >> 20));
+    if (strcmp(model, "rwkv") == 0 && v->rwkv_lone >= 0)
+        return lc_fail(c, "has tokens that begin with byte 0x%02x but no token of that byte "
+                          "alone (RWKV's tokenize starts over, without end, on text that "
+                          "has it)",
+                       v->rwkv_lone);
     snprintf(c->key, sizeof c->key, "tokenizer.ggml.token_type");
     if (k->wpm && v->n_byte_type > 0)
         return lc_fail(c, "types %lld tokens as bytes in a WordPiece vocabulary (llama.cpp "

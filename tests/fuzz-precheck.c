@@ -257,7 +257,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 g_v.tok[i] = g_v.tok[j], g_v.len[i] = g_v.len[j];
                 break;
             case 1:
-                g_v.buf[i][1] = '\0', g_v.len[i] = strlen(g_v.tok[i] + 2) + 2;
+                /* in its own buffer again (an earlier record may have pointed it
+                 * at g_long, which has no NUL) */
+                g_v.tok[i] = g_v.buf[i];
+                g_v.buf[i][1] = '\0', g_v.len[i] = strnlen(g_v.buf[i] + 2, 13) + 2;
                 break;
             case 2:
                 g_v.tok[i] = g_long, g_v.len[i] = (size_t)(r[2] << 8 | r[3]) % sizeof g_long;
