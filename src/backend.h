@@ -41,10 +41,14 @@ struct orch__gen_req {
     int32_t n_ctx, n_threads, n_batch;
     bool (*emit)(void *sink, const char *piece, size_t len);
     void *sink;
-    /* the sink reads nothing before the end (no stop string, text callback
-     * or cancel flag): the backend may hand every piece over at the end, a
-     * wakeup of the caller instead of one a token */
+    /* the sink reads nothing before the end (no stop string or text
+     * callback): the backend may hand every piece over at the end, a wakeup
+     * of the caller instead of one a token; it then reads params->cancel,
+     * and asks gone() when given, between tokens itself */
     bool quiet;
+    /* may be NULL; Threads: the backend's, between tokens: true when the
+     * caller no longer wants the text (a quiet request stops as cancelled) */
+    bool (*gone)(void *sink);
     /* filled by the backend */
     int32_t n_prompt;
     int32_t n_generated;

@@ -276,7 +276,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .n_batch = mp->n_batch,
         .emit = sink_emit,
         .sink = &s,
-        .quiet = !p->n_stop && !p->on_text && !p->cancel,
+        .quiet = !p->n_stop && !p->on_text,
     };
     rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
     if (rc == ORCH_OK && s.rc)
@@ -305,6 +305,8 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
     res->gen_ms = req.gen_ms;
     if (s.finish != ORCH_FINISH_NONE)
         res->finish = s.finish;
+    else if (!req.eos && !req.ctx_full && cancelled(p))
+        res->finish = ORCH_FINISH_CANCELLED; /* the backend read the flag itself (quiet) */
     else if (req.eos)
         res->finish = ORCH_FINISH_EOS;
     else

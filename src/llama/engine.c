@@ -12,7 +12,8 @@
  * A request is a `struct eseq`: its prompt tokens and its sampler chain
  * (made by the caller), handed to the engine through a FIFO queue. Each
  * step the scheduler
- *   1. ends the requests whose callers stopped (cells stay for reuse),
+ *   1. ends the requests whose callers stopped, set their cancel flag or
+ *      say they are gone (cells stay for reuse),
  *   2. gives waiting requests free slots (a slot is a sequence id), the
  *      slot whose cells begin with the longest part of the prompt first,
  *      and drops that slot's cells past the shared part,
@@ -57,6 +58,9 @@ struct eseq {
     int32_t max_tokens;
     bool no_cache;
     bool quiet;                 /* the caller is woken at the end only */
+    const int32_t *cancel;      /* the caller's flag (may be NULL), read each step */
+    bool (*gone)(void *sink);   /* may be NULL: asked each step */
+    void *sink;
     struct llama_sampler *smpl; /* used by the scheduler only */
     int64_t t_submit;
     /* guarded by the engine's lock */
@@ -478,6 +482,15 @@ static void embed_step(struct engine *e)
 
 /* ---- the scheduler thread -------------------------------------------------------- */
 
+/* The caller stopped, set its cancel flag, or says it is gone (lock held). */
+static bool unwanted(struct eseq *q)
+{
+    if (!q->cancelled && ((q->cancel && __atomic_load_n(q->cancel, __ATOMIC_RELAXED)) ||
+                          (q->gone && q->gone(q->sink))))
+        q->cancelled = true;
+    return q->cancelled;
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
@@ -516,7 +529,7 @@ static void *engine_main(void *arg)
         }
         /* 1. requests whose callers stopped */
         for (int i = 0; i < e->n_slots; i++)
-            if (e->slots[i].q && e->slots[i].q->cancelled)
+            if (e->slots[i].q && unwanted(e->slots[i].q))
                 slot_finish(e, &e->slots[i]);
         /* 2. waiting requests onto free slots */
         while (e->qhead && e->n_active < e->n_slots) {
@@ -627,6 +640,9 @@ int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_to
     q->max_tokens = req->params->max_tokens;
     q->no_cache = req->params->no_cache;
     q->quiet = req->quiet;
+    q->cancel = req->params->cancel;
+    q->gone = req->gone;
+    q->sink = req->sink;
     q->smpl = smpl;
     q->t_submit = orch__now_ns();
     q->refs = 2;

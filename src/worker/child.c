@@ -62,6 +62,23 @@ static void test_hang(int n_pieces)
 #define test_hang(n) ((void)(n))
 #endif
 
+/* The daemon half-closed the request socket (a cancel), or it broke. */
+static bool daemon_left(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* gone() for a batched request: the engine asks between tokens. */
+static bool sink_gone(void *ud)
+{
+    struct sink *s = ud;
+    if (!s->gone && daemon_left(s->fd))
+        s->gone = true;
+    return s->gone;
+}
+
 static bool emit_piece(void *ud, const char *piece, size_t len)
 {
     struct sink *s = ud;
@@ -69,6 +86,8 @@ static bool emit_piece(void *ud, const char *piece, size_t len)
     if (s->gone)
         return false;
     if (s->batch) { /* nobody reads pieces one by one: saves a wakeup a token */
+        if (sink_gone(s)) /* (a context of its own emits as it goes) */
+            return false;
         uint32_t n = (uint32_t)len;
         if (!wire_put(s->batch, &n, sizeof n) || !wire_put(s->batch, piece, len))
             return false;
@@ -82,11 +101,7 @@ static bool emit_piece(void *ud, const char *piece, size_t len)
         return false;
     }
     /* a cancel is the daemon's half-close: the socket reads its end */
-    char c;
-    ssize_t r = recv(s->fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
-    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-        s->gone = true;
-    return !s->gone;
+    return !sink_gone(s);
 }
 
 static void send_done(int fd, struct wire_done *d, const orch_error *err, const void *tail,
@@ -134,7 +149,8 @@ static void serve_gen(int fd, struct wire_in *in)
                                 .n_batch = g.n_batch,
                                 .emit = emit_piece,
                                 .sink = &s,
-                                .quiet = g.batch};
+                                .quiet = g.batch,
+                                .gone = g.batch ? sink_gone : NULL};
     d.rc = g_inner->ops->generate(g_model, &req, &err);
     d.n_prompt = req.n_prompt;
     d.n_generated = req.n_generated;

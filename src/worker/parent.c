@@ -58,6 +58,7 @@
 #define WORKER_EXIT_MS          5000 /* a freed worker's time to exit before SIGKILL */
 #define WORKER_DEAD_WAIT_MS     5000 /* a request's wait for the reason of a death */
 #define WORKER_IDLE_MAX         16   /* request sockets kept for the next requests */
+#define CANCEL_POLL_MS          20   /* how soon a cancel flag reaches the worker */
 
 extern char **environ;
 
@@ -754,6 +755,22 @@ static void wb_info(void *model, struct orch_model_info *out)
 /* Reads a request's frames until its done frame (pieces to emit, when
  * given); *done and its payload (*tail, malloc'd) on 1; 0 when the worker
  * ended the socket first. */
+/* Waits for fd to be readable; a cancel flag set meanwhile is passed on as
+ * the half-close (once: *cancelled). */
+static void wait_readable(int fd, const int32_t *cancel, bool *cancelled)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (cancel && !*cancelled) {
+        if (__atomic_load_n(cancel, __ATOMIC_RELAXED)) {
+            *cancelled = true;
+            shutdown(fd, SHUT_WR); /* the worker stops within a token */
+            return;
+        }
+        if (poll(&p, 1, CANCEL_POLL_MS) != 0)
+            return; /* readable, or an error the read will see */
+    }
+}
+
 static int read_reply(int fd, struct orch__gen_req *gen, struct wire_done *done, char **tail,
                       size_t *tail_len, bool *cancelled_out)
 {
@@ -762,6 +779,7 @@ static int read_reply(int fd, struct orch__gen_req *gen, struct wire_done *done,
         uint8_t type;
         char *payload;
         size_t len;
+        wait_readable(fd, gen ? gen->params->cancel : NULL, &cancelled);
         if (wire_recv(fd, &type, &payload, &len, NULL) != 1)
             return 0;
         if (type == W_PIECE && gen) {
