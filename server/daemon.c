@@ -6,10 +6,14 @@
  * DESIGN
  * Signals are blocked before any thread starts, so every thread inherits
  * the mask, and the main thread takes them with sigwait(): no handler runs
- * in an arbitrary thread. Stopping: stop accepting, let requests in flight
- * finish for up to drain_s, close every connection, close the orchestra.
+ * in an arbitrary thread; SIGHUP only wakes the reloader thread, so the
+ * signal thread is always there for SIGTERM. Stopping: stop accepting, let
+ * requests in flight finish for up to drain_s, cut the generations left
+ * (a second SIGTERM cuts them at once), close every connection, close the
+ * orchestra.
  */
 #include "api.h"
+#include "jobs.h"
 #include "reply.h"
 #include "transport.h"
 
@@ -41,8 +45,9 @@ static int config_daemon_defaults(orch_config *cfg, orch_error *err)
 }
 
 /* SIGHUP: read the config again and apply it; models whose role and file
- * are unchanged stay loaded. A bad config is logged and the old one stays. */
-static void reload(struct srv *s)
+ * are unchanged stay loaded. A bad config is logged and the old one stays.
+ * n: the SIGHUPs this one reload answers. */
+static void reload(struct srv *s, int n)
 {
     orch_config *cfg;
     orch_error err = {0};
@@ -54,11 +59,74 @@ static void reload(struct srv *s)
         orch_config_free(cfg);
     }
     struct orch_log_field f[] = {{"config", s->opts.config_path, 0},
+                                 {"signals", NULL, n},
                                  {"result", rc ? "kept the old config" : "applied", 0},
                                  {"error", rc ? err.msg : "", 0}};
-    orch_log_event(rc ? ORCH_LOG_ERROR : ORCH_LOG_INFO, NULL, "reload", f, rc ? 3 : 2);
+    orch_log_event(rc ? ORCH_LOG_ERROR : ORCH_LOG_INFO, NULL, "reload", f, rc ? 4 : 3);
     if (rc)
         fprintf(stderr, "orchestra serve: reload: %s (the old config stays)\n", err.msg);
+}
+
+/* Reloads run on a thread of their own: a reconfigure waits for the calls
+ * that may still see the old roles, and the signal thread must stay free
+ * for SIGTERM. SIGHUPs that come while one runs are answered by one more
+ * reload, which says how many it answers. */
+struct reloader {
+    struct srv *s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pending;  /* SIGHUPs not yet answered */
+    bool stop;
+    bool running; /* a reload is in progress */
+    pthread_t th;
+};
+
+static void *reloader_main(void *arg)
+{
+    struct reloader *rl = arg;
+    pthread_mutex_lock(&rl->lock);
+    for (;;) {
+        while (!rl->stop && !rl->pending)
+            pthread_cond_wait(&rl->cond, &rl->lock);
+        if (rl->stop)
+            break;
+        int n = rl->pending;
+        rl->pending = 0;
+        rl->running = true;
+        pthread_mutex_unlock(&rl->lock);
+        reload(rl->s, n);
+        pthread_mutex_lock(&rl->lock);
+        rl->running = false;
+        pthread_cond_broadcast(&rl->cond);
+    }
+    pthread_mutex_unlock(&rl->lock);
+    return NULL;
+}
+
+static void reloader_kick(struct reloader *rl)
+{
+    pthread_mutex_lock(&rl->lock);
+    rl->pending++;
+    pthread_cond_signal(&rl->cond);
+    pthread_mutex_unlock(&rl->lock);
+}
+
+/* Stops the reloader; true when it ended by the deadline (a reload in
+ * progress ends once the calls it waits for end, which the cut hastens). */
+static bool reloader_stop(struct reloader *rl, int64_t deadline_ns)
+{
+    pthread_mutex_lock(&rl->lock);
+    rl->stop = true;
+    pthread_cond_broadcast(&rl->cond);
+    while (rl->running && srv_now_ns() < deadline_ns) {
+        struct timespec ts = srv_realtime_after_ms(10);
+        pthread_cond_timedwait(&rl->cond, &rl->lock, &ts);
+    }
+    bool ended = !rl->running;
+    pthread_mutex_unlock(&rl->lock);
+    if (ended)
+        pthread_join(rl->th, NULL);
+    return ended;
 }
 
 static void announce(const struct orch_server_opts *in, int port)
@@ -78,8 +146,9 @@ static void announce(const struct orch_server_opts *in, int port)
     }
 }
 
-/* Waits for SIGTERM or SIGINT, reloading on each SIGHUP; returns the signal. */
-static int serve_until_stopped(struct srv *s, const sigset_t *set)
+/* Waits for SIGTERM or SIGINT, a reload kicked on each SIGHUP; returns the
+ * signal. */
+static int serve_until_stopped(struct reloader *rl, const sigset_t *set)
 {
     int sig = 0;
     for (;;) {
@@ -88,23 +157,55 @@ static int serve_until_stopped(struct srv *s, const sigset_t *set)
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            reload(s);
+            reloader_kick(rl);
     }
 }
 
-/* Stop accepting, let requests in flight finish (bounded), close. */
-static void drain_and_stop(struct srv *s, int sig)
+/* Waits until nothing is in flight or the deadline; false when a second
+ * SIGTERM or SIGINT came (stop at once). */
+static bool wait_drained(struct srv *s, const sigset_t *set, int64_t deadline_ns)
+{
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    while (atomic_load(&s->in_flight) > 0 && srv_now_ns() < deadline_ns) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            return false;
+    }
+    return true;
+}
+
+/* Stop accepting, let requests in flight finish until the drain deadline,
+ * cut the generations still running then (or at a second signal: each
+ * answers an error within a token), close. What is still in flight
+ * DRAIN_GRACE_MS after the cut (a load, an embedding) does not hold the
+ * exit up: the process ends without freeing. */
+#define DRAIN_GRACE_MS 1000
+static void drain_and_stop(struct srv *s, struct reloader *rl, const sigset_t *set, int sig)
 {
     atomic_store(&s->stopping, true);
     transport_quiesce(s);
-    int64_t deadline = srv_now_ns() + (int64_t)(s->opts.drain_s * 1e9);
-    while (atomic_load(&s->in_flight) > 0 && srv_now_ns() < deadline)
-        usleep(10000);
-    int64_t left = atomic_load(&s->in_flight);
+    int64_t t0 = srv_now_ns();
+    bool patient = wait_drained(s, set, t0 + (int64_t)(s->opts.drain_s * 1e9));
+    int64_t left = atomic_load(&s->in_flight), cut = left ? jobs_cut(s) : 0;
+    int64_t grace = srv_now_ns() + (int64_t)DRAIN_GRACE_MS * 1000000;
+    if (left)
+        wait_drained(s, set, grace);
+    bool reloaded = reloader_stop(rl, grace);
+    int64_t stuck = atomic_load(&s->in_flight);
     struct orch_log_field f[] = {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM", 0},
-                                 {"requests_cut", NULL, (double)left}};
-    orch_log_event(ORCH_LOG_INFO, NULL, "stopping", f, 2);
+                                 {"second_signal", patient ? "no" : "yes", 0},
+                                 {"requests_cut", NULL, (double)cut},
+                                 {"requests_left", NULL, (double)stuck},
+                                 {"ms", NULL, (double)(srv_now_ns() - t0) / 1e6}};
+    orch_log_event(ORCH_LOG_INFO, NULL, "stopping", f, 5);
+    if (stuck > 0 || !reloaded) {
+        /* a call that does not end (a load waiting, a reload behind it):
+         * the exit does not wait for it */
+        fflush(NULL);
+        _exit(0);
+    }
     transport_stop(s);
+    jobs_stop(s);
 }
 
 static void srv_free(struct srv *s)
@@ -167,14 +268,32 @@ int orch_server_run(const struct orch_server_opts *in)
         srv_free(s);
         return 3;
     }
+    if (jobs_start(s) != 0) {
+        fprintf(stderr, "orchestra serve: cannot start a thread\n");
+        srv_free(s);
+        return 1;
+    }
     int port;
     rc = transport_start(s, &port);
     if (rc) {
+        jobs_stop(s);
         srv_free(s);
         return rc;
     }
+    struct reloader rl = {.s = s};
+    pthread_mutex_init(&rl.lock, NULL);
+    pthread_cond_init(&rl.cond, NULL);
+    if (pthread_create(&rl.th, NULL, reloader_main, &rl) != 0) {
+        fprintf(stderr, "orchestra serve: cannot start a thread\n");
+        transport_stop(s);
+        jobs_stop(s);
+        srv_free(s);
+        return 1;
+    }
     announce(in, port);
-    drain_and_stop(s, serve_until_stopped(s, &set));
+    drain_and_stop(s, &rl, &set, serve_until_stopped(&rl, &set));
+    pthread_cond_destroy(&rl.cond);
+    pthread_mutex_destroy(&rl.lock);
     srv_free(s);
     return 0;
 }

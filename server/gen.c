@@ -3,6 +3,7 @@
  * role's defaults under them, the text streamed piece by piece.
  */
 #include "gen.h"
+#include "jobs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,11 @@ struct gen_job *gen_new(struct req *r, size_t api_size)
     snprintf(j->role, sizeof j->role, "%s", r->ref.name);
     j->p = r->ref.gen; /* the role's defaults, found once by srv_take_model */
     j->t0_ns = r->t0_ns;
+    j->fd = -1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        j->fd = ci->connect_fd;
     return j;
 }
 
@@ -52,8 +58,25 @@ void gen_run(struct gen_job *j)
         j->p.on_text = on_text;
         j->p.user_data = j;
     }
+    /* a stream sees its client leave by its writes (stream.c); the others
+     * are watched (jobs.c) */
+    j->link = (struct job_link){.cancel = &j->cancel, .fd = j->st ? -1 : j->fd};
+    j->p.cancel = &j->cancel;
+    jobs_add(j->s, &j->link);
     j->rc = j->chat ? orch_chat(j->s->o, j->role, j->msgs, j->n_msgs, &j->p, &j->res, &j->err)
                     : orch_generate(j->s->o, j->role, j->prompt, &j->p, &j->res, &j->err);
+    jobs_remove(j->s, &j->link);
+    int32_t why = __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
+    if (j->rc == ORCH_OK && j->res.finish == ORCH_FINISH_CANCELLED && why) {
+        j->rc = why == JOB_CUT ? ORCH_ECLOSED : ORCH_ECANCELED;
+        j->err.code = j->rc;
+        snprintf(j->err.msg, sizeof j->err.msg,
+                 why == JOB_CUT ? "role '%s': the server is stopping; the generation was cut "
+                                  "at the drain deadline after %d tokens"
+                                : "role '%s': the client left; the generation stopped after %d "
+                                  "tokens",
+                 j->role, (int)j->res.n_generated);
+    }
     j->total_ms = (double)(srv_now_ns() - j->t0_ns) / 1e6;
     if (j->rc == ORCH_OK && j->role_index >= 0)
         atomic_fetch_add(&j->s->roles[j->role_index].tokens_cached, j->res.n_cached);

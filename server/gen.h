@@ -25,6 +25,9 @@ struct gen_job {
     bool (*on_piece)(struct gen_job *j, const char *text, size_t n);
     void *api;             /* the API's own state for formatting; malloc'd, freed with the job */
     int64_t t0_ns;
+    int fd;                /* the client's socket */
+    int32_t cancel;        /* p.cancel: JOB_CLIENT_GONE or JOB_CUT once set (jobs.h) */
+    struct job_link link;
     /* results */
     int rc;
     orch_error err;

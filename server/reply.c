@@ -75,6 +75,8 @@ enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (status == 405 && r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
+    if (atomic_load(&r->s->stopping)) /* draining: no next request on this connection */
+        MHD_add_response_header(resp, "Connection", "close");
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -99,6 +101,32 @@ enum MHD_Result reply_json(struct req *r, int status, json_t *j)
     return reply_queue(r, status, resp, "application/json");
 }
 
+/* Makes msg valid UTF-8 in place: a byte that does not start a whole, well
+ * formed character becomes '?' (a message cut by a precision mid-character,
+ * or a client's bytes quoted in it, would make json_pack fail). */
+static void utf8_fix(char *msg)
+{
+    unsigned char *p = (unsigned char *)msg;
+    while (*p) {
+        size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+                                 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+                                 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+        bool ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        /* no overlong three- or four-byte forms, surrogates, or past U+10FFFF */
+        if (ok && n == 3)
+            ok = !(p[0] == 0xe0 && p[1] < 0xa0) && !(p[0] == 0xed && p[1] >= 0xa0);
+        if (ok && n == 4)
+            ok = !(p[0] == 0xf0 && p[1] < 0x90) && !(p[0] == 0xf4 && p[1] >= 0x90);
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, const char *fmt, ...)
 {
     char msg[ORCH_ERROR_MSG_MAX + 64];
@@ -106,6 +134,7 @@ enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, con
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_fix(msg);
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", type,
                           "param", "code");
     return reply_json(r, status, e);
@@ -118,6 +147,7 @@ enum MHD_Result reply_olm_error(struct req *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_fix(msg);
     return reply_json(r, status, json_pack("{s:s}", "error", msg));
 }
 

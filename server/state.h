@@ -7,6 +7,8 @@
  *   openai.c ollama.c ops.c
  *                 the API handlers, registered into the route table
  *   gen.c         one generation or embedding as the APIs run it
+ *   jobs.c        the generations running: cut at the drain deadline, or
+ *                 when a non-streamed request's client leaves
  *   roles.c       a request's role, resolved once, and its queue place
  *   transport.c   libmicrohttpd: connections, bodies and their limits, the
  *                 key, dispatch through the route table
@@ -53,6 +55,25 @@ struct endpoint_count {
 
 struct routes;
 
+/* A running generation's entry in the daemon's list (jobs.c). */
+struct job_link {
+    struct job_link *prev, *next;
+    int32_t *cancel; /* its orch_gen_params.cancel */
+    int fd;          /* the client's socket to watch (non-streamed), or -1 */
+    uint64_t id;
+};
+
+struct jobs {
+    pthread_mutex_t lock; /* guards the list, cut, stop */
+    pthread_cond_t cond;  /* the watcher sleeps on it while no socket is watched */
+    struct job_link *head;
+    uint64_t next_id;
+    bool cut;             /* the drain deadline passed: every job is cut */
+    bool stop, started;
+    int cap;              /* sockets watched at most */
+    pthread_t th;
+};
+
 struct srv {
     struct orch_server_opts opts;    /* immutable after start */
     orch_orchestra *o;               /* immutable after start */
@@ -67,6 +88,7 @@ struct srv {
     struct endpoint_count counts[SRV_MAX_COUNTS];
     size_t n_counts;
     _Atomic int64_t unauthorized, too_large;
+    struct jobs jobs;                /* the generations running (jobs.c) */
 };
 
 struct route;
@@ -83,7 +105,7 @@ struct req {
     size_t len, cap;
     bool too_big;              /* past body_max: the rest is read and dropped */
     bool drop_body;            /* refused already (key, route): read and drop */
-    int refused;               /* the status decided before the body (401, 404, 405) */
+    int refused;               /* the status decided before the body (401, 404, 405, 503) */
     char allow[32];            /* with a 405: the methods the path takes */
     json_t *json;              /* the parsed body of a POST */
     int64_t t0_ns;

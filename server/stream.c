@@ -7,8 +7,10 @@
  * variable the reader waits on; `gone` is atomic (set by the reader or the
  * free, read by the producer without the lock). The reader waits at most
  * 20 ms at a time, and between waits polls the client's socket, so a client
- * that left is seen within 20 ms even while the producer writes nothing
- * (a long prompt). MHD calls stream_free() once the response is done or
+ * whose socket was reset is seen within 20 ms even while the producer writes
+ * nothing (a long prompt); one that closed is seen at the next write, and
+ * one that half-closed is served to the end. MHD calls stream_free() once
+ * the response is done or
  * the connection is gone; it marks the stream gone, joins the producer,
  * then logs the request.
  */
@@ -90,13 +92,16 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-/* The client closed its end (or the socket broke). */
+/* The socket broke or hung up (a reset, or both ends shut). A client that
+ * only finished sending (a half-close, or a close whose reset our next
+ * write provokes) is still written to: MHD's failing write ends the stream
+ * then. */
 static bool client_left(int fd)
 {
     if (fd < 0)
         return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+    struct pollfd p = {.fd = fd, .events = 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)

@@ -98,7 +98,9 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
     bool known;
     r->route = routes_find(s->routes, method, url, &known, r->allow, sizeof r->allow);
     bool public_path = r->route && (r->route->flags & ROUTE_PUBLIC);
-    if (!public_path && !authorized(s, conn))
+    if (atomic_load(&s->stopping)) /* a kept-alive connection's next request */
+        r->refused = 503;
+    else if (!public_path && !authorized(s, conn))
         r->refused = 401;
     else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
              strcmp(method, "POST") != 0)
@@ -153,6 +155,8 @@ static enum MHD_Result complete(struct req *r)
     }
     case 405:
         return reply_error(r, 405, "method not allowed");
+    case 503:
+        return reply_error(r, 503, "the server is stopping");
     }
     if (strcmp(r->route->method, "POST") == 0) {
         json_error_t je;

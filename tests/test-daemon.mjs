@@ -1,81 +1,18 @@
 // test-daemon.mjs — `orchestra serve` driven by the real client libraries
 // people use (the npm packages openai and ollama) and by plain fetch, on
 // loopback, with the real test model. Run by ctest: node --test.
-//
-// Environment: ORCH_BIN (the orchestra command), ORCH_NODE_MODULES (where
-// setup put the packages), ORCH_TEST_MODEL (default ../shared/models/...),
-// ORCH_TEST_SKIP_LOG (skips are noted there).
+// Environment: see daemon-util.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-
-const here = path.dirname(new URL(import.meta.url).pathname);
-const BIN = process.env.ORCH_BIN;
-const MODEL = process.env.ORCH_TEST_MODEL || path.join(here, '..', '..', 'shared', 'models', 'stories260K.gguf');
-const MODULES = process.env.ORCH_NODE_MODULES || path.join(here, '..', '.deps', 'node', 'node_modules');
-const GREEDY = ', there was a little girl named Lily.';
-
-function skipAll(why) {
-  const log = process.env.ORCH_TEST_SKIP_LOG;
-  if (log) fs.appendFileSync(log, `test-daemon: ${why}\n`);
-  test('daemon', { skip: why }, () => {});
-}
-
-let OpenAI, Ollama;
-const missing = !BIN ? 'ORCH_BIN not set' : !fs.existsSync(MODEL) ? `real model not found at ${MODEL}` : null;
-try {
-  const require = createRequire(path.join(MODULES, 'x.js'));
-  OpenAI = require('openai');
-  OpenAI = OpenAI.default || OpenAI.OpenAI || OpenAI;
-  Ollama = require('ollama').Ollama;
-} catch (e) {
-  OpenAI = null;
-}
-
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orch-daemon-'));
-after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-function writeConfig(name, text) {
-  const p = path.join(tmp, name);
-  fs.writeFileSync(p, text);
-  return p;
-}
-
-// Starts a daemon on a free loopback port; resolves when it listens.
-async function startServer(config, args = [], env = {}) {
-  const portFile = path.join(tmp, `port-${Math.random().toString(36).slice(2)}`);
-  const child = spawn(BIN, ['-c', config, '-v', 'serve', '--port', '0', '--port-file', portFile, ...args],
-    { env: { ORCH_VET_CACHE: path.join(tmp, 'vetted'), ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  for (let i = 0; i < 500; i++) {
-    if (fs.existsSync(portFile) && fs.readFileSync(portFile, 'utf8').trim()) break;
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const port = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8').trim()) : 0;
-  return { child, port, url: `http://127.0.0.1:${port}`, exited, stderr: () => stderr };
-}
-
-async function stopServer(s) {
-  if (s.child.exitCode === null) s.child.kill('SIGTERM');
-  return s.exited;
-}
-
-async function metric(url, name, labels) {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{${labels}}`)) return Number(line.split(' ').pop());
-  }
-  return NaN;
-}
+import {
+  BIN, MODEL, MODULES, GREEDY, OpenAI, Ollama, missing, skipAll, tmp, writeConfig, startServer, stopServer, metric,
+} from './daemon-util.mjs';
 
 if (missing || !OpenAI || !Ollama) {
-  skipAll(missing || `npm packages openai and ollama not found in ${MODULES} (scripts/setup.sh installs them)`);
+  skipAll('test-daemon', missing || `npm packages openai and ollama not found in ${MODULES} (scripts/setup.sh installs them)`);
 } else {
   const config = writeConfig('roles.ini', `[defaults]
 n_threads = 1

@@ -1,0 +1,223 @@
+// test-hostile-clients.mjs — `orchestra serve` against clients that do
+// what servers must survive (issue 19): they leave before their answer,
+// half-close, stay on kept-alive connections through a drain, send bytes
+// that are not UTF-8; and a daemon told to stop while generations run, or
+// right after a reload. Loopback only, every daemon on a free port, each
+// test bounded. Run by ctest: node --test. Environment: see daemon-util.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import {
+  MODEL, missing, skipAll, writeConfig, startServer, stopServer, metric,
+} from './daemon-util.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// One raw HTTP/1.1 exchange on a socket of its own: writes `head` and
+// `body`, half-closes when asked, reads until the server closes (or
+// `until` matches what came). Resolves with the bytes received.
+function raw(port, head, body = '', { halfClose = false, until = null, ms = 60000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let got = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no end after ${ms} ms: ${got.slice(-300)}`)); }, ms);
+    sock.on('connect', () => {
+      sock.write(head + body);
+      if (halfClose) sock.end();
+    });
+    sock.on('data', (d) => {
+      got += d;
+      if (until && until.test(got)) { clearTimeout(timer); sock.destroy(); resolve(got); }
+    });
+    sock.on('end', () => { clearTimeout(timer); sock.end(); resolve(got); });
+    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+function post(path, json, extra = '') {
+  const body = JSON.stringify(json);
+  return [`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`, body];
+}
+
+// A generation far longer than any test waits for: the test model, greedy
+// from this prompt, writes 4,000 tokens without an end token (it takes
+// 20 s alone); should it end on its own before a test cuts it on another
+// CPU, a complete reply is still a right answer.
+const LONG = { model: 'dream', prompt: 'Once upon a time', max_tokens: 100000 };
+
+if (missing) {
+  skipAll('test-hostile-clients', missing);
+} else {
+  const config = writeConfig('hostile-clients.ini', `[defaults]
+n_threads = 1
+idle_ttl = -1
+n_parallel = 16
+[story]
+path = ${MODEL}
+temperature = 0
+max_tokens = 11
+[dream]
+fallback = story
+temperature = 0
+max_tokens = 4000
+n_ctx = 4096
+`);
+
+  // What every cut generation must say, in either API's shape; a reply
+  // that ended on its own before the cut is complete (200).
+  const CUT = /cut at the drain deadline/;
+  const cutOrDone = (status, message) => {
+    if (status === 200) return;
+    assert.equal(status, 503, message);
+    assert.match(message, CUT);
+  };
+
+  test('SIGTERM during 8 streams and 8 non-streamed generations (--drain-timeout 1): every client gets a complete reply or a clean error, then exit 0', async () => {
+    const s = await startServer(config, ['--drain-timeout', '1']);
+    assert.ok(s.port > 0, s.stderr());
+    await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'x', max_tokens: 1 }) });
+    const plain = [], streams = [];
+    for (let i = 0; i < 8; i++) {
+      plain.push(fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(LONG) })
+        .then(async (r) => ({ status: r.status, body: await r.text() })));
+      streams.push(fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...LONG, stream: true }) })
+        .then(async (r) => ({ status: r.status, body: await r.text() })));
+    }
+    await sleep(500);
+    const t0 = performance.now();
+    s.child.kill('SIGTERM');
+    const { code } = await s.exited;
+    const ms = performance.now() - t0;
+    console.log(`# exit ${ms.toFixed(0)} ms after SIGTERM (drain 1 s)`);
+    assert.equal(code, 0, s.stderr());
+    for (const p of await Promise.all(plain))
+      cutOrDone(p.status, p.status === 200 ? '' : JSON.parse(p.body).error.message);
+    for (const st of await Promise.all(streams)) {
+      assert.equal(st.status, 200);
+      const events = st.body.split('\n\n').filter(Boolean);
+      assert.equal(events.at(-1), 'data: [DONE]', 'the stream ends with its terminator event');
+      const last = JSON.parse(events.at(-2).slice(6));
+      if (!last.choices?.[0]?.finish_reason)
+        assert.match(last.error.message, CUT, 'the last event before it says why the stream ended');
+    }
+    const cut = Number(s.stderr().match(/event=stopping .*requests_cut=(\d+)/)?.[1]);
+    assert.ok(cut >= 8, `${cut} of 16 generations cut`);
+  });
+
+  test('a second SIGTERM stops at once, whatever the drain timeout', async () => {
+    const s = await startServer(config, ['--drain-timeout', '600']);
+    const body = { model: LONG.model, prompt: LONG.prompt, stream: false, options: { num_predict: 100000 } };
+    const jobs = [0, 1].map(() => fetch(`${s.url}/api/generate`, { method: 'POST', body: JSON.stringify(body) })
+      .then(async (r) => ({ status: r.status, body: await r.text() })));
+    await sleep(500);
+    s.child.kill('SIGTERM');
+    await sleep(300);
+    s.child.kill('SIGTERM');
+    assert.equal((await s.exited).code, 0, s.stderr());
+    for (const j of await Promise.all(jobs))
+      cutOrDone(j.status, j.status === 200 ? '' : JSON.parse(j.body).error);
+    assert.match(s.stderr(), /event=stopping .*second_signal=yes/);
+  });
+
+  test('SIGHUP then SIGTERM: the reload runs off the signal thread and does not hold the stop up; SIGHUPs are answered and logged', async () => {
+    const s = await startServer(config, ['--drain-timeout', '1']);
+    const job = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(LONG) }).then((r) => r.status);
+    await sleep(300);
+    for (let i = 0; i < 5; i++) s.child.kill('SIGHUP');
+    await sleep(300);
+    s.child.kill('SIGTERM');
+    assert.equal((await s.exited).code, 0, s.stderr());
+    assert.ok([200, 503].includes(await job));
+    const reloads = [...s.stderr().matchAll(/event=reload .*signals=(\d+)/g)].map((m) => Number(m[1]));
+    assert.ok(reloads.length >= 1, s.stderr());
+    assert.ok(reloads.reduce((a, b) => a + b, 0) <= 5);
+  });
+
+  test('a non-streamed request whose client leaves stops within a token and returns its lease', async () => {
+    const s = await startServer(config);
+    try {
+      await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...LONG, max_tokens: 1 }) });
+      const ctls = [0, 1, 2, 3].map(() => new AbortController());
+      let done = 0;
+      const jobs = ctls.map((c) => fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(LONG), signal: c.signal })
+        .then(() => { done++; }, () => null));
+      await sleep(400);
+      const left = 4 - done; // the others ended on their own
+      for (const c of ctls) c.abort();
+      await Promise.all(jobs);
+      let leases = NaN;
+      for (let i = 0; i < 250; i++) {
+        leases = await metric(s.url, 'orchestra_leases', 'role="dream"');
+        if (leases === 0) break;
+        await sleep(20);
+      }
+      assert.equal(leases, 0, 'the leases came back');
+      const out = await metric(s.url, 'orchestra_tokens_total', 'role="dream",direction="out"');
+      assert.ok(out < 4 * 4000, `the generations ran on (${out} tokens)`);
+      let gone = NaN;
+      for (let i = 0; i < 100 && !(gone === left); i++) {
+        gone = (await metric(s.url, 'orchestra_requests_total', 'endpoint="/v1/completions",status="499"')) || 0;
+        await sleep(20);
+      }
+      assert.equal(gone, left, 'each is counted as the client closing its request (499)');
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('clients that half-close after their request are served to the end (10 streams)', async () => {
+    const s = await startServer(config);
+    try {
+      const [head, body] = post('/v1/completions', { model: 'story', prompt: 'Once upon a time', max_tokens: 40, stream: true }, 'Connection: close\r\n');
+      const got = await Promise.all(Array.from({ length: 10 }, () => raw(s.port, head, body, { halfClose: true })));
+      for (const g of got) {
+        assert.match(g, /^HTTP\/1\.1 200/);
+        assert.match(g, /"finish_reason":"length"/);
+        assert.match(g, /data: \[DONE\]/);
+      }
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('draining: a kept-alive connection\'s next request gets 503 with Connection: close', async () => {
+    const s = await startServer(config, ['--drain-timeout', '1']);
+    const long = fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(LONG) }).then((r) => r.status);
+    const sock = net.connect({ host: '127.0.0.1', port: s.port });
+    let got = '';
+    sock.on('data', (d) => { got += d; });
+    const closed = new Promise((r) => sock.on('close', r));
+    const [head, body] = post('/v1/completions', { model: 'story', prompt: 'Once upon a time', max_tokens: 2 });
+    sock.write(head + body);
+    for (let i = 0; i < 500 && !/"usage"/.test(got); i++) await sleep(10);
+    assert.match(got, /^HTTP\/1\.1 200/);
+    s.child.kill('SIGTERM');
+    await sleep(200);
+    got = '';
+    sock.write(head + body);
+    await closed;
+    assert.match(got, /^HTTP\/1\.1 503/);
+    assert.match(got, /[Cc]onnection: close/);
+    assert.match(got, /the server is stopping/);
+    assert.ok([200, 503].includes(await long));
+    assert.equal((await s.exited).code, 0, s.stderr());
+  });
+
+  test('error messages that quote a client\'s bytes stay valid JSON: a long multi-byte model name, /v1/models/%FF', async () => {
+    const s = await startServer(config);
+    try {
+      const name = 'é'.repeat(70); // 140 bytes: any cut lands inside a character
+      for (const p of ['/v1/completions', '/api/generate']) {
+        const r = await fetch(`${s.url}${p}`, { method: 'POST', body: JSON.stringify({ model: name, prompt: 'x' }) });
+        assert.equal(r.status, 404, p);
+        JSON.parse(await r.text());
+      }
+      const r = await fetch(`${s.url}/v1/models/%FF`);
+      assert.equal(r.status, 404);
+      JSON.parse(await r.text());
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+}
