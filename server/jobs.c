@@ -8,7 +8,9 @@
  * the answer is made, so nobody reads its socket: a client that leaves
  * would keep its generation, its lease and its queue place to the last
  * token. The watcher polls those sockets (every JOBS_POLL_MS while any is
- * registered, asleep otherwise) and sets the flag of a job whose client
+ * registered, asleep otherwise; woken by the first job after a sleep, it
+ * waits a slice before it looks, so a stream of short requests wakes it
+ * once a slice at most) and sets the flag of a job whose client
  * closed or reset; the generation stops within a token (the batching engine
  * reads the flag between steps). A closed client and one that half-closed
  * after its request look alike here: both are taken as gone, as Ollama's
@@ -22,6 +24,7 @@
  * not touched.
  */
 #include "jobs.h"
+#include "reply.h"
 
 #include <poll.h>
 #include <stdlib.h>
@@ -43,7 +46,14 @@ static void *watch_main(void *arg)
                 ids[n++] = l->id;
             }
         if (!n) {
+            js->idle = true;
             pthread_cond_wait(&js->cond, &js->lock);
+            js->idle = false;
+            /* a job came: a short one ends before it is worth watching (and
+             * the jobs after it, in this slice, wake nobody) */
+            struct timespec ts = srv_realtime_after_ms(JOBS_POLL_MS);
+            if (!js->stop)
+                pthread_cond_timedwait(&js->cond, &js->lock, &ts);
             continue;
         }
         pthread_mutex_unlock(&js->lock);
@@ -104,7 +114,7 @@ void jobs_add(struct srv *s, struct job_link *l)
     js->head = l;
     if (js->cut)
         __atomic_store_n(l->cancel, JOB_CUT, __ATOMIC_RELAXED);
-    if (l->fd >= 0)
+    if (l->fd >= 0 && js->idle)
         pthread_cond_signal(&js->cond);
     pthread_mutex_unlock(&js->lock);
 }

@@ -70,6 +70,7 @@ struct jobs {
     uint64_t next_id;
     bool cut;             /* the drain deadline passed: every job is cut */
     bool stop, started;
+    bool idle;            /* the watcher sleeps until a job comes */
     int cap;              /* sockets watched at most */
     pthread_t th;
 };
