@@ -165,7 +165,7 @@ static enum MHD_Result show(struct req *r)
     json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s,s]}", "modelfile", "", "parameters",
                             params, "template", "", "details", details(&fi), "model_info", info,
                             "capabilities", "completion", "embedding");
-    json_object_set_new(out, "path", json_string(rs->path));
+    json_object_set_new(out, "path", json_string(srv_file_name(r->s, rs->path)));
     free(st);
     return reply_json(r, 200, out);
 }
@@ -230,6 +230,13 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
 
 #define KEEP_NOT_GIVEN INT64_MIN
 
+/* Milliseconds from a client's double: past any clock (or not a number
+ * at all) is forever (-1), never an overflow. */
+static int64_t keep_ms_of(double ms)
+{
+    return ms > -1e15 && ms < 1e15 ? (int64_t)ms : -1;
+}
+
 /* keep_alive: a number of seconds, or a duration ("5m", "300s", "1h", "-1").
  * Returns 0 (*ms set; negative = keep; KEEP_NOT_GIVEN) or -1 with msg. */
 static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
@@ -238,7 +245,7 @@ static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
     if (!v || json_is_null(v))
         return 0;
     if (json_is_number(v)) {
-        *ms = (int64_t)(json_number_value(v) * 1000);
+        *ms = keep_ms_of(json_number_value(v) * 1000);
         return 0;
     }
     const char *s = json_string_value(v);
@@ -260,7 +267,7 @@ static int keep_alive(json_t *v, int64_t *ms, char *msg, size_t cap)
                  s);
         return -1;
     }
-    *ms = (int64_t)(x * mult);
+    *ms = keep_ms_of(x * mult);
     return 0;
 }
 
@@ -359,7 +366,9 @@ static enum MHD_Result generate(struct req *r)
     snprintf(o->model, sizeof o->model, "%s", r->ref.name);
     char msg[300];
     if (options(j, r->json, msg, sizeof msg) ||
-        keep_alive(json_object_get(r->json, "keep_alive"), &o->keep_ms, msg, sizeof msg)) {
+        keep_alive(json_object_get(r->json, "keep_alive"), &o->keep_ms, msg, sizeof msg) ||
+        json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg, sizeof msg) ||
+        json_kind(json_object_get(r->json, "system"), "system", 's', msg, sizeof msg)) {
         gen_free(j);
         return bad(r, msg);
     }

@@ -195,6 +195,12 @@ static enum MHD_Result completion(struct req *r)
     struct oai_stream *o = j->api;
     char msg[300];
     int bad_input = gen_params(j, r->json, chat, msg, sizeof msg);
+    json_t *so = json_object_get(r->json, "stream_options");
+    if (!bad_input)
+        bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg, sizeof msg) ||
+                    json_kind(so, "stream_options", 'o', msg, sizeof msg) ||
+                    json_kind(json_object_get(so, "include_usage"), "stream_options.include_usage",
+                              'b', msg, sizeof msg);
     if (!bad_input && chat) {
         bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg);
     } else if (!bad_input) {
@@ -216,7 +222,6 @@ static enum MHD_Result completion(struct req *r)
     o->created = (int64_t)time(NULL);
     snprintf(o->id, sizeof o->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&g_next_id, 1));
-    json_t *so = json_object_get(r->json, "stream_options");
     o->include_usage = json_is_true(json_object_get(so, "include_usage"));
     if (json_is_true(json_object_get(r->json, "stream")))
         return reply_stream(r, "text/event-stream", run_stream, j, gen_free);
@@ -253,8 +258,10 @@ static enum MHD_Result embeddings(struct req *r)
     enum MHD_Result ret;
     if (srv_take_model(r, &ret) < 0)
         return ret;
-    const char *fmt = json_string_value(json_object_get(r->json, "encoding_format"));
-    if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0)
+    json_t *fv = json_object_get(r->json, "encoding_format");
+    const char *fmt = json_string_value(fv);
+    if ((fv && !json_is_null(fv) && !fmt) ||
+        (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0))
         return bad(r, "'encoding_format' must be 'float' or 'base64'");
     bool b64 = fmt && strcmp(fmt, "base64") == 0;
     struct embedded em;

@@ -75,7 +75,7 @@ enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (status == 405 && r->allow[0])
         MHD_add_response_header(resp, "Allow", r->allow);
-    if (atomic_load(&r->s->stopping)) /* draining: no next request on this connection */
+    if (r->close || atomic_load(&r->s->stopping)) /* no next request on this connection */
         MHD_add_response_header(resp, "Connection", "close");
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -127,6 +127,37 @@ static void utf8_fix(char *msg)
     }
 }
 
+/* A quoted absolute path ('/dir/file.gguf', as the library quotes files)
+ * becomes its file name: where a daemon keeps its models is not its
+ * clients' business (--verbose-errors keeps them). */
+static void scrub_paths(char *msg)
+{
+    for (char *q = strstr(msg, "'/"); q; q = strstr(q + 1, "'/")) {
+        char *end = strchr(q + 1, '\'');
+        if (!end)
+            break;
+        char *name = q + 1;
+        for (char *p = q + 1; p < end; p++)
+            if (*p == '/')
+                name = p + 1;
+        memmove(q + 1, name, strlen(name) + 1);
+    }
+}
+
+const char *srv_file_name(const struct srv *s, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return s->opts.verbose_errors || !slash ? path : slash + 1;
+}
+
+/* msg, made fit for a client: valid UTF-8, paths as file names. */
+static void client_text(struct req *r, char *msg)
+{
+    utf8_fix(msg);
+    if (!r->s->opts.verbose_errors)
+        scrub_paths(msg);
+}
+
 enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, const char *fmt, ...)
 {
     char msg[ORCH_ERROR_MSG_MAX + 64];
@@ -134,7 +165,7 @@ enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, con
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    utf8_fix(msg);
+    client_text(r, msg);
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", type,
                           "param", "code");
     return reply_json(r, status, e);
@@ -147,7 +178,7 @@ enum MHD_Result reply_olm_error(struct req *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    utf8_fix(msg);
+    client_text(r, msg);
     return reply_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
@@ -186,6 +217,16 @@ int status_for(int code)
 }
 
 /* ---- JSON value checks ------------------------------------------------------------- */
+
+int json_kind(json_t *v, const char *name, char kind, char *msg, size_t cap)
+{
+    if (!v || json_is_null(v) || (kind == 'b' && json_is_boolean(v)) ||
+        (kind == 's' && json_is_string(v)) || (kind == 'o' && json_is_object(v)))
+        return 0;
+    snprintf(msg, cap, "'%s' must be %s", name,
+             kind == 'b' ? "true or false" : kind == 's' ? "a string" : "an object");
+    return -1;
+}
 
 int json_float(json_t *v, const char *name, float lo, float hi, float *out, char *msg, size_t cap)
 {

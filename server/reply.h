@@ -44,6 +44,10 @@ enum MHD_Result reply_olm_error(struct req *r, int status, const char *fmt, ...)
  * with the type its status calls for; else Ollama's). */
 enum MHD_Result reply_error(struct req *r, int status, const char *msg);
 
+/* What a client is shown of a model file's path: its name, or the whole
+ * path with --verbose-errors. Points into path. */
+const char *srv_file_name(const struct srv *s, const char *path);
+
 /* The HTTP status for a library error code. */
 int status_for(int code);
 
@@ -52,6 +56,8 @@ int status_for(int code);
 int json_float(json_t *v, const char *name, float lo, float hi, float *out, char *msg, size_t cap);
 int json_int(json_t *v, const char *name, long long lo, long long hi, long long *out, char *msg,
              size_t cap);
+/* kind: 'b' boolean, 's' string, 'o' object. */
+int json_kind(json_t *v, const char *name, char kind, char *msg, size_t cap);
 #define SRV_STOPS_MAX 16
 /* stop: a string or an array of at most SRV_STOPS_MAX strings, kept in
  * stops[] (borrowed from v). */

@@ -8,6 +8,25 @@
 #include <stdio.h>
 #include <string.h>
 
+/* With s->lock held: a slot whose role the config no longer has and that
+ * nothing waits on, its counters zeroed for another role; -1 if none. */
+static int reuse_slot(struct srv *s)
+{
+    for (int i = 0; i < SRV_MAX_ROLES; i++) {
+        struct role_metrics *m = &s->roles[i];
+        struct orch_role_ref ref;
+        if (atomic_load(&m->in_flight) || orch_role_lookup(s->o, m->name, &ref, NULL) == ORCH_OK)
+            continue;
+        atomic_store(&m->requests_ok, 0);
+        atomic_store(&m->requests_err, 0);
+        atomic_store(&m->tokens_in, 0);
+        atomic_store(&m->tokens_out, 0);
+        atomic_store(&m->tokens_cached, 0);
+        return i;
+    }
+    return -1;
+}
+
 int srv_role_slot(struct srv *s, const char *canon)
 {
     pthread_mutex_lock(&s->lock);
@@ -15,10 +34,12 @@ int srv_role_slot(struct srv *s, const char *canon)
     for (; i < SRV_MAX_ROLES && s->roles[i].name[0]; i++)
         if (strcmp(s->roles[i].name, canon) == 0)
             break;
-    if (i < SRV_MAX_ROLES && !s->roles[i].name[0])
+    if (i == SRV_MAX_ROLES) /* every slot named: roles that came and went over reloads */
+        i = reuse_slot(s);
+    if (i >= 0 && strcmp(s->roles[i].name, canon) != 0)
         snprintf(s->roles[i].name, sizeof s->roles[i].name, "%s", canon);
     pthread_mutex_unlock(&s->lock);
-    return i < SRV_MAX_ROLES ? i : -1;
+    return i;
 }
 
 struct role_metrics *srv_role_metrics(struct srv *s, const char *canon)

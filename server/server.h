@@ -22,6 +22,7 @@ struct orch_server_opts {
     bool in_process;         /* llama.cpp in this process, not a worker per model file;
                                 default false */
     const char *worker_exe;  /* the program workers run (orch_worker_main); NULL = this one */
+    bool verbose_errors;     /* clients see model files' full paths; default false: names */
 };
 
 /* Defaults for the fields above. */

@@ -36,10 +36,11 @@
 #define SRV_MAX_ROLES 256
 #define SRV_MAX_COUNTS 128
 
-/* Per-role counters for /metrics, by role name: a role keeps its slot for
- * the daemon's life, across reloads. */
+/* Per-role counters for /metrics, by role name: a role keeps its slot
+ * across reloads; once every slot is named, a slot whose role the config no
+ * longer has (and that nothing waits on) goes to a new role, zeroed. */
 struct role_metrics {
-    char name[ORCH_ROLE_NAME_MAX]; /* "" = free; written once under srv.lock */
+    char name[ORCH_ROLE_NAME_MAX]; /* "" = free; written under srv.lock */
     _Atomic int64_t requests_ok, requests_err;
     _Atomic int64_t tokens_in, tokens_out;
     _Atomic int64_t tokens_cached; /* prompt tokens prefix reuse did not read again */
@@ -105,6 +106,7 @@ struct req {
     char *body;                /* buffered only for routes that take one */
     size_t len, cap;
     bool too_big;              /* past body_max: the rest is read and dropped */
+    uint64_t seen;             /* body bytes received, kept or not */
     bool drop_body;            /* refused already (key, route): read and drop */
     int refused;               /* the status decided before the body (401, 404, 405, 503) */
     char allow[32];            /* with a 405: the methods the path takes */
@@ -117,6 +119,7 @@ struct req {
     int status;
     int64_t tok_in, tok_out;
     bool streamed;             /* the stream logs and counts when it ends */
+    bool close;                /* the reply closes the connection */
 };
 
 #endif /* ORCH_SRV_STATE_H */

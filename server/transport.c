@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Constant-time comparison of the bearer token. */
@@ -35,7 +36,7 @@ static bool authorized(struct srv *s, struct MHD_Connection *conn)
     if (!s->opts.api_key || !*s->opts.api_key)
         return true;
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) /* the scheme is case-insensitive (RFC 9110) */
         return false;
     const char *got = h + 7, *want = s->opts.api_key;
     size_t gl = strlen(got), wl = strlen(want);
@@ -92,8 +93,17 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
     atomic_fetch_add(&s->in_flight, 1);
     *con_cls = r;
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) / 8 > s->opts.body_max)
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    /* past the limit: at once when the client waits to hear before it sends
+     * (Expect: 100-continue), or when the body is far past it */
+    if (declared > s->opts.body_max && (expect || declared / 8 > s->opts.body_max))
         return too_large(r);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (te && strcasecmp(te, "chunked") != 0) {
+        r->close = true;
+        return reply_error(r, 501, "only the chunked transfer coding is understood");
+    }
 
     bool known;
     r->route = routes_find(s->routes, method, url, &known, r->allow, sizeof r->allow);
@@ -139,6 +149,39 @@ static enum MHD_Result body_piece(struct req *r, const char *data, size_t n)
     return MHD_YES;
 }
 
+#define JSON_DEPTH_MAX      64     /* nesting: no request of either API needs 10 */
+#define JSON_CONTAINERS_MAX 100000 /* objects and arrays: 2,048 embedding inputs need 1 */
+
+/* The body's JSON shape, before jansson spends memory on it (a couple of
+ * hundred bytes a value: 8 MiB of "{}," would be half a GiB): nesting
+ * depth and objects plus arrays, counted outside strings. 0, or -1 with msg. */
+static int json_shape(const char *p, size_t n, char *msg, size_t cap)
+{
+    size_t depth = 0, containers = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_DEPTH_MAX || ++containers > JSON_CONTAINERS_MAX) {
+                snprintf(msg, cap, "the JSON body nests deeper than %d or holds more than %d "
+                                   "objects and arrays",
+                         JSON_DEPTH_MAX, JSON_CONTAINERS_MAX);
+                return -1;
+            }
+        } else if ((c == '}' || c == ']') && depth) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 /* Step 3: the whole request is here. */
 static enum MHD_Result complete(struct req *r)
 {
@@ -164,9 +207,11 @@ static enum MHD_Result complete(struct req *r)
             return reply_error(r, 400, "the request needs a JSON body");
         if (memchr(r->body, '\0', r->len))
             return reply_error(r, 400, "the body holds a NUL byte");
+        char msg[300];
+        if (json_shape(r->body, r->len, msg, sizeof msg))
+            return reply_error(r, 400, msg);
         r->json = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &je);
         if (!r->json) {
-            char msg[300];
             snprintf(msg, sizeof msg, "invalid JSON at line %d, column %d: %s", je.line,
                      je.column, je.text);
             return reply_error(r, 400, msg);
@@ -186,9 +231,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     struct req *r = *con_cls;
     if (!r)
         return begin(cls, conn, url, method, con_cls);
+    if (r->status) /* answered already (413 while the body came): the rest is dropped */
+        return (*upload_data_size = 0), MHD_YES;
     if (*upload_data_size) {
+        r->seen += *upload_data_size;
         enum MHD_Result ok = body_piece(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        /* past the limit, the rest is read and dropped so that the client,
+         * still sending, sees the 413 at its end; but not without end (a
+         * chunked body declares no length): far past it, the 413 now (the
+         * client may see only the connection close under it) */
+        if (ok == MHD_YES && r->too_big && r->seen / 8 > r->s->opts.body_max)
+            return too_large(r);
         return ok;
     }
     return complete(r);

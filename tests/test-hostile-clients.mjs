@@ -6,6 +6,7 @@
 // test bounded. Run by ctest: node --test. Environment: see daemon-util.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import {
   MODEL, missing, skipAll, writeConfig, startServer, stopServer, metric,
@@ -216,6 +217,105 @@ n_ctx = 4096
       const r = await fetch(`${s.url}/v1/models/%FF`);
       assert.equal(r.status, 404);
       JSON.parse(await r.text());
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('bodies: a chunked body past --body-max is cut at 8x with a 413, not read without end; Expect: 100-continue past it is 413 before the body; an unknown transfer coding is 501; too many JSON containers are 400 before parsing', async () => {
+    const s = await startServer(config, ['--body-max', '4000']);
+    try {
+      // a chunked body a little past the limit: read to its end, then 413
+      const small = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: new Blob(['x'.repeat(6000)]).stream(), duplex: 'half' });
+      assert.equal(small.status, 413);
+      // an endless one: the daemon stops reading after 8x the limit
+      const endless = await new Promise((resolve) => {
+        const sock = net.connect({ host: '127.0.0.1', port: s.port });
+        let sent = 0;
+        const chunk = `400\r\n${'x'.repeat(1024)}\r\n`;
+        sock.on('connect', () => {
+          sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+          const pump = () => { while (sent < 100000 && sock.write(chunk)) sent++; if (sent < 100000) sock.once('drain', pump); };
+          pump();
+        });
+        sock.on('error', () => resolve(sent));
+        sock.on('close', () => resolve(sent));
+      });
+      assert.ok(endless < 1000, `the daemon read ${endless} KiB of an endless body`);
+      const [h] = post('/v1/completions', {}, 'Expect: 100-continue\r\n');
+      const expect = await raw(s.port, h.replace(/Content-Length: \d+/, 'Content-Length: 5000'), '', { until: /\r\n\r\n/ });
+      assert.match(expect, /^HTTP\/1\.1 413/);
+      const te = await raw(s.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', '5\r\nhello\r\n0\r\n\r\n', { ms: 5000 });
+      assert.match(te, /^HTTP\/1\.1 501/);
+      const many = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: `{"model":"story","prompt":"x","x":[${'[],'.repeat(1300)}[]]}` });
+      assert.equal(many.status, 200, 'a few thousand containers are fine');
+      const deep = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: '['.repeat(65) + ']'.repeat(65) });
+      assert.equal(deep.status, 400);
+      assert.match((await deep.json()).error.message, /nests deeper than 64/);
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('JSON types are strict: stream, stream_options, include_usage, encoding_format, Ollama stream and system', async () => {
+    const s = await startServer(config);
+    try {
+      const bad = [
+        ['/v1/completions', { model: 'story', prompt: 'x', stream: 'yes' }, /'stream' must be true or false/],
+        ['/v1/completions', { model: 'story', prompt: 'x', stream_options: 1 }, /'stream_options' must be an object/],
+        ['/v1/chat/completions', { model: 'story', messages: [{ role: 'user', content: 'x' }], stream: true, stream_options: { include_usage: 'no' } }, /include_usage' must be true or false/],
+        ['/v1/embeddings', { model: 'story', input: 'x', encoding_format: 7 }, /encoding_format/],
+        ['/api/generate', { model: 'story', prompt: 'x', stream: 0 }, /'stream' must be true or false/],
+        ['/api/generate', { model: 'story', prompt: 'x', system: ['a'] }, /'system' must be a string/],
+      ];
+      for (const [p, body, re] of bad) {
+        const r = await fetch(`${s.url}${p}`, { method: 'POST', body: JSON.stringify(body) });
+        assert.equal(r.status, 400, `${p} ${JSON.stringify(body)}`);
+        const e = (await r.json()).error;
+        assert.match(typeof e === 'string' ? e : e.message, re);
+      }
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('keep_alive past any clock is forever, not an overflow; the auth scheme is case-insensitive; clients see model file names, not paths', async () => {
+    const s = await startServer(config, ['--api-key', 'k']);
+    try {
+      const auth = { Authorization: 'bearer k' };
+      for (const keep of ['9223372036854774000ms', 1e300, '1e300h']) {
+        const r = await fetch(`${s.url}/api/generate`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'story', prompt: 'x', stream: false, keep_alive: keep, options: { num_predict: 1 } }) });
+        assert.equal(r.status, 200, String(keep));
+      }
+      const show = await (await fetch(`${s.url}/api/show`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'story' }) })).json();
+      assert.equal(show.path, 'stories260K.gguf');
+      const missing = writeConfig('missing.ini', '[gone]\npath = /nonexistent/dir/gone.gguf\n');
+      const m = await startServer(missing);
+      try {
+        const r = await fetch(`${m.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'gone', prompt: 'x' }) });
+        const msg = (await r.json()).error.message;
+        assert.match(msg, /'gone\.gguf'/);
+        assert.doesNotMatch(msg, /nonexistent/);
+      } finally {
+        assert.equal((await stopServer(m)).code, 0);
+      }
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('role metric slots are reused: 300 distinct role names over reloads, each still served', async () => {
+    const file = writeConfig('slots.ini', `[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = ${MODEL}\nmax_tokens = 1\n`);
+    const s = await startServer(file);
+    try {
+      for (let i = 0; i < 300; i++) {
+        fs.writeFileSync(file, `[defaults]\nn_threads = 1\nidle_ttl = -1\n[story]\npath = ${MODEL}\nmax_tokens = 1\n[r${i}]\nfallback = story\n`);
+        const before = (s.stderr().match(/event=reload /g) || []).length;
+        s.child.kill('SIGHUP');
+        for (let k = 0; k < 500 && (s.stderr().match(/event=reload /g) || []).length === before; k++) await sleep(2);
+        const r = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: `r${i}`, prompt: 'x' }) });
+        assert.equal(r.status, 200, `role r${i}: ${await r.text()}`);
+      }
     } finally {
       assert.equal((await stopServer(s)).code, 0);
     }

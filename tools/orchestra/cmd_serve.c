@@ -9,7 +9,8 @@
 
 enum {
     S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE, S_PORTFILE,
-    S_INPROC
+    S_INPROC,
+    S_VERBOSE_ERRORS
 };
 
 static void d_host(char *b, size_t n) { snprintf(b, n, "%s", orch_server_default_opts().host); }
@@ -51,6 +52,10 @@ static const struct cli_opt serve_opts[] = {
     {S_INPROC, 0, "in-process", NULL, NULL,
      "run llama.cpp in the daemon (no worker process per model file: a file that kills "
      "llama.cpp kills every role)",
+     NULL},
+    {S_VERBOSE_ERRORS, 0, "verbose-errors", NULL, NULL,
+     "show clients the full paths of model files in errors and /api/show (default: file "
+     "names only)",
      NULL},
     {0},
 };
@@ -113,6 +118,7 @@ static int serve_opt(void *ctx, int id, const char *arg)
         return EXIT_OK;
     case S_PORTFILE: o->port_file = arg; return EXIT_OK;
     case S_INPROC: o->in_process = true; return EXIT_OK;
+    case S_VERBOSE_ERRORS: o->verbose_errors = true; return EXIT_OK;
     }
     return EXIT_USAGE;
 }
