@@ -864,7 +864,8 @@ void orch_role_release(orch_orchestra *o, orch_model *m);
 
 /* Ollama's keep_alive for the model behind `role`: ms > 0 keeps it loaded
  * (when idle) until ms from now, instead of its idle_ttl; ms < 0 keeps it
- * loaded until it is unloaded otherwise; ms == 0 unloads it now (once its
+ * loaded until it is unloaded otherwise (as does an ms so large that now
+ * plus ms would overflow); ms == 0 unloads it now (once its
  * leases return). The budget may still evict it, and the setting ends when
  * the model is unloaded. Returns: ORCH_OK, ORCH_ENOROLE, ORCH_ECLOSED.
  * Threads: any. */

@@ -983,7 +983,8 @@ int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_e
         r->e->keep_until_ms = 0;
         rc = orch__model_unload_reason(r->e->model, "keep_alive");
     } else {
-        r->e->keep_until_ms = ms < 0 ? KEEP_FOREVER : now_ms(o) + ms;
+        int64_t now = now_ms(o); /* past the end of time is forever, not a wrap */
+        r->e->keep_until_ms = ms < 0 || ms >= KEEP_FOREVER - now ? KEEP_FOREVER : now + ms;
     }
     call_exit(o, ep);
     return rc;
