@@ -13,6 +13,7 @@
  * orchestra.
  */
 #include "api.h"
+#include "conns.h"
 #include "jobs.h"
 #include "reply.h"
 #include "transport.h"
@@ -29,7 +30,7 @@ struct orch_server_opts orch_server_default_opts(void)
     o.host = "127.0.0.1";
     o.port = 11435;
     o.body_max = 8u << 20;
-    o.conn_max = 64;
+    o.conn_max = 128;
     o.timeout_s = 60;
     o.drain_s = 30;
     o.queue_max = 64;
@@ -205,6 +206,7 @@ static void drain_and_stop(struct srv *s, struct reloader *rl, const sigset_t *s
         _exit(0);
     }
     transport_stop(s);
+    conns_stop(s);
     jobs_stop(s);
 }
 
@@ -268,7 +270,7 @@ int orch_server_run(const struct orch_server_opts *in)
         srv_free(s);
         return 3;
     }
-    if (jobs_start(s) != 0) {
+    if (jobs_start(s) != 0 || conns_start(s) != 0) {
         fprintf(stderr, "orchestra serve: cannot start a thread\n");
         srv_free(s);
         return 1;
@@ -276,6 +278,7 @@ int orch_server_run(const struct orch_server_opts *in)
     int port;
     rc = transport_start(s, &port);
     if (rc) {
+        conns_stop(s);
         jobs_stop(s);
         srv_free(s);
         return rc;
@@ -286,6 +289,7 @@ int orch_server_run(const struct orch_server_opts *in)
     if (pthread_create(&rl.th, NULL, reloader_main, &rl) != 0) {
         fprintf(stderr, "orchestra serve: cannot start a thread\n");
         transport_stop(s);
+        conns_stop(s);
         jobs_stop(s);
         srv_free(s);
         return 1;

@@ -197,7 +197,8 @@ static enum MHD_Result completion(struct req *r)
     int bad_input = gen_params(j, r->json, chat, msg, sizeof msg);
     json_t *so = json_object_get(r->json, "stream_options");
     if (!bad_input)
-        bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg, sizeof msg) ||
+        bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg,
+                              sizeof msg) ||
                     json_kind(so, "stream_options", 'o', msg, sizeof msg) ||
                     json_kind(json_object_get(so, "include_usage"), "stream_options.include_usage",
                               'b', msg, sizeof msg);

@@ -14,8 +14,11 @@ struct orch_server_opts {
     int port;                /* default 11435; 0 = any free port (printed) */
     const char *api_key;     /* NULL = none; else every endpoint but /health needs it */
     size_t body_max;         /* default 8 MiB */
-    unsigned conn_max;       /* default 64 */
-    unsigned timeout_s;      /* idle connection timeout; default 60 */
+    unsigned conn_max;       /* connections holding a slot; default 128 (three times as
+                                many more are answered 503 at once); at the cap a new
+                                one evicts the one that waited longest for a request */
+    unsigned timeout_s;      /* a connection's wait for a whole request, and a body's
+                                time, each at most this (not restarted by bytes); 60 */
     double drain_s;          /* on SIGTERM: how long requests in flight may finish; default 30 */
     int queue_max;           /* requests per role running or waiting; past it 503; default 64 */
     const char *port_file;   /* where to write the port once listening; NULL = none */

@@ -10,8 +10,9 @@
  *   jobs.c        the generations running: cut at the drain deadline, or
  *                 when a non-streamed request's client leaves
  *   roles.c       a request's role, resolved once, and its queue place
- *   transport.c   libmicrohttpd: connections, bodies and their limits, the
+ *   transport.c   libmicrohttpd: requests, bodies and their limits, the
  *                 key, dispatch through the route table
+ *   conns.c       connections: the cap, eviction, deadlines, 503 past it
  *   route.c       the route table (method, path, handler)
  *   stream.c      streamed responses (SSE, NDJSON) from a producer thread
  *   access.c      the access log line and the counts behind /metrics
@@ -76,6 +77,18 @@ struct jobs {
     pthread_t th;
 };
 
+struct conn;
+struct conns {
+    pthread_mutex_t lock; /* guards all below */
+    pthread_cond_t cond;  /* the reaper sleeps on it while there is no connection */
+    struct conn *head;
+    unsigned n_live;      /* connections holding a slot (not cut, not past the cap) */
+    int64_t n_cut;        /* cut by a deadline or evicted, since start */
+    bool next_over;       /* the connection being accepted is past the cap */
+    bool idle, stop, started;
+    pthread_t th;
+};
+
 struct srv {
     struct orch_server_opts opts;    /* immutable after start */
     orch_orchestra *o;               /* immutable after start */
@@ -91,6 +104,7 @@ struct srv {
     size_t n_counts;
     _Atomic int64_t unauthorized, too_large;
     struct jobs jobs;                /* the generations running (jobs.c) */
+    struct conns conns;              /* the connections (conns.c) */
 };
 
 struct route;

@@ -18,6 +18,7 @@
  * a stream took it over (stream.c logs it when it ends).
  */
 #include "access.h"
+#include "conns.h"
 #include "reply.h"
 #include "route.h"
 #include "transport.h"
@@ -50,11 +51,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode why)
 {
     (void)cls;
-    (void)conn;
     (void)why;
     struct req *r = *con_cls;
     if (!r)
         return;
+    conns_mark(r->s, conn, CONN_WAITING);
     /* a streamed request is logged (and its role released) when its stream
      * ends, which stream.c does */
     if (!r->streamed) {
@@ -108,7 +109,10 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
     bool known;
     r->route = routes_find(s->routes, method, url, &known, r->allow, sizeof r->allow);
     bool public_path = r->route && (r->route->flags & ROUTE_PUBLIC);
+    bool over = conns_mark(s, conn, CONN_BODY);
     if (atomic_load(&s->stopping)) /* a kept-alive connection's next request */
+        r->refused = 503;
+    else if (over && strcmp(url, "/health") != 0) /* past the connection cap */
         r->refused = 503;
     else if (!public_path && !authorized(s, conn))
         r->refused = 401;
@@ -185,6 +189,7 @@ static int json_shape(const char *p, size_t n, char *msg, size_t cap)
 /* Step 3: the whole request is here. */
 static enum MHD_Result complete(struct req *r)
 {
+    conns_mark(r->s, r->conn, CONN_BUSY);
     if (r->too_big)
         return too_large(r);
     switch (r->refused) {
@@ -198,8 +203,11 @@ static enum MHD_Result complete(struct req *r)
     }
     case 405:
         return reply_error(r, 405, "method not allowed");
-    case 503:
-        return reply_error(r, 503, "the server is stopping");
+    case 503: /* draining, or past the connection cap: this connection ends */
+        r->close = true;
+        return reply_error(r, 503, atomic_load(&r->s->stopping)
+                                       ? "the server is stopping"
+                                       : "every connection is busy; try again");
     }
     if (strcmp(r->route->method, "POST") == 0) {
         json_error_t je;
@@ -258,9 +266,10 @@ int transport_start(struct srv *s, int *port)
     }
     s->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                                   MHD_USE_ITC | MHD_USE_POLL,
-                              0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, &addr,
-                              MHD_OPTION_CONNECTION_LIMIT, in->conn_max,
+                              0, conns_accept, s, handle, s, MHD_OPTION_SOCK_ADDR, &addr,
+                              MHD_OPTION_CONNECTION_LIMIT, conns_hard_limit(s),
                               MHD_OPTION_CONNECTION_TIMEOUT, in->timeout_s,
+                              MHD_OPTION_NOTIFY_CONNECTION, conns_notify, s,
                               MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
     if (!s->mhd) {
         fprintf(stderr, "orchestra serve: cannot listen on %s:%d: %s\n", in->host, in->port,

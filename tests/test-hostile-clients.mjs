@@ -320,4 +320,77 @@ n_ctx = 4096
       assert.equal((await stopServer(s)).code, 0);
     }
   });
+
+  // Opens n connections that send a request's headers a byte at a time,
+  // slower than anyone waits, and never finish them; resolves with a
+  // closer, and counts how many the daemon ended.
+  async function slowloris(port, n, everyMs) {
+    const socks = [];
+    let ended = 0;
+    for (let i = 0; i < n; i++) {
+      const sock = net.connect({ host: '127.0.0.1', port });
+      sock.on('error', () => {});
+      sock.on('close', () => { ended++; });
+      const text = 'GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: ' + 'a'.repeat(10000);
+      let at = 0;
+      const timer = setInterval(() => { if (!sock.destroyed) sock.write(text[at++ % text.length]); }, everyMs);
+      sock.on('close', () => clearInterval(timer));
+      socks.push(sock);
+    }
+    await sleep(1500); // older than a connection the daemon would spare
+    return { close: () => { for (const s of socks) s.destroy(); }, ended: () => ended };
+  }
+
+  test('slowloris at 2x the connection cap: /health and a generation are still answered, and the slow connections are cut by the deadline', async () => {
+    const s = await startServer(config, ['--max-connections', '16', '--idle-timeout', '3']);
+    const slow = await slowloris(s.port, 32, 500);
+    try {
+      const h = await fetch(`${s.url}/health`);
+      assert.equal(h.status, 200);
+      const g = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'Once upon a time' }) });
+      assert.equal(g.status, 200);
+      for (let i = 0; i < 300 && slow.ended() < 32; i++) await sleep(20);
+      assert.equal(slow.ended(), 32, 'every slow connection was ended (evicted or past its deadline)');
+      assert.match(s.stderr(), /event=connection_cut why="no whole request within the idle timeout"/);
+      assert.match(s.stderr(), /event=connection_cut why="evicted/);
+    } finally {
+      slow.close();
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('a burst of 4x the queue cap past the connection cap: every request answered, 200 or 503 with Retry-After, none reset', async () => {
+    const s = await startServer(config, ['--max-connections', '8', '--queue-max', '8']);
+    try {
+      const body = JSON.stringify({ ...LONG, max_tokens: 200 });
+      const got = await Promise.all(Array.from({ length: 32 }, () => fetch(`${s.url}/v1/completions`, { method: 'POST', body })
+        .then((r) => ({ status: r.status, retry: r.headers.get('retry-after') }), (e) => ({ status: 0, err: String(e.cause || e) }))));
+      const ok = got.filter((g) => g.status === 200).length;
+      const busy = got.filter((g) => g.status === 503 && g.retry).length;
+      console.log(`# burst of 32: ${ok} answered 200, ${busy} 503 with Retry-After`);
+      assert.equal(ok + busy, 32, JSON.stringify(got.filter((g) => g.status !== 200 && !(g.status === 503 && g.retry))));
+      assert.ok(ok >= 8);
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
+
+  test('a body that trickles in is cut at the idle timeout, whatever its pace', async () => {
+    const s = await startServer(config, ['--idle-timeout', '2']);
+    try {
+      const t0 = performance.now();
+      const ended = await new Promise((resolve) => {
+        const sock = net.connect({ host: '127.0.0.1', port: s.port });
+        sock.on('error', () => {});
+        sock.on('connect', () => sock.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{'));
+        const timer = setInterval(() => sock.write(' '), 300);
+        const limit = setTimeout(() => { clearInterval(timer); sock.destroy(); resolve(-1); }, 20000);
+        sock.on('close', () => { clearInterval(timer); clearTimeout(limit); resolve(performance.now() - t0); });
+      });
+      console.log(`# a trickling body cut after ${ended.toFixed(0)} ms (idle timeout 2 s)`);
+      assert.ok(ended > 0, 'the daemon kept the trickling connection for 20 s');
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
 }
