@@ -123,7 +123,7 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
 
 /* Context size for a request: the request's (ORCH_N_CTX_TRAIN: the trained
  * size), else the model's (its trained size when the model asked for that). */
-static int32_t resolve_n_ctx(orch_model *m, int32_t req_n_ctx)
+int32_t orch__gen_n_ctx(orch_model *m, int32_t req_n_ctx)
 {
     if (req_n_ctx > 0)
         return req_n_ctx;
@@ -270,7 +270,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .prompt = prompt,
         .parse_special = parse_special,
         .params = p,
-        .n_ctx = resolve_n_ctx(m, p->n_ctx),
+        .n_ctx = orch__gen_n_ctx(m, p->n_ctx),
         .n_threads =
             p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
         .n_batch = mp->n_batch,
@@ -492,7 +492,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
     if (!be->ops->embed)
         return orch__err(err, ORCH_ENOTSUP, "backend %s cannot embed", be->ops->name);
     const struct orch_model_params *mp = orch__model_params(m);
-    int32_t n_ctx = resolve_n_ctx(m, 0);
+    int32_t n_ctx = orch__gen_n_ctx(m, 0);
     struct orch__embed_req req = {
         .texts = texts,
         .n_texts = n_texts,

@@ -7,6 +7,11 @@
 
 #include "model.h"
 
+/* The context a request with n_ctx req_n_ctx runs in on m (0: the model's
+ * own; ORCH_N_CTX_TRAIN: the trained size), in tokens. Threads: any, with
+ * a lease on m. */
+int32_t orch__gen_n_ctx(orch_model *m, int32_t req_n_ctx);
+
 /* Requests on a model the calling thread holds a lease on.
  * Same arguments, results and errors as the public orch_model_ functions,
  * but errors name no role: the public entry point adds it once. */

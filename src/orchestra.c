@@ -266,51 +266,75 @@ static void describe_holders(orch_orchestra *o, char *buf, size_t cap)
         snprintf(buf, cap, "nothing");
 }
 
-static int admit(void *ud, orch_model *m, orch_error *err)
+/* With o->lock held: bytes that waiting cannot free — pinned models other
+ * than self — and their names for a message. */
+static uint64_t pinned_bytes(orch_orchestra *o, const struct entry *self, char *names,
+                             size_t cap)
 {
-    struct entry *e = ud;
-    orch_orchestra *o = e->o;
-    uint64_t weights = 0, context = 0;
-    int rc = orch__backend_estimate(orch__model_backend(m), e->path, e->n_ctx,
-                                    orch__model_params(m)->n_parallel, &weights, &context,
-                                    err);
-    if (rc)
-        return rc;
-    uint64_t need = weights + context;
+    uint64_t sum = 0;
+    size_t pos = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < o->n_all; i++) {
+        struct entry *e = o->all[i];
+        if (e == self || !e->pinned || !e->charged)
+            continue;
+        sum += e->charged;
+        int n = snprintf(names + pos, cap - pos, "%s%s", pos ? ", " : "",
+                         orch_model_role(e->model));
+        if (n > 0)
+            pos += (size_t)n < cap - pos ? (size_t)n : cap - pos - 1;
+    }
+    return sum;
+}
+
+/* Charges need bytes for `what` to the budget: first unloading idle
+ * unpinned models in LRU order, then waiting (bounded by the load timeout)
+ * for leases to return; ORCH_EBUDGET at once when it can never fit (past
+ * the budget with the pinned models and `held`, bytes of self's that stay
+ * put while we wait). m (may be NULL): a load whose cancel ends the wait. */
+static int reserve(orch_orchestra *o, struct entry *self, orch_model *m, uint64_t need,
+                   uint64_t held, const char *what, orch_error *err)
+{
     uint64_t budget = atomic_load(&o->budget);
     int64_t timeout_ms = atomic_load(&o->load_timeout_ms);
     char nb[32], bb[32];
     orch_format_bytes(need, nb, sizeof nb);
     orch_format_bytes(budget, bb, sizeof bb);
-    if (budget && need > budget)
+    if (budget && need + held > budget)
         return orch__err(err, ORCH_EBUDGET,
-                         "'%s' needs %s (estimated), more than the whole memory budget of %s",
-                         e->path, nb, bb);
-
+                         "%s needs %s (estimated), more than the whole memory budget of %s", what,
+                         nb, bb);
     int64_t t_start = orch__now_ns();
     struct timespec deadline = orch__mono_deadline(t_start, timeout_ms);
-
+    int rc = ORCH_OK;
     pthread_mutex_lock(&o->lock);
     for (;;) {
         if (atomic_load(&o->closing)) {
             rc = orch__err(err, ORCH_ECLOSED, "the orchestra is closing");
             break;
         }
-        if (orch__model_load_cancelled(m)) {
-            rc = orch__err(err, ORCH_ECANCELED, "load of '%s' cancelled while waiting for memory",
-                           e->path);
+        if (m && orch__model_load_cancelled(m)) {
+            rc = orch__err(err, ORCH_ECANCELED, "%s: cancelled while waiting for memory", what);
             break;
         }
         if (!budget || o->used + need <= budget) {
             o->used += need;
-            e->charged = need;
-            e->context_est = context;
             break;
         }
-        struct entry *v = lru_victim(o, e);
+        char pinned[200], pb[32];
+        uint64_t fixed = pinned_bytes(o, self, pinned, sizeof pinned);
+        if (need + held + fixed > budget) {
+            orch_format_bytes(fixed, pb, sizeof pb);
+            rc = orch__err(err, ORCH_EBUDGET,
+                           "%s needs %s (estimated); the budget of %s holds %s of pinned models "
+                           "(%s), which never unload: it cannot fit, however long it waits",
+                           what, nb, bb, pb, pinned);
+            break;
+        }
+        struct entry *v = lru_victim(o, self);
         if (v) {
             pthread_mutex_unlock(&o->lock);
-            orch__log(ORCH_LOG_INFO, orch_model_role(m), "evict",
+            orch__log(ORCH_LOG_INFO, self ? orch_model_role(self->model) : NULL, "evict",
                       OF_S("victim", orch_model_role(v->model)), OF_S("reason", "budget"),
                       OF_U("need", need));
             /* the gone hook uncharges it (takes o->lock) */
@@ -333,14 +357,35 @@ static int admit(void *ud, orch_model *m, orch_error *err)
             describe_holders(o, holders, sizeof holders);
             orch_format_bytes(o->used, ub, sizeof ub);
             rc = orch__err(err, ORCH_ETIMEDOUT,
-                           "'%s' needs %s; the budget is %s with %s in use by %s; "
+                           "%s needs %s; the budget is %s with %s in use by %s; "
                            "waited %lld ms for leases to return",
-                           e->path, nb, bb, ub, holders,
-                           (long long)timeout_ms);
+                           what, nb, bb, ub, holders, (long long)timeout_ms);
             break;
         }
     }
     pthread_mutex_unlock(&o->lock);
+    return rc;
+}
+
+static int admit(void *ud, orch_model *m, orch_error *err)
+{
+    struct entry *e = ud;
+    orch_orchestra *o = e->o;
+    uint64_t weights = 0, context = 0;
+    int rc = orch__backend_estimate(orch__model_backend(m), e->path, e->n_ctx,
+                                    orch__model_params(m)->n_parallel, &weights, &context,
+                                    err);
+    if (rc)
+        return rc;
+    char what[600];
+    snprintf(what, sizeof what, "'%s'", e->path);
+    rc = reserve(o, e, m, weights + context, 0, what, err);
+    if (rc == ORCH_OK) {
+        pthread_mutex_lock(&o->lock);
+        e->charged = weights + context;
+        e->context_est = context;
+        pthread_mutex_unlock(&o->lock);
+    }
     return rc;
 }
 
@@ -970,6 +1015,44 @@ static int request_end(orch_orchestra *o, struct call *c, int rc, orch_error *er
     return rc;
 }
 
+/* A request that runs in a context of its own because it asks for more
+ * context than the model's sequences hold: that context's estimate is
+ * charged for the call, as a load is (its model, leased, stays put).
+ * *charged: what to give back with uncharge(). */
+static int charge_context(orch_orchestra *o, struct call *c, const struct orch_gen_params *p,
+                          uint64_t *charged, orch_error *err)
+{
+    *charged = 0;
+    struct entry *e = c->r->e;
+    int32_t n_req = orch__gen_n_ctx(c->m, p->n_ctx), n_model = orch__gen_n_ctx(c->m, 0);
+    if (n_req <= n_model)
+        return ORCH_OK;
+    uint64_t weights = 0, context = 0;
+    int rc = orch__backend_estimate(orch__model_backend(c->m), e->path, n_req, 1, &weights,
+                                    &context, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&o->lock);
+    uint64_t held = e->charged;
+    pthread_mutex_unlock(&o->lock);
+    char what[96];
+    snprintf(what, sizeof what, "a context of %d tokens (n_ctx)", (int)n_req);
+    rc = reserve(o, e, NULL, context, held, what, err);
+    if (rc == ORCH_OK)
+        *charged = context;
+    return rc;
+}
+
+static void uncharge(orch_orchestra *o, uint64_t bytes)
+{
+    if (!bytes)
+        return;
+    pthread_mutex_lock(&o->lock);
+    o->used -= bytes;
+    pthread_cond_broadcast(&o->cond);
+    pthread_mutex_unlock(&o->lock);
+}
+
 int orch_role_keep_alive(orch_orchestra *o, const char *role, int64_t ms, orch_error *err)
 {
     if (!o)
@@ -1067,7 +1150,11 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
     request_params(c.r, params, &p);
-    rc = orch__generate_leased(c.m, prompt, false, &p, res, err);
+    uint64_t ctx_bytes;
+    rc = charge_context(o, &c, &p, &ctx_bytes, err);
+    if (rc == ORCH_OK)
+        rc = orch__generate_leased(c.m, prompt, false, &p, res, err);
+    uncharge(o, ctx_bytes);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
 }
@@ -1088,7 +1175,11 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
     request_params(c.r, params, &p);
-    rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
+    uint64_t ctx_bytes;
+    rc = charge_context(o, &c, &p, &ctx_bytes, err);
+    if (rc == ORCH_OK)
+        rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
+    uncharge(o, ctx_bytes);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
 }

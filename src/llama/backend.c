@@ -215,7 +215,9 @@ static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx
 {
     llama_memory_clear(llama_get_memory(ctx), true);
     pthread_mutex_lock(&lm->pool_lock);
-    if (lm->n_pool < POOL_MAX) {
+    /* a context larger than the model's sequences was charged to the
+     * budget for its request only: it is not kept */
+    if (lm->n_pool < POOL_MAX && (int32_t)n_ctx <= lm->n_ctx_seq) {
         lm->pool[lm->n_pool++] = (struct pooled_ctx){ctx, n_ctx, n_batch, embedding};
         ctx = NULL;
     }
