@@ -46,14 +46,14 @@
  * than drain it under its holder. Releases that took from m->drain after
  * the revive read it leave it negative, which the sum above includes.
  *
- * Nested leases. A thread counts the leases it holds per model in a small
- * thread-local table (held_*). A thread that holds one and asks again while
- * the model is DRAINING gets another lease on the weights still loaded
- * (m->drain + 1, only while it is above zero) instead of waiting for a drain
- * its own lease holds up. The table is a hint that can only err one way: a
- * lease returned on another thread still counts on the thread that took it,
- * which may then be granted a lease during a drain — safe, since the drain
- * waits for that lease too.
+ * Leases during a drain. Whoever asks while the model is DRAINING gets a
+ * lease on the weights still loaded (m->drain + 1, only while it is above
+ * zero, under the lock): an unload never makes a request wait for another
+ * request's generation to end, and the model goes when the last lease
+ * returns. A thread that holds a lease and asks again (nested) would
+ * otherwise wait for a drain its own lease holds up. (A small thread-local
+ * table of the leases a thread holds, held_*, lets orch__model_load skip
+ * its check for a thread that holds one.)
  *
  * What must hold:
  *  - LIVE is set only in READY, after m->obj is written (release order).
@@ -592,7 +592,7 @@ static inline bool slot_release(orch_model *m)
 static bool drain_acquire_locked(orch_model *m)
 {
     assert_locked(m);
-    if (get_state(m) != ORCH_STATE_DRAINING || !held_find(m))
+    if (get_state(m) != ORCH_STATE_DRAINING)
         return false;
     int64_t d = atomic_load_explicit(&m->drain, memory_order_relaxed);
     while (d > 0)

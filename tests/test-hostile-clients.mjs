@@ -439,4 +439,35 @@ n_ctx = 4096
       assert.equal((await stopServer(s)).code, 0);
     }
   });
+
+  test('an unload during a generation does not make the next request wait for it: /admin/unload, then keep_alive 0, while a stream runs', async () => {
+    const s = await startServer(config);
+    try {
+      for (const how of ['admin', 'keep_alive']) {
+        const ctl = new AbortController();
+        const r = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...LONG, stream: true }), signal: ctl.signal });
+        const reader = r.body.getReader();
+        await reader.read(); // the stream runs
+        let streaming = true;
+        const drain = (async () => { try { while (!(await reader.read()).done); } catch (e) { /* aborted */ } streaming = false; })();
+        if (how === 'admin') {
+          const u = await fetch(`${s.url}/admin/unload`, { method: 'POST', body: JSON.stringify({ role: 'story' }) });
+          assert.equal(u.status, 200);
+        } else {
+          const k = await fetch(`${s.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: '', keep_alive: 0 }) });
+          assert.equal(k.status, 200);
+        }
+        // the role sharing the file, and the unloaded role itself, answer while the stream goes on
+        for (const model of ['story', 'dream']) {
+          const g = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model, prompt: 'Once upon a time', max_tokens: 3 }) });
+          assert.equal(g.status, 200);
+          assert.ok(streaming, `${how}: ${model} waited for the stream to end`);
+        }
+        ctl.abort();
+        await drain;
+      }
+    } finally {
+      assert.equal((await stopServer(s)).code, 0);
+    }
+  });
 }
