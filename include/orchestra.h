@@ -698,7 +698,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  *   [coder]
  *   fallback = reasoning        ; no model of its own: use reasoning's
  *
- * Role keys: path, n_ctx (per sequence), n_parallel (requests decoded
+ * Role keys: path, n_ctx (per sequence), n_ctx_max (the most context a
+ * request may ask for: ORCH_ECTX past it; default 0, no limit but the memory
+ * budget, which charges a request's own larger context), n_parallel (requests decoded
  * together; default 4; 0 = a context per request), repack (default true;
  * false keeps the weights mapped from the file: faster loads, slower
  * batches), vet (default false, true in orchestra serve: see

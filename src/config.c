@@ -69,6 +69,9 @@ static const struct key keys[] = {
     {"path", K_PATH, ROLE(path), ALONE, 0, 0, false, false, false, "a file path"},
     {"n_ctx", K_INT, ROLE(n_ctx), ALONE, -1, ORCH_N_CTX_MAX, false, true, false,
      "a context size from 1 to 4194304 tokens, or -1 for the model's trained size"},
+    {"n_ctx_max", K_INT, ROLE(n_ctx_max), ALONE, 0, ORCH_N_CTX_MAX, false, false, false,
+     "the most context a request may ask for, from 1 to 4194304 tokens, or 0 for no limit "
+     "but the memory budget"},
     {"n_gpu_layers", K_INT, ROLE(n_gpu_layers), ALONE, -1, 100000, false, false, false,
      "a layer count, or -1 for all"},
     {"n_threads", K_INT, ROLE(n_threads), ALONE, 0, 1024, false, false, false,

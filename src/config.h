@@ -16,6 +16,7 @@ struct orch__role_cfg {
     char *fallback;
     char *fallback_where;  /* "file:line" or "environment ORCH_X_FALLBACK", for messages */
     int32_t n_ctx;
+    int32_t n_ctx_max;   /* a request's n_ctx past it is ORCH_ECTX; 0 = no limit */
     int32_t n_gpu_layers;
     int32_t n_threads;
     int32_t n_parallel;

@@ -1027,6 +1027,12 @@ static int charge_context(orch_orchestra *o, struct call *c, const struct orch_g
     int32_t n_req = orch__gen_n_ctx(c->m, p->n_ctx), n_model = orch__gen_n_ctx(c->m, 0);
     if (n_req <= n_model)
         return ORCH_OK;
+    int32_t n_max = c->r->cfg.n_ctx_max;
+    if (n_max > 0 && n_req > n_max)
+        return orch__err(err, ORCH_ECTX,
+                         "the request asks for a context of %d tokens; the role allows at most "
+                         "%d (n_ctx_max)",
+                         (int)n_req, (int)n_max);
     uint64_t weights = 0, context = 0;
     int rc = orch__backend_estimate(orch__model_backend(c->m), e->path, n_req, 1, &weights,
                                     &context, err);

@@ -412,6 +412,13 @@ n_ctx = 4096
       const after = Number(text.match(/^orchestra_memory_used_bytes (\d+)/m)[1]);
       const before = Number.isNaN(used) ? after : used;
       assert.equal(after, before, 'the context was given back');
+      // and a role may cap what a request asks for
+      fs.writeFileSync(file, `[defaults]\nn_threads = 1\nidle_ttl = -1\nmemory_budget = 50M\n[story]\npath = ${MODEL}\nmax_tokens = 2\nn_ctx_max = 3000\n`);
+      s.child.kill('SIGHUP');
+      for (let i = 0; i < 250 && !/event=reload .*result=applied/.test(s.stderr()); i++) await sleep(20);
+      const capped = await gen(4096);
+      assert.equal(capped.status, 400);
+      assert.match((await capped.json()).error, /allows at most 3000 \(n_ctx_max\)/);
     } finally {
       assert.equal((await stopServer(s)).code, 0);
     }
