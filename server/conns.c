@@ -20,7 +20,7 @@
  *    connections unanswered.
  *
  * LOCKING
- * conns.lock guards the list and its counts. A connection's entry is made
+ * conns.t.lock guards the list and its counts. A connection's entry is made
  * at MHD's STARTED notification and freed at CLOSED, both before libmicro-
  * httpd closes the socket, so a socket shut down under the lock is still
  * that connection's.
@@ -65,7 +65,7 @@ enum MHD_Result conns_accept(void *cls, const struct sockaddr *addr, socklen_t a
     (void)addrlen;
     struct srv *s = cls;
     struct conns *cs = &s->conns;
-    pthread_mutex_lock(&cs->lock);
+    pthread_mutex_lock(&cs->t.lock);
     if (cs->n_live >= s->opts.conn_max) {
         struct conn *oldest = NULL;
         int64_t before = srv_now_ns() - (int64_t)EVICT_AFTER_MS * 1000000;
@@ -78,7 +78,7 @@ enum MHD_Result conns_accept(void *cls, const struct sockaddr *addr, socklen_t a
         else
             cs->next_over = true;
     }
-    pthread_mutex_unlock(&cs->lock);
+    pthread_mutex_unlock(&cs->t.lock);
     return MHD_YES;
 }
 
@@ -89,11 +89,9 @@ void conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
     struct conns *cs = &s->conns;
     if (what == MHD_CONNECTION_NOTIFY_STARTED) {
         struct conn *c = calloc(1, sizeof *c);
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        pthread_mutex_lock(&cs->lock);
+        pthread_mutex_lock(&cs->t.lock);
         if (c) {
-            c->fd = ci ? ci->connect_fd : -1;
+            c->fd = srv_conn_fd(conn);
             c->since_ns = srv_now_ns();
             c->over = cs->next_over;
             c->next = cs->head;
@@ -103,17 +101,17 @@ void conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
             if (!c->over)
                 cs->n_live++;
             if (cs->idle)
-                pthread_cond_signal(&cs->cond);
+                pthread_cond_signal(&cs->t.cond);
         }
         cs->next_over = false;
-        pthread_mutex_unlock(&cs->lock);
+        pthread_mutex_unlock(&cs->t.lock);
         *socket_context = c;
         return;
     }
     struct conn *c = *socket_context;
     if (!c)
         return;
-    pthread_mutex_lock(&cs->lock);
+    pthread_mutex_lock(&cs->t.lock);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -122,7 +120,7 @@ void conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
         c->next->prev = c->prev;
     if (!c->over && !c->cut)
         cs->n_live--;
-    pthread_mutex_unlock(&cs->lock);
+    pthread_mutex_unlock(&cs->t.lock);
     free(c);
     *socket_context = NULL;
 }
@@ -134,11 +132,11 @@ bool conns_mark(struct srv *s, struct MHD_Connection *conn, int state)
     struct conn *c = ci ? ci->socket_context : NULL;
     if (!c)
         return false;
-    pthread_mutex_lock(&s->conns.lock);
+    pthread_mutex_lock(&s->conns.t.lock);
     c->state = state;
     c->since_ns = srv_now_ns();
     bool over = c->over;
-    pthread_mutex_unlock(&s->conns.lock);
+    pthread_mutex_unlock(&s->conns.t.lock);
     return over;
 }
 
@@ -147,11 +145,11 @@ static void *reaper_main(void *arg)
     struct srv *s = arg;
     struct conns *cs = &s->conns;
     int64_t limit = (int64_t)s->opts.timeout_s * 1000000000;
-    pthread_mutex_lock(&cs->lock);
-    while (!cs->stop) {
+    pthread_mutex_lock(&cs->t.lock);
+    while (!cs->t.stop) {
         if (!cs->head) {
             cs->idle = true;
-            pthread_cond_wait(&cs->cond, &cs->lock);
+            pthread_cond_wait(&cs->t.cond, &cs->t.lock);
             cs->idle = false;
             continue;
         }
@@ -163,32 +161,18 @@ static void *reaper_main(void *arg)
                                                : "no whole body within the idle timeout");
         }
         struct timespec ts = srv_realtime_after_ms(CONNS_TICK_MS);
-        pthread_cond_timedwait(&cs->cond, &cs->lock, &ts);
+        pthread_cond_timedwait(&cs->t.cond, &cs->t.lock, &ts);
     }
-    pthread_mutex_unlock(&cs->lock);
+    pthread_mutex_unlock(&cs->t.lock);
     return NULL;
 }
 
 int conns_start(struct srv *s)
 {
-    struct conns *cs = &s->conns;
-    pthread_mutex_init(&cs->lock, NULL);
-    pthread_cond_init(&cs->cond, NULL);
-    cs->started = pthread_create(&cs->th, NULL, reaper_main, s) == 0;
-    return cs->started ? 0 : -1;
+    return srv_thread_start(&s->conns.t, reaper_main, s);
 }
 
 void conns_stop(struct srv *s)
 {
-    struct conns *cs = &s->conns;
-    if (!cs->started)
-        return;
-    pthread_mutex_lock(&cs->lock);
-    cs->stop = true;
-    pthread_cond_signal(&cs->cond);
-    pthread_mutex_unlock(&cs->lock);
-    pthread_join(cs->th, NULL);
-    cs->started = false;
-    pthread_cond_destroy(&cs->cond);
-    pthread_mutex_destroy(&cs->lock);
+    srv_thread_stop(&s->conns.t);
 }

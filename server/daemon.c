@@ -73,60 +73,57 @@ static void reload(struct srv *s, int n)
  * for SIGTERM. SIGHUPs that come while one runs are answered by one more
  * reload, which says how many it answers. */
 struct reloader {
+    struct srv_thread t; /* t.lock guards pending and running */
     struct srv *s;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int pending;  /* SIGHUPs not yet answered */
-    bool stop;
-    bool running; /* a reload is in progress */
-    pthread_t th;
+    int pending;         /* SIGHUPs not yet answered */
+    bool running;        /* a reload is in progress */
 };
 
 static void *reloader_main(void *arg)
 {
     struct reloader *rl = arg;
-    pthread_mutex_lock(&rl->lock);
+    pthread_mutex_lock(&rl->t.lock);
     for (;;) {
-        while (!rl->stop && !rl->pending)
-            pthread_cond_wait(&rl->cond, &rl->lock);
-        if (rl->stop)
+        while (!rl->t.stop && !rl->pending)
+            pthread_cond_wait(&rl->t.cond, &rl->t.lock);
+        if (rl->t.stop)
             break;
         int n = rl->pending;
         rl->pending = 0;
         rl->running = true;
-        pthread_mutex_unlock(&rl->lock);
+        pthread_mutex_unlock(&rl->t.lock);
         reload(rl->s, n);
-        pthread_mutex_lock(&rl->lock);
+        pthread_mutex_lock(&rl->t.lock);
         rl->running = false;
-        pthread_cond_broadcast(&rl->cond);
+        pthread_cond_broadcast(&rl->t.cond);
     }
-    pthread_mutex_unlock(&rl->lock);
+    pthread_mutex_unlock(&rl->t.lock);
     return NULL;
 }
 
 static void reloader_kick(struct reloader *rl)
 {
-    pthread_mutex_lock(&rl->lock);
+    pthread_mutex_lock(&rl->t.lock);
     rl->pending++;
-    pthread_cond_signal(&rl->cond);
-    pthread_mutex_unlock(&rl->lock);
+    pthread_cond_signal(&rl->t.cond);
+    pthread_mutex_unlock(&rl->t.lock);
 }
 
-/* Stops the reloader; true when it ended by the deadline (a reload in
- * progress ends once the calls it waits for end, which the cut hastens). */
+/* Stops the reloader; false when a reload was still running at the
+ * deadline (it ends once the calls it waits for end, which the cut
+ * hastens; the process then exits without it). */
 static bool reloader_stop(struct reloader *rl, int64_t deadline_ns)
 {
-    pthread_mutex_lock(&rl->lock);
-    rl->stop = true;
-    pthread_cond_broadcast(&rl->cond);
+    pthread_mutex_lock(&rl->t.lock);
+    rl->t.stop = true; /* no reload starts from now on */
     while (rl->running && srv_now_ns() < deadline_ns) {
         struct timespec ts = srv_realtime_after_ms(10);
-        pthread_cond_timedwait(&rl->cond, &rl->lock, &ts);
+        pthread_cond_timedwait(&rl->t.cond, &rl->t.lock, &ts);
     }
     bool ended = !rl->running;
-    pthread_mutex_unlock(&rl->lock);
+    pthread_mutex_unlock(&rl->t.lock);
     if (ended)
-        pthread_join(rl->th, NULL);
+        srv_thread_stop(&rl->t); /* idle now: it sees the stop and leaves */
     return ended;
 }
 
@@ -284,9 +281,7 @@ int orch_server_run(const struct orch_server_opts *in)
         return rc;
     }
     struct reloader rl = {.s = s};
-    pthread_mutex_init(&rl.lock, NULL);
-    pthread_cond_init(&rl.cond, NULL);
-    if (pthread_create(&rl.th, NULL, reloader_main, &rl) != 0) {
+    if (srv_thread_start(&rl.t, reloader_main, &rl) != 0) {
         fprintf(stderr, "orchestra serve: cannot start a thread\n");
         transport_stop(s);
         conns_stop(s);
@@ -296,8 +291,6 @@ int orch_server_run(const struct orch_server_opts *in)
     }
     announce(in, port);
     drain_and_stop(s, &rl, &set, serve_until_stopped(&rl, &set));
-    pthread_cond_destroy(&rl.cond);
-    pthread_mutex_destroy(&rl.lock);
     srv_free(s);
     return 0;
 }

@@ -22,11 +22,7 @@ struct gen_job *gen_new(struct req *r, size_t api_size)
     snprintf(j->role, sizeof j->role, "%s", r->ref.name);
     j->p = r->ref.gen; /* the role's defaults, found once by srv_take_model */
     j->t0_ns = r->t0_ns;
-    j->fd = -1;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        j->fd = ci->connect_fd;
+    j->fd = srv_conn_fd(r->conn);
     return j;
 }
 

@@ -18,7 +18,7 @@
  * writes: stream.c).
  *
  * LOCKING
- * jobs.lock guards the list, `cut` and `stop`. The watcher polls without
+ * jobs.t.lock guards the list, `cut` and `stop`. The watcher polls without
  * it, on copies of the sockets, and finds a job again by its id before it
  * sets a flag: a job that ended meanwhile (its socket perhaps reused) is
  * not touched.
@@ -37,8 +37,8 @@ static void *watch_main(void *arg)
     struct jobs *js = &s->jobs;
     struct pollfd *fds = malloc((size_t)js->cap * sizeof *fds);
     uint64_t *ids = malloc((size_t)js->cap * sizeof *ids);
-    pthread_mutex_lock(&js->lock);
-    while (!js->stop && fds && ids) {
+    pthread_mutex_lock(&js->t.lock);
+    while (!js->t.stop && fds && ids) {
         int n = 0;
         for (struct job_link *l = js->head; l && n < js->cap; l = l->next)
             if (l->fd >= 0 && !__atomic_load_n(l->cancel, __ATOMIC_RELAXED)) {
@@ -47,18 +47,18 @@ static void *watch_main(void *arg)
             }
         if (!n) {
             js->idle = true;
-            pthread_cond_wait(&js->cond, &js->lock);
+            pthread_cond_wait(&js->t.cond, &js->t.lock);
             js->idle = false;
             /* a job came: a short one ends before it is worth watching (and
              * the jobs after it, in this slice, wake nobody) */
             struct timespec ts = srv_realtime_after_ms(JOBS_POLL_MS);
-            if (!js->stop)
-                pthread_cond_timedwait(&js->cond, &js->lock, &ts);
+            if (!js->t.stop)
+                pthread_cond_timedwait(&js->t.cond, &js->t.lock, &ts);
             continue;
         }
-        pthread_mutex_unlock(&js->lock);
+        pthread_mutex_unlock(&js->t.lock);
         int k = poll(fds, (nfds_t)n, JOBS_POLL_MS);
-        pthread_mutex_lock(&js->lock);
+        pthread_mutex_lock(&js->t.lock);
         for (int i = 0; i < n && k > 0; i++) {
             if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
                 continue;
@@ -71,7 +71,7 @@ static void *watch_main(void *arg)
                 }
         }
     }
-    pthread_mutex_unlock(&js->lock);
+    pthread_mutex_unlock(&js->t.lock);
     free(fds);
     free(ids);
     return NULL;
@@ -79,33 +79,19 @@ static void *watch_main(void *arg)
 
 int jobs_start(struct srv *s)
 {
-    struct jobs *js = &s->jobs;
-    pthread_mutex_init(&js->lock, NULL);
-    pthread_cond_init(&js->cond, NULL);
-    js->cap = (int)s->opts.conn_max + 64;
-    js->started = pthread_create(&js->th, NULL, watch_main, s) == 0;
-    return js->started ? 0 : -1;
+    s->jobs.cap = (int)s->opts.conn_max + 64;
+    return srv_thread_start(&s->jobs.t, watch_main, s);
 }
 
 void jobs_stop(struct srv *s)
 {
-    struct jobs *js = &s->jobs;
-    if (!js->started)
-        return;
-    pthread_mutex_lock(&js->lock);
-    js->stop = true;
-    pthread_cond_signal(&js->cond);
-    pthread_mutex_unlock(&js->lock);
-    pthread_join(js->th, NULL);
-    js->started = false;
-    pthread_cond_destroy(&js->cond);
-    pthread_mutex_destroy(&js->lock);
+    srv_thread_stop(&s->jobs.t);
 }
 
 void jobs_add(struct srv *s, struct job_link *l)
 {
     struct jobs *js = &s->jobs;
-    pthread_mutex_lock(&js->lock);
+    pthread_mutex_lock(&js->t.lock);
     l->id = ++js->next_id;
     l->prev = NULL;
     l->next = js->head;
@@ -115,31 +101,31 @@ void jobs_add(struct srv *s, struct job_link *l)
     if (js->cut)
         __atomic_store_n(l->cancel, JOB_CUT, __ATOMIC_RELAXED);
     if (l->fd >= 0 && js->idle)
-        pthread_cond_signal(&js->cond);
-    pthread_mutex_unlock(&js->lock);
+        pthread_cond_signal(&js->t.cond);
+    pthread_mutex_unlock(&js->t.lock);
 }
 
 void jobs_remove(struct srv *s, struct job_link *l)
 {
     struct jobs *js = &s->jobs;
-    pthread_mutex_lock(&js->lock);
+    pthread_mutex_lock(&js->t.lock);
     if (l->prev)
         l->prev->next = l->next;
     else
         js->head = l->next;
     if (l->next)
         l->next->prev = l->prev;
-    pthread_mutex_unlock(&js->lock);
+    pthread_mutex_unlock(&js->t.lock);
 }
 
 int64_t jobs_cut(struct srv *s)
 {
     struct jobs *js = &s->jobs;
     int64_t n = 0;
-    pthread_mutex_lock(&js->lock);
+    pthread_mutex_lock(&js->t.lock);
     js->cut = true;
     for (struct job_link *l = js->head; l; l = l->next, n++)
         __atomic_store_n(l->cancel, JOB_CUT, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&js->lock);
+    pthread_mutex_unlock(&js->t.lock);
     return n;
 }

@@ -27,6 +27,40 @@ struct timespec srv_realtime_after_ms(int64_t ms)
     return ts;
 }
 
+int srv_thread_start(struct srv_thread *t, void *(*fn)(void *), void *arg)
+{
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    t->stop = false;
+    t->started = pthread_create(&t->th, NULL, fn, arg) == 0;
+    if (!t->started) {
+        pthread_cond_destroy(&t->cond);
+        pthread_mutex_destroy(&t->lock);
+    }
+    return t->started ? 0 : -1;
+}
+
+void srv_thread_stop(struct srv_thread *t)
+{
+    if (!t->started)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = true;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->th, NULL);
+    t->started = false;
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->lock);
+}
+
+int srv_conn_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
 void rfc3339_now(char *buf, size_t cap)
 {
     struct timespec ts;

@@ -17,6 +17,16 @@ int64_t srv_now_ns(void);
  * default condition variable. */
 struct timespec srv_realtime_after_ms(int64_t ms);
 
+/* Starts t's thread running fn(arg), its lock and condition made first.
+ * Returns 0, or -1 when no thread could start. Threads: the main thread. */
+int srv_thread_start(struct srv_thread *t, void *(*fn)(void *), void *arg);
+/* Sets t->stop, wakes the thread and joins it, then frees the lock and the
+ * condition; nothing when it never started. Threads: the main thread. */
+void srv_thread_stop(struct srv_thread *t);
+
+/* The client's socket of a connection, or -1. */
+int srv_conn_fd(struct MHD_Connection *conn);
+
 /* RFC 3339 UTC time with nanoseconds, as Ollama writes it. */
 void rfc3339_now(char *buf, size_t cap);
 

@@ -57,6 +57,16 @@ struct endpoint_count {
 
 struct routes;
 
+/* One of the daemon's service threads (the jobs watcher, the connection
+ * reaper, the reloader): its lock and condition, and the stop flag it
+ * sleeps on (reply.c: srv_thread_start, srv_thread_stop). */
+struct srv_thread {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, started;
+    pthread_t th;
+};
+
 /* A running generation's entry in the daemon's list (jobs.c). */
 struct job_link {
     struct job_link *prev, *next;
@@ -66,27 +76,22 @@ struct job_link {
 };
 
 struct jobs {
-    pthread_mutex_t lock; /* guards the list, cut, stop */
-    pthread_cond_t cond;  /* the watcher sleeps on it while no socket is watched */
+    struct srv_thread t;  /* the watcher; t.lock guards all below */
     struct job_link *head;
     uint64_t next_id;
     bool cut;             /* the drain deadline passed: every job is cut */
-    bool stop, started;
     bool idle;            /* the watcher sleeps until a job comes */
     int cap;              /* sockets watched at most */
-    pthread_t th;
 };
 
 struct conn;
 struct conns {
-    pthread_mutex_t lock; /* guards all below */
-    pthread_cond_t cond;  /* the reaper sleeps on it while there is no connection */
+    struct srv_thread t;  /* the reaper; t.lock guards all below */
     struct conn *head;
     unsigned n_live;      /* connections holding a slot (not cut, not past the cap) */
     int64_t n_cut;        /* cut by a deadline or evicted, since start */
     bool next_over;       /* the connection being accepted is past the cap */
-    bool idle, stop, started;
-    pthread_t th;
+    bool idle;            /* the reaper sleeps until a connection comes */
 };
 
 struct srv {

@@ -163,11 +163,7 @@ enum MHD_Result reply_stream(struct req *r, const char *ctype, stream_fn run, vo
     st->run = run;
     st->job = job;
     st->job_free = job_free;
-    st->fd = -1;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        st->fd = ci->connect_fd;
+    st->fd = srv_conn_fd(r->conn);
     snprintf(st->method, sizeof st->method, "%s", r->method);
     snprintf(st->path, sizeof st->path, "%s", r->path);
     snprintf(st->role, sizeof st->role, "%s", r->ref.name);
