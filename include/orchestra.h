@@ -499,8 +499,9 @@ struct orch_gen_params {
                                ORCH_N_CTX_TRAIN = the model's trained size.
                                More than the model's n_ctx, or n_threads other
                                than the model's, runs the request in a context
-                               of its own beside the batch engine (not batched,
-                               and not charged to an orchestra's budget) */
+                               of its own beside the batch engine (not batched;
+                               an orchestra charges that context to its budget
+                               before it is made, as it charges a load) */
     int32_t n_threads;      /* 0 (default) = model's */
     orch_text_fn on_text;   /* may be NULL */
     void *user_data;

@@ -30,6 +30,20 @@ struct orch__load_req {
     void *ctl;
 };
 
+/* Where a request runs, the rule every batching backend follows and the
+ * budget charges by (orchestra.c): as a sequence of the model's engine when
+ * the model has one (n_parallel > 0), the request's context fits a sequence
+ * (n_ctx <= n_ctx_seq) and it asks for the model's threads; otherwise alone,
+ * in a context of its own. A backend keeps such a context for reuse only on
+ * a model without an engine, at most one, of at most n_ctx_seq tokens, and
+ * only while no other runs alone on the model: the one context the load's
+ * estimate charged. Every other is freed when its request ends. */
+static inline bool orch__runs_alone(int32_t n_parallel, int32_t n_ctx_seq,
+                                    int32_t n_threads_model, int32_t n_ctx, int32_t n_threads)
+{
+    return n_parallel <= 0 || n_ctx > n_ctx_seq || n_threads != n_threads_model;
+}
+
 /* One generation, as the backend sees it. The generic layer has checked the
  * parameters; the backend tokenizes, evaluates and samples, calling emit()
  * once per generated token (piece may be empty) until emit returns false,

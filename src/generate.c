@@ -138,6 +138,30 @@ int32_t orch__gen_n_ctx(orch_model *m, int32_t req_n_ctx)
     return orch__n_ctx_resolve(asked, info.n_ctx_train);
 }
 
+/* The threads a request asking for `asked` (0: the model's) runs with. */
+static int32_t req_threads(orch_model *m, int32_t asked)
+{
+    return asked ? orch__cap_threads(asked, orch_model_role(m)) : orch__model_params(m)->n_threads;
+}
+
+/* An embedding request's context: the model's, at most ORCH_EMBED_N_CTX_MAX. */
+static int32_t embed_n_ctx(orch_model *m)
+{
+    int32_t n = orch__gen_n_ctx(m, 0);
+    return n < ORCH_EMBED_N_CTX_MAX ? n : ORCH_EMBED_N_CTX_MAX;
+}
+
+bool orch__gen_alone(orch_model *m, int32_t n_ctx, int32_t n_threads, bool embed,
+                     int32_t *n_ctx_out)
+{
+    const struct orch_model_params *mp = orch__model_params(m);
+    int32_t n = embed ? embed_n_ctx(m) : orch__gen_n_ctx(m, n_ctx);
+    if (n_ctx_out)
+        *n_ctx_out = n;
+    return orch__runs_alone(mp->n_parallel, orch__gen_n_ctx(m, 0), mp->n_threads, n,
+                            req_threads(m, n_threads));
+}
+
 /* ---- the sink between the backend and the caller --------------------------- */
 
 struct gen_sink {
@@ -271,8 +295,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
         .parse_special = parse_special,
         .params = p,
         .n_ctx = orch__gen_n_ctx(m, p->n_ctx),
-        .n_threads =
-            p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
+        .n_threads = req_threads(m, p->n_threads),
         .n_batch = mp->n_batch,
         .emit = sink_emit,
         .sink = &s,
@@ -491,14 +514,11 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
     const orch_backend *be = orch__model_backend(m);
     if (!be->ops->embed)
         return orch__err(err, ORCH_ENOTSUP, "backend %s cannot embed", be->ops->name);
-    const struct orch_model_params *mp = orch__model_params(m);
-    int32_t n_ctx = orch__gen_n_ctx(m, 0);
     struct orch__embed_req req = {
         .texts = texts,
         .n_texts = n_texts,
-        .n_ctx = n_ctx < ORCH_EMBED_N_CTX_MAX ? n_ctx : ORCH_EMBED_N_CTX_MAX,
-        .n_threads =
-            p->n_threads ? orch__cap_threads(p->n_threads, orch_model_role(m)) : mp->n_threads,
+        .n_ctx = embed_n_ctx(m),
+        .n_threads = req_threads(m, p->n_threads),
     };
     int64_t t0 = orch__now_ns();
     int rc = be->ops->embed(orch__model_backend_obj(m), &req, err);

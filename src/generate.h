@@ -12,6 +12,13 @@
  * a lease on m. */
 int32_t orch__gen_n_ctx(orch_model *m, int32_t req_n_ctx);
 
+/* Whether a request asking for n_ctx and n_threads (0: the model's) runs
+ * alone on m, in a context of its own (the rule in backend.h); embed: an
+ * embedding request (its context is the model's). *n_ctx_out (may be NULL):
+ * the context it runs in, in tokens. Threads: any, with a lease on m. */
+bool orch__gen_alone(orch_model *m, int32_t n_ctx, int32_t n_threads, bool embed,
+                     int32_t *n_ctx_out);
+
 /* Requests on a model the calling thread holds a lease on.
  * Same arguments, results and errors as the public orch_model_ functions,
  * but errors name no role: the public entry point adds it once. */

@@ -73,6 +73,10 @@ struct entry {
     _Atomic int64_t keep_until_ms;
     uint64_t charged;     /* guarded by o->lock: bytes charged to the budget */
     uint64_t context_est; /* guarded by o->lock: per-context part of the charge */
+    /* guarded by o->lock: requests running alone on a model without an
+     * engine, and what they are charged beyond the load's one context */
+    int n_alone;
+    uint64_t alone_charged;
     _Atomic int64_t last_use_ms; /* relaxed: orchestra clock; LRU and idle hint */
 };
 
@@ -1015,46 +1019,100 @@ static int request_end(orch_orchestra *o, struct call *c, int rc, orch_error *er
     return rc;
 }
 
-/* A request that runs in a context of its own because it asks for more
- * context than the model's sequences hold: that context's estimate is
- * charged for the call, as a load is (its model, leased, stays put).
- * *charged: what to give back with uncharge(). */
-static int charge_context(orch_orchestra *o, struct call *c, const struct orch_gen_params *p,
-                          uint64_t *charged, orch_error *err)
+/* What a request that runs alone (backend.h) was charged for its context,
+ * to give back with discharge(). */
+struct charge {
+    uint64_t bytes; /* charged for the call: o->used */
+    bool alone;     /* counted in its entry's n_alone */
+};
+
+/* Settles an entry's charge for requests running alone on a model without
+ * an engine: the load charged one context (the one the backend keeps), so
+ * n_alone requests at once need n_alone - 1 more; gives back the excess.
+ * Called with o->lock held. */
+static void settle_alone_locked(orch_orchestra *o, struct entry *e)
 {
-    *charged = 0;
+    uint64_t want = e->n_alone > 1 ? (uint64_t)(e->n_alone - 1) * e->context_est : 0;
+    if (e->alone_charged > want) {
+        o->used -= e->alone_charged - want;
+        e->alone_charged = want;
+        pthread_cond_broadcast(&o->cond);
+    }
+}
+
+/* A request that runs alone, in a context of its own (backend.h), is charged
+ * that context before it is made, and waits or is refused as a load is (its
+ * model, leased, stays put): one larger than the model's sequences, or one on
+ * a model with an engine (other threads), is charged its own estimate for
+ * the call, and the backend frees it after; on a model without an engine
+ * (n_parallel 0) the load charged the context the backend keeps, and each
+ * request beyond the first running alone at once is charged one more. So
+ * the budget holds every context that exists. */
+static int charge_context(orch_orchestra *o, struct call *c, int32_t n_ctx, int32_t n_threads,
+                          bool embed, struct charge *ch, orch_error *err)
+{
+    *ch = (struct charge){0};
     struct entry *e = c->r->e;
-    int32_t n_req = orch__gen_n_ctx(c->m, p->n_ctx), n_model = orch__gen_n_ctx(c->m, 0);
-    if (n_req <= n_model)
+    int32_t n_req, n_model = orch__gen_n_ctx(c->m, 0);
+    if (!orch__gen_alone(c->m, n_ctx, n_threads, embed, &n_req))
         return ORCH_OK;
     int32_t n_max = c->r->cfg.n_ctx_max;
-    if (n_max > 0 && n_req > n_max)
+    if (n_req > n_model && n_max > 0 && n_req > n_max)
         return orch__err(err, ORCH_ECTX,
                          "the request asks for a context of %d tokens; the role allows at most "
                          "%d (n_ctx_max)",
                          (int)n_req, (int)n_max);
-    uint64_t weights = 0, context = 0;
-    int rc = orch__backend_estimate(orch__model_backend(c->m), e->path, n_req, 1, &weights,
-                                    &context, err);
-    if (rc)
-        return rc;
+    bool slot = orch__model_params(c->m)->n_parallel <= 0 && n_req <= n_model;
+    uint64_t context = 0;
     pthread_mutex_lock(&o->lock);
     uint64_t held = e->charged;
+    if (slot) {
+        context = e->context_est;
+        ch->alone = true;
+        if (e->n_alone++ == 0) { /* the load's context */
+            pthread_mutex_unlock(&o->lock);
+            return ORCH_OK;
+        }
+        e->n_alone--; /* counted again once charged */
+    }
     pthread_mutex_unlock(&o->lock);
+    if (!slot) {
+        uint64_t weights = 0;
+        int rc = orch__backend_estimate(orch__model_backend(c->m), e->path, n_req, 1, &weights,
+                                        &context, err);
+        if (rc)
+            return rc;
+    }
     char what[96];
-    snprintf(what, sizeof what, "a context of %d tokens (n_ctx)", (int)n_req);
-    rc = reserve(o, e, NULL, context, held, what, err);
-    if (rc == ORCH_OK)
-        *charged = context;
-    return rc;
+    snprintf(what, sizeof what, "a context of %d tokens (%s)", (int)n_req,
+             n_req > n_model ? "n_ctx" : "a request running alone");
+    int rc = reserve(o, e, NULL, context, held, what, err);
+    if (rc) {
+        ch->alone = false;
+        return rc;
+    }
+    if (!slot) {
+        ch->bytes = context;
+        return ORCH_OK;
+    }
+    pthread_mutex_lock(&o->lock);
+    e->n_alone++;
+    e->alone_charged += context;
+    settle_alone_locked(o, e); /* the others may have ended while it waited */
+    pthread_mutex_unlock(&o->lock);
+    return ORCH_OK;
 }
 
-static void uncharge(orch_orchestra *o, uint64_t bytes)
+static void discharge(orch_orchestra *o, struct call *c, const struct charge *ch)
 {
-    if (!bytes)
+    if (!ch->bytes && !ch->alone)
         return;
     pthread_mutex_lock(&o->lock);
-    o->used -= bytes;
+    o->used -= ch->bytes;
+    if (ch->alone) {
+        c->r->e->n_alone--;
+        settle_alone_locked(o, c->r->e);
+    }
     pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
 }
@@ -1156,11 +1214,11 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
     request_params(c.r, params, &p);
-    uint64_t ctx_bytes;
-    rc = charge_context(o, &c, &p, &ctx_bytes, err);
+    struct charge ch;
+    rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
     if (rc == ORCH_OK)
         rc = orch__generate_leased(c.m, prompt, false, &p, res, err);
-    uncharge(o, ctx_bytes);
+    discharge(o, &c, &ch);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
 }
@@ -1181,11 +1239,11 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
     request_params(c.r, params, &p);
-    uint64_t ctx_bytes;
-    rc = charge_context(o, &c, &p, &ctx_bytes, err);
+    struct charge ch;
+    rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
     if (rc == ORCH_OK)
         rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
-    uncharge(o, ctx_bytes);
+    discharge(o, &c, &ch);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
 }
@@ -1219,7 +1277,11 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
     struct orch_embed_params p = params ? *params : orch_embed_default_params();
     if (!p.n_threads)
         p.n_threads = c.r->cfg.n_threads;
-    rc = orch__embed_leased(c.m, texts, n_texts, &p, out, n_embd, err);
+    struct charge ch;
+    rc = charge_context(o, &c, 0, p.n_threads, true, &ch, err);
+    if (rc == ORCH_OK)
+        rc = orch__embed_leased(c.m, texts, n_texts, &p, out, n_embd, err);
+    discharge(o, &c, &ch);
     return request_end(o, &c, rc, err);
 }
 

@@ -1136,6 +1136,153 @@ static void test_budget_charges_the_engine(void **state)
     assert_true(four >= one + 3 * kv_one);
 }
 
+/* A request that runs alone, in a context of its own, is charged for it
+ * while it runs: on a model without an engine, each one beyond the first
+ * running at once (the load paid for one); on a model with an engine, one
+ * asking for other threads. Seen from inside the generations (on_text). */
+struct alone {
+    orch_orchestra *o;
+    int n_threads;       /* asked per request; 0 = the role's */
+    int n_expected;      /* generations that meet before reading the budget */
+    atomic_int arrived;  /* generations at their first piece */
+    atomic_int read;     /* of those, those that read the budget */
+    _Atomic uint64_t used_max;
+    atomic_int bad;
+};
+
+static uint64_t budget_used(orch_orchestra *o)
+{
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    orch_error err = {0};
+    assert_rc(orch_status(o, &st, &n, &b, &err), ORCH_OK, err);
+    free(st);
+    return b.used;
+}
+
+/* Spins (sleeping 1 ms) until *v reaches n, for at most 20 s. */
+static bool wait_count(atomic_int *v, int n)
+{
+    for (int i = 0; i < 20000 && atomic_load(v) < n; i++)
+        usleep(1000);
+    return atomic_load(v) >= n;
+}
+
+struct alone_gen {
+    struct alone *a;
+    bool seen;
+};
+
+static bool alone_on_text(const char *text, size_t len, void *ud)
+{
+    (void)text;
+    (void)len;
+    struct alone_gen *ag = ud;
+    struct alone *a = ag->a;
+    if (ag->seen)
+        return true;
+    ag->seen = true;
+    atomic_fetch_add(&a->arrived, 1);
+    if (!wait_count(&a->arrived, a->n_expected))
+        atomic_fetch_add(&a->bad, 1);
+    uint64_t u = budget_used(a->o), m = atomic_load(&a->used_max);
+    while (u > m && !atomic_compare_exchange_weak(&a->used_max, &m, u))
+        ;
+    atomic_fetch_add(&a->read, 1);
+    if (!wait_count(&a->read, a->n_expected))
+        atomic_fetch_add(&a->bad, 1);
+    return true;
+}
+
+static void *alone_main(void *arg)
+{
+    struct alone *a = arg;
+    struct alone_gen ag = {.a = a};
+    struct orch_gen_params g = orch_gen_default_params();
+    g.max_tokens = 8;
+    g.temperature = 0;
+    g.n_threads = a->n_threads;
+    g.on_text = alone_on_text;
+    g.user_data = &ag;
+    struct orch_gen_result res;
+    orch_error err = {0};
+    if (orch_generate(a->o, "r", "Once upon a time", &g, &res, &err) != ORCH_OK) {
+        fprintf(stderr, "alone: %s\n", err.msg);
+        atomic_fetch_add(&a->bad, 1);
+    }
+    orch_gen_result_clear(&res);
+    return NULL;
+}
+
+/* Runs n generations at once on role r of an orchestra over `ini`; returns
+ * the budget's use before (the model loaded), at its highest while all ran,
+ * and after. */
+static void run_alone(const char *ini, int n, int n_threads, uint64_t *before, uint64_t *during,
+                      uint64_t *after)
+{
+    orch_config *cfg;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(ini, "alone.ini", false, &cfg, &err), ORCH_OK, err);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    struct alone a = {.n_threads = n_threads, .n_expected = n};
+    assert_rc(orch_open(cfg, &op, &a.o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    const char *roles[] = {"r"};
+    assert_rc(orch_preload(a.o, roles, 1, &err), ORCH_OK, err);
+    *before = budget_used(a.o);
+    pthread_t t[4];
+    assert_true(n <= 4);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, alone_main, &a), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&a.bad), 0);
+    *during = atomic_load(&a.used_max);
+    *after = budget_used(a.o);
+    orch_close(a.o);
+}
+
+static void test_alone_contexts_are_charged(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    struct orch_file_info fi;
+    orch_error err = {0};
+    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
+    uint64_t kv = 2 * 2 * (uint64_t)fi.n_layer * 256 * (uint64_t)(fi.n_embd / fi.n_head) *
+                  (uint64_t)fi.n_head_kv;
+    char ini[1200];
+    uint64_t before, during, after;
+    /* no engine: one request alone is what the load paid for; three at once
+     * are two contexts more */
+    snprintf(ini, sizeof ini,
+             "[defaults]\nmemory_budget = 1G\nidle_ttl = -1\n"
+             "[r]\npath = %s\nn_ctx = 256\nn_parallel = 0\nn_threads = 1\n",
+             path);
+    run_alone(ini, 1, 0, &before, &during, &after);
+    assert_true(during == before);
+    assert_true(after == before);
+    run_alone(ini, 3, 0, &before, &during, &after);
+    assert_true(during >= before + 2 * kv);
+    assert_true(after == before);
+    /* an engine, and a request asking for other threads than its own */
+    if (orch_default_n_threads() < 2) {
+        print_message("one CPU: a request for other threads cannot be made; part skipped\n");
+        return;
+    }
+    snprintf(ini, sizeof ini,
+             "[defaults]\nmemory_budget = 1G\nidle_ttl = -1\n"
+             "[r]\npath = %s\nn_ctx = 256\nn_parallel = 2\nn_threads = 1\n",
+             path);
+    run_alone(ini, 1, 0, &before, &during, &after);
+    assert_true(during == before); /* a sequence of the engine */
+    run_alone(ini, 1, 2, &before, &during, &after);
+    assert_true(during >= before + kv);
+    assert_true(after == before);
+}
+
 /* ---- stress ---------------------------------------------------------------------------- */
 
 struct stress {
@@ -1446,6 +1593,7 @@ int main(void)
         cmocka_unit_test(test_reconfigure_under_load),
         cmocka_unit_test(test_real_model_roles),
         cmocka_unit_test(test_budget_charges_the_engine),
+        cmocka_unit_test(test_alone_contexts_are_charged),
         cmocka_unit_test(test_stress_16_threads),
         cmocka_unit_test(test_stress_everything_then_close),
     };

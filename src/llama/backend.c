@@ -9,10 +9,12 @@
  * and, made on first use, its batching engine: requests whose context and
  * threads match the model's settings run as sequences of the engine's one
  * context. A request that asks for more context or other threads, or a
- * model with n_parallel 0, takes a context of its own from a small pool of
- * idle ones (lm->pool, POOL_MAX), works in it alone and gives it back
- * cleared. The pool's lock (lm->pool_lock) is held only to push or pop,
- * never during evaluation.
+ * model with n_parallel 0, runs alone in a context of its own (the rule in
+ * backend.h). A model without an engine keeps one such context idle
+ * (lm->idle) while no request runs alone on it: the context its load was
+ * charged for; every other is freed when its request ends, and the budget
+ * charged it for that request (orchestra.c). lm->pool_lock is held only to
+ * take or keep the idle context, never during evaluation.
  */
 #include "glue.h"
 #include "llama_int.h"
@@ -169,8 +171,8 @@ static void lb_free_model(const orch_backend *be, void *model)
     if (!lm)
         return;
     orch__engine_free(lm->engine);
-    for (int i = 0; i < lm->n_pool; i++)
-        llama_free(lm->pool[i].ctx);
+    if (lm->idle.ctx)
+        llama_free(lm->idle.ctx);
     pthread_mutex_destroy(&lm->pool_lock);
     llama_model_free(lm->model);
     free(lm);
@@ -186,43 +188,52 @@ static void lb_info(void *model, struct orch_model_info *out)
     *out = ((struct lmodel *)model)->info;
 }
 
-/* ---- context pool --------------------------------------------------------- */
+/* ---- contexts of their own ------------------------------------------------ */
 
+/* A context for a request running alone: the idle one when it matches;
+ * else a new one, after freeing an idle one that does not match (at most
+ * one context per request running alone exists: what the budget charged). */
 static struct llama_context *ctx_get(struct lmodel *lm, uint32_t n_ctx, uint32_t n_batch,
                                      bool embedding, int32_t n_threads, orch_error *err)
 {
-    struct llama_context *ctx = NULL;
     pthread_mutex_lock(&lm->pool_lock);
-    for (int i = lm->n_pool - 1; i >= 0; i--) {
-        struct pooled_ctx *p = &lm->pool[i];
-        if (p->n_ctx == n_ctx && p->n_batch == n_batch && p->embedding == embedding) {
-            ctx = p->ctx;
-            lm->pool[i] = lm->pool[--lm->n_pool];
-            break;
-        }
-    }
+    struct idle_ctx idle = lm->idle;
+    lm->idle.ctx = NULL;
+    lm->n_alone++;
     pthread_mutex_unlock(&lm->pool_lock);
-    if (ctx) {
-        llama_set_n_threads(ctx, n_threads, n_threads);
-        return ctx;
+    if (idle.ctx && idle.n_ctx == n_ctx && idle.n_batch == n_batch &&
+        idle.embedding == embedding) {
+        llama_set_n_threads(idle.ctx, n_threads, n_threads);
+        return idle.ctx;
     }
-    return orch__lm_ctx_new(lm, n_ctx, n_batch, embedding ? EMBED_SEQ_MAX : 1, embedding,
-                            n_threads, err);
+    if (idle.ctx)
+        llama_free(idle.ctx);
+    struct llama_context *ctx = orch__lm_ctx_new(lm, n_ctx, n_batch,
+                                                 embedding ? EMBED_SEQ_MAX : 1, embedding,
+                                                 n_threads, err);
+    if (!ctx) {
+        pthread_mutex_lock(&lm->pool_lock);
+        lm->n_alone--;
+        pthread_mutex_unlock(&lm->pool_lock);
+    }
+    return ctx;
 }
 
+/* Ends a request's context of its own: kept idle, cleared, when the model
+ * has no engine, the context is no larger than its sequences and no other
+ * request runs alone; else freed. */
 static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx, uint32_t n_batch,
                     bool embedding)
 {
-    llama_memory_clear(llama_get_memory(ctx), true);
+    bool keep = lm->n_parallel <= 0 && (int32_t)n_ctx <= lm->n_ctx_seq;
+    if (keep) /* before it is shared: another request may take it at once */
+        llama_memory_clear(llama_get_memory(ctx), true);
     pthread_mutex_lock(&lm->pool_lock);
-    /* a context larger than the model's sequences was charged to the
-     * budget for its request only: it is not kept */
-    if (lm->n_pool < POOL_MAX && (int32_t)n_ctx <= lm->n_ctx_seq) {
-        lm->pool[lm->n_pool++] = (struct pooled_ctx){ctx, n_ctx, n_batch, embedding};
-        ctx = NULL;
-    }
+    keep = --lm->n_alone == 0 && !lm->idle.ctx && keep;
+    if (keep)
+        lm->idle = (struct idle_ctx){ctx, n_ctx, n_batch, embedding};
     pthread_mutex_unlock(&lm->pool_lock);
-    if (ctx)
+    if (!keep)
         llama_free(ctx);
 }
 
@@ -248,7 +259,8 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
                          "generate)",
                          n_toks, req->n_ctx);
     }
-    if (lm->n_parallel > 0 && req->n_ctx <= lm->n_ctx_seq && req->n_threads == lm->n_threads) {
+    if (!orch__runs_alone(lm->n_parallel, lm->n_ctx_seq, lm->n_threads, req->n_ctx,
+                          req->n_threads)) {
         /* the usual case: a sequence in the model's batch engine */
         struct llama_sampler *smpl = orch__lm_sampler(req->params, req->n_ctx, lm->info.n_vocab);
         if (!smpl) {
@@ -385,7 +397,8 @@ static int lb_embed(void *model, struct orch__embed_req *req, orch_error *err)
     }
     if (rc)
         goto done;
-    if (lm->n_parallel > 0 && req->n_threads == lm->n_threads) {
+    if (!orch__runs_alone(lm->n_parallel, lm->n_ctx_seq, lm->n_threads, (int32_t)n_ctx,
+                          req->n_threads)) {
         /* merged into the engine's batches with other threads' texts */
         rc = orch__engine_embed(lm, toks, n_toks, req->n_texts, n_ctx, out, n_embd, err);
         goto done;

@@ -12,7 +12,6 @@
 
 #include <llama.h>
 
-#define POOL_MAX 4
 #define EMBED_SEQ_MAX 64
 /* Tokens packed into one embedding decode. Attention in a batch costs
  * tokens x KV cells (llama.cpp pads the cells to 256), whichever sequence
@@ -20,8 +19,9 @@
  * weights are read once for many texts. */
 #define EMBED_PACK_TOKENS 256
 
-struct pooled_ctx {
-    struct llama_context *ctx;
+/* A context kept idle for the next request that runs alone (backend.h). */
+struct idle_ctx {
+    struct llama_context *ctx; /* NULL = none */
     uint32_t n_ctx;
     uint32_t n_batch;
     bool embedding;
@@ -37,8 +37,8 @@ struct lmodel {
     /* the model's settings, from the load request (n_ctx_seq resolved) */
     int32_t n_ctx_seq, n_threads, n_batch, n_parallel;
     pthread_mutex_t pool_lock;
-    struct pooled_ctx pool[POOL_MAX]; /* guarded by pool_lock */
-    int n_pool;                       /* guarded by pool_lock */
+    struct idle_ctx idle;             /* guarded by pool_lock */
+    int n_alone;                      /* guarded by pool_lock: requests running alone */
     struct engine *engine;            /* guarded by pool_lock; made on first use */
     struct orch__cpu_user cpu;        /* its share of the CPU budget (cpu.c) */
 };
