@@ -86,14 +86,15 @@ if [ -z "${ORCH_TEST_QUICK:-}" ]; then
   CC=clang CXX=clang++ build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_TESTING=OFF -DORCH_BENCH=OFF \
     -DORCH_FUZZ=ON -DORCH_SANITIZE=address
   mkdir -p build-fuzz/run
-  if (cd build-fuzz/run && ASAN_OPTIONS=detect_leaks=0 TMPDIR="$PWD" \
+  if (cd build-fuzz/run && ASAN_OPTIONS=detect_leaks=1 TMPDIR="$PWD" \
         ../fuzz-precheck -runs="$runs" -seed=1 -max_len=128 -len_control=0 -print_final_stats=1 \
         > ../fuzz.log 2>&1); then
     grep -E "^Done|^fuzz:" build-fuzz/fuzz.log | head -2
     total=$((total + 1))
   else
     tail -40 build-fuzz/fuzz.log
-    echo "fuzz target found an input the pre-check accepts and llama.cpp aborts on (build-fuzz/run)"
+    echo "fuzz target found an input the pre-check accepts and llama.cpp aborts on or leaks" \
+         "after (build-fuzz/run)"
     exit 1
   fi
 

@@ -276,6 +276,11 @@ static const struct kv *find(const struct orch__gguf *g, const char *key)
     return NULL;
 }
 
+bool orch__gguf_has(const struct orch__gguf *g, const char *key)
+{
+    return find(g, key) != NULL;
+}
+
 const char *orch__gguf_get_str(const struct orch__gguf *g, const char *key)
 {
     const struct kv *kv = find(g, key);

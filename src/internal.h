@@ -138,6 +138,8 @@ struct orch__gguf; /* parsed header */
 
 int orch__gguf_open(const char *path, struct orch__gguf **out, orch_error *err);
 void orch__gguf_close(struct orch__gguf *g);
+/* Returns true when the header has key (of any type). */
+bool orch__gguf_has(const struct orch__gguf *g, const char *key);
 /* Returns the string value of key, or NULL if absent or not a string. */
 const char *orch__gguf_get_str(const struct orch__gguf *g, const char *key);
 /* Returns true and sets *v when key holds an integer of any width. */

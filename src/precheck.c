@@ -481,6 +481,11 @@ int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch
 {
     struct lcheck c = {.g = g, .path = path, .err = err};
     const char *arch = orch__gguf_get_str(g, "general.architecture");
+    if (!arch && orch__gguf_has(g, "general.architecture")) {
+        /* llama.cpp refuses it too, but leaks the header it read */
+        snprintf(c.key, sizeof c.key, "general.architecture");
+        return lc_fail(&c, "is not a string");
+    }
     if (!arch)
         return ORCH_OK; /* llama.cpp refuses the file itself */
     int rc = check_vocab(&c);

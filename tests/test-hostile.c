@@ -196,6 +196,10 @@ static const struct hostile hostiles[] = {
     {"gemma4 without a start token",
      {{"tokenizer.ggml.model", GE_STR, .s = "gemma4"}, {"tokenizer.ggml.bos_token_id", GE_REMOVE}},
      .needle = "bos_token_id' is absent"},
+    /* llama.cpp refuses it, but leaks the header it read (LSan, under ASan) */
+    {"architecture not a string",
+     {{"general.architecture", GE_I32, .i = 7}},
+     .needle = "general.architecture' is not a string"},
     /* hyperparameters */
     {"rms epsilon negative",
      {{"{arch}.attention.layer_norm_rms_epsilon", GE_F32, .f = -1e-5f}},
