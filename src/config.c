@@ -233,15 +233,53 @@ static int parse_bool(const char *v, bool *out)
 
 /* ---- the config --------------------------------------------------------- */
 
+/* The roles by name (cfg->index): a thousand sections were a million
+ * compares. FNV-1a; linear probing; at most half full. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return (size_t)h;
+}
+
+/* The slot of `name` in the index: its role's, or the empty one it would take. */
+static size_t *index_slot(const orch_config *cfg, const char *name)
+{
+    size_t mask = cfg->index_cap - 1;
+    for (size_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        size_t *s = &cfg->index[i];
+        if (!*s || strcmp(cfg->roles[*s - 1].name, name) == 0)
+            return s;
+    }
+}
+
+/* Room in the index for one more role; false when out of memory. */
+static bool index_grow(orch_config *cfg)
+{
+    if ((cfg->n_roles + 1) * 2 <= cfg->index_cap)
+        return true;
+    size_t cap = cfg->index_cap ? cfg->index_cap * 2 : 64;
+    size_t *idx = calloc(cap, sizeof *idx);
+    if (!idx)
+        return false;
+    free(cfg->index);
+    cfg->index = idx;
+    cfg->index_cap = cap;
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        *index_slot(cfg, cfg->roles[i].name) = i + 1;
+    return true;
+}
+
 static struct orch__role_cfg *get_section(orch_config *cfg, const char *section, bool create,
                                           int line)
 {
     if (strcmp(section, "defaults") == 0)
         return &cfg->defaults;
-    for (size_t i = 0; i < cfg->n_roles; i++)
-        if (strcmp(cfg->roles[i].name, section) == 0)
-            return &cfg->roles[i];
-    if (!create)
+    size_t *slot = cfg->index_cap ? index_slot(cfg, section) : NULL;
+    if (slot && *slot)
+        return &cfg->roles[*slot - 1];
+    if (!create || !index_grow(cfg))
         return NULL;
     struct orch__role_cfg *r = realloc(cfg->roles, (cfg->n_roles + 1) * sizeof *r);
     if (!r)
@@ -254,6 +292,7 @@ static struct orch__role_cfg *get_section(orch_config *cfg, const char *section,
         return NULL;
     r->line = line;
     cfg->n_roles++;
+    *index_slot(cfg, r->name) = cfg->n_roles;
     return r;
 }
 
@@ -514,6 +553,7 @@ void orch_config_free(orch_config *cfg)
     for (size_t i = 0; i < cfg->n_roles; i++)
         role_cfg_clear(&cfg->roles[i]);
     free(cfg->roles);
+    free(cfg->index);
     free(cfg->name);
     free(cfg->base_dir);
     free(cfg);
@@ -613,9 +653,33 @@ static int apply_env(orch_config *cfg, orch_error *err)
     int rc = check_env_names(cfg, err);
     if (rc)
         return rc;
+    /* the environment's ORCH_ names, to skip the roles none of them names
+     * (a thousand roles by thirty keys were 30,000 getenv scans) */
+    extern char **environ;
+    const char *ours[64];
+    size_t n_ours = 0;
+    bool many = false;
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, "ORCH_", 5) == 0) {
+            if (n_ours == sizeof ours / sizeof ours[0])
+                many = true;
+            else
+                ours[n_ours++] = *e;
+        }
+    if (!n_ours)
+        return ORCH_OK;
     size_t n_roles = cfg->n_roles;
     for (size_t r = 0; r <= n_roles; r++) {
         const char *section = r < n_roles ? cfg->roles[r].name : "defaults";
+        if (r < n_roles && !many) {
+            char prefix[160];
+            env_name(prefix, sizeof prefix, section, "");
+            size_t pl = strlen(prefix), i = 0;
+            while (i < n_ours && strncmp(ours[i], prefix, pl) != 0)
+                i++;
+            if (i == n_ours)
+                continue;
+        }
         for (size_t k = 0; k < N_KEYS; k++) {
             char var[160];
             if (r < n_roles && (keys[k].base == IN_CONFIG))
@@ -901,12 +965,10 @@ const char *orch_config_role_alias(const orch_config *cfg, size_t i, size_t k)
 
 size_t orch__config_find(const orch_config *cfg, const char *role)
 {
-    if (!role)
+    if (!role || !cfg->index_cap)
         return (size_t)-1;
-    for (size_t i = 0; i < cfg->n_roles; i++)
-        if (strcmp(cfg->roles[i].name, role) == 0)
-            return i;
-    return (size_t)-1;
+    size_t at = *index_slot(cfg, role);
+    return at ? at - 1 : (size_t)-1;
 }
 
 void orch__config_resolve(const orch_config *cfg, size_t i, struct orch__role_cfg *out)

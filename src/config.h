@@ -39,6 +39,9 @@ struct orch_config {
     struct orch__role_cfg defaults;
     struct orch__role_cfg *roles;  /* in file order */
     size_t n_roles;
+    size_t *index;                 /* roles by name: open addressing, index + 1
+                                      (0 = empty); index_cap slots, a power of 2 */
+    size_t index_cap;
     uint64_t budget;               /* bytes, 0 = none */
     int64_t load_timeout_ms;       /* how long a load waits for memory; default 60 s */
     int32_t n_threads_total;       /* the process's CPU budget; 0 = one per CPU;

@@ -183,21 +183,43 @@ struct orch__gguf_tensor {
 };
 const struct orch__gguf_tensor *orch__gguf_tensors(const struct orch__gguf *g, uint64_t *n);
 
-/* ---- vetting verdicts (vetcache.c) ----------------------------------------- */
+/* ---- model files as the layers above see them (filecache.c) ---------------- */
 
 /* A file's identity: a changed or replaced file is another file. */
-struct orch__vet_id {
+struct orch__file_id {
     uint64_t dev, ino, size;
     int64_t mtime_ns;
 };
 /* Fills id from stat(path); ORCH_ENOENT etc. naming the file. */
-int orch__vet_identity(const char *path, struct orch__vet_id *id, orch_error *err);
+int orch__file_identity(const char *path, struct orch__file_id *id, orch_error *err);
+
+/* What the layers above need from a file's header: read once per identity
+ * of the file and kept (a few dozen files, process-wide), so that ps,
+ * estimates and the daemon's model lists cost a stat() a role, not a
+ * parse. Errors: as orch__gguf_open (a file that fails is not kept).
+ * Threads: any. */
+struct orch__file_summary {
+    struct orch_file_info info;
+    uint64_t vocab_bytes; /* orch__gguf_vocab_bytes */
+};
+int orch__file_summary(const char *path, struct orch__file_summary *out, orch_error *err);
+/* Headers orch__file_summary has parsed so far (not found kept), for tests. */
+uint64_t orch__file_summary_parses(void);
+
+/* Weights (tensor bytes) and context memory (KV cache for n_seq sequences
+ * of n_ctx tokens, n_ctx <= 0: the trained size; plus compute buffers) from
+ * the header's summary. */
+int orch__file_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t *weights,
+                        uint64_t *context, orch_error *err);
+
+/* ---- vetting verdicts (vetcache.c) ----------------------------------------- */
+
 /* The verdict kept for id under llama.cpp version `llama`: 1 passed, 0
  * failed (its cause in reason[cap]), -1 none (or no cache). Threads: any. */
-int orch__vet_cache_get(const struct orch__vet_id *id, const char *llama, char *reason,
+int orch__vet_cache_get(const struct orch__file_id *id, const char *llama, char *reason,
                         size_t cap);
 /* Keeps a verdict (appended; a failure to write is logged, not returned). */
-void orch__vet_cache_put(const struct orch__vet_id *id, const char *llama, bool ok,
+void orch__vet_cache_put(const struct orch__file_id *id, const char *llama, bool ok,
                          const char *reason);
 
 /* ---- the pre-check (precheck.c) ------------------------------------------- */
@@ -210,11 +232,6 @@ int orch__gguf_check_loadable(const struct orch__gguf *g, const char *path, orch
 /* Memory llama.cpp spends on the vocabulary of g (token tables, tokenizer
  * tries, the piece cache), estimated from the header. */
 uint64_t orch__gguf_vocab_bytes(const struct orch__gguf *g);
-/* Weights (tensor bytes) and context memory (KV cache for n_seq sequences
- * of n_ctx tokens, n_ctx <= 0: the trained size; plus compute buffers) from
- * the header. */
-int orch__gguf_estimate(const char *path, int32_t n_ctx, int32_t n_seq, uint64_t *weights,
-                        uint64_t *context, orch_error *err);
 
 /* ---- fault injection and pause points (test builds) ---------------------- */
 

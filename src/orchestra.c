@@ -1414,11 +1414,18 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
             s->bytes = e->charged ? e->charged : ms.bytes;
             pthread_mutex_unlock(&o->lock);
         } else {
+            /* roles that share a model share its estimate */
+            size_t j = 0;
+            while (j < i && !(st[j].bytes_estimated && v->roles[j].e == e))
+                j++;
             uint64_t w = 0, c = 0;
             orch_error eerr = {0};
-            if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx,
-                                       orch__model_params(e->model)->n_parallel, &w, &c,
-                                       &eerr) == ORCH_OK) {
+            if (j < i) {
+                s->bytes = st[j].bytes;
+                s->bytes_estimated = true;
+            } else if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx,
+                                              orch__model_params(e->model)->n_parallel, &w, &c,
+                                              &eerr) == ORCH_OK) {
                 s->bytes = w + c;
                 s->bytes_estimated = true;
             } else if (!s->last_error[0]) {

@@ -38,19 +38,7 @@ static bool cache_path(char *buf, size_t cap)
     return false;
 }
 
-int orch__vet_identity(const char *path, struct orch__vet_id *id, orch_error *err)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return orch__err_errno(err, errno, "cannot stat model file", path);
-    id->dev = (uint64_t)st.st_dev;
-    id->ino = (uint64_t)st.st_ino;
-    id->size = (uint64_t)st.st_size;
-    id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    return ORCH_OK;
-}
-
-int orch__vet_cache_get(const struct orch__vet_id *id, const char *llama, char *reason,
+int orch__vet_cache_get(const struct orch__file_id *id, const char *llama, char *reason,
                         size_t cap)
 {
     char path[4096];
@@ -85,7 +73,7 @@ int orch__vet_cache_get(const struct orch__vet_id *id, const char *llama, char *
     return verdict;
 }
 
-void orch__vet_cache_put(const struct orch__vet_id *id, const char *llama, bool ok,
+void orch__vet_cache_put(const struct orch__file_id *id, const char *llama, bool ok,
                          const char *reason)
 {
     char path[4096];

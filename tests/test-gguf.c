@@ -6,6 +6,7 @@
  */
 #include "test.h"
 #include "gguf_edit.h"
+#include "internal.h"
 
 #include <time.h>
 
@@ -489,6 +490,79 @@ static int try_load(const char *path, orch_error *err, double *ms)
  * ten and "nextn past layers" at load, "kv heads per layer" at the first
  * context; the others it refuses itself, later and less clearly (measured
  * with a forked probe, 2026-11-27). */
+/* A file's header is read once per version of the file: many roles on two
+ * files cost two reads however often they are listed, and a file that
+ * changes (in place with a new time, or replaced) is read again. */
+static void test_header_read_once(void **state)
+{
+    (void)state;
+    char a[600], b[600], ini[8192];
+    snprintf(a, sizeof a, "%s/once-a.gguf", test_tmpdir());
+    snprintf(b, sizeof b, "%s/once-b.gguf", test_tmpdir());
+    struct orch_synth_params sp = orch_synth_default_params();
+    sp.n_params = 200000;
+    orch_error err = {0};
+    assert_rc(orch_synth_model(a, &sp, &err), ORCH_OK, err);
+    sp.seed = 2;
+    sp.n_ctx_train = 512;
+    assert_rc(orch_synth_model(b, &sp, &err), ORCH_OK, err);
+    int pos = snprintf(ini, sizeof ini, "[defaults]\nidle_ttl = -1\n");
+    for (int i = 0; i < 50; i++)
+        pos += snprintf(ini + pos, sizeof ini - (size_t)pos, "[r%d]\npath = %s\n", i,
+                        i % 2 ? a : b);
+    orch_config *cfg;
+    assert_rc(orch_config_parse(ini, "once.ini", false, &cfg, &err), ORCH_OK, err);
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    uint64_t p0 = orch__file_summary_parses();
+    for (int k = 0; k < 3; k++) {
+        struct orch_role_status *st;
+        size_t n;
+        assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
+        assert_int_equal(n, 50);
+        assert_true(st[0].bytes_estimated && st[0].bytes > 0);
+        assert_true(st[2].bytes == st[0].bytes && st[3].bytes == st[1].bytes);
+        free(st);
+    }
+    assert_true(orch__file_summary_parses() - p0 <= 2);
+    orch_close(o);
+    /* replaced (a new inode): read again, the new header seen */
+    struct orch_file_info fi;
+    assert_rc(orch_file_info(a, &fi, &err), ORCH_OK, err);
+    assert_int_equal(fi.n_ctx_train, ORCH_N_CTX_DEFAULT);
+    assert_rc(orch_synth_model(a, &sp, &err), ORCH_OK, err);
+    assert_rc(orch_file_info(a, &fi, &err), ORCH_OK, err);
+    assert_int_equal(fi.n_ctx_train, 512);
+    /* rewritten in place with the same size: a new modification time is a
+     * new version (set apart explicitly: the clock may not have moved) */
+    size_t na, nb;
+    unsigned char *da = read_all(a, &na), *db = read_all(b, &nb);
+    assert_int_equal(na, nb);
+    sp.n_ctx_train = 0;
+    assert_rc(orch_synth_model(b, &sp, &err), ORCH_OK, err);
+    unsigned char *dfresh = read_all(b, &nb);
+    assert_int_equal(na, nb);
+    assert_rc(orch_file_info(a, &fi, &err), ORCH_OK, err); /* kept: 512 */
+    int fd = open(a, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, dfresh, nb), (ssize_t)nb);
+    struct timespec ts[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
+                             {.tv_sec = 1000000000, .tv_nsec = 0}};
+    assert_int_equal(futimens(fd, ts), 0);
+    close(fd);
+    assert_rc(orch_file_info(a, &fi, &err), ORCH_OK, err);
+    assert_int_equal(fi.n_ctx_train, ORCH_N_CTX_DEFAULT);
+    /* a file that goes bad is not answered from what was kept */
+    assert_int_equal(truncate(a, 16), 0);
+    assert_int_equal(orch_file_info(a, &fi, &err), ORCH_EFORMAT);
+    free(da);
+    free(db);
+    free(dfresh);
+}
+
 static void test_hostile_values(void **state)
 {
     (void)state;
@@ -657,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_real_file_info),
         cmocka_unit_test(test_synth_model),
+        cmocka_unit_test(test_header_read_once),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_million_keys),
         cmocka_unit_test(test_tensor_size_wraps),

@@ -90,7 +90,7 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
          * context, the vocabulary, and room for llama.cpp's own */
         uint64_t w = 0, c = 0;
         orch_error e2;
-        if (orch__gguf_estimate(req->path, 256, 1, &w, &c, &e2) != ORCH_OK)
+        if (orch__file_estimate(req->path, 256, 1, &w, &c, &e2) != ORCH_OK)
             w = c = 0;
         struct orch__vet_opts vo = {.role = req->role,
                                     .mem_limit = 2 * w + c + (UINT64_C(1) << 30),
@@ -454,7 +454,7 @@ static int lb_estimate(const orch_backend *be, const char *path, int32_t n_ctx, 
                           uint64_t *weights, uint64_t *context, orch_error *err)
 {
     (void)be;
-    return orch__gguf_estimate(path, n_ctx, n_seq, weights, context, err);
+    return orch__file_estimate(path, n_ctx, n_seq, weights, context, err);
 }
 
 static void lb_setup(const orch_backend *be)

@@ -363,8 +363,8 @@ static bool run_child(const char *path, uint64_t mem_limit, int timeout_s, char 
 int orch__lm_vet(const char *path, const struct orch__vet_opts *opts, orch_error *err)
 {
     orch__lm_init();
-    struct orch__vet_id id;
-    int rc = orch__vet_identity(path, &id, err);
+    struct orch__file_id id;
+    int rc = orch__file_identity(path, &id, err);
     if (rc)
         return rc;
     const char *llama = ORCH_LLAMA_VERSION;

@@ -104,7 +104,7 @@ struct wmodel {
     struct worker *w; /* the current worker; NULL after a failed restart */
     char *path, *role;
     struct wire_load load;
-    struct orch__vet_id id;
+    struct orch__file_id id;
     uint64_t size;
     struct orch_model_info info;
 };
@@ -112,7 +112,7 @@ struct wmodel {
 /* ---- files refused after repeated deaths ------------------------------------------ */
 
 struct death {
-    struct orch__vet_id id;
+    struct orch__file_id id;
     int n;
     char reason[384];
 };
@@ -121,13 +121,13 @@ static pthread_mutex_t g_deaths_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct death g_deaths[64];
 static int g_n_deaths;
 
-static bool same_id(const struct orch__vet_id *a, const struct orch__vet_id *b)
+static bool same_id(const struct orch__file_id *a, const struct orch__file_id *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
            a->mtime_ns == b->mtime_ns;
 }
 
-static struct death *death_find_locked(const struct orch__vet_id *id)
+static struct death *death_find_locked(const struct orch__file_id *id)
 {
     for (int i = 0; i < g_n_deaths; i++)
         if (same_id(&g_deaths[i].id, id))
@@ -136,7 +136,7 @@ static struct death *death_find_locked(const struct orch__vet_id *id)
 }
 
 /* Counts a death of id's worker; returns the count. */
-static int death_count(const struct orch__vet_id *id, const char *reason)
+static int death_count(const struct orch__file_id *id, const char *reason)
 {
     pthread_mutex_lock(&g_deaths_lock);
     struct death *d = death_find_locked(id);
@@ -156,7 +156,7 @@ static int death_count(const struct orch__vet_id *id, const char *reason)
 }
 
 /* ORCH_EFORMAT when path (identity id) is refused, else ORCH_OK. */
-static int death_check(const struct orch__vet_id *id, const char *path, orch_error *err)
+static int death_check(const struct orch__file_id *id, const char *path, orch_error *err)
 {
     pthread_mutex_lock(&g_deaths_lock);
     struct death *d = death_find_locked(id);
@@ -688,8 +688,8 @@ static int wb_load(const orch_backend *be, const struct orch__load_req *req, voi
                    orch_error *err)
 {
     const struct worker_backend *wb = (const struct worker_backend *)be;
-    struct orch__vet_id id;
-    int rc = orch__vet_identity(req->path, &id, err);
+    struct orch__file_id id;
+    int rc = orch__file_identity(req->path, &id, err);
     if (rc || (rc = death_check(&id, req->path, err)))
         return rc;
     struct wmodel *wm = calloc(1, sizeof *wm);
@@ -963,9 +963,9 @@ static int32_t wb_faults(const orch_backend *be, const char *path, char *last, s
                          bool *refused)
 {
     (void)be;
-    struct orch__vet_id id;
+    struct orch__file_id id;
     orch_error err;
-    if (orch__vet_identity(path, &id, &err) != ORCH_OK)
+    if (orch__file_identity(path, &id, &err) != ORCH_OK)
         return 0;
     pthread_mutex_lock(&g_deaths_lock);
     struct death *d = death_find_locked(&id);
