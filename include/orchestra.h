@@ -666,6 +666,9 @@ struct orch_synth_params {
     uint64_t n_params;  /* target parameter count, e.g. 100e6; >= 100000 */
     uint32_t seed;      /* weights are a function of the seed; default 1 */
     bool f16;           /* store weights as F16 (default true) or F32 */
+    bool q4_0;          /* store the matrices as Q4_0 (the CPU backend repacks
+                           them at load on x86 with AVX2 and on ARM), the rest
+                           as f16 says; default false */
     int32_t n_ctx_train; /* default ORCH_N_CTX_DEFAULT */
     const char *chat_template; /* stored as tokenizer.chat_template; NULL
                                   (default) = none. Borrowed for the call. */

@@ -25,6 +25,9 @@
 #define ALIGN 32
 #define T_F32 0
 #define T_F16 1
+#define T_Q4_0 2 /* blocks of 32: an F16 scale, 16 bytes of 4-bit values */
+#define Q4_BLOCK 32
+#define Q4_BYTES 18
 
 struct synth_params_solved {
     uint32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
@@ -215,12 +218,35 @@ static uint16_t f32_to_f16(float f)
     return (uint16_t)h;
 }
 
+/* Q4_0 data of random values in [-scale, scale]: one scale a block, each
+ * element (q - 8) * d with q a random nibble. */
+static void put_q4_0(struct w *w, const struct tensor *t, uint64_t n, uint64_t s)
+{
+    uint16_t d = f32_to_f16(t->scale / 8.0f);
+    unsigned char block[Q4_BYTES];
+    memcpy(block, &d, 2);
+    for (uint64_t i = 0; i < n / Q4_BLOCK && !w->err; i++) {
+        for (int j = 0; j < 16; j += 8) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            memcpy(block + 2 + j, &s, 8);
+        }
+        put(w, block, sizeof block);
+    }
+    put_pad(w);
+}
+
 static void put_tensor_data(struct w *w, const struct tensor *t, uint64_t seed)
 {
     uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
     if (!s)
         s = 1;
+    if (t->type == T_Q4_0) {
+        put_q4_0(w, t, n, s);
+        return;
+    }
     enum { CHUNK = 1 << 16 };
     static _Thread_local union {
         float f[CHUNK];
@@ -249,7 +275,7 @@ static void put_tensor_data(struct w *w, const struct tensor *t, uint64_t seed)
 static uint64_t tensor_bytes(const struct tensor *t)
 {
     uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
-    uint64_t b = n * (t->type == T_F16 ? 2 : 4);
+    uint64_t b = t->type == T_Q4_0 ? n / Q4_BLOCK * Q4_BYTES : n * (t->type == T_F16 ? 2 : 4);
     return (b + ALIGN - 1) / ALIGN * ALIGN;
 }
 
@@ -275,7 +301,7 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     solve(params->n_params, &s);
     s.f16 = params->f16;
     s.n_ctx = params->n_ctx_train ? (uint32_t)params->n_ctx_train : ORCH_N_CTX_DEFAULT;
-    uint32_t mt = s.f16 ? T_F16 : T_F32;
+    uint32_t mt = params->q4_0 ? T_Q4_0 : s.f16 ? T_F16 : T_F32;
     uint64_t d = s.n_embd, kvd = (uint64_t)s.n_head_kv * 64;
 
     size_t n_t = 3 + 9 * (size_t)s.n_layer;
@@ -335,7 +361,7 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     put_u64(&w, params->chat_template ? 22 : 21);
     kv_str(&w, "general.architecture", "llama");
     kv_str(&w, "general.name", name);
-    kv_u32(&w, "general.file_type", s.f16 ? 1 : 0);
+    kv_u32(&w, "general.file_type", params->q4_0 ? 2 : s.f16 ? 1 : 0); /* llama_ftype */
     kv_u32(&w, "llama.context_length", s.n_ctx);
     kv_u32(&w, "llama.embedding_length", s.n_embd);
     kv_u32(&w, "llama.block_count", s.n_layer);

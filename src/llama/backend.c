@@ -22,8 +22,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 /* ---- loaded model ----------------------------------------------------------- */
+
+/* Weights once. With the file mapped, llama.cpp reads each tensor it
+ * repacks for this CPU (or copies into a buffer of its own) from the
+ * mapping, and those file pages stay mapped and resident beside the copy:
+ * a Q4_0 model of 31 MB held 68 MB. After the load the file's pages are
+ * dropped from this process (MADV_DONTNEED on its mappings of the file,
+ * found in /proc/self/maps by device and inode): they stay in the page
+ * cache, so the tensors still read from the mapping fault them back on
+ * first use as minor faults, and the copies are never read from the file
+ * again. What stays resident is what is used. */
+static void release_file_pages(const char *path)
+{
+    struct stat st;
+    FILE *f = stat(path, &st) == 0 ? fopen("/proc/self/maps", "re") : NULL;
+    if (!f)
+        return;
+    char line[4352];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*4s %lx %x:%x %lu", &lo, &hi, &off, &maj, &mnr, &ino) != 6)
+            continue;
+        if (ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+            mnr == minor(st.st_dev))
+            madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    fclose(f);
+}
 
 struct progress_bridge {
     const struct orch__load_req *req;
@@ -133,6 +164,8 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
                          cap.n_errors ? cap.errors : "no reason given",
                          cap.n_warnings ? "; warnings: " : "", cap.warnings);
     }
+    if (req->use_mmap && !req->no_repack && !req->use_mlock)
+        release_file_pages(req->path);
     lm->vocab = llama_model_get_vocab(lm->model);
     pthread_mutex_init(&lm->pool_lock, NULL);
     lm->n_threads = req->n_threads;

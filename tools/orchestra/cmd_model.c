@@ -19,7 +19,7 @@
 enum {
     OPT_ROLE = 1000, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_STOP,
     OPT_CTX, OPT_THREADS, OPT_NGL, OPT_SYSTEM, OPT_JSON, OPT_PARAMS, OPT_F32, OPT_RAW,
-    OPT_MAX, OPT_PROMPT, OPT_FILE, OPT_TEXT, OPT_MODEL, OPT_OUT, OPT_TEMPLATE,
+    OPT_MAX, OPT_PROMPT, OPT_FILE, OPT_TEXT, OPT_MODEL, OPT_OUT, OPT_TEMPLATE, OPT_Q4,
 };
 
 /* the library's defaults, as help shows them */
@@ -865,6 +865,8 @@ static const struct cli_opt mkmodel_opts[] = {
     {OPT_SEED, 0, "seed", NULL, "S", "the weights are a function of the seed", d_sseed},
     {OPT_CTX, 0, "ctx", NULL, "N", "trained context length", d_sctx},
     {OPT_F32, 0, "f32", NULL, NULL, "F32 weights instead of F16", NULL},
+    {OPT_Q4, 0, "q4_0", NULL, NULL, "the matrices as Q4_0 (repacked at load on AVX2 and ARM)",
+     NULL},
     {OPT_TEMPLATE, 0, "chat-template", NULL, "TEMPLATE",
      "stored as the model's chat template (Jinja text)", NULL},
     {0},
@@ -899,6 +901,7 @@ static int mkmodel_opt(void *ctx, int id, const char *arg)
         m->sp.n_ctx_train = (int32_t)l;
         return EXIT_OK;
     case OPT_F32: m->sp.f16 = false; return EXIT_OK;
+    case OPT_Q4: m->sp.q4_0 = true; return EXIT_OK;
     case OPT_TEMPLATE: m->sp.chat_template = arg; return EXIT_OK;
     }
     return EXIT_USAGE;
