@@ -960,6 +960,10 @@ struct orch_role_status {
                                 (orch_worker_backend_new; 0 elsewhere) */
     bool refused;            /* its file is refused after them, until it changes */
     char fault[384];         /* the last death's cause, "" = none */
+    int32_t n_ctx;           /* tokens of context a request gets by default: the
+                                role's n_ctx, or its file's trained context
+                                (capped at ORCH_N_CTX_MAX; ORCH_N_CTX_DEFAULT
+                                when the file cannot be read) */
 };
 
 struct orch_budget_status {

@@ -84,7 +84,10 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
         json_object_set_new(e, "expires_at", json_string(when));
+        /* what is on a GPU: nothing, on the CPU builds; offloaded layers'
+         * share of the weights is not reported by llama.cpp per model */
         json_object_set_new(e, "size_vram", json_integer(0));
+        json_object_set_new(e, "context_length", json_integer(rs->n_ctx));
     } else {
         struct tm tm;
         gmtime_r(&st.st_mtime, &tm);

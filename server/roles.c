@@ -69,7 +69,17 @@ int srv_take_model(struct req *r, enum MHD_Result *ret)
     }
     orch_error err;
     int i = -1;
-    if (orch_role_lookup(r->s->o, name, &r->ref, &err) == ORCH_OK)
+    int rc = orch_role_lookup(r->s->o, name, &r->ref, &err);
+    size_t n = strlen(name);
+    if (rc == ORCH_ENOROLE && n > 7 && n < 256 && strcmp(name + n - 7, ":latest") == 0) {
+        /* Ollama's names are name:tag, and a name without a tag means
+         * :latest: "coder:latest" is the role coder, unless a role has the
+         * whole name */
+        char bare[256];
+        snprintf(bare, sizeof bare, "%.*s", (int)(n - 7), name);
+        rc = orch_role_lookup(r->s->o, bare, &r->ref, &err);
+    }
+    if (rc == ORCH_OK)
         i = srv_role_slot(r->s, r->ref.name);
     if (i < 0) {
         r->ref.name[0] = '\0';

@@ -1409,6 +1409,9 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         memcpy(s->last_error, ms.last_error, sizeof s->last_error);
         s->n_faults = orch__backend_faults(orch__model_backend(e->model), e->path, s->fault,
                                            sizeof s->fault, &s->refused);
+        struct orch__file_summary sum;
+        bool have = orch__file_summary(e->path, &sum, NULL) == ORCH_OK;
+        s->n_ctx = orch__n_ctx_resolve(r->cfg.n_ctx, have ? sum.info.n_ctx_train : -1);
         if (ms.bytes) {
             pthread_mutex_lock(&o->lock);
             s->bytes = e->charged ? e->charged : ms.bytes;

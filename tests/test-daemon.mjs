@@ -167,6 +167,16 @@ embedding = true
     const raw = await fetch(`${srv.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'story', prompt: 'Once upon a time', stream: false, options: { temperature: 0, num_predict: 11 } }) });
     assert.equal((await raw.json()).response, GREEDY);
     await assert.rejects(olm.generate({ model: 'wizard', prompt: 'x', stream: false }), (err) => err.status_code === 404);
+    // Ollama's name:tag, :latest implied; /api/ps gives the context and (CPU) no VRAM
+    const tagged = await olm.generate({ model: 'story:latest', prompt: 'Once upon a time', stream: false, options: { num_predict: 11, temperature: 0 } });
+    assert.equal(tagged.response, GREEDY);
+    assert.equal((await olm.show({ model: 'coder:latest' })).model_info['general.architecture'], 'llama');
+    await assert.rejects(olm.generate({ model: 'story:7b', prompt: 'x', stream: false }), (err) => err.status_code === 404);
+    const ps = await olm.ps();
+    const story = ps.models.find((m) => m.name === 'story');
+    assert.ok(story, JSON.stringify(ps));
+    assert.equal(story.size_vram, 0);
+    assert.equal(story.context_length, 2048); // stories260K's trained context
   });
 
   test('Ollama keep_alive: an empty prompt loads, keep_alive 0 unloads', async () => {

@@ -595,7 +595,7 @@ class Orchestra(_Handle):
 
     def status(self):
         """One dict per role, in config order: role, aliases, model_role,
-        path, state, bytes, bytes_estimated, leases, n_parallel, pinned,
+        path, state, bytes, bytes_estimated, leases, n_parallel, n_ctx, pinned,
         idle_ms, unload_in_ms, error."""
         ptr = self._enter()
         try:
@@ -615,7 +615,8 @@ class Orchestra(_Handle):
                     "aliases": [a for a in s.aliases.decode().split(",") if a],
                     "path": s.path.decode(), "state": _STATES.get(s.state, "unknown"),
                     "bytes": s.bytes, "bytes_estimated": s.bytes_estimated,
-                    "leases": s.n_leases, "n_parallel": s.n_parallel, "pinned": s.pinned,
+                    "leases": s.n_leases, "n_parallel": s.n_parallel, "n_ctx": s.n_ctx,
+                    "pinned": s.pinned,
                     "idle_ms": s.idle_ms, "unload_in_ms": s.unload_in_ms,
                     "error": s.last_error.decode("utf-8", "replace"),
                     "faults": s.n_faults, "refused": s.refused,

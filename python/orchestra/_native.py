@@ -70,7 +70,8 @@ class RoleStatus(ctypes.Structure):
                 ("n_leases", c_int64), ("n_parallel", c_int32), ("pinned", c_bool),
                 ("idle_ms", c_int64), ("unload_in_ms", c_int64),
                 ("last_error", ctypes.c_char * ERROR_MSG_MAX),
-                ("n_faults", c_int32), ("refused", c_bool), ("fault", ctypes.c_char * 384)]
+                ("n_faults", c_int32), ("refused", c_bool), ("fault", ctypes.c_char * 384),
+                ("n_ctx", c_int32)]
 
 
 class BudgetStatus(ctypes.Structure):

@@ -58,7 +58,8 @@ class Layout(unittest.TestCase):
                                                       "progress", "progress_user_data"]),
         "orch_role_status": (N.RoleStatus, ["role", "aliases", "model_role", "path", "state",
                                             "bytes", "bytes_estimated", "n_leases", "n_parallel",
-                                            "pinned", "idle_ms", "unload_in_ms", "last_error"]),
+                                            "pinned", "idle_ms", "unload_in_ms", "last_error",
+                                            "n_ctx"]),
         "orch_budget_status": (N.BudgetStatus, ["budget", "used", "n_evictions"]),
         "orch_error": (N.Error, ["code", "msg"]),
     }
