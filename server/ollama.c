@@ -58,6 +58,16 @@ static void digest(const char *path, const struct stat *st, char *buf, size_t ca
              (unsigned long long)(h * 0x9E3779B97F4A7C15ull));
 }
 
+/* t as Ollama writes times (UTC, to the second) */
+static json_t *iso_time(time_t t)
+{
+    char when[64];
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(when);
+}
+
 static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, bool ps)
 {
     struct orch_file_info fi;
@@ -67,7 +77,7 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     struct stat st;
     memset(&st, 0, sizeof st);
     stat(rs->path, &st);
-    char dg[40], when[64];
+    char dg[40];
     digest(rs->path, &st, dg, sizeof dg);
     json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", rs->role, "model", rs->role, "size",
                           (json_int_t)(ps ? rs->bytes : fi.file_bytes), "digest", dg, "details",
@@ -80,19 +90,13 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     if (ps) {
         time_t t =
             time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        json_object_set_new(e, "expires_at", json_string(when));
+        json_object_set_new(e, "expires_at", iso_time(t));
         /* what is on a GPU: nothing, on the CPU builds; offloaded layers'
          * share of the weights is not reported by llama.cpp per model */
         json_object_set_new(e, "size_vram", json_integer(0));
         json_object_set_new(e, "context_length", json_integer(rs->n_ctx));
     } else {
-        struct tm tm;
-        gmtime_r(&st.st_mtime, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        json_object_set_new(e, "modified_at", json_string(when));
+        json_object_set_new(e, "modified_at", iso_time(st.st_mtime));
     }
     (void)s;
     return e;
@@ -169,6 +173,9 @@ static enum MHD_Result show(struct req *r)
                             params, "template", "", "details", details(&fi), "model_info", info,
                             "capabilities", "completion", "embedding");
     json_object_set_new(out, "path", json_string(srv_file_name(r->s, rs->path)));
+    struct stat fst;
+    if (stat(rs->path, &fst) == 0)
+        json_object_set_new(out, "modified_at", iso_time(fst.st_mtime));
     free(st);
     return reply_json(r, 200, out);
 }
@@ -467,10 +474,28 @@ static enum MHD_Result embed(struct req *r)
     char msg[300];
     if (keep_alive(json_object_get(r->json, "keep_alive"), &keep_ms, msg, sizeof msg))
         return bad(r, msg);
+    json_t *input = json_object_get(r->json, legacy ? "prompt" : "input");
+    if (!legacy && (!input || (json_is_array(input) && json_array_size(input) == 0) ||
+                    (json_is_string(input) && !json_string_length(input)))) {
+        /* no text: Ollama loads the model and answers no vectors */
+        const char *name = r->ref.name;
+        orch_error err;
+        int rc = orch_preload(r->s->o, &name, 1, &err);
+        if (rc)
+            return reply_olm_error(r, status_for(rc), "%s", err.msg);
+        if (keep_ms != KEEP_NOT_GIVEN)
+            orch_role_keep_alive(r->s->o, r->ref.name, keep_ms, NULL);
+        int64_t dt = srv_now_ns() - t0;
+        return reply_json(r, 200,
+                          json_pack("{s:s, s:[], s:I, s:I, s:I}", "model", r->ref.name,
+                                    "embeddings", "total_duration", (json_int_t)dt,
+                                    "load_duration", (json_int_t)dt, "prompt_eval_count",
+                                    (json_int_t)0));
+    }
     struct embedded em;
     int st;
     char err_msg[ORCH_ERROR_MSG_MAX];
-    if (srv_embed(r, json_object_get(r->json, legacy ? "prompt" : "input"), !legacy, &em, &st,
+    if (srv_embed(r, input, !legacy, &em, &st,
                   err_msg, sizeof err_msg))
         return reply_olm_error(r, st, "%s", err_msg);
     size_t n = em.n;

@@ -190,6 +190,17 @@ embedding = true
     await olm.generate({ model: 'story', prompt: 'Once', stream: false, keep_alive: 0, options: { num_predict: 2 } });
     ps = await olm.ps();
     assert.equal(ps.models.length, 0);
+    // /api/embed with no input loads the model and answers no vectors, as Ollama does
+    const none = await olm.embed({ model: 'embedding', input: [] });
+    assert.deepEqual(none.embeddings, []);
+    ps = await olm.ps();
+    assert.ok(ps.models.some((m) => m.name === 'embedding'), JSON.stringify(ps));
+    await olm.embed({ model: 'embedding', input: '', keep_alive: 0 });
+    ps = await olm.ps();
+    assert.equal(ps.models.length, 0);
+    // /api/show says when the file was changed
+    const shown = await olm.show({ model: 'story' });
+    assert.match(String(shown.modified_at), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     // a duration: /api/ps says when the model will go
     await olm.generate({ model: 'story', prompt: 'Once', stream: false, keep_alive: '10m', options: { num_predict: 2 } });
     ps = await olm.ps();
