@@ -593,11 +593,14 @@ static void test_weights_once(void **state)
     /* the file's pages are gone after the load (llama.cpp had populated
      * the mapping: all of it was resident) */
     assert_true(mapped_load <= weights_kb / 10);
-    /* and a copy plus the pages read back stay within the weights once; the
-     * copy counted at most the weights' size, as sanitizers' shadow memory
-     * adds to what the load allocates */
-    long copy = anon_load < weights_kb ? anon_load : weights_kb;
-    assert_true(copy + mapped <= weights_kb * 13 / 10);
+    /* and a copy plus the pages read back stay within the weights once
+     * (not under a sanitizer: its shadow memory adds to what a load
+     * allocates, copy or not) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    print_message("sanitizer build: the resident total is not compared\n");
+#else
+    assert_true(anon_load + mapped <= weights_kb * 13 / 10);
+#endif
     orch_model_free(m);
 }
 
