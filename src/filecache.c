@@ -55,7 +55,7 @@ int orch__file_identity(const char *path, struct orch__file_id *id, orch_error *
     return ORCH_OK;
 }
 
-static bool same_id(const struct orch__file_id *a, const struct orch__file_id *b)
+bool orch__file_same(const struct orch__file_id *a, const struct orch__file_id *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
            a->mtime_ns == b->mtime_ns;
@@ -66,7 +66,7 @@ static bool lookup(const struct orch__file_id *id, struct orch__file_summary *ou
     bool hit = false;
     pthread_mutex_lock(&g_lock);
     for (unsigned i = 0; i < CACHE_SLOTS && !hit; i++)
-        if (g_slots[i].used && same_id(&g_slots[i].id, id)) {
+        if (g_slots[i].used && orch__file_same(&g_slots[i].id, id)) {
             *out = g_slots[i].sum;
             hit = true;
         }
@@ -78,7 +78,7 @@ static void keep(const struct orch__file_id *id, const struct orch__file_summary
 {
     pthread_mutex_lock(&g_lock);
     unsigned i = 0;
-    while (i < CACHE_SLOTS && g_slots[i].used && !same_id(&g_slots[i].id, id))
+    while (i < CACHE_SLOTS && g_slots[i].used && !orch__file_same(&g_slots[i].id, id))
         i++;
     if (i == CACHE_SLOTS)
         i = g_next++ % CACHE_SLOTS;
@@ -100,7 +100,8 @@ int orch__file_summary(const char *path, struct orch__file_summary *out, orch_er
     orch__gguf_fill_info(g, &out->info);
     out->vocab_bytes = orch__gguf_vocab_bytes(g);
     orch__gguf_close(g);
-    if (have_id && orch__file_identity(path, &after, NULL) == ORCH_OK && same_id(&before, &after))
+    if (have_id && orch__file_identity(path, &after, NULL) == ORCH_OK &&
+        orch__file_same(&before, &after))
         keep(&before, out);
     return ORCH_OK;
 }

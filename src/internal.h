@@ -192,6 +192,8 @@ struct orch__file_id {
 };
 /* Fills id from stat(path); ORCH_ENOENT etc. naming the file. */
 int orch__file_identity(const char *path, struct orch__file_id *id, orch_error *err);
+/* True when a and b are the same version of the same file. */
+bool orch__file_same(const struct orch__file_id *a, const struct orch__file_id *b);
 
 /* What the layers above need from a file's header: read once per identity
  * of the file and kept (a few dozen files, process-wide), so that ps,

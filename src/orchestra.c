@@ -83,6 +83,7 @@ struct entry {
 struct role {
     char *name;
     struct orch__role_cfg cfg; /* resolved; strings owned by the orchestra's copies */
+    size_t entry_index;        /* of e in its view's entries */
     char **stop;
     struct entry *e;
     size_t model_role;         /* index of the role whose path is used */
@@ -706,6 +707,7 @@ static int build_view(orch_orchestra *o, const orch_config *cfg, struct view **o
         size_t k = 0;
         while (k < v->n_entries && v->entries[k] != r->e)
             k++;
+        r->entry_index = k;
         if (k < v->n_entries)
             continue;
         /* one file, one placement: weights shared by roles are one copy */
@@ -1367,6 +1369,35 @@ void orch_unload_all(orch_orchestra *o)
     call_exit(o, ep);
 }
 
+/* What orch_status reports of a model's file, found once per model. */
+struct file_facts {
+    bool done;
+    int64_t n_ctx_train;     /* -1: the file cannot be read */
+    bool estimated;          /* estimate holds the load's estimate */
+    uint64_t estimate;
+    char why[ORCH_ERROR_MSG_MAX]; /* why there is none */
+    int32_t n_faults;
+    bool refused;
+    char fault[384];
+};
+
+static void file_facts(struct entry *e, struct file_facts *f)
+{
+    const orch_backend *be = orch__model_backend(e->model);
+    f->done = true;
+    f->n_faults = orch__backend_faults(be, e->path, f->fault, sizeof f->fault, &f->refused);
+    struct orch__file_summary sum;
+    bool read = orch__file_summary(e->path, &sum, NULL) == ORCH_OK;
+    f->n_ctx_train = read ? sum.info.n_ctx_train : -1;
+    uint64_t w = 0, c = 0;
+    orch_error eerr = {0};
+    f->estimated = orch__backend_estimate(be, e->path, e->n_ctx,
+                                          orch__model_params(e->model)->n_parallel, &w, &c,
+                                          &eerr) == ORCH_OK;
+    f->estimate = w + c;
+    memcpy(f->why, eerr.msg, sizeof f->why);
+}
+
 int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
                 struct orch_budget_status *budget, orch_error *err)
 {
@@ -1378,7 +1409,10 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         return rc;
     struct view *v = view_of(o);
     struct orch_role_status *st = calloc(v->n_roles ? v->n_roles : 1, sizeof *st);
-    if (!st) {
+    struct file_facts *ff = calloc(v->n_entries ? v->n_entries : 1, sizeof *ff);
+    if (!st || !ff) {
+        free(st);
+        free(ff);
         call_exit(o, ep);
         return orch__err(err, ORCH_ENOMEM, "out of memory");
     }
@@ -1407,34 +1441,24 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         s->n_parallel = orch__model_params(e->model)->n_parallel;
         s->pinned = e->pinned;
         memcpy(s->last_error, ms.last_error, sizeof s->last_error);
-        s->n_faults = orch__backend_faults(orch__model_backend(e->model), e->path, s->fault,
-                                           sizeof s->fault, &s->refused);
-        struct orch__file_summary sum;
-        bool have = orch__file_summary(e->path, &sum, NULL) == ORCH_OK;
-        s->n_ctx = orch__n_ctx_resolve(r->cfg.n_ctx, have ? sum.info.n_ctx_train : -1);
+        /* what comes from the file, once per model: roles share it */
+        struct file_facts *f = &ff[r->entry_index];
+        if (!f->done)
+            file_facts(e, f);
+        s->n_faults = f->n_faults;
+        s->refused = f->refused;
+        memcpy(s->fault, f->fault, sizeof s->fault);
+        s->n_ctx = orch__n_ctx_resolve(r->cfg.n_ctx, f->n_ctx_train);
         if (ms.bytes) {
             pthread_mutex_lock(&o->lock);
             s->bytes = e->charged ? e->charged : ms.bytes;
             pthread_mutex_unlock(&o->lock);
-        } else {
-            /* roles that share a model share its estimate */
-            size_t j = 0;
-            while (j < i && !(st[j].bytes_estimated && v->roles[j].e == e))
-                j++;
-            uint64_t w = 0, c = 0;
-            orch_error eerr = {0};
-            if (j < i) {
-                s->bytes = st[j].bytes;
-                s->bytes_estimated = true;
-            } else if (orch__backend_estimate(orch__model_backend(e->model), e->path, e->n_ctx,
-                                              orch__model_params(e->model)->n_parallel, &w, &c,
-                                              &eerr) == ORCH_OK) {
-                s->bytes = w + c;
-                s->bytes_estimated = true;
-            } else if (!s->last_error[0]) {
-                /* say why there is no figure: the file is missing or bad */
-                memcpy(s->last_error, eerr.msg, sizeof s->last_error);
-            }
+        } else if (f->estimated) {
+            s->bytes = f->estimate;
+            s->bytes_estimated = true;
+        } else if (!s->last_error[0]) {
+            /* say why there is no figure: the file is missing or bad */
+            memcpy(s->last_error, f->why, sizeof s->last_error);
         }
         int64_t last = atomic_load_explicit(&e->last_use_ms, memory_order_relaxed);
         s->idle_ms = ms.n_loads || ms.state == ORCH_STATE_READY ? now - last : -1;
@@ -1450,6 +1474,7 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         budget->n_evictions = o->n_evictions;
         pthread_mutex_unlock(&o->lock);
     }
+    free(ff);
     *out = st;
     *n = v->n_roles;
     call_exit(o, ep);

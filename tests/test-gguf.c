@@ -496,16 +496,14 @@ static int try_load(const char *path, orch_error *err, double *ms)
 static void test_header_read_once(void **state)
 {
     (void)state;
-    char a[600], b[600], ini[8192];
-    snprintf(a, sizeof a, "%s/once-a.gguf", test_tmpdir());
-    snprintf(b, sizeof b, "%s/once-b.gguf", test_tmpdir());
+    char ini[8192];
     struct orch_synth_params sp = orch_synth_default_params();
     sp.n_params = 200000;
-    orch_error err = {0};
-    assert_rc(orch_synth_model(a, &sp, &err), ORCH_OK, err);
+    const char *a = test_synth_file("once-a.gguf", &sp);
     sp.seed = 2;
     sp.n_ctx_train = 512;
-    assert_rc(orch_synth_model(b, &sp, &err), ORCH_OK, err);
+    const char *b = test_synth_file("once-b.gguf", &sp);
+    orch_error err = {0};
     int pos = snprintf(ini, sizeof ini, "[defaults]\nidle_ttl = -1\n");
     for (int i = 0; i < 50; i++)
         pos += snprintf(ini + pos, sizeof ini - (size_t)pos, "[r%d]\npath = %s\n", i,

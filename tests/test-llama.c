@@ -558,13 +558,11 @@ static long mem_kb(const char *path, const char *field)
 static void test_weights_once(void **state)
 {
     (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/q4.gguf", test_tmpdir());
     struct orch_synth_params sp = orch_synth_default_params();
     sp.n_params = 24000000;
     sp.q4_0 = true;
+    const char *path = test_synth_file("q4.gguf", &sp);
     orch_error err = {0};
-    assert_rc(orch_synth_model(path, &sp, &err), ORCH_OK, err);
     struct orch_file_info fi;
     assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
     assert_string_equal(fi.file_type, "Q4_0");

@@ -1097,6 +1097,30 @@ static void test_real_model_roles(void **state)
     orch_fake_free(fake);
 }
 
+/* An orchestra over the config text `ini` (no reaper), on the real backend. */
+static orch_orchestra *open_text(const char *ini)
+{
+    orch_config *cfg = NULL;
+    orch_error err = {0};
+    assert_rc(orch_config_parse(ini, "t.ini", false, &cfg, &err), ORCH_OK, err);
+    orch_orchestra *o = NULL;
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
+    orch_config_free(cfg);
+    return o;
+}
+
+/* The f16 KV cache of one sequence of n_ctx cells of the file at path. */
+static uint64_t kv_bytes(const char *path, uint64_t n_ctx)
+{
+    struct orch_file_info fi;
+    orch_error err = {0};
+    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
+    return 2 * 2 * (uint64_t)fi.n_layer * n_ctx * (uint64_t)(fi.n_embd / fi.n_head) *
+           (uint64_t)fi.n_head_kv;
+}
+
 /* The budget charges a role's batch engine: n_parallel sequences of n_ctx
  * cells each, so four sequences cost at least three KV caches more than one. */
 static uint64_t estimated_bytes(const char *path, int n_parallel)
@@ -1104,14 +1128,8 @@ static uint64_t estimated_bytes(const char *path, int n_parallel)
     char text[1200];
     snprintf(text, sizeof text, "[r]\npath = %s\nn_ctx = 1024\nn_parallel = %d\n", path,
              n_parallel);
-    orch_config *cfg = NULL;
     orch_error err = {0};
-    assert_rc(orch_config_parse(text, "t.ini", false, &cfg, &err), ORCH_OK, err);
-    orch_orchestra *o = NULL;
-    struct orch_orchestra_params op = orch_orchestra_default_params();
-    op.no_reaper = true;
-    assert_rc(orch_open(cfg, &op, &o, &err), ORCH_OK, err);
-    orch_config_free(cfg);
+    orch_orchestra *o = open_text(text);
     struct orch_role_status *st;
     size_t n;
     assert_rc(orch_status(o, &st, &n, NULL, &err), ORCH_OK, err);
@@ -1127,11 +1145,7 @@ static void test_budget_charges_the_engine(void **state)
 {
     (void)state;
     REQUIRE_MODEL(path);
-    struct orch_file_info fi;
-    orch_error err = {0};
-    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
-    uint64_t kv_one = 2 * 2 * (uint64_t)fi.n_layer * 1024 * (uint64_t)(fi.n_embd / fi.n_head) *
-                      (uint64_t)fi.n_head_kv;
+    uint64_t kv_one = kv_bytes(path, 1024);
     uint64_t one = estimated_bytes(path, 1), four = estimated_bytes(path, 4);
     assert_true(four >= one + 3 * kv_one);
 }
@@ -1221,14 +1235,8 @@ static void *alone_main(void *arg)
 static void run_alone(const char *ini, int n, int n_threads, uint64_t *before, uint64_t *during,
                       uint64_t *after)
 {
-    orch_config *cfg;
     orch_error err = {0};
-    assert_rc(orch_config_parse(ini, "alone.ini", false, &cfg, &err), ORCH_OK, err);
-    struct orch_orchestra_params op = orch_orchestra_default_params();
-    op.no_reaper = true;
-    struct alone a = {.n_threads = n_threads, .n_expected = n};
-    assert_rc(orch_open(cfg, &op, &a.o, &err), ORCH_OK, err);
-    orch_config_free(cfg);
+    struct alone a = {.o = open_text(ini), .n_threads = n_threads, .n_expected = n};
     const char *roles[] = {"r"};
     assert_rc(orch_preload(a.o, roles, 1, &err), ORCH_OK, err);
     *before = budget_used(a.o);
@@ -1248,11 +1256,7 @@ static void test_alone_contexts_are_charged(void **state)
 {
     (void)state;
     REQUIRE_MODEL(path);
-    struct orch_file_info fi;
-    orch_error err = {0};
-    assert_rc(orch_file_info(path, &fi, &err), ORCH_OK, err);
-    uint64_t kv = 2 * 2 * (uint64_t)fi.n_layer * 256 * (uint64_t)(fi.n_embd / fi.n_head) *
-                  (uint64_t)fi.n_head_kv;
+    uint64_t kv = kv_bytes(path, 256);
     char ini[1200];
     uint64_t before, during, after;
     /* no engine: one request alone is what the load paid for; three at once

@@ -50,6 +50,10 @@ const char *test_write_file(const char *name, const void *data, size_t n);
 /* A file of `size` bytes (sparse) for the fake backend. */
 const char *test_sparse_file(const char *name, uint64_t size);
 
+/* A synthetic model (orch_synth_model) of sp at dir/name; returns the path
+ * (static buffer ring); aborts the test program when it cannot be written. */
+const char *test_synth_file(const char *name, const struct orch_synth_params *sp);
+
 /* Asserts rc == expected and prints err's message when not. */
 #define assert_rc(rc, expected, err)                                                          \
     do {                                                                                      \

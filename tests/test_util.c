@@ -136,6 +136,17 @@ const char *test_sparse_file(const char *name, uint64_t size)
     return p;
 }
 
+const char *test_synth_file(const char *name, const struct orch_synth_params *sp)
+{
+    char *p = ring_path(name);
+    orch_error err = {0};
+    if (orch_synth_model(p, sp, &err) != ORCH_OK) {
+        fprintf(stderr, "test_synth_file: %s\n", err.msg);
+        abort();
+    }
+    return p;
+}
+
 static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *cap_buf;
 static size_t cap_len;

@@ -121,16 +121,10 @@ static pthread_mutex_t g_deaths_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct death g_deaths[64];
 static int g_n_deaths;
 
-static bool same_id(const struct orch__file_id *a, const struct orch__file_id *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime_ns == b->mtime_ns;
-}
-
 static struct death *death_find_locked(const struct orch__file_id *id)
 {
     for (int i = 0; i < g_n_deaths; i++)
-        if (same_id(&g_deaths[i].id, id))
+        if (orch__file_same(&g_deaths[i].id, id))
             return &g_deaths[i];
     return NULL;
 }
