@@ -568,17 +568,103 @@ int orch_model_generate(orch_model *m, const char *prompt, const struct orch_gen
 /* Chat                                                                      */
 /* ------------------------------------------------------------------------ */
 
-struct orch_chat_message {
-    const char *role;    /* "system", "user" or "assistant" */
-    const char *content; /* UTF-8 text */
+/* A tool call an assistant made (in a message of the history). */
+struct orch_tool_call {
+    const char *id;        /* the call's id; may be NULL */
+    const char *name;      /* the function's name */
+    const char *arguments; /* its arguments: JSON text of an object */
 };
 
-/* Renders `msgs` with the model's own chat template (through llama.cpp),
- * ending with the assistant's turn when add_assistant. A model without a
- * template gets a plain transcript: "System: ...\n", "User: ...\n",
- * "Assistant: ...\n" lines, then "Assistant:" when add_assistant.
- * Returns: ORCH_OK, ORCH_EINVAL (no message, unknown role, bad UTF-8),
- *   ORCH_ENOTSUP (the model's template is not one llama.cpp knows), load
+struct orch_chat_message {
+    const char *role;    /* "system", "user", "assistant" or "tool" */
+    const char *content; /* UTF-8 text; may be NULL for an assistant
+                            message that only calls tools */
+    /* optional (zero = none); all borrowed for the call */
+    const struct orch_tool_call *tool_calls; /* assistant: the calls it made */
+    size_t n_tool_calls;
+    const char *tool_call_id; /* tool: the id of the call this answers */
+    const char *name;         /* tool: the function that answered */
+    const char *reasoning;    /* assistant: its reasoning (templates that
+                                 show past reasoning render it) */
+};
+
+enum orch_tool_choice {
+    ORCH_TOOLS_AUTO = 0,  /* the model may call tools or answer */
+    ORCH_TOOLS_NONE,      /* it answers (the tools are still shown) */
+    ORCH_TOOLS_REQUIRED,  /* it calls at least one: enforced by a grammar */
+    ORCH_TOOLS_FUNCTION,  /* it calls tool_name: enforced by a grammar */
+};
+
+enum orch_reasoning {
+    ORCH_REASONING_SPLIT = 0, /* a thinking model's reasoning goes to
+                                 reply.reasoning, not the content */
+    ORCH_REASONING_INLINE,    /* left in the content as the model wrote it */
+    ORCH_REASONING_OFF,       /* the template is asked not to think
+                                 (enable_thinking false), where it can */
+};
+
+/* One change to the reply while it is generated: text to append to the
+ * content or the reasoning ("" when none), and for tool_index >= 0 a piece
+ * of that tool call (its id and name come first, then arguments in pieces).
+ * All valid during the callback only. */
+struct orch_chat_delta {
+    const char *content;
+    const char *reasoning;
+    int32_t tool_index;
+    const char *tool_id;
+    const char *tool_name;
+    const char *tool_arguments;
+};
+typedef void (*orch_chat_delta_fn)(const struct orch_chat_delta *delta, void *user_data);
+
+/* What a chat request asks beyond sampling (orch_chat_default_params()). */
+struct orch_chat_params {
+    const char *tools;        /* JSON array of tools in OpenAI's shape
+                                 ([{"type": "function", "function": {"name",
+                                 "description", "parameters"}}]); NULL = none */
+    enum orch_tool_choice tool_choice;
+    const char *tool_name;    /* ORCH_TOOLS_FUNCTION: the function */
+    bool parallel_tool_calls; /* the model may call several at once */
+    const char *json_schema;  /* the reply is JSON valid against this schema
+                                 (text; "{}" = any JSON value); NULL = free */
+    const char *grammar;      /* the reply follows this GBNF grammar; NULL =
+                                 free; not with json_schema or tools */
+    enum orch_reasoning reasoning;
+    const char *template_kwargs; /* JSON object of extra template variables;
+                                    NULL = none */
+    orch_chat_delta_fn on_delta; /* may be NULL; called on the generating
+                                    call's thread as the reply grows */
+    void *user_data;
+};
+
+/* Returns: no tools, no constraint, reasoning split. Threads: any. */
+struct orch_chat_params orch_chat_default_params(void);
+
+/* A reply, parsed in the model's own format (llama.cpp's chat layer). */
+struct orch_chat_reply {
+    char *content;              /* the answer ("" when only tools were called) */
+    char *reasoning;            /* the thinking, split out ("" when none) */
+    struct orch_tool_call *tool_calls; /* with id, name and arguments (JSON
+                                          text) each malloc'd */
+    size_t n_tool_calls;
+};
+
+struct orch_chat_result {
+    struct orch_gen_result gen; /* gen.text: the reply as generated */
+    struct orch_chat_reply reply;
+};
+
+/* Frees everything in the result and zeroes it. Accepts NULL. */
+void orch_chat_result_clear(struct orch_chat_result *res);
+
+/* Renders `msgs` with the model's own chat template: the Jinja template in
+ * its GGUF, by llama.cpp's own template engine (common/jinja), ending with
+ * the assistant's turn when add_assistant. A model without a template gets
+ * a plain transcript: "System: ...\n", "User: ...\n", "Assistant: ...\n"
+ * lines, then "Assistant:" when add_assistant (llama.cpp's ChatML when a
+ * request carries tools, as llama-server does).
+ * Returns: ORCH_OK, ORCH_EINVAL (no message, unknown role, bad UTF-8, a
+ *   template that fails to render: its error is in the message), load
  *   errors. Ownership: *out is the caller's, free() it. Threads: any. */
 int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                            bool add_assistant, char **out, orch_error *err);
@@ -589,6 +675,21 @@ int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, 
 int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                     const struct orch_gen_params *params, struct orch_gen_result *res,
                     orch_error *err);
+
+/* A chat with tools, structured output and reasoning: the request rendered
+ * by the model's template with the tools shown, the reply constrained by
+ * a grammar where the chat params ask (a required tool call, a JSON schema,
+ * a GBNF grammar; inside the batch engine, per request), and parsed into
+ * content, reasoning and tool calls (res->reply; on_delta as it grows).
+ * chat NULL = defaults (then this is orch_model_chat with a parsed reply).
+ * template_src: a chat template's text that replaces the model's, or NULL.
+ * Returns: as orch_model_generate, and ORCH_EINVAL naming the tool, schema,
+ *   grammar or template that is bad. Ownership: res is the caller's:
+ *   orch_chat_result_clear(). Threads: any. */
+int orch_model_chat_ext(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                        const struct orch_chat_params *chat, const char *template_src,
+                        const struct orch_gen_params *params, struct orch_chat_result *res,
+                        orch_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Embeddings                                                                */

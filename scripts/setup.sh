@@ -52,11 +52,84 @@ if [ ! -f "$node_stamp" ]; then
   fi
 fi
 
+# ---- 4. llama.cpp's common/ (chat templates, tool calls, JSON schemas) ---------
+# common_build SRC: builds the part of llama.cpp's common library Orchestra
+# uses (its Jinja engine, chat layer and tool-call parsers, JSON schema to
+# grammar) as one static archive, .deps/llama-common/lib/libllama-common.a,
+# with its headers (include/llama-common/: "llama-common/chat.h") and a
+# llama-common.pc. SRC is a llama.cpp source tree of
+# the same version as the llama.cpp linked (empty: the pinned bundle). Cached
+# by the source's commit; about 80 s on 2 cores, once.
+common_build() {
+  local src=$1 out="$deps/llama-common" tmp="" rev
+  if [ -z "$src" ]; then
+    [ -f "$deps/llama.cpp.bundle" ] || { log "no llama.cpp source: set ORCH_LLAMA_SRC to the tree of the llama.cpp that pkg-config finds"; exit 1; }
+    rev=$(git bundle list-heads "$deps/llama.cpp.bundle" | awk 'NR==1{print $1}')
+  else
+    rev=$(cd "$src" && { git rev-parse HEAD 2>/dev/null || echo "tree-$(cksum < common/chat.cpp | cut -d' ' -f1)"; })
+  fi
+  [ -f "$out/.complete-$rev" ] && return 0
+  log "building llama.cpp's common/ ($rev) into .deps/llama-common"
+  if [ -z "$src" ]; then
+    tmp=$(mktemp -d) && src="$tmp/src"
+    git init -q "$src"
+    git -C "$src" fetch -q "$deps/llama.cpp.bundle" HEAD
+    git -C "$src" checkout -q FETCH_HEAD -- common vendor/nlohmann src/llama-ext.h
+  fi
+  local inc
+  inc=$(PKG_CONFIG_PATH="${llama_pc}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags llama)
+  rm -rf "$out" && mkdir -p "$out/obj" "$out/lib/pkgconfig" "$out/include/llama-common"
+  sed -e 's/@LLAMA_BUILD_NUMBER@/0/' -e "s/@LLAMA_BUILD_COMMIT@/$rev/" \
+      -e 's/@BUILD_COMPILER@/c++/' -e "s/@BUILD_TARGET@/$(uname -m)/" \
+      "$src/common/build-info.cpp.in" > "$out/obj/build-info.cpp"
+  # everything but the command-line, download, console and subprocess parts
+  (cd "$src/common" && ls ./*.cpp jinja/*.cpp parsers/*.cpp) |
+    grep -v -E '^\./(arg|download|hf-cache|console|preset|subproc|llguidance)\.cpp$' |
+    sed "s#^#$src/common/#" > "$out/obj/list"
+  echo "$out/obj/build-info.cpp" >> "$out/obj/list"
+  # shellcheck disable=SC2086
+  if ! xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} sh -c \
+        'o="$1/obj/$(echo "$2" | tr / _).o"; c++ -std=c++17 -O2 -DNDEBUG -fPIC -fvisibility=hidden \
+           -I"$3/common" -I"$3/vendor" $4 -c "$2" -o "$o"' _ "$out" {} "$src" "$inc" \
+        < "$out/obj/list" 2> "$out/build.log"; then
+    tail -20 "$out/build.log" >&2
+    log "building llama.cpp's common/ failed (log: $out/build.log)"
+    exit 1
+  fi
+  ar rcs "$out/lib/libllama-common.a" "$out"/obj/*.o
+  (cd "$src/common" && find . \( -name '*.h' -o -name '*.hpp' \) -print0 | tar --null -cf - -T -) |
+    tar -xf - -C "$out/include/llama-common"
+  mkdir -p "$out/include/nlohmann" && cp "$src"/vendor/nlohmann/*.hpp "$out/include/nlohmann/"
+  cat > "$out/lib/pkgconfig/llama-common.pc" <<PC
+prefix=\${pcfiledir}/../..
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+# built by scripts/setup.sh from llama.cpp $rev (common/, without arg/download/console)
+
+Name: llama-common
+Description: llama.cpp's chat layer, Jinja engine and JSON-schema grammars (static)
+Version: 0
+Requires: llama
+Libs: -L\${libdir} -lllama-common -lstdc++
+Cflags: -I\${includedir}
+PC
+  rm -rf "$out/obj" ${tmp:+"$tmp"}
+  touch "$out/.complete-$rev"
+}
+
 # ---- 3. llama.cpp -------------------------------------------------------------
+# build_common SRC: step 4 (below), then the PKG_CONFIG_PATH line; ends setup
+build_common() {
+  common_build "$1"
+  echo "${llama_pc:+$llama_pc:}$deps/llama-common/lib/pkgconfig"
+  exit 0
+}
+
+llama_pc=""
 if [ -z "${ORCH_FORCE_BOOTSTRAP:-}" ] && PKG_CONFIG_PATH="" pkg-config --exists llama 2>/dev/null; then
   log "using system llama.cpp $(pkg-config --modversion llama)"
-  echo ""
-  exit 0
+  # its common/ must come from the same source: ORCH_LLAMA_SRC, else the pinned bundle
+  build_common "${ORCH_LLAMA_SRC:-}"
 fi
 
 stamp="$prefix/.complete-$NLC_VERSION"
@@ -64,8 +137,8 @@ if [ -f "$stamp" ]; then
   # llama.pc finds its prefix from where it lies (a checkout moved since
   # setup still builds; older setups wrote an absolute prefix)
   sed -i 's#^prefix=/.*#prefix=${pcfiledir}/../..#' "$prefix/lib/pkgconfig/llama.pc"
-  echo "$prefix/lib/pkgconfig"
-  exit 0
+  llama_pc="$prefix/lib/pkgconfig"
+  build_common ""
 fi
 
 case "$(uname -m)" in
@@ -115,4 +188,5 @@ PC
 rm -rf "$work"
 touch "$stamp"
 log "llama.cpp installed in $prefix"
-echo "$prefix/lib/pkgconfig"
+llama_pc="$prefix/lib/pkgconfig"
+build_common ""

@@ -51,6 +51,10 @@ static inline bool orch__runs_alone(int32_t n_parallel, int32_t n_ctx_seq,
 struct orch__gen_req {
     const char *prompt;
     bool parse_special;  /* prompt came from a chat template */
+    /* NULL, or what the sampler must follow: the constraint a chat_apply or
+     * constrain op made (JSON; the backend that made it reads it). A
+     * constraint the backend cannot compile is ORCH_EINVAL saying why. */
+    const char *constraint;
     const struct orch_gen_params *params;
     int32_t n_ctx, n_threads, n_batch;
     bool (*emit)(void *sink, const char *piece, size_t len);
@@ -81,6 +85,35 @@ struct orch__embed_req {
     int64_t n_tokens;    /* the tokens the texts made, all together */
 };
 
+/* A chat request, as chat_apply gets it: the messages checked, the role's
+ * template override (its text, or NULL) and the chat parameters (never
+ * NULL). now: seconds since the epoch the template may print (0 = now). */
+struct orch__chat_req {
+    const struct orch_chat_message *msgs;
+    size_t n_msgs;
+    bool add_assistant;
+    const char *template_src;
+    const struct orch_chat_params *params;
+    int64_t now;
+};
+
+/* What chat_apply made, all malloc'd (orch__chat_applied_clear frees). */
+struct orch__chat_applied {
+    char *prompt;       /* NULL: the model has no template (the caller renders
+                           a transcript); constraint still applies */
+    char *constraint;   /* NULL: free text */
+    char *parser;       /* NULL: the reply is plain content */
+    char **stops;       /* stop strings the template's format ends a reply with */
+    size_t n_stops;
+};
+void orch__chat_applied_clear(struct orch__chat_applied *a);
+
+/* The chat-reply parsers a backend makes (chat_parser_new's object). */
+struct orch__chat_delta_sink {
+    void (*fn)(void *ud, const struct orch_chat_delta *d);
+    void *ud;
+};
+
 /* The faults op (may be NULL: no faults): how often the processes that ran
  * path died (the last cause in last[cap], "" when none; *refused when the
  * file is refused for it). Threads: any. */
@@ -100,9 +133,25 @@ struct orch_backend_ops {
     void (*info)(void *model, struct orch_model_info *out);
     /* may be NULL (generation unsupported) */
     int (*generate)(void *model, struct orch__gen_req *req, orch_error *err);
-    /* may be NULL: the model has no chat template (plain transcript) */
-    int (*chat_format)(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
-                       bool add_assistant, char **out, orch_error *err);
+    /* may be NULL: no chat templates (plain transcript, no tools, no
+     * constraints). Renders req with the model's template (or the
+     * override): ORCH_EINVAL naming the template's error when it does not
+     * render or a tool, schema or grammar is bad. */
+    int (*chat_apply)(void *model, const struct orch__chat_req *req,
+                      struct orch__chat_applied *out, orch_error *err);
+    /* may be NULL (then chat_apply is too): a constraint for free text (no
+     * template): a JSON schema's or a GBNF grammar's (either may be NULL) */
+    int (*constrain)(const orch_backend *be, const char *json_schema, const char *grammar,
+                     char **out, orch_error *err);
+    /* NULL exactly when chat_apply is: a parser for the replies to one
+     * applied request (its parser); fed the whole text so far, it calls the
+     * sink with each change; message gives the parsed reply. Runs in the
+     * caller's process (pure text work). Threads: one caller per parser. */
+    void *(*parser_new)(const orch_backend *be, const char *parser, orch_error *err);
+    int (*parser_feed)(void *parser, const char *text, size_t len, bool partial,
+                       const struct orch__chat_delta_sink *sink, orch_error *err);
+    int (*parser_message)(void *parser, struct orch_chat_reply *out, orch_error *err);
+    void (*parser_free)(void *parser);
     /* may be NULL (embedding unsupported); raw (unnormalised) pooled vectors */
     int (*embed)(void *model, struct orch__embed_req *req, orch_error *err);
     /* may be NULL (the file's size, no context): memory a load of `path`

@@ -239,7 +239,6 @@ static const struct orch_backend_ops fake_ops = {
     .size = fake_size,
     .info = fake_info,
     .generate = fake_generate,
-    .chat_format = NULL,
     .embed = fake_embed,
     .estimate = fake_estimate,
 };

@@ -67,7 +67,7 @@ void orch_gen_result_clear(struct orch_gen_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static int check_text(const char *what, const char *s, orch_error *err)
+int orch__check_text(const char *what, const char *s, orch_error *err)
 {
     if (!s)
         return orch__err(err, ORCH_EINVAL, "%s is NULL", what);
@@ -114,7 +114,7 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
     for (size_t i = 0; i < p->n_stop; i++) {
         if (!p->stop[i] || !p->stop[i][0])
             return orch__err(err, ORCH_EINVAL, "stop string %zu is empty", i);
-        int rc = check_text("a stop string", p->stop[i], err);
+        int rc = orch__check_text("a stop string", p->stop[i], err);
         if (rc)
             return rc;
     }
@@ -263,17 +263,24 @@ static bool sink_emit(void *vs, const char *piece, size_t len)
     return true;
 }
 
-/* Generation on a model this thread holds a lease on. Errors name no role
- * (the public entry points add it). */
 int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
                           const struct orch_gen_params *params, struct orch_gen_result *res,
                           orch_error *err)
+{
+    return orch__generate_constrained(m, prompt, parse_special, NULL, params, res, err);
+}
+
+/* Generation on a model this thread holds a lease on. Errors name no role
+ * (the public entry points add it). */
+int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_special,
+                               const char *constraint, const struct orch_gen_params *params,
+                               struct orch_gen_result *res, orch_error *err)
 {
     struct orch_gen_params defaults = orch_gen_default_params();
     const struct orch_gen_params *p = params ? params : &defaults;
     int rc = check_gen_params(p, err);
     if (rc == ORCH_OK)
-        rc = check_text("the prompt", prompt, err);
+        rc = orch__check_text("the prompt", prompt, err);
     if (rc == ORCH_OK && !prompt[0])
         rc = orch__err(err, ORCH_EINVAL, "the prompt is empty");
     const orch_backend *be = orch__model_backend(m);
@@ -293,6 +300,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
     struct orch__gen_req req = {
         .prompt = prompt,
         .parse_special = parse_special,
+        .constraint = constraint,
         .params = p,
         .n_ctx = orch__gen_n_ctx(m, p->n_ctx),
         .n_threads = req_threads(m, p->n_threads),
@@ -343,7 +351,7 @@ int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
 
 /* The public model functions run the leased ones under a lease of their
  * own and name the model's role once in an error. */
-static int named(orch_model *m, int rc, orch_error *err)
+int orch__named(orch_model *m, int rc, orch_error *err)
 {
     if (rc)
         orch__err_prefix(err, "role '%s'", orch_model_role(m));
@@ -367,127 +375,7 @@ int orch_model_generate(orch_model *m, const char *prompt, const struct orch_gen
         res->load_wait_ms = wait;
         orch_model_release(m);
     }
-    return named(m, rc, err);
-}
-
-/* ---- chat ------------------------------------------------------------------ */
-
-static const char *role_title(const char *role)
-{
-    if (strcmp(role, "system") == 0)
-        return "System";
-    if (strcmp(role, "user") == 0)
-        return "User";
-    return "Assistant";
-}
-
-static int check_chat(const struct orch_chat_message *msgs, size_t n, orch_error *err)
-{
-    if (!msgs || n == 0)
-        return orch__err(err, ORCH_EINVAL, "a chat needs at least one message");
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role;
-        if (!r ||
-            (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0))
-            return orch__err(err, ORCH_EINVAL,
-                             "message %zu has chat role '%s' (expected system, user or assistant)",
-                             i, r ? r : "(null)");
-        int rc = check_text("a chat message", msgs[i].content, err);
-        if (rc)
-            return rc;
-    }
-    return ORCH_OK;
-}
-
-static int transcript(const struct orch_chat_message *msgs, size_t n, bool add_assistant,
-                      char **out)
-{
-    struct orch__buf b = {0};
-    int rc = ORCH_OK;
-    for (size_t i = 0; i < n && rc == ORCH_OK; i++) {
-        const char *t = role_title(msgs[i].role);
-        rc = orch__buf_append(&b, t, strlen(t));
-        if (!rc)
-            rc = orch__buf_append(&b, ": ", 2);
-        if (!rc)
-            rc = orch__buf_append(&b, msgs[i].content, strlen(msgs[i].content));
-        if (!rc)
-            rc = orch__buf_append(&b, "\n", 1);
-    }
-    if (!rc && add_assistant)
-        rc = orch__buf_append(&b, "Assistant:", 10);
-    if (rc) {
-        orch__buf_free(&b);
-        return rc;
-    }
-    *out = b.data;
-    return ORCH_OK;
-}
-
-int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                             bool add_assistant, char **out, orch_error *err)
-{
-    *out = NULL;
-    int rc = check_chat(msgs, n_msgs, err);
-    if (rc)
-        return rc;
-    const orch_backend *be = orch__model_backend(m);
-    if (be->ops->chat_format) {
-        rc = be->ops->chat_format(orch__model_backend_obj(m), msgs, n_msgs, add_assistant, out,
-                                  err);
-        if (rc)
-            return rc;
-    }
-    if (!*out && transcript(msgs, n_msgs, add_assistant, out) != ORCH_OK)
-        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
-    return ORCH_OK;
-}
-
-int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                           bool add_assistant, char **out, orch_error *err)
-{
-    if (!m || !out)
-        return orch__err(err, ORCH_EINVAL, "orch_model_chat_format: NULL argument");
-    *out = NULL;
-    int rc = orch__model_acquire(m, err);
-    if (rc == ORCH_OK) {
-        rc = orch__chat_format_leased(m, msgs, n_msgs, add_assistant, out, err);
-        orch_model_release(m);
-    }
-    return named(m, rc, err);
-}
-
-int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err)
-{
-    char *prompt = NULL;
-    int rc = orch__chat_format_leased(m, msgs, n_msgs, true, &prompt, err);
-    if (rc) {
-        res->finish = ORCH_FINISH_ERROR;
-        return rc;
-    }
-    rc = orch__generate_leased(m, prompt, true, params, res, err);
-    free(prompt);
-    return rc;
-}
-
-int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                    const struct orch_gen_params *params, struct orch_gen_result *res,
-                    orch_error *err)
-{
-    if (!res)
-        return orch__err(err, ORCH_EINVAL, "orch_model_chat: res is NULL");
-    memset(res, 0, sizeof *res);
-    res->finish = ORCH_FINISH_ERROR;
-    if (!m)
-        return orch__err(err, ORCH_EINVAL, "orch_model_chat: model is NULL");
-    int rc = orch__model_acquire(m, err);
-    if (rc == ORCH_OK) {
-        rc = orch__chat_leased(m, msgs, n_msgs, params, res, err);
-        orch_model_release(m);
-    }
-    return named(m, rc, err);
+    return orch__named(m, rc, err);
 }
 
 /* ---- embeddings ------------------------------------------------------------ */
@@ -505,7 +393,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
     if (p->n_threads < 0 || p->n_threads > 1024)
         return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range", p->n_threads);
     for (size_t i = 0; i < n_texts; i++) {
-        int rc = check_text("a text to embed", texts[i], err);
+        int rc = orch__check_text("a text to embed", texts[i], err);
         if (rc)
             return rc;
         if (!texts[i][0])
@@ -558,5 +446,5 @@ int orch_model_embed(orch_model *m, const char *const *texts, size_t n_texts,
         rc = orch__embed_leased(m, texts, n_texts, params, out, n_embd, err);
         orch_model_release(m);
     }
-    return named(m, rc, err);
+    return orch__named(m, rc, err);
 }

@@ -25,13 +25,17 @@ bool orch__gen_alone(orch_model *m, int32_t n_ctx, int32_t n_threads, bool embed
 int orch__generate_leased(orch_model *m, const char *prompt, bool parse_special,
                           const struct orch_gen_params *params, struct orch_gen_result *res,
                           orch_error *err);
-int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                             bool add_assistant, char **out, orch_error *err);
-int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err);
+/* orch__generate_leased with a backend's constraint (backend.h; NULL = free). */
+int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_special,
+                               const char *constraint, const struct orch_gen_params *params,
+                               struct orch_gen_result *res, orch_error *err);
 int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
                        const struct orch_embed_params *params, float **out, int32_t *n_embd,
                        orch_error *err);
+
+/* ORCH_EINVAL naming `what` when s is NULL or not UTF-8. */
+int orch__check_text(const char *what, const char *s, orch_error *err);
+/* rc, with "role 'R': " put before err's message when rc is an error. */
+int orch__named(orch_model *m, int rc, orch_error *err);
 
 #endif /* ORCH_GENERATE_H */

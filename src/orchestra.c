@@ -34,7 +34,7 @@
  * draining.
  */
 #include "config.h"
-#include "generate.h"
+#include "chat.h"
 
 #include <errno.h>
 #include <sched.h>

@@ -358,9 +358,11 @@ static void test_synth_model(void **state)
     assert_int_equal(res.n_prompt > 1, 1);
     orch_gen_result_clear(&res);
     orch_model_free(m);
-    /* a chat template goes into the file; chat renders through llama.cpp */
+    /* a chat template goes into the file; chat renders it through llama.cpp's
+     * Jinja engine */
     sp.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+                       "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}";
     assert_rc(orch_synth_model(path2, &sp, &err), ORCH_OK, err);
     assert_rc(orch_file_info(path2, &fi, &err), ORCH_OK, err);
     assert_true(fi.has_chat_template);
@@ -375,12 +377,22 @@ static void test_synth_model(void **state)
     assert_rc(orch_model_chat(m, msgs, 2, &gp, &res, &err), ORCH_OK, err);
     orch_gen_result_clear(&res);
     orch_model_free(m);
-    /* a template llama.cpp cannot apply is a clear error */
-    sp.chat_template = "this is not a template anyone knows";
+    /* a template that does not parse, and one that raises, are clear errors
+     * (ORCH_EINVAL: the daemon's 400) naming the role and the template's words */
+    sp.chat_template = "{% for x in %}";
     assert_rc(orch_synth_model(path2, &sp, &err), ORCH_OK, err);
     m = test_model_new(path2, NULL, "oddtemplate");
-    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_ENOTSUP, err);
+    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_EINVAL, err);
     assert_non_null(strstr(err.msg, "chat template"));
+    assert_non_null(strstr(err.msg, "oddtemplate"));
+    orch_model_free(m);
+    sp.chat_template = "{{ raise_exception('System messages are not supported here') }}";
+    assert_rc(orch_synth_model(path2, &sp, &err), ORCH_OK, err);
+    m = test_model_new(path2, NULL, "raising");
+    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "System messages are not supported here"));
+    /* the next request on the model still works */
+    assert_rc(orch_model_chat_format(m, msgs, 2, true, &text, &err), ORCH_EINVAL, err);
     orch_model_free(m);
     sp.chat_template = NULL;
     /* bad arguments */

@@ -168,6 +168,7 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
         release_file_pages(req->path);
     lm->vocab = llama_model_get_vocab(lm->model);
     pthread_mutex_init(&lm->pool_lock, NULL);
+    pthread_mutex_init(&lm->chat.lock, NULL);
     lm->n_threads = req->n_threads;
     lm->n_batch = req->n_batch > 0 ? req->n_batch : 512;
     lm->n_parallel = req->n_parallel;
@@ -207,6 +208,8 @@ static void lb_free_model(const orch_backend *be, void *model)
     if (lm->idle.ctx)
         llama_free(lm->idle.ctx);
     pthread_mutex_destroy(&lm->pool_lock);
+    orch__lm_chat_free(lm);
+    pthread_mutex_destroy(&lm->chat.lock);
     llama_model_free(lm->model);
     free(lm);
 }
@@ -295,10 +298,11 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     if (!orch__runs_alone(lm->n_parallel, lm->n_ctx_seq, lm->n_threads, req->n_ctx,
                           req->n_threads)) {
         /* the usual case: a sequence in the model's batch engine */
-        struct llama_sampler *smpl = orch__lm_sampler(req->params, req->n_ctx, lm->info.n_vocab);
-        if (!smpl) {
+        struct orch__lm_smpl *smpl;
+        rc = orch__lm_smpl_new(lm, req, &smpl, err);
+        if (rc) {
             free(toks);
-            return orch__err(err, ORCH_ENOMEM, "out of memory making a sampler");
+            return rc;
         }
         return orch__engine_generate(lm, req, toks, n_toks, smpl, err);
     }
@@ -311,11 +315,12 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
         free(toks);
         return ORCH_ENOMEM;
     }
-    struct llama_sampler *smpl = orch__lm_sampler(req->params, req->n_ctx, lm->info.n_vocab);
-    if (!smpl) {
+    struct orch__lm_smpl *smpl;
+    rc = orch__lm_smpl_new(lm, req, &smpl, err);
+    if (rc) {
         free(toks);
         ctx_put(lm, ctx, (uint32_t)req->n_ctx, n_batch, false);
-        return orch__err(err, ORCH_ENOMEM, "out of memory making a sampler");
+        return rc;
     }
 
     int64_t t0 = orch__now_ns();
@@ -329,12 +334,15 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     int64_t t1 = orch__now_ns();
     int32_t pos = n_toks;
     while (rc == ORCH_OK) {
-        llama_token tok = llama_sampler_sample(smpl, ctx, -1);
+        llama_token tok;
+        rc = orch__lm_smpl_sample(lm, smpl, ctx, -1, &tok, err);
+        if (rc)
+            break;
         if (llama_vocab_is_eog(lm->vocab, tok)) {
             req->eos = true;
             break;
         }
-        if (!orch__lm_emit_token(lm, req, tok))
+        if (!orch__lm_emit_token(lm, req, smpl, tok))
             break;
         if (pos >= req->n_ctx) {
             req->ctx_full = true;
@@ -347,58 +355,10 @@ static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
         pos++;
     }
     req->gen_ms = orch__ms_since(t1);
-    llama_sampler_free(smpl);
+    orch__lm_smpl_free(smpl);
     free(toks);
     ctx_put(lm, ctx, (uint32_t)req->n_ctx, n_batch, false);
     return rc;
-}
-
-static int lb_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
-                             bool add_assistant, char **out, orch_error *err)
-{
-    struct lmodel *lm = model;
-    *out = NULL;
-    const char *tmpl = llama_model_chat_template(lm->model, NULL);
-    if (!tmpl)
-        return ORCH_OK; /* no template: the caller renders a transcript */
-    struct llama_chat_message *cm = malloc(n_msgs * sizeof *cm);
-    if (!cm)
-        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
-    size_t total = 64;
-    for (size_t i = 0; i < n_msgs; i++) {
-        cm[i].role = msgs[i].role;
-        cm[i].content = msgs[i].content;
-        total += strlen(msgs[i].content) + 64;
-    }
-    if (total > INT32_MAX / 2) {
-        free(cm);
-        return orch__err(err, ORCH_EINVAL, "chat too long");
-    }
-    int32_t cap = (int32_t)(total * 2);
-    char *buf = malloc((size_t)cap);
-    int32_t n = -1;
-    if (buf)
-        orch__glue_chat_template(tmpl, cm, n_msgs, add_assistant, buf, cap, &n);
-    if (buf && n > cap) {
-        char *b2 = realloc(buf, (size_t)n + 1);
-        if (b2) {
-            buf = b2;
-            orch__glue_chat_template(tmpl, cm, n_msgs, add_assistant, buf, n + 1, &n);
-        } else {
-            n = -1;
-        }
-    }
-    free(cm);
-    if (!buf)
-        return orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
-    if (n < 0) {
-        free(buf);
-        return orch__err(err, ORCH_ENOTSUP,
-                         "the model's chat template is not one llama.cpp can apply");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return ORCH_OK;
 }
 
 /* ---- embeddings ------------------------------------------------------------ */
@@ -503,7 +463,12 @@ static const struct orch_backend_ops lb_ops = {
     .size = lb_size,
     .info = lb_info,
     .generate = lb_generate,
-    .chat_format = lb_chat_format,
+    .chat_apply = orch__lm_chat_apply,
+    .constrain = orch__lm_constrain,
+    .parser_new = orch__lm_parser_new,
+    .parser_feed = orch__lm_parser_feed,
+    .parser_message = orch__lm_parser_message,
+    .parser_free = orch__lm_parser_free,
     .embed = lb_embed,
     .estimate = lb_estimate,
     .setup = lb_setup,

@@ -61,7 +61,8 @@ struct eseq {
     const int32_t *cancel;      /* the caller's flag (may be NULL), read each step */
     bool (*gone)(void *sink);   /* may be NULL: asked each step */
     void *sink;
-    struct llama_sampler *smpl; /* used by the scheduler only */
+    struct orch__lm_smpl *smpl; /* samples on the scheduler only; its kept
+                                   tokens are read by the caller too */
     int64_t t_submit;
     /* guarded by the engine's lock */
     pthread_cond_t cond;   /* the caller waits on it */
@@ -88,6 +89,8 @@ struct seq_slot {
     int32_t n_added;     /* tokens in the batch */
     int32_t i_logits;    /* batch index to sample from; -1 = none */
     llama_token sampled;
+    int sample_rc;       /* constrained sampling failed (message in sample_err) */
+    orch_error sample_err;
 };
 
 struct ejob {
@@ -134,7 +137,7 @@ static void seq_unref(struct eseq *q)
     /* with the engine's lock held; frees when the last holder lets go */
     if (--q->refs > 0)
         return;
-    llama_sampler_free(q->smpl);
+    orch__lm_smpl_free(q->smpl);
     free(q->prompt);
     free(q->out);
     pthread_cond_destroy(&q->cond);
@@ -336,7 +339,8 @@ static void gen_step(struct engine *e)
     for (int i = 0; i < e->n_slots; i++) {
         struct seq_slot *s = &e->slots[i];
         if (s->i_logits >= 0)
-            s->sampled = llama_sampler_sample(s->q->smpl, e->ctx, s->i_logits);
+            s->sample_rc = orch__lm_smpl_sample(e->lm, s->q->smpl, e->ctx, s->i_logits,
+                                                &s->sampled, &s->sample_err);
     }
     int64_t now = orch__now_ns();
     pthread_mutex_lock(&e->lock);
@@ -349,6 +353,11 @@ static void gen_step(struct engine *e)
             q->t_prompt_done = now;
         if (q->cancelled) {
             slot_finish(e, s);
+            continue;
+        }
+        if (s->sample_rc) {
+            s->sample_rc = 0;
+            slot_fail(e, s, ORCH_EDECODE, s->sample_err.msg);
             continue;
         }
         llama_token tok = s->sampled;
@@ -625,13 +634,13 @@ void orch__engine_free(struct engine *e)
 /* ---- the callers' side --------------------------------------------------------------- */
 
 int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_token *toks,
-                          int32_t n_toks, struct llama_sampler *smpl, orch_error *err)
+                          int32_t n_toks, struct orch__lm_smpl *smpl, orch_error *err)
 {
     struct engine *e = engine_get(lm, err);
     struct eseq *q = e ? calloc(1, sizeof *q) : NULL;
     if (!q) {
         free(toks);
-        llama_sampler_free(smpl);
+        orch__lm_smpl_free(smpl);
         return e ? orch__err(err, ORCH_ENOMEM, "out of memory submitting a request") : err->code;
     }
     q->prompt = toks;
@@ -680,7 +689,7 @@ int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_to
         q->n_out = 0;
         pthread_mutex_unlock(&e->lock);
         for (int32_t i = 0; i < n && !stopped; i++)
-            stopped = !orch__lm_emit_token(lm, req, mine[i]);
+            stopped = !orch__lm_emit_token(lm, req, q->smpl, mine[i]);
         pthread_mutex_lock(&e->lock);
         if (stopped)
             break;

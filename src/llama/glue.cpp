@@ -1,12 +1,26 @@
 /*
  * glue.cpp — see glue.h. The only C++ file of the project: a try/catch
- * around each llama.cpp call that can throw, nothing else.
+ * around each llama.cpp call that can throw, and the bridge to llama.cpp's
+ * common/ chat layer (templates, tool calls, JSON schemas, grammars), whose
+ * C++ types end here: what crosses to C is JSON text and C structs.
  */
 #include "glue.h"
 
+#include "llama-common/chat.h"
+#include "llama-common/json-schema-to-grammar.h"
+#include "llama-common/log.h"
+
+#include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
+#include <string>
+#include <vector>
+
+using json = common_json;
 
 static thread_local char g_what[512];
 
@@ -68,10 +82,10 @@ bool orch__glue_decode(struct llama_context *ctx, struct llama_batch b, int32_t 
 }
 
 bool orch__glue_token_to_piece(const struct llama_vocab *v, llama_token tok, char *buf,
-                               int32_t cap, int32_t *out)
+                               int32_t cap, bool special, int32_t *out)
 {
     *out = 0;
-    return guarded([&] { *out = llama_token_to_piece(v, tok, buf, cap, 0, false); });
+    return guarded([&] { *out = llama_token_to_piece(v, tok, buf, cap, 0, special); });
 }
 
 bool orch__glue_chat_template(const char *tmpl, const struct llama_chat_message *msgs,
@@ -80,6 +94,467 @@ bool orch__glue_chat_template(const char *tmpl, const struct llama_chat_message 
     *out = -1;
     return guarded(
         [&] { *out = llama_chat_apply_template(tmpl, msgs, n, add_assistant, buf, cap); });
+}
+
+/* ---- the chat layer ------------------------------------------------------------- */
+
+struct orch__chat_tmpls {
+    common_chat_templates_ptr t;
+    bool has_template; /* the model's own (or the override), not llama.cpp's ChatML default */
+};
+
+struct orch__chat_parser {
+    common_chat_parser_params params;
+    common_chat_msg msg;       /* the message parsed so far */
+    std::vector<std::string> ids; /* tool call ids given so far */
+    unsigned long serial;
+};
+
+static void quiet_common_log()
+{
+    static std::once_flag once;
+    std::call_once(once, [] { common_log_set_verbosity_thold(-1); });
+}
+
+static char *dup_out(const std::string &s)
+{
+    char *p = static_cast<char *>(std::malloc(s.size() + 1));
+    if (!p)
+        throw std::bad_alloc();
+    std::memcpy(p, s.data(), s.size());
+    p[s.size()] = 0;
+    return p;
+}
+
+bool orch__glue_chat_init(const struct llama_model *m, const char *override_src,
+                          struct orch__chat_tmpls **out)
+{
+    *out = nullptr;
+    quiet_common_log();
+    return guarded([&] {
+        auto *t = new orch__chat_tmpls;
+        std::string ov = override_src ? override_src : "";
+        try {
+            t->t = common_chat_templates_init(m, ov);
+        } catch (...) {
+            delete t;
+            throw;
+        }
+        t->has_template = !ov.empty() || (m && llama_model_chat_template(m, nullptr) != nullptr);
+        *out = t;
+    });
+}
+
+void orch__glue_chat_free(struct orch__chat_tmpls *t)
+{
+    delete t;
+}
+
+bool orch__glue_chat_has_template(const struct orch__chat_tmpls *t)
+{
+    return t && t->has_template;
+}
+
+bool orch__glue_chat_caps(const struct orch__chat_tmpls *t, char **out)
+{
+    *out = nullptr;
+    return guarded([&] {
+        json caps = json::object();
+        for (const auto &kv : common_chat_templates_get_caps(t->t.get()))
+            caps[kv.first] = kv.second;
+        caps["supports_thinking"] = common_chat_templates_support_enable_thinking(t->t.get());
+        caps["template"] = common_chat_templates_source(t->t.get());
+        *out = dup_out(caps.dump());
+    });
+}
+
+static std::string str(const char *s)
+{
+    return s ? std::string(s) : std::string();
+}
+
+/* The request (glue.h) as llama.cpp's inputs: a named tool choice becomes
+ * "required" over that tool alone. */
+static common_chat_templates_inputs inputs_from(const struct orch_chat_message *msgs, size_t n,
+                                                const struct orch_chat_params *cp,
+                                                bool add_assistant, int64_t now)
+{
+    common_chat_templates_inputs in;
+    for (size_t i = 0; i < n; i++) {
+        const struct orch_chat_message &m = msgs[i];
+        common_chat_msg msg;
+        msg.role = str(m.role);
+        msg.content = str(m.content);
+        msg.tool_call_id = str(m.tool_call_id);
+        msg.tool_name = str(m.name);
+        msg.reasoning_content = str(m.reasoning);
+        for (size_t k = 0; k < m.n_tool_calls; k++) {
+            common_chat_tool_call tc;
+            tc.id = str(m.tool_calls[k].id);
+            tc.name = str(m.tool_calls[k].name);
+            tc.arguments = m.tool_calls[k].arguments ? m.tool_calls[k].arguments : "{}";
+            msg.tool_calls.push_back(tc);
+        }
+        in.messages.push_back(msg);
+    }
+    json tools = cp->tools ? json::parse(cp->tools) : json::array();
+    if (!tools.is_array())
+        throw std::invalid_argument("tools must be a JSON array");
+    in.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+    if (cp->tool_choice == ORCH_TOOLS_NONE) {
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    } else if (cp->tool_choice == ORCH_TOOLS_REQUIRED) {
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    } else if (cp->tool_choice == ORCH_TOOLS_FUNCTION) {
+        std::string name = str(cp->tool_name);
+        json only = json::array();
+        for (const auto &tl : tools)
+            if (tl.is_object() && tl.contains("function") && tl.at("function").is_object() &&
+                tl.at("function").value("name", "") == name)
+                only.push_back(tl);
+        if (only.empty())
+            throw std::invalid_argument("tool_choice names the function '" + name +
+                                        "', which is not among the tools");
+        tools = only;
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    }
+    for (size_t i = 0; i < tools.size(); i++) {
+        const json &tl = tools.at(i);
+        if (!tl.is_object() || !tl.contains("function") || !tl.at("function").is_object())
+            throw std::invalid_argument("tool " + std::to_string(i) +
+                                        " is not {\"type\": \"function\", \"function\": {...}}");
+        const json &f = tl.at("function");
+        if (!f.contains("name") || !f.at("name").is_string() || f.value("name", "").empty())
+            throw std::invalid_argument("tool " + std::to_string(i) + " has no name");
+    }
+    in.tools = common_chat_tools_parse_oaicompat(tools);
+    if (in.tools.empty())
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    in.parallel_tool_calls = cp->parallel_tool_calls;
+    if (cp->json_schema)
+        in.json_schema = json::parse(cp->json_schema).dump();
+    in.grammar = str(cp->grammar);
+    in.add_generation_prompt = add_assistant;
+    in.use_jinja = true;
+    in.reasoning_format = cp->reasoning == ORCH_REASONING_INLINE ? COMMON_REASONING_FORMAT_NONE
+                                                                 : COMMON_REASONING_FORMAT_AUTO;
+    in.enable_thinking = cp->reasoning != ORCH_REASONING_OFF;
+    if (cp->template_kwargs) {
+        json kw = json::parse(cp->template_kwargs);
+        if (!kw.is_object())
+            throw std::invalid_argument("template_kwargs must be a JSON object");
+        for (const auto &kv : kw.items())
+            in.chat_template_kwargs[kv.key()] = kv.value().dump();
+    }
+    if (now > 0) /* a fixed time (templates print dates; tests compare) */
+        in.now = std::chrono::system_clock::time_point(std::chrono::seconds(now));
+    return in;
+}
+
+static const char *grammar_kind(const common_chat_params &p,
+                                const common_chat_templates_inputs &in)
+{
+    if (p.grammar.empty())
+        return "";
+    if (!in.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE)
+        return "tool_calls";
+    return in.grammar.empty() ? "output" : "user";
+}
+
+static char **dup_list(const std::vector<std::string> &v)
+{
+    char **l = static_cast<char **>(std::calloc(v.size() + 1, sizeof *l));
+    if (!l)
+        throw std::bad_alloc();
+    for (size_t i = 0; i < v.size(); i++) {
+        l[i] = static_cast<char *>(std::malloc(v[i].size() + 1));
+        if (!l[i]) {
+            for (size_t k = 0; k < i; k++)
+                std::free(l[k]);
+            std::free(l);
+            throw std::bad_alloc();
+        }
+        std::memcpy(l[i], v[i].c_str(), v[i].size() + 1);
+    }
+    return l;
+}
+
+static std::string constraint_json(const common_chat_params &p, const char *kind)
+{
+    json trig = json::array();
+    for (const auto &g : p.grammar_triggers) {
+        json one = json::object();
+        one["type"] = (int)g.type;
+        one["value"] = g.value;
+        one["token"] = (int)g.token;
+        trig.push_back(one);
+    }
+    json o = json::object();
+    o["grammar"] = p.grammar;
+    o["grammar_kind"] = std::string(kind);
+    o["grammar_lazy"] = p.grammar_lazy;
+    o["triggers"] = trig;
+    o["preserved_tokens"] = p.preserved_tokens;
+    o["generation_prompt"] = p.generation_prompt;
+    return o.dump();
+}
+
+void orch__glue_applied_clear(struct orch__glue_applied *a)
+{
+    std::free(a->prompt);
+    std::free(a->constraint);
+    std::free(a->parser);
+    for (size_t i = 0; i < a->n_stops; i++)
+        std::free(a->stops[i]);
+    std::free(a->stops);
+    std::memset(a, 0, sizeof *a);
+}
+
+bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_chat_message *msgs,
+                           size_t n, const struct orch_chat_params *cp, bool add_assistant,
+                           int64_t now, struct orch__glue_applied *out)
+{
+    std::memset(out, 0, sizeof *out);
+    bool ok = guarded([&] {
+        common_chat_templates_inputs in = inputs_from(msgs, n, cp, add_assistant, now);
+        common_chat_params p = common_chat_templates_apply(t->t.get(), in);
+        bool tools = !in.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
+        json parser = json::object();
+        parser["format"] = (int)p.format;
+        parser["generation_prompt"] = p.generation_prompt;
+        parser["reasoning_format"] = (int)in.reasoning_format;
+        parser["parse_tool_calls"] = tools;
+        parser["parser"] = p.parser;
+        out->prompt = dup_out(p.prompt);
+        if (!p.grammar.empty())
+            out->constraint = dup_out(constraint_json(p, grammar_kind(p, in)));
+        out->parser = dup_out(parser.dump());
+        out->stops = dup_list(p.additional_stops);
+        out->n_stops = p.additional_stops.size();
+    });
+    if (!ok)
+        orch__glue_applied_clear(out);
+    return ok;
+}
+
+bool orch__glue_constraint(const char *json_schema, const char *grammar, char **out)
+{
+    *out = nullptr;
+    quiet_common_log();
+    return guarded([&] {
+        common_chat_params p;
+        p.grammar = grammar ? std::string(grammar)
+                            : json_schema_to_grammar(json::parse(json_schema));
+        *out = dup_out(constraint_json(p, grammar ? "user" : "output"));
+    });
+}
+
+bool orch__glue_parser_new(const char *parser_json, struct orch__chat_parser **out)
+{
+    *out = nullptr;
+    quiet_common_log();
+    return guarded([&] {
+        json j = json::parse(parser_json);
+        auto *p = new orch__chat_parser();
+        try {
+            p->params.format = (common_chat_format)j.value("format", 0);
+            p->params.generation_prompt = j.value("generation_prompt", std::string());
+            p->params.reasoning_format = (common_reasoning_format)j.value("reasoning_format", 0);
+            p->params.parse_tool_calls = j.value("parse_tool_calls", false);
+            std::string arena = j.value("parser", std::string());
+            if (!arena.empty())
+                p->params.parser.load(arena);
+        } catch (...) {
+            delete p;
+            throw;
+        }
+        p->serial = 0;
+        *out = p;
+    });
+}
+
+void orch__glue_parser_free(struct orch__chat_parser *p)
+{
+    delete p;
+}
+
+static void fill_delta(const common_chat_msg_diff &d, struct orch_chat_delta *o)
+{
+    o->content = d.content_delta.c_str();
+    o->reasoning = d.reasoning_content_delta.c_str();
+    o->tool_index = d.tool_call_index == std::string::npos ? -1 : (int32_t)d.tool_call_index;
+    o->tool_id = d.tool_call_delta.id.c_str();
+    o->tool_name = d.tool_call_delta.name.c_str();
+    o->tool_arguments = d.tool_call_delta.arguments.c_str();
+}
+
+bool orch__glue_parser_feed(struct orch__chat_parser *p, const char *text, size_t len,
+                            bool partial, orch__glue_delta_fn fn, void *ud)
+{
+    return guarded([&] {
+        std::string in(text, len);
+        common_chat_msg m;
+        try {
+            m = common_chat_parse(in, partial, p->params);
+        } catch (const std::exception &) {
+            if (partial)
+                return; /* more text may make it parse */
+            /* the model did not follow its format: its text is the content */
+            m = common_chat_msg();
+            m.role = "assistant";
+            m.content = in;
+        }
+        if (m.empty() && partial)
+            return;
+        m.set_tool_call_ids(p->ids, [p] { return "call_" + std::to_string(++p->serial); });
+        for (const auto &d : common_chat_msg_diff::compute_diffs(p->msg, m)) {
+            struct orch_chat_delta o;
+            fill_delta(d, &o);
+            if (fn)
+                fn(ud, &o);
+        }
+        p->msg = m;
+    });
+}
+
+bool orch__glue_parser_message(const struct orch__chat_parser *p, struct orch_chat_reply *out)
+{
+    std::memset(out, 0, sizeof *out);
+    bool ok = guarded([&] {
+        out->content = dup_out(p->msg.content);
+        out->reasoning = dup_out(p->msg.reasoning_content);
+        size_t n = p->msg.tool_calls.size();
+        out->tool_calls =
+            static_cast<struct orch_tool_call *>(std::calloc(n ? n : 1, sizeof *out->tool_calls));
+        if (!out->tool_calls)
+            throw std::bad_alloc();
+        for (size_t i = 0; i < n; i++) {
+            const auto &c = p->msg.tool_calls[i];
+            out->n_tool_calls = i + 1;
+            out->tool_calls[i].id = dup_out(c.id);
+            out->tool_calls[i].name = dup_out(c.name);
+            out->tool_calls[i].arguments = dup_out(c.arguments.empty() ? "{}" : c.arguments);
+        }
+    });
+    if (!ok) {
+        std::free(out->content);
+        std::free(out->reasoning);
+        for (size_t i = 0; i < out->n_tool_calls; i++) {
+            std::free((void *)out->tool_calls[i].id);
+            std::free((void *)out->tool_calls[i].name);
+            std::free((void *)out->tool_calls[i].arguments);
+        }
+        std::free(out->tool_calls);
+        std::memset(out, 0, sizeof *out);
+    }
+    return ok;
+}
+
+/* ---- grammar-constrained sampling -------------------------------------------------- */
+
+bool orch__glue_grammar_new(const struct llama_vocab *v, const char *spec_json,
+                            struct llama_sampler **out)
+{
+    *out = nullptr;
+    return guarded([&] {
+        json j = json::parse(spec_json);
+        std::string g = j.value("grammar", std::string());
+        bool lazy = j.value("grammar_lazy", false);
+        std::vector<std::string> pats;
+        std::vector<llama_token> toks;
+        for (const auto &t : j.value("triggers", json::array())) {
+            int type = t.value("type", 0);
+            std::string val = t.value("value", std::string());
+            switch (type) {
+            case COMMON_GRAMMAR_TRIGGER_TYPE_WORD: pats.push_back(regex_escape(val)); break;
+            case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: pats.push_back(val); break;
+            case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL:
+                pats.push_back(val.empty() ? "^$"
+                                           : (val.front() != '^' ? "^" : "") + val +
+                                                 (val.back() != '$' ? "$" : ""));
+                break;
+            case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: toks.push_back(t.value("token", -1)); break;
+            default: throw std::invalid_argument("unknown grammar trigger type");
+            }
+        }
+        std::vector<const char *> pc;
+        for (const auto &x : pats)
+            pc.push_back(x.c_str());
+        llama_sampler *s = lazy ? llama_sampler_init_grammar_lazy_patterns(
+                                      v, g.c_str(), "root", pc.data(), pc.size(), toks.data(),
+                                      toks.size())
+                                : llama_sampler_init_grammar(v, g.c_str(), "root");
+        if (!s)
+            throw std::invalid_argument("the grammar does not parse");
+        /* what the template already put after the prompt (a tool-call or
+         * output grammar starts there) */
+        std::string kind = j.value("grammar_kind", std::string());
+        std::string pre = j.value("generation_prompt", std::string());
+        if (!lazy && !pre.empty() && (kind == "tool_calls" || kind == "output")) {
+            try {
+                std::vector<llama_token> pt(pre.size() + 8);
+                int32_t n = llama_tokenize(v, pre.data(), (int32_t)pre.size(), pt.data(),
+                                           (int32_t)pt.size(), false, true);
+                for (int32_t i = 0; i < n; i++) {
+                    char buf[256];
+                    int32_t k = llama_token_to_piece(v, pt[i], buf, sizeof buf, 0, true);
+                    if (i == 0 && k > 0 && std::isspace((unsigned char)buf[0]) &&
+                        !std::isspace((unsigned char)pre[0]))
+                        continue;
+                    llama_sampler_accept(s, pt[i]);
+                }
+            } catch (...) {
+                llama_sampler_free(s);
+                throw;
+            }
+        }
+        *out = s;
+    });
+}
+
+bool orch__glue_sample(struct llama_sampler *chain, struct llama_sampler *grammar,
+                       struct llama_context *ctx, int32_t idx, const struct llama_vocab *v,
+                       llama_token *out)
+{
+    *out = LLAMA_TOKEN_NULL;
+    return guarded([&] {
+        static thread_local std::vector<llama_token_data> cur;
+        const float *logits = llama_get_logits_ith(ctx, idx);
+        int32_t n = llama_vocab_n_tokens(v);
+        if (!logits)
+            throw std::runtime_error("no logits for this sequence");
+        auto fill = [&] {
+            cur.resize((size_t)n);
+            for (int32_t i = 0; i < n; i++)
+                cur[(size_t)i] = llama_token_data{i, logits[i], 0.0f};
+            return llama_token_data_array{cur.data(), (size_t)n, -1, false};
+        };
+        llama_token_data_array a = fill();
+        llama_sampler_apply(chain, &a);
+        llama_token tok = a.data[a.selected].id;
+        /* the chain's pick, checked alone (cheap); else the grammar over the
+         * whole vocabulary first, then the chain (llama.cpp's common_sampler) */
+        llama_token_data one = {tok, 1.0f, 0.0f};
+        llama_token_data_array a1 = {&one, 1, -1, false};
+        llama_sampler_apply(grammar, &a1);
+        if (std::isinf(one.logit) && one.logit < 0) {
+            a = fill();
+            llama_sampler_apply(grammar, &a);
+            bool any = false;
+            for (size_t i = 0; i < a.size && !any; i++)
+                any = !(std::isinf(a.data[i].logit) && a.data[i].logit < 0);
+            if (!any)
+                throw std::runtime_error("the grammar allows no token here");
+            llama_sampler_apply(chain, &a);
+            tok = a.data[a.selected].id;
+        }
+        /* an end token ends the request: never fed to the grammar (llama.cpp
+         * aborts on one the grammar is not complete for) */
+        if (!llama_vocab_is_eog(v, tok))
+            llama_sampler_accept(grammar, tok);
+        llama_sampler_accept(chain, tok);
+        *out = tok;
+    });
 }
 
 } /* extern "C" */

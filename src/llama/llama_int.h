@@ -29,6 +29,18 @@ struct idle_ctx {
 
 struct engine;
 
+/* A model's chat templates (chat.c), made on first use. */
+#define CHAT_OVERRIDES 4
+struct lm_chat {
+    pthread_mutex_t lock;            /* guards making them */
+    struct orch__chat_tmpls *tmpls;  /* the model's own; NULL until a chat */
+    struct {
+        char *src;
+        struct orch__chat_tmpls *t;
+    } ovr[CHAT_OVERRIDES];           /* roles' overrides, by text */
+    int n_ovr;
+};
+
 struct lmodel {
     struct llama_model *model;
     const struct llama_vocab *vocab;
@@ -41,6 +53,7 @@ struct lmodel {
     int n_alone;                      /* guarded by pool_lock: requests running alone */
     struct engine *engine;            /* guarded by pool_lock; made on first use */
     struct orch__cpu_user cpu;        /* its share of the CPU budget (cpu.c) */
+    struct lm_chat chat;
 };
 
 /* vet.c: a file loaded, tokenized and decoded in a child process first */
@@ -55,6 +68,22 @@ struct orch__vet_opts {
  * when it killed the child or failed in it; ORCH_EIO when no child could be
  * started. Threads: any; forks, waits up to the deadline. */
 int orch__lm_vet(const char *path, const struct orch__vet_opts *opts, orch_error *err);
+
+/* chat.c: the chat ops (backend.h) */
+struct orch__chat_tmpls;
+int orch__lm_chat_apply(void *model, const struct orch__chat_req *req,
+                        struct orch__chat_applied *out, orch_error *err);
+/* Frees a model's templates (its chat.lock is the caller's to destroy). */
+void orch__lm_chat_free(struct lmodel *lm);
+/* The ops that need no model (constrain, the parsers), also the worker
+ * backend's (which parses replies in the daemon). */
+int orch__lm_constrain(const orch_backend *be, const char *json_schema, const char *grammar,
+                       char **out, orch_error *err);
+void *orch__lm_parser_new(const orch_backend *be, const char *parser, orch_error *err);
+int orch__lm_parser_feed(void *parser, const char *text, size_t len, bool partial,
+                         const struct orch__chat_delta_sink *sink, orch_error *err);
+int orch__lm_parser_message(void *parser, struct orch_chat_reply *out, orch_error *err);
+void orch__lm_parser_free(void *parser);
 
 /* lm.c: the layer the others build on */
 
@@ -80,10 +109,28 @@ void orch__lm_capture(struct orch__lm_capture *c);
 int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, bool parse_special,
                       llama_token **out, int32_t *n_out, orch_error *err);
 
-/* The sampler chain for p (penalties over n_ctx when repeat_last_n is -1),
- * or NULL when out of memory. */
-struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t n_ctx,
-                                       int32_t n_vocab);
+/* A request's sampler: the chain for its params (penalties over n_ctx
+ * when repeat_last_n is -1) and, under a constraint (backend.h), its
+ * grammar, checked on the chain's pick and applied to the whole vocabulary
+ * only when the pick breaks it (llama.cpp's common_sampler's way). */
+#define ORCH_LM_KEEP_MAX 32
+struct orch__lm_smpl {
+    struct llama_sampler *chain;
+    struct llama_sampler *grammar;     /* NULL: free text */
+    llama_token keep[ORCH_LM_KEEP_MAX]; /* special tokens emitted as text */
+    int n_keep;
+};
+/* ORCH_OK, ORCH_ENOMEM, or ORCH_EINVAL when the constraint's grammar does
+ * not compile (llama.cpp's reason in the message). */
+int orch__lm_smpl_new(struct lmodel *lm, const struct orch__gen_req *req,
+                      struct orch__lm_smpl **out, orch_error *err);
+/* Samples position idx (-1: the last) and accepts the token. ORCH_EDECODE
+ * when the grammar allows no token. Threads: one at a time per sampler. */
+int orch__lm_smpl_sample(struct lmodel *lm, struct orch__lm_smpl *s, struct llama_context *ctx,
+                         int32_t idx, llama_token *tok, orch_error *err);
+/* Whether tok is emitted with its special text (read-only: any thread). */
+bool orch__lm_smpl_special(const struct orch__lm_smpl *s, llama_token tok);
+void orch__lm_smpl_free(struct orch__lm_smpl *s);
 
 /* A new context on lm's weights: n_seq sequences sharing n_ctx KV cells,
  * each in a stream of its own (n_ctx / n_seq cells) for generation, in one
@@ -117,7 +164,8 @@ void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, l
 
 /* One generated token to the request: its text piece through req->emit,
  * counted in req->n_generated. Returns false when the sink says stop. */
-bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req, llama_token tok);
+bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req,
+                         const struct orch__lm_smpl *smpl, llama_token tok);
 
 /* The packing rule of embedding decodes: whole texts, one sequence each,
  * at most EMBED_SEQ_MAX, while the next text (len tokens) keeps the batch
@@ -139,7 +187,7 @@ int orch__lm_embed_decode(struct lmodel *lm, struct orch__cpu_hold *h, struct ll
  * become the engine's (freed by it, whatever the result). Fills req's
  * results as the backend's generate does. Called with a lease held. */
 int orch__engine_generate(struct lmodel *lm, struct orch__gen_req *req, llama_token *toks,
-                          int32_t n_toks, struct llama_sampler *smpl, orch_error *err);
+                          int32_t n_toks, struct orch__lm_smpl *smpl, orch_error *err);
 
 /* Embeds n_texts tokenized texts on lm's engine, merged into batches with
  * the texts other threads submit; writes n_embd floats per text to out.

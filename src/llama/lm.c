@@ -343,7 +343,7 @@ int orch__lm_tokenize(struct lmodel *lm, const char *text, bool add_special, boo
     return ORCH_OK;
 }
 
-struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t n_ctx,
+static struct llama_sampler *chain_new(const struct orch_gen_params *p, int32_t n_ctx,
                                        int32_t n_vocab)
 {
     struct llama_sampler_chain_params sp = llama_sampler_chain_default_params();
@@ -371,6 +371,95 @@ struct llama_sampler *orch__lm_sampler(const struct orch_gen_params *p, int32_t 
     return s;
 }
 
+/* The special tokens a constraint names (preserved_tokens: the format's
+ * markers, such as <tool_call>), found in the vocabulary; their text is
+ * emitted where other special tokens emit none. */
+static int keep_tokens(struct lmodel *lm, const char *constraint, struct orch__lm_smpl *s)
+{
+    const char *k = strstr(constraint, "\"preserved_tokens\":[");
+    if (!k)
+        return ORCH_OK;
+    k += strlen("\"preserved_tokens\":[");
+    /* the glue wrote this JSON: strings without escapes other than \" and \\ */
+    while (*k == '"' && s->n_keep < ORCH_LM_KEEP_MAX) {
+        char tok[128];
+        size_t n = 0;
+        for (k++; *k && *k != '"' && n + 1 < sizeof tok; k++) {
+            if (*k == '\\' && k[1])
+                k++;
+            tok[n++] = *k;
+        }
+        tok[n] = 0;
+        if (*k == '"')
+            k++;
+        llama_token t[2];
+        int32_t nt = 0;
+        orch__glue_tokenize(lm->vocab, tok, (int32_t)n, t, 2, false, true, &nt);
+        if (nt == 1)
+            s->keep[s->n_keep++] = t[0];
+        if (*k == ',')
+            k++;
+    }
+    return ORCH_OK;
+}
+
+int orch__lm_smpl_new(struct lmodel *lm, const struct orch__gen_req *req,
+                      struct orch__lm_smpl **out, orch_error *err)
+{
+    *out = NULL;
+    struct orch__lm_smpl *s = calloc(1, sizeof *s);
+    if (!s || !(s->chain = chain_new(req->params, req->n_ctx, lm->info.n_vocab))) {
+        free(s);
+        return orch__err(err, ORCH_ENOMEM, "out of memory making a sampler");
+    }
+    if (req->constraint) {
+        struct orch__lm_capture cap = {0};
+        orch__lm_capture(&cap);
+        bool ok = orch__glue_grammar_new(lm->vocab, req->constraint, &s->grammar);
+        orch__lm_capture(NULL);
+        if (!ok || !s->grammar) {
+            orch__lm_smpl_free(s);
+            return orch__err(err, ORCH_EINVAL, "the grammar does not compile: %s%s%s",
+                             orch__glue_what(), cap.n_errors ? ": " : "",
+                             cap.n_errors ? cap.errors : "");
+        }
+        keep_tokens(lm, req->constraint, s);
+    }
+    *out = s;
+    return ORCH_OK;
+}
+
+int orch__lm_smpl_sample(struct lmodel *lm, struct orch__lm_smpl *s, struct llama_context *ctx,
+                         int32_t idx, llama_token *tok, orch_error *err)
+{
+    if (!s->grammar) {
+        *tok = llama_sampler_sample(s->chain, ctx, idx);
+        return ORCH_OK;
+    }
+    if (!orch__glue_sample(s->chain, s->grammar, ctx, idx, lm->vocab, tok))
+        return orch__err(err, ORCH_EDECODE, "constrained sampling failed: %s",
+                         orch__glue_what());
+    return ORCH_OK;
+}
+
+bool orch__lm_smpl_special(const struct orch__lm_smpl *s, llama_token tok)
+{
+    for (int i = 0; s && i < s->n_keep; i++)
+        if (s->keep[i] == tok)
+            return true;
+    return false;
+}
+
+void orch__lm_smpl_free(struct orch__lm_smpl *s)
+{
+    if (!s)
+        return;
+    llama_sampler_free(s->chain);
+    if (s->grammar)
+        llama_sampler_free(s->grammar);
+    free(s);
+}
+
 /* ---- what the engine and the context-per-request path share ----------------- */
 
 void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
@@ -384,11 +473,13 @@ void orch__lm_batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, l
     b->logits[k] = logits;
 }
 
-bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req, llama_token tok)
+bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req,
+                         const struct orch__lm_smpl *smpl, llama_token tok)
 {
     char piece[256];
     int32_t n;
-    orch__glue_token_to_piece(lm->vocab, tok, piece, sizeof piece, &n);
+    orch__glue_token_to_piece(lm->vocab, tok, piece, sizeof piece,
+                              orch__lm_smpl_special(smpl, tok), &n);
     if (n < 0)
         n = 0; /* a piece past 256 bytes: none of the vocabularies we load has one */
     req->n_generated++;

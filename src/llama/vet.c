@@ -216,7 +216,7 @@ static _Noreturn void child_main(const char *path, int err_fd, uint64_t mem_limi
     for (llama_token t = 0; t < n_vocab; t++) {
         char piece[256];
         int32_t n;
-        if (!orch__glue_token_to_piece(v, t, piece, sizeof piece, &n))
+        if (!orch__glue_token_to_piece(v, t, piece, sizeof piece, false, &n))
             child_fail("token to text threw", orch__glue_what());
         enum llama_token_attr a = llama_vocab_get_attr(v, t);
         if ((a & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_USER_DEFINED)) && n > 0 &&

@@ -127,8 +127,19 @@ static void serve_gen(int fd, struct wire_in *in)
         send_done(fd, &d, &err, NULL, 0);
         return;
     }
+    char *constraint = NULL;
+    if (g.constraint_len) {
+        if (g.constraint_len > in->left || !(constraint = strndup(in->p, g.constraint_len))) {
+            d.rc = orch__err(&err, ORCH_EINVAL, "worker: a bad constraint");
+            send_done(fd, &d, &err, NULL, 0);
+            return;
+        }
+        in->p += g.constraint_len;
+        in->left -= g.constraint_len;
+    }
     char *prompt = malloc(in->left + 1);
     if (!prompt) {
+        free(constraint);
         d.rc = orch__err(&err, ORCH_ENOMEM, "worker: out of memory for the prompt");
         send_done(fd, &d, &err, NULL, 0);
         return;
@@ -143,6 +154,7 @@ static void serve_gen(int fd, struct wire_in *in)
         s.batch = &out;
     struct orch__gen_req req = {.prompt = prompt,
                                 .parse_special = g.parse_special,
+                                .constraint = constraint,
                                 .params = &g.params,
                                 .n_ctx = g.n_ctx,
                                 .n_threads = g.n_threads,
@@ -167,6 +179,7 @@ static void serve_gen(int fd, struct wire_in *in)
         send_done(fd, &d, &err, NULL, 0);
     }
     free(prompt);
+    free(constraint);
 }
 
 /* n NUL-terminated copies of the strings in `in`, in one block. */
@@ -221,32 +234,79 @@ static void serve_embed(int fd, struct wire_in *in)
     free(texts);
 }
 
+/* The applied request as the done frame's nullable strings. */
+static void send_applied(int fd, struct wire_done *d, const orch_error *err,
+                         const struct orch__chat_applied *a)
+{
+    struct wire_out o;
+    wire_begin(&o, W_DONE);
+    d->has_text = d->rc == ORCH_OK;
+    d->n_stops = d->rc == ORCH_OK ? (uint32_t)a->n_stops : 0;
+    wire_put(&o, d, sizeof *d);
+    if (d->rc) {
+        wire_put_str(&o, err->msg);
+    } else {
+        wire_put_nstr(&o, a->prompt);
+        wire_put_nstr(&o, a->constraint);
+        wire_put_nstr(&o, a->parser);
+        for (size_t i = 0; i < a->n_stops; i++)
+            wire_put_nstr(&o, a->stops[i]);
+    }
+    wire_send(fd, &o);
+}
+
 static void serve_chat(int fd, struct wire_in *in)
 {
     struct wire_chat c;
     struct wire_done d = {0};
     orch_error err = {0};
+    struct orch__chat_applied a = {0};
+    uint32_t *n_calls = NULL;
+    struct orch_chat_message *m = NULL;
+    struct orch_tool_call *calls = NULL;
     char **s = NULL;
-    if (!wire_get(in, &c, sizeof c) || c.n_msgs > UINT32_MAX / 2 ||
-        !(s = get_strings(in, 2 * c.n_msgs))) {
+    size_t total = 0;
+    bool ok = wire_get(in, &c, sizeof c) && c.n_msgs > 0 && c.n_msgs < 1u << 20 &&
+              (n_calls = calloc(c.n_msgs, sizeof *n_calls)) &&
+              wire_get(in, n_calls, c.n_msgs * sizeof *n_calls);
+    for (uint32_t i = 0; ok && i < c.n_msgs; i++)
+        ok = (total += n_calls[i]) < 1u << 20;
+    ok = ok && (m = calloc(c.n_msgs, sizeof *m)) && (calls = calloc(total + 1, sizeof *calls)) &&
+         (s = wire_get_nstrs(in, WIRE_CHAT_STRS + 5 * (size_t)c.n_msgs + 3 * total));
+    if (!ok) {
         d.rc = orch__err(&err, ORCH_EINVAL, "worker: a bad chat request");
-        send_done(fd, &d, &err, NULL, 0);
-        return;
-    }
-    struct orch_chat_message *m = calloc(c.n_msgs ? c.n_msgs : 1, sizeof *m);
-    char *out = NULL;
-    if (!m) {
-        d.rc = orch__err(&err, ORCH_ENOMEM, "worker: out of memory for a chat");
     } else {
-        for (uint32_t i = 0; i < c.n_msgs; i++)
-            m[i] = (struct orch_chat_message){.role = s[2 * i], .content = s[2 * i + 1]};
-        d.rc = g_inner->ops->chat_format(g_model, m, c.n_msgs, c.add_assistant, &out, &err);
+        struct orch_chat_params cp = orch_chat_default_params();
+        cp.tools = s[1];
+        cp.tool_name = s[2];
+        cp.json_schema = s[3];
+        cp.grammar = s[4];
+        cp.template_kwargs = s[5];
+        cp.tool_choice = (enum orch_tool_choice)c.tool_choice;
+        cp.reasoning = (enum orch_reasoning)c.reasoning;
+        cp.parallel_tool_calls = c.parallel_tool_calls;
+        char **at = s + WIRE_CHAT_STRS;
+        struct orch_tool_call *call = calls;
+        for (uint32_t i = 0; i < c.n_msgs; i++) {
+            m[i] = (struct orch_chat_message){.role = at[0], .content = at[1],
+                                              .tool_call_id = at[2], .name = at[3],
+                                              .reasoning = at[4], .tool_calls = call,
+                                              .n_tool_calls = n_calls[i]};
+            at += 5;
+            for (uint32_t k = 0; k < n_calls[i]; k++, call++, at += 3)
+                *call = (struct orch_tool_call){.id = at[0], .name = at[1], .arguments = at[2]};
+        }
+        struct orch__chat_req req = {.msgs = m, .n_msgs = c.n_msgs,
+                                     .add_assistant = c.add_assistant, .template_src = s[0],
+                                     .params = &cp, .now = c.now};
+        d.rc = g_inner->ops->chat_apply(g_model, &req, &a, &err);
     }
-    d.has_text = out != NULL;
-    send_done(fd, &d, &err, out, out ? strlen(out) : 0);
-    free(out);
-    free(m);
+    send_applied(fd, &d, &err, &a);
+    orch__chat_applied_clear(&a);
     free(s);
+    free(calls);
+    free(m);
+    free(n_calls);
 }
 
 static void *request_main(void *arg)
@@ -264,7 +324,7 @@ static void *request_main(void *arg)
             serve_gen(fd, &in);
         else if (type == W_EMBED && g_inner->ops->embed)
             serve_embed(fd, &in);
-        else if (type == W_CHAT && g_inner->ops->chat_format)
+        else if (type == W_CHAT && g_inner->ops->chat_apply)
             serve_chat(fd, &in);
         else
             known = false;

@@ -860,7 +860,9 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
                          .n_threads = req->n_threads,
                          .n_batch = req->n_batch,
                          .parse_special = req->parse_special,
-                         .batch = req->quiet}; /* the pieces in the done frame */
+                         .batch = req->quiet, /* the pieces in the done frame */
+                         .constraint_len =
+                             req->constraint ? (uint32_t)strlen(req->constraint) : 0};
     g.params.stop = NULL; /* the generation layer here applies them */
     g.params.n_stop = 0;
     g.params.on_text = NULL;
@@ -869,6 +871,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     struct wire_out o;
     wire_begin(&o, W_GEN);
     wire_put(&o, &g, sizeof g);
+    if (req->constraint)
+        wire_put(&o, req->constraint, g.constraint_len);
     wire_put(&o, req->prompt, strlen(req->prompt));
     struct wire_done d = {0};
     char *tail;
@@ -917,32 +921,102 @@ static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
     return rc;
 }
 
-static int wb_chat_format(void *model, const struct orch_chat_message *msgs, size_t n_msgs,
-                          bool add_assistant, char **out, orch_error *err)
+static int wb_chat_apply(void *model, const struct orch__chat_req *req,
+                         struct orch__chat_applied *out, orch_error *err)
 {
     struct wmodel *wm = model;
-    *out = NULL;
-    if (!wm->info.has_chat_template)
-        return ORCH_OK; /* the caller renders a transcript; no round trip */
-    struct wire_chat c = {.n_msgs = (uint32_t)n_msgs, .add_assistant = add_assistant};
+    const struct orch_chat_params *cp = req->params;
+    memset(out, 0, sizeof *out);
+    struct wire_chat c = {.n_msgs = (uint32_t)req->n_msgs,
+                          .add_assistant = req->add_assistant,
+                          .parallel_tool_calls = cp->parallel_tool_calls,
+                          .tool_choice = (int32_t)cp->tool_choice,
+                          .reasoning = (int32_t)cp->reasoning,
+                          .now = req->now};
     struct wire_out o;
     wire_begin(&o, W_CHAT);
     wire_put(&o, &c, sizeof c);
-    for (size_t i = 0; i < n_msgs; i++) {
-        wire_put_str(&o, msgs[i].role);
-        wire_put_str(&o, msgs[i].content);
+    for (size_t i = 0; i < req->n_msgs; i++) {
+        uint32_t k = (uint32_t)req->msgs[i].n_tool_calls;
+        wire_put(&o, &k, sizeof k);
+    }
+    const char *strs[WIRE_CHAT_STRS] = {req->template_src, cp->tools,   cp->tool_name,
+                                        cp->json_schema,   cp->grammar, cp->template_kwargs};
+    for (int i = 0; i < WIRE_CHAT_STRS; i++)
+        wire_put_nstr(&o, strs[i]);
+    for (size_t i = 0; i < req->n_msgs; i++) {
+        const struct orch_chat_message *m = &req->msgs[i];
+        wire_put_nstr(&o, m->role);
+        wire_put_nstr(&o, m->content);
+        wire_put_nstr(&o, m->tool_call_id);
+        wire_put_nstr(&o, m->name);
+        wire_put_nstr(&o, m->reasoning);
+        for (size_t k = 0; k < m->n_tool_calls; k++) {
+            wire_put_nstr(&o, m->tool_calls[k].id);
+            wire_put_nstr(&o, m->tool_calls[k].name);
+            wire_put_nstr(&o, m->tool_calls[k].arguments);
+        }
     }
     struct wire_done d = {0};
     char *tail;
     size_t n;
-    int rc = call(wm, &o, NULL, "formatting a chat", &d, &tail, &n, err);
+    int rc = call(wm, &o, NULL, "rendering a chat", &d, &tail, &n, err);
     if (rc == ORCH_OK && d.has_text) {
-        *out = tail; /* NUL-terminated by wire_recv, moved to the front */
-        (*out)[n] = 0;
-        tail = NULL;
+        struct wire_in in = {.p = tail, .left = n};
+        char **v = d.n_stops < 1u << 16 ? wire_get_nstrs(&in, 3 + (size_t)d.n_stops) : NULL;
+        out->stops = v ? calloc(d.n_stops + 1, sizeof *out->stops) : NULL;
+        if (!out->stops) {
+            rc = orch__err(err, ORCH_EDECODE, "the worker for '%s' sent a bad chat reply",
+                           wm->path);
+        } else {
+            char **dst[3] = {&out->prompt, &out->constraint, &out->parser};
+            for (int i = 0; i < 3; i++)
+                if (v[i] && !(*dst[i] = strdup(v[i])))
+                    rc = ORCH_ENOMEM;
+            for (uint32_t i = 0; i < d.n_stops; i++)
+                if (v[3 + i] && (out->stops[out->n_stops] = strdup(v[3 + i])))
+                    out->n_stops++;
+            if (rc)
+                orch__err(err, rc, "out of memory for a chat reply");
+        }
+        free(v);
+        if (rc)
+            orch__chat_applied_clear(out);
     }
     free(tail);
     return rc;
+}
+
+/* What needs no model runs here, as the llama backend runs it. */
+static int wb_constrain(const orch_backend *be, const char *json_schema, const char *grammar,
+                        char **out, orch_error *err)
+{
+    (void)be;
+    const orch_backend *lb = orch__backend_pick(NULL);
+    return lb->ops->constrain(lb, json_schema, grammar, out, err);
+}
+
+static void *wb_parser_new(const orch_backend *be, const char *parser, orch_error *err)
+{
+    (void)be;
+    const orch_backend *lb = orch__backend_pick(NULL);
+    return lb->ops->parser_new(lb, parser, err);
+}
+
+static int wb_parser_feed(void *parser, const char *text, size_t len, bool partial,
+                          const struct orch__chat_delta_sink *sink, orch_error *err)
+{
+    return orch__backend_pick(NULL)->ops->parser_feed(parser, text, len, partial, sink, err);
+}
+
+static int wb_parser_message(void *parser, struct orch_chat_reply *out, orch_error *err)
+{
+    return orch__backend_pick(NULL)->ops->parser_message(parser, out, err);
+}
+
+static void wb_parser_free(void *parser)
+{
+    orch__backend_pick(NULL)->ops->parser_free(parser);
 }
 
 static int wb_estimate(const orch_backend *be, const char *path, int32_t n_ctx, int32_t n_seq,
@@ -979,7 +1053,12 @@ static const struct orch_backend_ops wb_ops = {
     .size = wb_size,
     .info = wb_info,
     .generate = wb_generate,
-    .chat_format = wb_chat_format,
+    .chat_apply = wb_chat_apply,
+    .constrain = wb_constrain,
+    .parser_new = wb_parser_new,
+    .parser_feed = wb_parser_feed,
+    .parser_message = wb_parser_message,
+    .parser_free = wb_parser_free,
     .embed = wb_embed,
     .estimate = wb_estimate,
     .faults = wb_faults,

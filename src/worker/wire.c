@@ -193,3 +193,50 @@ bool wire_get_str(struct wire_in *in, const char **s, size_t *n)
     in->left -= len;
     return true;
 }
+
+bool wire_put_nstr(struct wire_out *o, const char *s)
+{
+    if (s)
+        return wire_put_str(o, s);
+    uint32_t none = WIRE_NULL;
+    return wire_put(o, &none, sizeof none);
+}
+
+char **wire_get_nstrs(struct wire_in *in, size_t n)
+{
+    struct wire_in scan = *in;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t len;
+        if (!wire_get(&scan, &len, sizeof len))
+            return NULL;
+        if (len == WIRE_NULL)
+            continue;
+        if (scan.left < len)
+            return NULL;
+        scan.p += len;
+        scan.left -= len;
+        bytes += (size_t)len + 1;
+    }
+    if (n > (SIZE_MAX - bytes - 1) / sizeof(char *))
+        return NULL;
+    char **v = malloc((n ? n : 1) * sizeof *v + bytes + 1);
+    if (!v)
+        return NULL;
+    char *at = (char *)(v + n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t len = WIRE_NULL;
+        wire_get(in, &len, sizeof len);
+        if (len == WIRE_NULL) {
+            v[i] = NULL;
+            continue;
+        }
+        memcpy(at, in->p, len);
+        at[len] = 0;
+        in->p += len;
+        in->left -= len;
+        v[i] = at;
+        at += len + 1;
+    }
+    return v;
+}

@@ -34,8 +34,10 @@ enum wire_type {
     /* request socket, daemon to worker: the request */
     W_GEN = 'G',   /* struct wire_gen, prompt bytes */
     W_EMBED = 'M', /* struct wire_embed, then per text: uint32_t len, bytes */
-    W_CHAT =
-        'C', /* struct wire_chat, then per message: uint32_t len, role, uint32_t len, content */
+    W_CHAT = 'C',  /* struct wire_chat, n_msgs uint32_t tool-call counts, then
+                      nullable strings: the request's six (wire_chat_strs),
+                      per message five (role, content, tool_call_id, name,
+                      reasoning) and three per tool call (id, name, arguments) */
     /* request socket, worker to daemon */
     W_PIECE = 't', /* piece bytes */
     W_DONE = 'd',  /* struct wire_done, then the error message, the text or the vectors */
@@ -57,6 +59,7 @@ struct wire_gen {
     int32_t n_ctx, n_threads, n_batch;
     uint8_t parse_special;
     uint8_t batch; /* pieces in the done frame (uint32_t len, bytes each), not one by one */
+    uint32_t constraint_len; /* 0: none; else that many bytes before the prompt's */
 };
 
 struct wire_embed {
@@ -66,8 +69,12 @@ struct wire_embed {
 
 struct wire_chat {
     uint32_t n_msgs;
-    uint8_t add_assistant;
+    uint8_t add_assistant, parallel_tool_calls;
+    int32_t tool_choice, reasoning;
+    int64_t now;
 };
+/* template_src, tools, tool_name, json_schema, grammar, template_kwargs */
+#define WIRE_CHAT_STRS 6
 
 struct wire_done {
     int32_t rc; /* ORCH_OK, else an error message follows */
@@ -76,7 +83,9 @@ struct wire_done {
     double prompt_ms, gen_ms;
     int32_t n_embd; /* embed: n_texts * n_embd floats follow */
     int64_t n_tokens;
-    uint8_t has_text; /* chat: the formatted text follows */
+    uint8_t has_text; /* chat: nullable strings follow: prompt, constraint,
+                         parser, then n_stops stop strings */
+    uint32_t n_stops;
 };
 
 /* A frame being built: wire_begin, wire_put..., wire_send. */
@@ -88,6 +97,9 @@ void wire_begin(struct wire_out *o, uint8_t type);
 /* Appends; false when out of memory (the frame is then dropped at send). */
 bool wire_put(struct wire_out *o, const void *p, size_t n);
 bool wire_put_str(struct wire_out *o, const char *s); /* uint32_t length, bytes */
+/* A string that may be NULL: as wire_put_str, NULL as the length WIRE_NULL. */
+#define WIRE_NULL UINT32_MAX
+bool wire_put_nstr(struct wire_out *o, const char *s);
 /* Writes the frame (all of it, retrying short writes and EINTR) and frees
  * it. Returns 0, or -1 (errno; ENOMEM when a put failed). Threads: one
  * writer per socket at a time. */
@@ -111,5 +123,8 @@ bool wire_get(struct wire_in *in, void *out, size_t n);
 /* A uint32_t length and that many bytes: *s points into the payload (not
  * NUL-terminated unless the bytes were). */
 bool wire_get_str(struct wire_in *in, const char **s, size_t *n);
+/* n strings put by wire_put_nstr, as NUL-terminated malloc'd copies in one
+ * block (free() the array; NULL entries stay NULL), or NULL when short. */
+char **wire_get_nstrs(struct wire_in *in, size_t n);
 
 #endif /* ORCH_WORKER_WIRE_H */
