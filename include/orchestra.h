@@ -669,6 +669,14 @@ void orch_chat_result_clear(struct orch_chat_result *res);
 int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                            bool add_assistant, char **out, orch_error *err);
 
+/* orch_model_chat_format with the chat params' tools (and the template
+ * override, or NULL): the prompt orch_model_chat_ext would generate from,
+ * as llama-server's /apply-template gives it. Returns, Ownership, Threads:
+ * as orch_model_chat_format; ORCH_EINVAL names a bad tool or template. */
+int orch_model_chat_render(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                           const struct orch_chat_params *chat, const char *template_src,
+                           bool add_assistant, char **out, orch_error *err);
+
 /* orch_model_chat_format(add_assistant = true), then orch_model_generate().
  * Special tokens in the rendered template are honoured. Returns, Ownership,
  * Threads: as orch_model_generate. */
@@ -1025,6 +1033,13 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
 int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
                const struct orch_embed_params *params, float **out, int32_t *n_embd,
                orch_error *err);
+/* orch_model_chat_ext by role: the role's chat_template (its file's text,
+ * read when the config was opened) replaces the model's. Returns,
+ * Ownership: as orch_model_chat_ext. Threads: any. */
+int orch_chat_ext(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
+                  size_t n_msgs, const struct orch_chat_params *chat,
+                  const struct orch_gen_params *params, struct orch_chat_result *res,
+                  orch_error *err);
 
 /* Loads the models behind `roles`, in parallel. Returns: ORCH_OK, or the
  * first error (the other roles still load). Threads: any. */

@@ -68,13 +68,13 @@ common_build() {
   else
     rev=$(cd "$src" && { git rev-parse HEAD 2>/dev/null || echo "tree-$(cksum < common/chat.cpp | cut -d' ' -f1)"; })
   fi
-  [ -f "$out/.complete-$rev" ] && return 0
+  [ -f "$out/.complete-$rev-2" ] && return 0
   log "building llama.cpp's common/ ($rev) into .deps/llama-common"
   if [ -z "$src" ]; then
     tmp=$(mktemp -d) && src="$tmp/src"
     git init -q "$src"
     git -C "$src" fetch -q "$deps/llama.cpp.bundle" HEAD
-    git -C "$src" checkout -q FETCH_HEAD -- common vendor/nlohmann src/llama-ext.h
+    git -C "$src" checkout -q FETCH_HEAD -- common vendor/nlohmann src/llama-ext.h models/templates
   fi
   local inc
   inc=$(PKG_CONFIG_PATH="${llama_pc}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags llama)
@@ -100,10 +100,13 @@ common_build() {
   (cd "$src/common" && find . \( -name '*.h' -o -name '*.hpp' \) -print0 | tar --null -cf - -T -) |
     tar -xf - -C "$out/include/llama-common"
   mkdir -p "$out/include/nlohmann" && cp "$src"/vendor/nlohmann/*.hpp "$out/include/nlohmann/"
+  # the real templates of about 70 model families, for the tests
+  mkdir -p "$out/templates" && cp "$src"/models/templates/*.jinja "$out/templates/"
   cat > "$out/lib/pkgconfig/llama-common.pc" <<PC
 prefix=\${pcfiledir}/../..
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
+templatesdir=\${prefix}/templates
 # built by scripts/setup.sh from llama.cpp $rev (common/, without arg/download/console)
 
 Name: llama-common
@@ -114,7 +117,7 @@ Libs: -L\${libdir} -lllama-common -lstdc++
 Cflags: -I\${includedir}
 PC
   rm -rf "$out/obj" ${tmp:+"$tmp"}
-  touch "$out/.complete-$rev"
+  touch "$out/.complete-$rev-2"
 }
 
 # ---- 3. llama.cpp -------------------------------------------------------------

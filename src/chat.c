@@ -269,6 +269,22 @@ int orch_model_chat_format(orch_model *m, const struct orch_chat_message *msgs, 
     return orch__named(m, rc, err);
 }
 
+int orch_model_chat_render(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                           const struct orch_chat_params *chat, const char *template_src,
+                           bool add_assistant, char **out, orch_error *err)
+{
+    if (!m || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_model_chat_render: NULL argument");
+    *out = NULL;
+    int rc = orch__model_acquire(m, err);
+    if (rc == ORCH_OK) {
+        rc = orch__chat_format_leased(m, msgs, n_msgs, chat, template_src, add_assistant, out,
+                                      err);
+        orch_model_release(m);
+    }
+    return orch__named(m, rc, err);
+}
+
 /* ---- the reply ----------------------------------------------------------------- */
 
 /* Between the generation's text and the parser: the text so far, fed to the
@@ -416,12 +432,12 @@ int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, s
 }
 
 int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err)
+                      const char *template_src, const struct orch_gen_params *params,
+                      struct orch_gen_result *res, orch_error *err)
 {
     struct orch_chat_result r;
     memset(&r, 0, sizeof r);
-    int rc = orch__chat_ext_leased(m, msgs, n_msgs, NULL, NULL, params, &r, err);
+    int rc = orch__chat_ext_leased(m, msgs, n_msgs, NULL, template_src, params, &r, err);
     *res = r.gen; /* the text as generated; the parsed reply is not asked for */
     reply_clear(&r.reply);
     return rc;
@@ -439,7 +455,7 @@ int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t 
         return orch__err(err, ORCH_EINVAL, "orch_model_chat: model is NULL");
     int rc = orch__model_acquire(m, err);
     if (rc == ORCH_OK) {
-        rc = orch__chat_leased(m, msgs, n_msgs, params, res, err);
+        rc = orch__chat_leased(m, msgs, n_msgs, NULL, params, res, err);
         orch_model_release(m);
     }
     return orch__named(m, rc, err);

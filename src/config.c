@@ -102,6 +102,8 @@ static const struct key keys[] = {
      "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
     {"vet", K_BOOL, ROLE(vet), ALONE, 0, 0, false, false, false,
      "true (the file is loaded, tokenized and decoded in a child process first) or false"},
+    {"chat_template", K_PATH, ROLE(chat_template), ALONE, 0, 0, false, false, false,
+     "a Jinja chat template file (it replaces the model's own)"},
     {"n_threads_total", K_INT, CONF(n_threads_total), ALONE, 0, 1024, false, false, false,
      "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
     {"memory_budget", K_BUDGET, CONF(budget), ALONE, 0, 0, false, false, false,
@@ -168,6 +170,7 @@ static void role_cfg_clear(struct orch__role_cfg *r)
     free(r->path);
     free(r->fallback);
     free(r->fallback_where);
+    free(r->chat_template);
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->stop);

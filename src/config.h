@@ -28,6 +28,7 @@ struct orch__role_cfg {
     struct orch_gen_params gen; /* temperature, top_p, top_k, min_p, repeat_penalty, max_tokens */
     char **stop;
     size_t n_stop;
+    char *chat_template;   /* a Jinja chat template file replacing the model's; NULL */
     char **aliases;        /* other names the role answers to (never from [defaults]) */
     size_t n_aliases;
 };

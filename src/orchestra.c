@@ -85,6 +85,7 @@ struct role {
     struct orch__role_cfg cfg; /* resolved; strings owned by the orchestra's copies */
     size_t entry_index;        /* of e in its view's entries */
     char **stop;
+    char *chat_template;       /* the text of cfg.chat_template's file; NULL = the model's */
     struct entry *e;
     size_t model_role;         /* index of the role whose path is used */
 };
@@ -539,6 +540,7 @@ static void free_view(struct view *v)
         free(r->name);
         free(r->cfg.path);
         free(r->cfg.fallback);
+        free(r->chat_template);
         free_strings(r->stop, r->stop ? r->cfg.n_stop : 0);
         free_strings(r->cfg.aliases, r->cfg.aliases ? r->cfg.n_aliases : 0);
     }
@@ -579,6 +581,36 @@ static const orch_backend *backend_for(const orch_orchestra *o, const char *role
     return o->backend;
 }
 
+/* A role's chat_template file, read once per config: at most 1 MiB of UTF-8. */
+#define TEMPLATE_MAX (1u << 20)
+static int read_template(const char *role, const char *path, char **out, orch_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return orch__err(err, ORCH_ECONFIG, "role '%s': chat_template '%s': %s", role, path,
+                         strerror(errno));
+    char *buf = malloc(TEMPLATE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, TEMPLATE_MAX + 1, f) : 0;
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return orch__err(err, ORCH_ENOMEM, "out of memory reading '%s'", path);
+    const char *why = bad ? "cannot be read" : n > TEMPLATE_MAX ? "is over 1 MiB"
+                      : n == 0 ? "is empty" : NULL;
+    if (!why) {
+        buf[n] = 0;
+        if (memchr(buf, 0, n) || orch__utf8_check(buf, n))
+            why = "is not UTF-8 text";
+    }
+    if (why) {
+        free(buf);
+        return orch__err(err, ORCH_ECONFIG, "role '%s': chat_template '%s' %s", role, path, why);
+    }
+    *out = buf;
+    return ORCH_OK;
+}
+
 static int copy_roles(struct view *v, const orch_config *cfg, orch_error *err)
 {
     v->roles = calloc(cfg->n_roles, sizeof *v->roles);
@@ -592,6 +624,12 @@ static int copy_roles(struct view *v, const orch_config *cfg, orch_error *err)
         r->cfg.path = r->cfg.path ? orch__strdup(r->cfg.path) : NULL;
         r->cfg.fallback = r->cfg.fallback ? orch__strdup(r->cfg.fallback) : NULL;
         r->cfg.fallback_where = NULL; /* borrowed from cfg, which may go */
+        if (r->cfg.chat_template) {
+            int rc = read_template(r->name, r->cfg.chat_template, &r->chat_template, err);
+            if (rc)
+                return rc;
+        }
+        r->cfg.chat_template = NULL; /* borrowed from cfg; the text is kept */
         r->stop = dup_strings(r->cfg.stop, r->cfg.n_stop);
         r->cfg.stop = r->stop;
         r->cfg.aliases = dup_strings(r->cfg.aliases, r->cfg.n_aliases);
@@ -1244,9 +1282,35 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
     struct charge ch;
     rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
     if (rc == ORCH_OK)
-        rc = orch__chat_leased(c.m, msgs, n_msgs, &p, res, err);
+        rc = orch__chat_leased(c.m, msgs, n_msgs, c.r->chat_template, &p, res, err);
     discharge(o, &c, &ch);
     res->load_wait_ms = wait;
+    return request_end(o, &c, rc, err);
+}
+
+int orch_chat_ext(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
+                  size_t n_msgs, const struct orch_chat_params *chat,
+                  const struct orch_gen_params *params, struct orch_chat_result *res,
+                  orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_chat_ext: res is NULL");
+    memset(res, 0, sizeof *res);
+    res->gen.finish = ORCH_FINISH_ERROR;
+    struct call c;
+    int64_t t0 = orch__now_ns();
+    int rc = request_begin(o, role, &c, err);
+    if (rc)
+        return rc;
+    double wait = orch__ms_since(t0);
+    struct orch_gen_params p;
+    request_params(c.r, params, &p);
+    struct charge ch;
+    rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
+    if (rc == ORCH_OK)
+        rc = orch__chat_ext_leased(c.m, msgs, n_msgs, chat, c.r->chat_template, &p, res, err);
+    discharge(o, &c, &ch);
+    res->gen.load_wait_ms = wait;
     return request_end(o, &c, rc, err);
 }
 

@@ -53,8 +53,14 @@ class ModelParams(ctypes.Structure):
                 ("vet", c_bool)]
 
 
+class ToolCall(ctypes.Structure):
+    _fields_ = [("id", c_char_p), ("name", c_char_p), ("arguments", c_char_p)]
+
+
 class ChatMessage(ctypes.Structure):
-    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+    _fields_ = [("role", c_char_p), ("content", c_char_p),
+                ("tool_calls", POINTER(ToolCall)), ("n_tool_calls", c_size_t),
+                ("tool_call_id", c_char_p), ("name", c_char_p), ("reasoning", c_char_p)]
 
 
 class OrchestraParams(ctypes.Structure):

@@ -173,6 +173,16 @@ static std::string str(const char *s)
     return s ? std::string(s) : std::string();
 }
 
+/* JSON text a caller gave, or an error that says which. */
+static json parse_named(const char *what, const char *text)
+{
+    try {
+        return json::parse(text);
+    } catch (const std::exception &e) {
+        throw std::invalid_argument(std::string(what) + " is not valid JSON: " + e.what());
+    }
+}
+
 /* The request (glue.h) as llama.cpp's inputs: a named tool choice becomes
  * "required" over that tool alone. */
 static common_chat_templates_inputs inputs_from(const struct orch_chat_message *msgs, size_t n,
@@ -197,7 +207,7 @@ static common_chat_templates_inputs inputs_from(const struct orch_chat_message *
         }
         in.messages.push_back(msg);
     }
-    json tools = cp->tools ? json::parse(cp->tools) : json::array();
+    json tools = cp->tools ? parse_named("tools", cp->tools) : json::array();
     if (!tools.is_array())
         throw std::invalid_argument("tools must be a JSON array");
     in.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
@@ -232,15 +242,17 @@ static common_chat_templates_inputs inputs_from(const struct orch_chat_message *
         in.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
     in.parallel_tool_calls = cp->parallel_tool_calls;
     if (cp->json_schema)
-        in.json_schema = json::parse(cp->json_schema).dump();
+        in.json_schema = parse_named("the JSON schema", cp->json_schema).dump();
     in.grammar = str(cp->grammar);
     in.add_generation_prompt = add_assistant;
     in.use_jinja = true;
     in.reasoning_format = cp->reasoning == ORCH_REASONING_INLINE ? COMMON_REASONING_FORMAT_NONE
                                                                  : COMMON_REASONING_FORMAT_AUTO;
     in.enable_thinking = cp->reasoning != ORCH_REASONING_OFF;
+    if (in.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED)
+        in.enable_thinking = false; /* a required call is the whole reply (strict_root) */
     if (cp->template_kwargs) {
-        json kw = json::parse(cp->template_kwargs);
+        json kw = parse_named("template_kwargs", cp->template_kwargs);
         if (!kw.is_object())
             throw std::invalid_argument("template_kwargs must be a JSON object");
         for (const auto &kv : kw.items())
@@ -279,7 +291,170 @@ static char **dup_list(const std::vector<std::string> &v)
     return l;
 }
 
-static std::string constraint_json(const common_chat_params &p, const char *kind)
+static std::string gbnf_literal(const std::string &t)
+{
+    std::string o = "\"";
+    for (char c : t) {
+        if (c == '"' || c == '\\')
+            o += '\\', o += c;
+        else if (c == '\n')
+            o += "\\n";
+        else if (c == '\r')
+            o += "\\r";
+        else if (c == '\t')
+            o += "\\t";
+        else
+            o += c;
+    }
+    return o + "\"";
+}
+
+/* A group "(a | b | ...)" without the alternatives that let free text in
+ * (they use an until-N rule: Functionary's "all\n" route); as it is when
+ * that would leave none. */
+static std::string without_free_text(const std::string &e)
+{
+    if (e.size() < 2 || e.front() != '(' || e.back() != ')')
+        return e;
+    std::vector<std::string> alts;
+    std::string cur;
+    int depth = 0;
+    bool quoted = false;
+    for (size_t k = 1; k + 1 < e.size(); k++) {
+        char c = e[k];
+        if (quoted && c == '\\' && k + 2 < e.size()) {
+            cur += c;
+            cur += e[++k];
+            continue;
+        }
+        if (c == '"')
+            quoted = !quoted;
+        else if (!quoted && c == '(')
+            depth++;
+        else if (!quoted && c == ')')
+            depth--;
+        if (!quoted && depth == 0 && c == '|') {
+            alts.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    alts.push_back(cur);
+    std::string out;
+    for (const auto &a : alts)
+        if (a.find("until-") == std::string::npos)
+            out += (out.empty() ? "" : " |") + a;
+    return out.empty() || alts.size() < 2 ? e : "(" + out + ")";
+}
+
+/* A required tool call, strictly: llama.cpp's grammars for tool_choice
+ * "required" let the reply begin with free text or a thinking block
+ * (until-N?, (thought | ), (start any)*) before the call, which a weak
+ * model never leaves. The root rule keeps only its mandatory parts after
+ * the generation prompt (what the template put after the prompt, matched
+ * as one literal), so the reply is the call. A root with alternatives at
+ * its top, or nothing mandatory but literals, is kept as it is. */
+static std::string strict_root(const std::string &g, const std::string &gen_prompt)
+{
+    size_t at = g.compare(0, 9, "root ::= ") == 0 ? 0 : g.find("\nroot ::= ");
+    if (at == std::string::npos)
+        return g;
+    size_t body = at + (at ? 10 : 9), end = g.find('\n', body);
+    if (end == std::string::npos)
+        end = g.size();
+    std::string rule = g.substr(body, end - body);
+    std::vector<std::string> parts;
+    size_t i = 0;
+    while (i < rule.size()) { /* top-level elements: quoted, grouped or names */
+        while (i < rule.size() && rule[i] == ' ')
+            i++;
+        if (i >= rule.size())
+            break;
+        size_t j = i;
+        int depth = 0;
+        bool quoted = false;
+        for (; j < rule.size(); j++) {
+            char c = rule[j];
+            if (quoted) {
+                if (c == '\\')
+                    j++;
+                else if (c == '"')
+                    quoted = false;
+            } else if (c == '"') {
+                quoted = true;
+            } else if (c == '(') {
+                depth++;
+            } else if (c == ')') {
+                depth--;
+            } else if (c == ' ' && depth == 0) {
+                break;
+            } else if (c == '|' && depth == 0) {
+                return g; /* alternatives at the top: leave it as it is */
+            }
+        }
+        parts.push_back(rule.substr(i, j - i));
+        i = j;
+    }
+    std::string kept = gen_prompt.empty() ? "" : gbnf_literal(gen_prompt);
+    bool named = false, lead = true;
+    for (const auto &e : parts) {
+        char last = e.empty() ? 0 : e.back();
+        bool optional = last == '?' || last == '*' ||
+                        (e.size() > 2 && e.front() == '(' && e.find("| )") != std::string::npos);
+        if (optional || (lead && (e.front() == '"' || e == "start")))
+            continue; /* free text, or the generation prompt (matched above) */
+        lead = false;
+        named = named || (e.front() != '"' && e != "space");
+        kept += (kept.empty() ? "" : " ") + without_free_text(e);
+    }
+    if (!named)
+        return g;
+    std::string out = g.substr(0, body) + kept + g.substr(end);
+    /* a character class repeated without end (a format's "json" word after
+     * <|constrain|>, a key name) ends within 64 */
+    std::string bounded;
+    bool quoted = false;
+    for (size_t k = 0; k < out.size(); k++) {
+        char c = out[k];
+        if (quoted && c == '\\' && k + 1 < out.size()) {
+            bounded += c;
+            bounded += out[++k];
+            continue;
+        }
+        if (c == '"')
+            quoted = !quoted;
+        if (!quoted && c == '+' && k > 0 && out[k - 1] == ']' && (k + 1 >= out.size() ||
+                                                                  out[k + 1] != '{'))
+            bounded += "{1,64}";
+        else
+            bounded += c;
+        if (c == '\n')
+            quoted = false;
+    }
+    return bounded;
+}
+
+/* A template that opens a thinking block after the prompt and cannot be
+ * told not to (DeepSeek R1's): the block closed empty, as a model that
+ * chose not to think would, so that a required call comes at once. */
+static void close_thinking(common_chat_params &p)
+{
+    if (p.thinking_start_tag.empty() || p.thinking_end_tags.empty())
+        return;
+    size_t open = p.generation_prompt.rfind(p.thinking_start_tag);
+    if (open == std::string::npos)
+        return;
+    for (const auto &end : p.thinking_end_tags)
+        if (p.generation_prompt.find(end, open) != std::string::npos)
+            return;
+    std::string close = "\n" + p.thinking_end_tags.front() + "\n\n";
+    p.prompt += close;
+    p.generation_prompt += close;
+}
+
+static std::string constraint_json(const common_chat_params &p, const char *kind,
+                                   bool prefill = true)
 {
     json trig = json::array();
     for (const auto &g : p.grammar_triggers) {
@@ -293,6 +468,8 @@ static std::string constraint_json(const common_chat_params &p, const char *kind
     o["grammar"] = p.grammar;
     o["grammar_kind"] = std::string(kind);
     o["grammar_lazy"] = p.grammar_lazy;
+    o["prefill"] = prefill && !p.grammar_lazy &&
+                   (std::string(kind) == "tool_calls" || std::string(kind) == "output");
     o["triggers"] = trig;
     o["preserved_tokens"] = p.preserved_tokens;
     o["generation_prompt"] = p.generation_prompt;
@@ -319,6 +496,26 @@ bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_c
         common_chat_templates_inputs in = inputs_from(msgs, n, cp, add_assistant, now);
         common_chat_params p = common_chat_templates_apply(t->t.get(), in);
         bool tools = !in.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
+        bool prefill = !p.grammar_lazy;
+        if (p.grammar.empty() && !in.grammar.empty()) {
+            /* the caller's own grammar: as given, from the reply's start */
+            p.grammar = in.grammar;
+            p.grammar_lazy = false;
+            prefill = false;
+        } else if (p.grammar.empty() && !in.json_schema.empty()) {
+            p.grammar = json_schema_to_grammar(json::parse(in.json_schema));
+            p.grammar_lazy = false;
+            prefill = false;
+        }
+        if (tools && in.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && !p.grammar.empty()) {
+            /* the call at once, whether or not the model would get to it */
+            close_thinking(p);
+            std::string strict = strict_root(p.grammar, p.generation_prompt);
+            if (strict != p.grammar)
+                prefill = true; /* the strict root starts with the generation prompt */
+            p.grammar = strict;
+            p.grammar_lazy = false; /* a lazy root starts at its trigger: from the start now */
+        }
         json parser = json::object();
         parser["format"] = (int)p.format;
         parser["generation_prompt"] = p.generation_prompt;
@@ -327,7 +524,7 @@ bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_c
         parser["parser"] = p.parser;
         out->prompt = dup_out(p.prompt);
         if (!p.grammar.empty())
-            out->constraint = dup_out(constraint_json(p, grammar_kind(p, in)));
+            out->constraint = dup_out(constraint_json(p, grammar_kind(p, in), prefill));
         out->parser = dup_out(parser.dump());
         out->stops = dup_list(p.additional_stops);
         out->n_stops = p.additional_stops.size();
@@ -344,7 +541,7 @@ bool orch__glue_constraint(const char *json_schema, const char *grammar, char **
     return guarded([&] {
         common_chat_params p;
         p.grammar = grammar ? std::string(grammar)
-                            : json_schema_to_grammar(json::parse(json_schema));
+                            : json_schema_to_grammar(parse_named("the JSON schema", json_schema));
         *out = dup_out(constraint_json(p, grammar ? "user" : "output"));
     });
 }
@@ -452,6 +649,37 @@ bool orch__glue_parser_message(const struct orch__chat_parser *p, struct orch_ch
 
 /* ---- grammar-constrained sampling -------------------------------------------------- */
 
+/* The tokens of what the template put after the prompt, as the grammar
+ * must see them: a tokenizer that adds a space prefix (SentencePiece) puts
+ * bytes in front that are not in the text; the tokens that make exactly
+ * those are left out (llama.cpp's common_sampler drops a leading space
+ * token the same way). */
+static std::vector<llama_token> prefill_tokens(const struct llama_vocab *v, const std::string &pre)
+{
+    std::vector<llama_token> pt(pre.size() + 8);
+    int32_t n = llama_tokenize(v, pre.data(), (int32_t)pre.size(), pt.data(), (int32_t)pt.size(),
+                               false, true);
+    if (n < 0)
+        throw std::runtime_error("the generation prompt does not tokenize");
+    pt.resize((size_t)n);
+    std::vector<std::string> pieces;
+    std::string all;
+    for (llama_token t : pt) {
+        char buf[256];
+        int32_t k = llama_token_to_piece(v, t, buf, sizeof buf, 0, true);
+        pieces.emplace_back(buf, k > 0 ? (size_t)k : 0);
+        all += pieces.back();
+    }
+    size_t extra = all.size() > pre.size() && all.compare(all.size() - pre.size(), pre.size(),
+                                                          pre) == 0
+                       ? all.size() - pre.size()
+                       : 0;
+    size_t skip = 0, at = 0;
+    while (skip < pieces.size() && at + pieces[skip].size() <= extra)
+        at += pieces[skip++].size();
+    return std::vector<llama_token>(pt.begin() + (long)skip, pt.end());
+}
+
 bool orch__glue_grammar_new(const struct llama_vocab *v, const char *spec_json,
                             struct llama_sampler **out)
 {
@@ -488,21 +716,11 @@ bool orch__glue_grammar_new(const struct llama_vocab *v, const char *spec_json,
             throw std::invalid_argument("the grammar does not parse");
         /* what the template already put after the prompt (a tool-call or
          * output grammar starts there) */
-        std::string kind = j.value("grammar_kind", std::string());
         std::string pre = j.value("generation_prompt", std::string());
-        if (!lazy && !pre.empty() && (kind == "tool_calls" || kind == "output")) {
+        if (!pre.empty() && j.value("prefill", false)) {
             try {
-                std::vector<llama_token> pt(pre.size() + 8);
-                int32_t n = llama_tokenize(v, pre.data(), (int32_t)pre.size(), pt.data(),
-                                           (int32_t)pt.size(), false, true);
-                for (int32_t i = 0; i < n; i++) {
-                    char buf[256];
-                    int32_t k = llama_token_to_piece(v, pt[i], buf, sizeof buf, 0, true);
-                    if (i == 0 && k > 0 && std::isspace((unsigned char)buf[0]) &&
-                        !std::isspace((unsigned char)pre[0]))
-                        continue;
-                    llama_sampler_accept(s, pt[i]);
-                }
+                for (llama_token t : prefill_tokens(v, pre))
+                    llama_sampler_accept(s, t);
             } catch (...) {
                 llama_sampler_free(s);
                 throw;
