@@ -517,6 +517,10 @@ struct orch_gen_params {
                                that cannot run a callback on the generating
                                thread (other languages' signal handlers); set
                                it with one aligned 32-bit store from any thread */
+    float presence_penalty;  /* in [-2, 2]: subtracted from the logit of every
+                                token already in the window; default 0 */
+    float frequency_penalty; /* in [-2, 2]: subtracted once per occurrence in
+                                the window (repeat_last_n); default 0 */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -635,6 +639,9 @@ struct orch_chat_params {
     orch_chat_delta_fn on_delta; /* may be NULL; called on the generating
                                     call's thread as the reply grows */
     void *user_data;
+    bool prompt_without_template; /* a model without a template given one
+                                     user message: its text as it is (Ollama's
+                                     default template), not a transcript */
 };
 
 /* Returns: no tools, no constraint, reasoning split. Threads: any. */

@@ -4,7 +4,10 @@
 #  1. Debian packages (compiler, cmake, libinih, jansson, cmocka, npm; clang
 #     and its runtime for the pre-check's fuzz target; python3 for the Python
 #     package's tests).
-#  2. The npm packages openai and ollama (the daemon's tests), into .deps/node.
+#  2. The npm clients the daemon's tests drive (openai, ollama, LangChain.js,
+#     the AI SDK), into .deps/node.
+#  4. llama.cpp's common/ (chat templates, tool calls, JSON schemas) from the
+#     same source, built once into .deps/llama-common.
 #  3. llama.cpp: a system copy when `pkg-config llama` finds one; otherwise the
 #     pinned release (node-llama-cpp 3.22.1 = llama.cpp v0.5.0 build) from npm:
 #     prebuilt shared libraries plus headers taken from the release's git
@@ -38,14 +41,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # ---- 2. the real HTTP clients the daemon's tests drive (npm, pinned) ----------
-OPENAI_VERSION=6.49.0
-OLLAMA_VERSION=0.6.4
-node_stamp="$deps/node/.complete-openai-$OPENAI_VERSION-ollama-$OLLAMA_VERSION"
+# openai and ollama; for agents: LangChain.js (@langchain/openai, @langchain/ollama)
+# and the Vercel AI SDK (ai, @ai-sdk/openai-compatible), with zod for schemas.
+NODE_PKGS="openai@6.49.0 ollama@0.6.4 @langchain/core@1.4.0 @langchain/openai@1.6.0 \
+@langchain/ollama@1.3.0 ai@7.0.173 @ai-sdk/openai-compatible@3.0.92 zod@4.6.7"
+node_stamp="$deps/node/.complete-$(echo "$NODE_PKGS" | cksum | cut -d' ' -f1)"
 if [ ! -f "$node_stamp" ]; then
-  log "installing the npm packages openai@$OPENAI_VERSION and ollama@$OLLAMA_VERSION into .deps/node"
+  log "installing the npm packages $NODE_PKGS into .deps/node"
   mkdir -p "$deps/node"
-  if (cd "$deps/node" && npm install --silent --no-audit --no-fund --no-save \
-        "openai@$OPENAI_VERSION" "ollama@$OLLAMA_VERSION" >/dev/null 2>&1); then
+  # shellcheck disable=SC2086
+  if (cd "$deps/node" && npm install --silent --no-audit --no-fund --no-save $NODE_PKGS >/dev/null 2>&1); then
     touch "$node_stamp"
   else
     log "npm install failed: the daemon's client tests will skip"

@@ -21,6 +21,7 @@ struct gen_job *gen_new(struct req *r, size_t api_size)
     j->role_index = r->role_index;
     snprintf(j->role, sizeof j->role, "%s", r->ref.name);
     j->p = r->ref.gen; /* the role's defaults, found once by srv_take_model */
+    j->cp = orch_chat_default_params();
     j->t0_ns = r->t0_ns;
     j->fd = srv_conn_fd(r->conn);
     return j;
@@ -32,9 +33,17 @@ void gen_free(void *job)
     if (!j)
         return;
     orch_gen_result_clear(&j->res);
-    for (size_t i = 0; i < j->n_msgs; i++)
+    struct orch_chat_result cr = {.reply = j->reply};
+    orch_chat_result_clear(&cr);
+    for (size_t i = 0; i < j->n_msgs; i++) {
         free((char *)j->msgs[i].content);
+        for (size_t k = 0; k < j->msgs[i].n_tool_calls; k++)
+            free((char *)j->msgs[i].tool_calls[k].arguments);
+        free((struct orch_tool_call *)j->msgs[i].tool_calls);
+    }
     free(j->msgs);
+    for (size_t i = 0; i < j->n_owned; i++)
+        free(j->owned[i]);
     free(j->api);
     json_decref(j->keep);
     free(j);
@@ -48,19 +57,166 @@ static bool on_text(const char *text, size_t n, void *ud)
     return j->on_piece ? j->on_piece(j, text, n) : true;
 }
 
+static void on_delta(const struct orch_chat_delta *d, void *ud)
+{
+    struct gen_job *j = ud;
+    if (j->on_delta)
+        j->on_delta(j, d);
+}
+
+char *gen_own(struct gen_job *j, char *s)
+{
+    if (!s || j->n_owned == sizeof j->owned / sizeof *j->owned) {
+        free(s);
+        return NULL;
+    }
+    return j->owned[j->n_owned++] = s;
+}
+
+/* How deep a JSON value nests. */
+static int depth(json_t *v, int limit)
+{
+    if (limit <= 0)
+        return 1;
+    int d = 0;
+    const char *k;
+    size_t i;
+    json_t *x;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x) {
+            int e = depth(x, limit - 1);
+            d = e > d ? e : d;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x) {
+            int e = depth(x, limit - 1);
+            d = e > d ? e : d;
+        }
+    } else {
+        return 0;
+    }
+    return d + 1;
+}
+
+#define SCHEMA_DEPTH_MAX 64
+#define SCHEMA_BYTES_MAX (256 * 1024) /* its grammar is compiled for each request */
+
+int gen_tools(struct gen_job *j, json_t *tools, char *msg, size_t cap)
+{
+    if (!tools || json_is_null(tools))
+        return 0;
+    if (!json_is_array(tools)) {
+        snprintf(msg, cap, "'tools' must be an array of tools");
+        return -1;
+    }
+    if (depth(tools, SCHEMA_DEPTH_MAX + 4) > SCHEMA_DEPTH_MAX + 3) {
+        snprintf(msg, cap, "'tools' nest deeper than %d levels", SCHEMA_DEPTH_MAX);
+        return -1;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *f = json_object_get(t, "function");
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (!json_is_object(t) || (type && strcmp(type, "function") != 0) || !json_is_object(f)) {
+            snprintf(msg, cap, "tools[%zu] must be {\"type\": \"function\", \"function\": "
+                               "{\"name\", \"parameters\"}}", i);
+            return -1;
+        }
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (!name || !*name) {
+            snprintf(msg, cap, "tools[%zu] has no function name", i);
+            return -1;
+        }
+    }
+    if (json_array_size(tools) && !(j->cp.tools = gen_own(j, json_dumps(tools, JSON_COMPACT)))) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    if (j->cp.tools && strlen(j->cp.tools) > SCHEMA_BYTES_MAX) {
+        snprintf(msg, cap, "'tools' are %zu bytes; at most %d", strlen(j->cp.tools),
+                 SCHEMA_BYTES_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+int gen_tool_choice(struct gen_job *j, json_t *tc, char *msg, size_t cap)
+{
+    const char *choice = json_string_value(tc);
+    if (choice && strcmp(choice, "auto") == 0) {
+        j->cp.tool_choice = ORCH_TOOLS_AUTO;
+    } else if (choice && strcmp(choice, "none") == 0) {
+        j->cp.tool_choice = ORCH_TOOLS_NONE;
+    } else if (choice && strcmp(choice, "required") == 0) {
+        j->cp.tool_choice = ORCH_TOOLS_REQUIRED;
+    } else if (json_is_object(tc)) {
+        j->cp.tool_choice = ORCH_TOOLS_FUNCTION;
+        j->cp.tool_name = json_string_value(json_object_get(json_object_get(tc, "function"),
+                                                            "name"));
+        if (!j->cp.tool_name) {
+            snprintf(msg, cap, "'tool_choice' names no function ({\"type\": \"function\", "
+                               "\"function\": {\"name\": ...}})");
+            return -1;
+        }
+    } else if (tc && !json_is_null(tc)) {
+        snprintf(msg, cap, "'tool_choice' must be \"auto\", \"none\", \"required\" or a "
+                           "function");
+        return -1;
+    }
+    if ((j->cp.tool_choice == ORCH_TOOLS_REQUIRED || j->cp.tool_choice == ORCH_TOOLS_FUNCTION) &&
+        !j->cp.tools) {
+        snprintf(msg, cap, "'tool_choice' requires a tool call but 'tools' is empty");
+        return -1;
+    }
+    return 0;
+}
+
+int gen_schema(struct gen_job *j, json_t *schema, const char *field, char *msg, size_t cap)
+{
+    if (!json_is_object(schema) && !json_is_true(schema)) {
+        snprintf(msg, cap, "'%s' must be a JSON schema (an object)", field);
+        return -1;
+    }
+    if (depth(schema, SCHEMA_DEPTH_MAX + 1) > SCHEMA_DEPTH_MAX) {
+        snprintf(msg, cap, "'%s' nests deeper than %d levels", field, SCHEMA_DEPTH_MAX);
+        return -1;
+    }
+    if (!(j->cp.json_schema = gen_own(j, json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY)))) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    if (strlen(j->cp.json_schema) > SCHEMA_BYTES_MAX) {
+        snprintf(msg, cap, "'%s' is %zu bytes; a schema may have at most %d", field,
+                 strlen(j->cp.json_schema), SCHEMA_BYTES_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 void gen_run(struct gen_job *j)
 {
     if (j->on_piece || j->st) {
         j->p.on_text = on_text;
         j->p.user_data = j;
     }
+    if (j->on_delta) {
+        j->cp.on_delta = on_delta;
+        j->cp.user_data = j;
+    }
     /* a stream sees its client leave by its writes (stream.c); the others
      * are watched (jobs.c) */
     j->link = (struct job_link){.cancel = &j->cancel, .fd = j->st ? -1 : j->fd};
     j->p.cancel = &j->cancel;
     jobs_add(j->s, &j->link);
-    j->rc = j->chat ? orch_chat(j->s->o, j->role, j->msgs, j->n_msgs, &j->p, &j->res, &j->err)
-                    : orch_generate(j->s->o, j->role, j->prompt, &j->p, &j->res, &j->err);
+    if (j->chat) {
+        struct orch_chat_result cr;
+        j->rc = orch_chat_ext(j->s->o, j->role, j->msgs, j->n_msgs, &j->cp, &j->p, &cr, &j->err);
+        j->res = cr.gen;
+        j->reply = cr.reply;
+    } else {
+        j->rc = orch_generate(j->s->o, j->role, j->prompt, &j->p, &j->res, &j->err);
+    }
     jobs_remove(j->s, &j->link);
     int32_t why = __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
     if (j->rc == ORCH_OK && j->res.finish == ORCH_FINISH_CANCELLED && why) {
@@ -78,8 +234,82 @@ void gen_run(struct gen_job *j)
         atomic_fetch_add(&j->s->roles[j->role_index].tokens_cached, j->res.n_cached);
 }
 
+/* An assistant message's tool calls (OpenAI: {id, type, function: {name,
+ * arguments: JSON text}}; Ollama: {function: {name, arguments: {...}}}). */
+static int tool_calls(struct orch_chat_message *m, size_t i, json_t *calls, char *msg,
+                      size_t cap)
+{
+    if (!calls || json_is_null(calls))
+        return 0;
+    if (!json_is_array(calls)) {
+        snprintf(msg, cap, "messages[%zu].tool_calls must be an array", i);
+        return -1;
+    }
+    size_t n = json_array_size(calls), k;
+    struct orch_tool_call *tc = calloc(n ? n : 1, sizeof *tc);
+    if (!tc) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    m->tool_calls = tc;
+    json_t *c;
+    json_array_foreach(calls, k, c) {
+        json_t *f = json_object_get(c, "function");
+        const char *name = json_string_value(json_object_get(f, "name"));
+        json_t *args = json_object_get(f, "arguments");
+        if (!name || !*name) {
+            snprintf(msg, cap, "messages[%zu].tool_calls[%zu] has no function name", i, k);
+            return -1;
+        }
+        char *a = json_is_string(args) ? strdup(json_string_value(args))
+                  : args && !json_is_null(args) ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY)
+                                                : strdup("{}");
+        if (!a) {
+            snprintf(msg, cap, "out of memory");
+            return -1;
+        }
+        tc[k] = (struct orch_tool_call){.id = json_string_value(json_object_get(c, "id")),
+                                        .name = name, .arguments = a};
+        m->n_tool_calls = k + 1;
+    }
+    return 0;
+}
+
+/* A message's text: a string, OpenAI's text parts joined, or "" for none. */
+static char *content_text(json_t *c, size_t i, char *msg, size_t cap)
+{
+    if (json_is_string(c))
+        return strdup(json_string_value(c));
+    if (!c || json_is_null(c))
+        return strdup("");
+    if (!json_is_array(c)) {
+        snprintf(msg, cap, "messages[%zu].content must be a string or an array of text parts",
+                 i);
+        return NULL;
+    }
+    size_t len = 0, k;
+    json_t *part;
+    json_array_foreach(c, k, part) {
+        const char *t = json_string_value(json_object_get(part, "text"));
+        if (!t) {
+            snprintf(msg, cap, "messages[%zu].content[%zu]: only text parts are supported", i,
+                     k);
+            return NULL;
+        }
+        len += strlen(t);
+    }
+    char *text = malloc(len + 1);
+    if (text) {
+        text[0] = '\0';
+        json_array_foreach (c, k, part)
+            strcat(text, json_string_value(json_object_get(part, "text")));
+    }
+    return text;
+}
+
 int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
 {
+    msg[0] = '\0';
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
         snprintf(msg, cap, "'messages' must be a non-empty array");
         return -1;
@@ -94,7 +324,6 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
     json_t *m;
     json_array_foreach(messages, i, m) {
         const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *c = json_object_get(m, "content");
         if (!json_is_object(m) || !role) {
             snprintf(msg, cap, "messages[%zu] needs a 'role'", i);
             return -1;
@@ -102,46 +331,32 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
         if (strcmp(role, "developer") == 0) /* OpenAI's newer name for system */
             role = "system";
         if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
-            strcmp(role, "assistant") != 0) {
+            strcmp(role, "assistant") != 0 && strcmp(role, "tool") != 0) {
             snprintf(msg, cap,
-                     "messages[%zu] has role '%.40s' (expected system, user or assistant)", i,
-                     role);
+                     "messages[%zu] has role '%.40s' (expected system, user, assistant or tool)",
+                     i, role);
             return -1;
         }
-        char *text = NULL;
-        if (json_is_string(c)) {
-            text = strdup(json_string_value(c));
-        } else if (json_is_array(c)) { /* [{type: "text", text}, ...] */
-            size_t len = 0, k;
-            json_t *part;
-            json_array_foreach(c, k, part) {
-                const char *t = json_string_value(json_object_get(part, "text"));
-                if (!t) {
-                    snprintf(msg, cap, "messages[%zu].content[%zu]: only text parts are supported",
-                             i, k);
-                    return -1;
-                }
-                len += strlen(t);
-            }
-            text = malloc(len + 1);
-            if (text) {
-                text[0] = '\0';
-                json_array_foreach (c, k, part)
-                    strcat(text, json_string_value(json_object_get(part, "text")));
-            }
-        } else if (!c || json_is_null(c)) {
-            text = strdup("");
-        } else {
-            snprintf(msg, cap, "messages[%zu].content must be a string or an array of text parts",
-                     i);
-            return -1;
-        }
+        char *text = content_text(json_object_get(m, "content"), i, msg, cap);
         if (!text) {
-            snprintf(msg, cap, "out of memory");
+            if (!msg[0])
+                snprintf(msg, cap, "out of memory");
             return -1;
         }
-        j->msgs[i] = (struct orch_chat_message){role, text};
+        struct orch_chat_message *cm = &j->msgs[i];
+        const char *reasoning = json_string_value(json_object_get(m, "reasoning_content"));
+        const char *name = json_string_value(json_object_get(m, "name"));
+        *cm = (struct orch_chat_message){
+            .role = role,
+            .content = text,
+            .tool_call_id = json_string_value(json_object_get(m, "tool_call_id")),
+            .name = name ? name : json_string_value(json_object_get(m, "tool_name")),
+            .reasoning = reasoning ? reasoning : json_string_value(json_object_get(m, "thinking")),
+        };
         j->n_msgs = i + 1;
+        if (strcmp(role, "assistant") == 0 &&
+            tool_calls(cm, i, json_object_get(m, "tool_calls"), msg, cap))
+            return -1;
     }
     j->chat = true;
     return 0;

@@ -20,9 +20,17 @@ struct gen_job {
     size_t n_msgs;
     struct orch_gen_params p;
     const char *stops[SRV_STOPS_MAX];
-    /* streaming: each piece of text goes to on_piece (return false to stop) */
+    /* a chat: what it asks beyond sampling (tools, constraint, reasoning);
+     * the strings are the job's (owned) */
+    struct orch_chat_params cp;
+    char *owned[8];
+    size_t n_owned;
+    struct orch_chat_reply reply; /* a chat's reply, parsed */
+    /* streaming: each piece of text goes to on_piece (return false to stop);
+     * a chat's parsed changes to on_delta */
     struct stream *st;
     bool (*on_piece)(struct gen_job *j, const char *text, size_t n);
+    void (*on_delta)(struct gen_job *j, const struct orch_chat_delta *d);
     void *api;             /* the API's own state for formatting; malloc'd, freed with the job */
     int64_t t0_ns;
     int fd;                /* the client's socket */
@@ -58,7 +66,26 @@ int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int 
               char *msg, size_t cap);
 
 /* Chat messages from a JSON array of {role, content} (content: a string, or
- * OpenAI's array of {type: "text", text} parts joined). 0, or -1 with msg. */
+ * OpenAI's array of {type: "text", text} parts joined; an assistant's
+ * tool_calls, OpenAI's with arguments as JSON text or Ollama's as an
+ * object; a tool message's tool_call_id and name / tool_name; reasoning as
+ * reasoning_content or thinking). 0, or -1 with msg. */
 int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap);
+
+/* A string the job keeps until it is freed (json_dumps output): the job
+ * owns s. Returns s, or NULL (s freed) when the job holds too many. */
+char *gen_own(struct gen_job *j, char *s);
+
+/* The request's tools (an array; null or absent = none) onto j->cp: as
+ * JSON text for the chat layer. 0, or -1 with msg. */
+int gen_tools(struct gen_job *j, json_t *tools, char *msg, size_t cap);
+
+/* tool_choice ("auto", "none", "required", {"function": {"name"}}; after
+ * gen_tools) onto j->cp. 0, or -1 with msg. */
+int gen_tool_choice(struct gen_job *j, json_t *tc, char *msg, size_t cap);
+
+/* A JSON schema the reply must follow, as text onto j->cp.json_schema
+ * (nesting bounded: a schema is compiled by recursion). 0, or -1 with msg. */
+int gen_schema(struct gen_job *j, json_t *schema, const char *field, char *msg, size_t cap);
 
 #endif /* ORCH_SRV_GEN_H */

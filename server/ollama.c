@@ -287,6 +287,55 @@ struct olm {
     char model[64];
 };
 
+/* A chat's tool calls as Ollama gives them: arguments as an object. */
+static json_t *olm_tool_calls(const struct orch_chat_reply *r)
+{
+    json_t *calls = json_array();
+    for (size_t i = 0; i < r->n_tool_calls; i++) {
+        json_t *args = json_loads(r->tool_calls[i].arguments, JSON_DECODE_ANY, NULL);
+        json_array_append_new(calls, json_pack("{s:{s:i, s:s, s:o}}", "function", "index", (int)i,
+                                               "name", r->tool_calls[i].name, "arguments",
+                                               args ? args : json_object()));
+    }
+    return calls;
+}
+
+/* Ollama's chat fields: tools (and tool_choice, which Ollama lacks: ours),
+ * format ("json" or a schema), think (false: not thinking). */
+static int chat_fields(struct gen_job *j, json_t *b, char *msg, size_t cap)
+{
+    if (gen_tools(j, json_object_get(b, "tools"), msg, cap) ||
+        gen_tool_choice(j, json_object_get(b, "tool_choice"), msg, cap))
+        return -1;
+    json_t *f = json_object_get(b, "format");
+    const char *fs = json_string_value(f);
+    if (fs && strcmp(fs, "json") == 0) {
+        json_t *any = json_object(); /* any JSON value */
+        int rc = gen_schema(j, any, "format", msg, cap);
+        json_decref(any);
+        if (rc)
+            return -1;
+    } else if (json_is_object(f)) {
+        if (gen_schema(j, f, "format", msg, cap))
+            return -1;
+    } else if (f && !json_is_null(f) && !(fs && !*fs)) {
+        snprintf(msg, cap, "'format' must be \"json\" or a JSON schema");
+        return -1;
+    }
+    json_t *think = json_object_get(b, "think");
+    const char *level = json_string_value(think);
+    if (json_kind(think, "think", 'b', msg, cap) && !level)
+        return -1;
+    if (json_is_false(think))
+        j->cp.reasoning = ORCH_REASONING_OFF;
+    if (level) { /* "low", "medium", "high": GPT-OSS's reasoning effort */
+        json_t *kw = json_pack("{s:s}", "reasoning_effort", level);
+        j->cp.template_kwargs = gen_own(j, json_dumps(kw, JSON_COMPACT));
+        json_decref(kw);
+    }
+    return 0;
+}
+
 /* The final object of a reply, with Ollama's timings (nanoseconds). */
 static json_t *final_obj(struct gen_job *j, bool streamed)
 {
@@ -294,13 +343,21 @@ static json_t *final_obj(struct gen_job *j, bool streamed)
     char now[64];
     rfc3339_now(now, sizeof now);
     json_t *out = json_pack("{s:s, s:s}", "model", o->model, "created_at", now);
-    const char *text = streamed ? "" : j->res.text;
-    size_t len = streamed ? 0 : j->res.len;
-    if (o->chat)
-        json_object_set_new(out, "message",
-                            json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
-    else
+    const char *text = streamed ? "" : j->chat ? j->reply.content : j->res.text;
+    size_t len = strlen(text);
+    const char *thinking = !streamed && j->chat ? j->reply.reasoning : "";
+    if (o->chat) {
+        json_t *m = json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len);
+        if (*thinking)
+            json_object_set_new(m, "thinking", json_string(thinking));
+        if (!streamed && j->reply.n_tool_calls)
+            json_object_set_new(m, "tool_calls", olm_tool_calls(&j->reply));
+        json_object_set_new(out, "message", m);
+    } else {
         json_object_set_new(out, "response", json_stringn(text, len));
+        if (*thinking)
+            json_object_set_new(out, "thinking", json_string(thinking));
+    }
     json_object_set_new(out, "done", json_true());
     json_object_set_new(out, "done_reason",
                         json_string(j->res.finish == ORCH_FINISH_LENGTH ? "length" : "stop"));
@@ -339,6 +396,31 @@ static bool on_piece(struct gen_job *j, const char *text, size_t n)
     return ndjson(j->st, e);
 }
 
+/* A chat's parsed change: content and thinking as they grow (a tool call
+ * comes whole, before the last object, as Ollama sends it). */
+static void on_delta(struct gen_job *j, const struct orch_chat_delta *d)
+{
+    struct olm *o = j->api;
+    if (!*d->content && !*d->reasoning)
+        return;
+    char now[64];
+    rfc3339_now(now, sizeof now);
+    json_t *e = json_pack("{s:s, s:s}", "model", o->model, "created_at", now);
+    json_t *body = o->chat ? json_pack("{s:s, s:s}", "role", "assistant", "content", d->content)
+                           : NULL;
+    if (o->chat) {
+        if (*d->reasoning)
+            json_object_set_new(body, "thinking", json_string(d->reasoning));
+        json_object_set_new(e, "message", body);
+    } else {
+        json_object_set_new(e, "response", json_string(d->content));
+        if (*d->reasoning)
+            json_object_set_new(e, "thinking", json_string(d->reasoning));
+    }
+    json_object_set_new(e, "done", json_false());
+    ndjson(j->st, e);
+}
+
 static void after(struct gen_job *j)
 {
     struct olm *o = j->api;
@@ -350,8 +432,19 @@ static void run_stream(struct stream *st, void *job)
 {
     struct gen_job *j = job;
     j->st = st;
-    j->on_piece = on_piece;
+    if (j->chat)
+        j->on_delta = on_delta;
+    else
+        j->on_piece = on_piece;
     gen_run(j);
+    if (j->rc == ORCH_OK && j->reply.n_tool_calls) {
+        struct olm *o = j->api;
+        char now[64];
+        rfc3339_now(now, sizeof now);
+        ndjson(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:b}", "model", o->model,
+                             "created_at", now, "message", "role", "assistant", "content", "",
+                             "tool_calls", olm_tool_calls(&j->reply), "done", 0));
+    }
     if (j->rc == ORCH_OK)
         ndjson(st, final_obj(j, true));
     else
@@ -400,19 +493,37 @@ static enum MHD_Result generate(struct req *r)
         j->prompt = json_is_string(p) ? json_string_value(p) : "";
         empty = !*j->prompt;
         const char *system = json_string_value(json_object_get(body, "system"));
-        if (!empty && system && *system) { /* a system message: through the chat template */
-            j->msgs = calloc(2, sizeof *j->msgs);
+        json_t *raw = json_object_get(body, "raw");
+        if (json_kind(raw, "raw", 'b', msg, sizeof msg)) {
+            gen_free(j);
+            return bad(r, msg);
+        }
+        if (!empty && !json_is_true(raw)) {
+            /* through the model's template as one user turn (and the system
+             * message), as Ollama does unless raw */
+            size_t n = system && *system ? 2 : 1;
+            j->msgs = calloc(n, sizeof *j->msgs);
             if (j->msgs) {
-                j->n_msgs = 2; /* gen_free frees what was copied */
-                j->msgs[0] = (struct orch_chat_message){"system", strdup(system)};
-                j->msgs[1] = (struct orch_chat_message){"user", strdup(j->prompt)};
+                j->n_msgs = n; /* gen_free frees what was copied */
+                if (n == 2)
+                    j->msgs[0] = (struct orch_chat_message){"system", strdup(system)};
+                j->msgs[n - 1] = (struct orch_chat_message){"user", strdup(j->prompt)};
                 j->chat = true;
+                j->cp.prompt_without_template = true; /* Ollama's default: {{ .Prompt }} */
             }
-            if (!j->msgs || !j->msgs[0].content || !j->msgs[1].content) {
+            if (!j->msgs || !j->msgs[0].content || !j->msgs[n - 1].content) {
                 gen_free(j);
                 return reply_olm_error(r, 500, "out of memory");
             }
         }
+    }
+    if (!empty && chat_fields(j, body, msg, sizeof msg)) {
+        gen_free(j);
+        return bad(r, msg);
+    }
+    if (!empty && !j->chat && (j->cp.json_schema || j->cp.tools)) {
+        gen_free(j);
+        return bad(r, "'format' and 'tools' need the model's template ('raw' is true)");
     }
     if (empty) {
         /* load (or, with keep_alive 0, unload) without generating */

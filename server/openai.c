@@ -20,11 +20,14 @@ struct oai_stream {
     bool include_usage;
     bool first_sent;
     int64_t created;
+    int32_t n_calls; /* tool calls begun in the stream */
 };
 
-static const char *finish_openai(enum orch_finish f)
+static const char *finish_openai(const struct gen_job *j)
 {
-    return f == ORCH_FINISH_LENGTH ? "length" : "stop";
+    if (j->res.finish == ORCH_FINISH_LENGTH)
+        return "length";
+    return j->reply.n_tool_calls ? "tool_calls" : "stop";
 }
 
 static enum MHD_Result bad(struct req *r, const char *msg)
@@ -103,6 +106,113 @@ static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t
         return -1;
     if (j->p.n_stop)
         j->p.stop = j->stops;
+    /* OpenAI's penalties, and llama.cpp's extras as llama-server takes them */
+    if (json_float(json_object_get(b, "presence_penalty"), "presence_penalty", -2, 2,
+                   &j->p.presence_penalty, msg, cap) ||
+        json_float(json_object_get(b, "frequency_penalty"), "frequency_penalty", -2, 2,
+                   &j->p.frequency_penalty, msg, cap) ||
+        json_float(json_object_get(b, "min_p"), "min_p", 0, 0.999999f, &j->p.min_p, msg, cap) ||
+        json_float(json_object_get(b, "repeat_penalty"), "repeat_penalty", 0.01f, 100,
+                   &j->p.repeat_penalty, msg, cap))
+        return -1;
+    v = -2;
+    if (json_int(json_object_get(b, "top_k"), "top_k", 0, 1000000, &v, msg, cap))
+        return -1;
+    if (v >= 0)
+        j->p.top_k = (int32_t)v;
+    v = -2;
+    if (json_int(json_object_get(b, "repeat_last_n"), "repeat_last_n", -1, ORCH_N_CTX_MAX, &v,
+                 msg, cap))
+        return -1;
+    if (v >= -1)
+        j->p.repeat_last_n = (int32_t)v;
+    /* what is not supported is refused by name, never dropped */
+    static const char *const unsupported[] = {"logprobs", "top_logprobs", "logit_bias", "suffix",
+                                              "echo", "best_of", "n_probs"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        json_t *u = json_object_get(b, unsupported[i]);
+        if (u && !json_is_null(u) && !json_is_false(u) &&
+            !(json_is_object(u) && json_object_size(u) == 0) &&
+            !(json_is_integer(u) && json_integer_value(u) == (strcmp(unsupported[i], "best_of")
+                                                                  ? 0 : 1))) {
+            snprintf(msg, cap, "'%s' is not supported by this server", unsupported[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Tools, structured output and reasoning of a chat request onto j->cp. */
+static int chat_params(struct gen_job *j, json_t *b, char *msg, size_t cap)
+{
+    if (gen_tools(j, json_object_get(b, "tools"), msg, cap))
+        return -1;
+    if (gen_tool_choice(j, json_object_get(b, "tool_choice"), msg, cap))
+        return -1;
+    json_t *ptc = json_object_get(b, "parallel_tool_calls");
+    if (json_kind(ptc, "parallel_tool_calls", 'b', msg, cap))
+        return -1;
+    j->cp.parallel_tool_calls = json_is_true(ptc);
+    /* response_format: text, json_object, json_schema {name, schema, strict} */
+    json_t *rf = json_object_get(b, "response_format");
+    if (json_kind(rf, "response_format", 'o', msg, cap))
+        return -1;
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    if (rf && !json_is_null(rf)) {
+        if (!rft || (strcmp(rft, "text") && strcmp(rft, "json_object") &&
+                     strcmp(rft, "json_schema"))) {
+            snprintf(msg, cap, "'response_format.type' must be text, json_object or "
+                               "json_schema");
+            return -1;
+        }
+        if (strcmp(rft, "json_object") == 0) {
+            json_t *any = json_pack("{s:s}", "type", "object");
+            int rc = gen_schema(j, any, "response_format", msg, cap);
+            json_decref(any);
+            if (rc)
+                return -1;
+        } else if (strcmp(rft, "json_schema") == 0) {
+            json_t *js = json_object_get(rf, "json_schema");
+            if (!json_is_object(js)) {
+                snprintf(msg, cap, "'response_format.json_schema' must be an object");
+                return -1;
+            }
+            if (gen_schema(j, json_object_get(js, "schema"), "response_format.json_schema.schema",
+                           msg, cap))
+                return -1;
+        }
+    }
+    /* llama.cpp's own: json_schema, grammar */
+    json_t *js = json_object_get(b, "json_schema");
+    if (js && !json_is_null(js) && gen_schema(j, js, "json_schema", msg, cap))
+        return -1;
+    json_t *g = json_object_get(b, "grammar");
+    if (json_kind(g, "grammar", 's', msg, cap))
+        return -1;
+    if (json_is_string(g) && json_string_length(g)) {
+        if (j->cp.json_schema || j->cp.tools) {
+            snprintf(msg, cap, "'grammar' cannot be combined with a JSON schema or tools");
+            return -1;
+        }
+        j->cp.grammar = json_string_value(g);
+    }
+    /* reasoning: reasoning_format (none = left in the content), reasoning_effort
+     * "none" and chat_template_kwargs.enable_thinking false = not thinking */
+    const char *rfmt = json_string_value(json_object_get(b, "reasoning_format"));
+    if (rfmt && strcmp(rfmt, "none") == 0)
+        j->cp.reasoning = ORCH_REASONING_INLINE;
+    const char *effort = json_string_value(json_object_get(b, "reasoning_effort"));
+    json_t *kw = json_object_get(b, "chat_template_kwargs");
+    if (json_kind(kw, "chat_template_kwargs", 'o', msg, cap))
+        return -1;
+    if ((effort && strcmp(effort, "none") == 0) ||
+        json_is_false(json_object_get(kw, "enable_thinking")))
+        j->cp.reasoning = ORCH_REASONING_OFF;
+    if (kw && json_object_size(kw) &&
+        !(j->cp.template_kwargs = gen_own(j, json_dumps(kw, JSON_COMPACT)))) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -155,17 +265,59 @@ static bool on_piece(struct gen_job *j, const char *text, size_t n)
     return sse(j->st, chunk(j, text, n, NULL));
 }
 
+/* A chat's parsed change as a chunk: content, reasoning_content, or a
+ * tool call (its index, id, type and name first, then its arguments in
+ * pieces), the shape the openai client assembles. */
+static void on_delta(struct gen_job *j, const struct orch_chat_delta *d)
+{
+    struct oai_stream *o = j->api;
+    json_t *delta = json_object();
+    if (!o->first_sent)
+        json_object_set_new(delta, "role", json_string("assistant"));
+    if (*d->content)
+        json_object_set_new(delta, "content", json_string(d->content));
+    if (*d->reasoning)
+        json_object_set_new(delta, "reasoning_content", json_string(d->reasoning));
+    if (d->tool_index >= 0) {
+        json_t *fn = json_object();
+        json_t *call = json_pack("{s:i}", "index", d->tool_index);
+        if (d->tool_index >= o->n_calls || *d->tool_name) {
+            json_object_set_new(call, "id", json_string(d->tool_id));
+            json_object_set_new(call, "type", json_string("function"));
+            json_object_set_new(fn, "name", json_string(d->tool_name));
+            if (d->tool_index >= o->n_calls)
+                o->n_calls = d->tool_index + 1;
+        }
+        json_object_set_new(fn, "arguments", json_string(d->tool_arguments));
+        json_object_set_new(call, "function", fn);
+        json_object_set_new(delta, "tool_calls", json_pack("[o]", call));
+    }
+    if (json_object_size(delta) == 0) {
+        json_decref(delta);
+        return;
+    }
+    json_t *choice = json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "delta", delta, "logprobs",
+                               "finish_reason");
+    o->first_sent = true;
+    sse(j->st, json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", o->id, "object",
+                         "chat.completion.chunk", "created", (json_int_t)o->created, "model",
+                         j->role, "choices", choice));
+}
+
 static void run_stream(struct stream *st, void *job)
 {
     struct gen_job *j = job;
     struct oai_stream *o = j->api;
     j->st = st;
-    j->on_piece = on_piece;
-    if (o->chat) /* the role first, as OpenAI does */
+    if (o->chat) { /* the role first, as OpenAI does; then the parsed changes */
         sse(st, chunk(j, "", 0, NULL));
+        j->on_delta = on_delta;
+    } else {
+        j->on_piece = on_piece;
+    }
     gen_run(j);
     if (j->rc == ORCH_OK) {
-        sse(st, chunk(j, NULL, 0, finish_openai(j->res.finish)));
+        sse(st, chunk(j, NULL, 0, finish_openai(j)));
         if (o->include_usage) {
             json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", o->id, "object",
                                   o->chat ? "chat.completion.chunk" : "text_completion", "created",
@@ -180,6 +332,28 @@ static void run_stream(struct stream *st, void *job)
     stream_write(st, "data: [DONE]\n\n", 14);
     stream_account(st, j->rc == ORCH_OK ? 200 : status_for(j->rc), j->res.n_prompt,
                    j->res.n_generated);
+}
+
+/* A chat's reply as OpenAI's message: content (null when only tools were
+ * called), reasoning_content when the model thought, tool_calls. */
+static json_t *chat_message(const struct gen_job *j)
+{
+    const struct orch_chat_reply *r = &j->reply;
+    json_t *m = json_pack("{s:s}", "role", "assistant");
+    json_object_set_new(m, "content", r->n_tool_calls && !*r->content ? json_null()
+                                                                       : json_string(r->content));
+    if (*r->reasoning)
+        json_object_set_new(m, "reasoning_content", json_string(r->reasoning));
+    if (r->n_tool_calls) {
+        json_t *calls = json_array();
+        for (size_t i = 0; i < r->n_tool_calls; i++)
+            json_array_append_new(
+                calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", r->tool_calls[i].id, "type",
+                                 "function", "function", "name", r->tool_calls[i].name,
+                                 "arguments", r->tool_calls[i].arguments));
+        json_object_set_new(m, "tool_calls", calls);
+    }
+    return m;
 }
 
 /* POST /v1/chat/completions (arg 1) and /v1/completions (arg 0) */
@@ -203,7 +377,8 @@ static enum MHD_Result completion(struct req *r)
                     json_kind(json_object_get(so, "include_usage"), "stream_options.include_usage",
                               'b', msg, sizeof msg);
     if (!bad_input && chat) {
-        bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg);
+        bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg) ||
+                    chat_params(j, r->json, msg, sizeof msg);
     } else if (!bad_input) {
         json_t *p = json_object_get(r->json, "prompt");
         if (json_is_array(p) && json_array_size(p) == 1)
@@ -239,12 +414,11 @@ static enum MHD_Result completion(struct req *r)
     }
     json_t *choice;
     if (chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", 0, "message", "role",
-                           "assistant", "content", j->res.text, j->res.len, "logprobs",
-                           "finish_reason", finish_openai(j->res.finish));
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", chat_message(j),
+                           "logprobs", "finish_reason", finish_openai(j));
     else
         choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", j->res.text, j->res.len,
-                           "logprobs", "finish_reason", finish_openai(j->res.finish));
+                           "logprobs", "finish_reason", finish_openai(j));
     json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", o->id, "object",
                             chat ? "chat.completion" : "text_completion", "created",
                             (json_int_t)o->created, "model", j->role, "choices", choice, "usage",

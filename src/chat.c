@@ -232,6 +232,9 @@ static int apply(orch_model *m, const struct orch_chat_message *msgs, size_t n,
         rc = orch__err(err, ORCH_ENOTSUP, "backend %s has no chat templates, tools or grammars",
                        be->ops->name);
     }
+    if (rc == ORCH_OK && !out->prompt && cp->prompt_without_template && n == 1 &&
+        is_role(msgs[0].role, "user") && !(out->prompt = orch__strdup(msgs[0].content)))
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
     if (rc == ORCH_OK && !out->prompt && transcript(msgs, n, add_assistant, &out->prompt))
         rc = orch__err(err, ORCH_ENOMEM, "out of memory formatting chat");
     if (rc)

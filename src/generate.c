@@ -98,6 +98,12 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
     if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty))
         return orch__err(err, ORCH_EINVAL, "repeat_penalty %g must be above 0",
                          (double)p->repeat_penalty);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return orch__err(err, ORCH_EINVAL, "presence_penalty %g must be in [-2, 2]",
+                         (double)p->presence_penalty);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return orch__err(err, ORCH_EINVAL, "frequency_penalty %g must be in [-2, 2]",
+                         (double)p->frequency_penalty);
     if (p->repeat_last_n < -1)
         return orch__err(err, ORCH_EINVAL, "repeat_last_n %d must be -1 or more",
                          p->repeat_last_n);

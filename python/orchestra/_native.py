@@ -30,7 +30,8 @@ class GenParams(ctypes.Structure):
                 ("stop", POINTER(c_char_p)), ("n_stop", c_size_t),
                 ("n_ctx", c_int32), ("n_threads", c_int32),
                 ("on_text", TEXT_FN), ("user_data", c_void_p),
-                ("no_cache", c_bool), ("cancel", POINTER(c_int32))]
+                ("no_cache", c_bool), ("cancel", POINTER(c_int32)),
+                ("presence_penalty", c_float), ("frequency_penalty", c_float)]
 
 
 class GenResult(ctypes.Structure):

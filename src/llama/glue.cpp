@@ -435,6 +435,49 @@ static std::string strict_root(const std::string &g, const std::string &gen_prom
     return bounded;
 }
 
+/* One call where the caller did not ask for parallel calls: llama.cpp's
+ * "tool-calls ::= (tool-call space)+" allows any number, which a weak model
+ * repeats to the token limit. */
+static std::string one_call(const std::string &g)
+{
+    size_t at = g.compare(0, 14, "tool-calls ::= ") == 0 ? 0 : g.find("\ntool-calls ::= ");
+    if (at == std::string::npos)
+        return g;
+    size_t end = g.find('\n', at + 1);
+    if (end == std::string::npos)
+        end = g.size();
+    if (end < 2 || g[end - 1] != '+' || g[end - 2] != ')')
+        return g;
+    return g.substr(0, end - 1) + g.substr(end);
+}
+
+/* Free strings the format puts around the arguments (Mistral's call "id")
+ * end within 64 characters: in the rules of the call itself (tool-...),
+ * not in those of the tool's own schema (tool-...-schema...). */
+static std::string bounded_ids(const std::string &g)
+{
+    std::string out;
+    size_t at = 0;
+    while (at < g.size()) {
+        size_t end = g.find('\n', at);
+        if (end == std::string::npos)
+            end = g.size();
+        std::string line = g.substr(at, end - at);
+        size_t eq = line.find(" ::= ");
+        if (line.compare(0, 5, "tool-") == 0 && eq != std::string::npos &&
+            line.substr(0, eq).find("schema") == std::string::npos) {
+            const std::string open = ")* \"\\\"\"";
+            for (size_t k = line.find(open); k != std::string::npos; k = line.find(open, k))
+                line.replace(k, 2, "){0,64}"), k += 7;
+        }
+        out += line;
+        if (end < g.size())
+            out += '\n';
+        at = end + 1;
+    }
+    return out;
+}
+
 /* A template that opens a thinking block after the prompt and cannot be
  * told not to (DeepSeek R1's): the block closed empty, as a model that
  * chose not to think would, so that a required call comes at once. */
@@ -511,6 +554,9 @@ bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_c
             /* the call at once, whether or not the model would get to it */
             close_thinking(p);
             std::string strict = strict_root(p.grammar, p.generation_prompt);
+            if (!in.parallel_tool_calls)
+                strict = one_call(strict);
+            strict = bounded_ids(strict);
             if (strict != p.grammar)
                 prefill = true; /* the strict root starts with the generation prompt */
             p.grammar = strict;

@@ -351,10 +351,12 @@ static struct llama_sampler *chain_new(const struct orch_gen_params *p, int32_t 
     struct llama_sampler *s = llama_sampler_chain_init(sp);
     if (!s)
         return NULL;
-    if (p->repeat_penalty != 1.0f) {
+    if (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
+        p->frequency_penalty != 0.0f) {
         int32_t last_n = p->repeat_last_n < 0 ? n_ctx : p->repeat_last_n;
-        llama_sampler_chain_add(
-            s, llama_sampler_init_penalties(n_vocab, last_n, p->repeat_penalty, 0.0f, 0.0f));
+        llama_sampler_chain_add(s, llama_sampler_init_penalties(n_vocab, last_n, p->repeat_penalty,
+                                                                p->frequency_penalty,
+                                                                p->presence_penalty));
     }
     if (p->temperature <= 0.0f) {
         llama_sampler_chain_add(s, llama_sampler_init_greedy());
