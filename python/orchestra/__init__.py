@@ -20,6 +20,7 @@ ValueError before anything reaches the library.
 """
 
 import ctypes
+import json
 import dataclasses
 import math
 import queue
@@ -70,6 +71,12 @@ class Result:
     load_wait_ms: float
     prompt_ms: float
     gen_ms: float
+    # a chat's reply, parsed in the model's own format: the answer, the
+    # reasoning split out, and tool calls as {"id", "name", "arguments"}
+    # (arguments: the JSON text the model wrote)
+    content: str = None
+    reasoning: str = None
+    tool_calls: list = None
 
     def __str__(self):
         return self.text
@@ -103,7 +110,8 @@ def _text(name, v):
 
 
 _GEN_KEYS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
-             "repeat_last_n", "seed", "stop", "n_ctx", "n_threads", "no_cache")
+             "repeat_last_n", "seed", "stop", "n_ctx", "n_threads", "no_cache",
+             "presence_penalty", "frequency_penalty")
 
 
 class _Gen:
@@ -132,6 +140,8 @@ class _Gen:
                 self.p.min_p = _float(k, v, lambda x: 0 <= x < 1, "in [0, 1)")
             elif k == "repeat_penalty":
                 self.p.repeat_penalty = _float(k, v, lambda x: x > 0, "above 0")
+            elif k in ("presence_penalty", "frequency_penalty"):
+                setattr(self.p, k, _float(k, v, lambda x: -2 <= x <= 2, "in [-2, 2]"))
             elif k == "repeat_last_n":
                 self.p.repeat_last_n = _int(k, v, -1)
             elif k == "seed":
@@ -171,21 +181,110 @@ class _Gen:
 
 
 def _messages(messages):
+    """An array of C messages from dicts (role, content, tool_calls,
+    tool_call_id, name, reasoning_content) or (role, content) pairs; the
+    encoded strings ride on the array (arr._keep)."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...}")
     arr = (N.ChatMessage * len(messages))()
+    keep = []
+    arr._keep = keep
     for i, m in enumerate(messages):
         if isinstance(m, dict):
             role, content = m.get("role"), m.get("content")
         elif isinstance(m, (tuple, list)) and len(m) == 2:
-            role, content = m
+            role, content, m = m[0], m[1], {}
         else:
             raise TypeError(f"message {i} must be a dict with role and content, or a (role, content) pair")
-        if role not in ("system", "user", "assistant"):
-            raise ValueError(f"message {i} has role {role!r} (expected system, user or assistant)")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise ValueError(f"message {i} has role {role!r} (expected system, user, assistant or tool)")
         arr[i].role = role.encode()
+        calls = m.get("tool_calls") or []
+        if content is None and role == "assistant" and calls:
+            content = ""
         arr[i].content = _text(f"message {i}'s content", content)
+        for key, field in (("tool_call_id", "tool_call_id"), ("name", "name"),
+                           ("reasoning_content", "reasoning")):
+            if m.get(key) is not None:
+                b = _text(f"message {i}'s {key}", m[key])
+                keep.append(b)
+                setattr(arr[i], field, b)
+        if calls:
+            tc = (N.ToolCall * len(calls))()
+            keep.append(tc)
+            for k, c in enumerate(calls):
+                f = c.get("function", c) if isinstance(c, dict) else None
+                if not isinstance(f, dict) or not f.get("name"):
+                    raise ValueError(f"message {i}'s tool call {k} has no name")
+                args = f.get("arguments", {})
+                args = args if isinstance(args, str) else json.dumps(args)
+                vals = [_text("a tool call's name", f["name"]), _text("arguments", args)]
+                keep.extend(vals)
+                tc[k].name, tc[k].arguments = vals
+                if c.get("id"):
+                    tc[k].id = _text("a tool call's id", c["id"])
+                    keep.append(tc[k].id)
+            arr[i].tool_calls = tc
+            arr[i].n_tool_calls = len(calls)
     return arr
+
+
+_CHAT_KEYS = ("tools", "tool_choice", "parallel_tool_calls", "json_schema", "grammar", "reasoning",
+              "template_kwargs")
+_REASONING = {"split": 0, "inline": 1, "off": 2, True: 0, False: 2}
+
+
+def _chat_params(params):
+    """Splits params into a ChatParams (and the strings it points to) and
+    the generation parameters."""
+    cp = N.orch_chat_default_params()
+    keep = []
+
+    def put(field, b):
+        keep.append(b)
+        setattr(cp, field, b)
+
+    for k in _CHAT_KEYS:
+        v = params.pop(k, None)
+        if v is None:
+            continue
+        if k == "tools":
+            put("tools", _text("tools", v if isinstance(v, str) else json.dumps(v)))
+        elif k == "tool_choice":
+            if isinstance(v, dict):
+                v = (v.get("function") or v).get("name")
+            if v in ("auto", "none", "required"):
+                cp.tool_choice = ("auto", "none", "required").index(v)
+            elif isinstance(v, str) and v:
+                cp.tool_choice = 3
+                put("tool_name", _text("tool_choice", v))
+            else:
+                raise ValueError("tool_choice must be 'auto', 'none', 'required' or a function name")
+        elif k == "parallel_tool_calls":
+            cp.parallel_tool_calls = bool(v)
+        elif k in ("json_schema", "template_kwargs"):
+            put(k, _text(k, v if isinstance(v, str) else json.dumps(v)))
+        elif k == "grammar":
+            put("grammar", _text("grammar", v))
+        elif k == "reasoning":
+            if v not in _REASONING:
+                raise ValueError("reasoning must be 'split', 'inline', 'off' (or True / False)")
+            cp.reasoning = _REASONING[v]
+    return cp, keep
+
+
+def _chat_result(res):
+    r = res.reply
+    calls = [{"id": (r.tool_calls[i].id or b"").decode(), "name": r.tool_calls[i].name.decode(),
+              "arguments": r.tool_calls[i].arguments.decode()} for i in range(r.n_tool_calls)]
+    content = (r.content or b"").decode("utf-8", "replace")
+    reasoning = (r.reasoning or b"").decode("utf-8", "replace")
+    g = res.gen
+    text = ctypes.string_at(g.text, g.len).decode("utf-8", "replace") if g.text else ""
+    out = Result(text, _FINISH.get(g.finish, "none"), g.n_prompt, g.n_generated, g.n_cached,
+                 g.load_wait_ms, g.prompt_ms, g.gen_ms, content, reasoning, calls)
+    N.orch_chat_result_clear(ctypes.byref(res))
+    return out
 
 
 def _texts(texts):
@@ -348,6 +447,24 @@ class _Handle:
         finally:
             self._leave()
 
+    def _chat(self, call, base, params):
+        """A chat: call(ptr, chat_params, gen_params, chat_result, err)."""
+        params = dict(params)
+        cp, keep = _chat_params(params)
+        g = _Gen(base, params)
+        ptr = self._enter()
+        try:
+            res = N.ChatResult()
+            err = N.Error()
+            rc = _run(lambda: call(ptr, ctypes.byref(cp), ctypes.byref(g.p), ctypes.byref(res),
+                                   ctypes.byref(err)), g.flag)
+            if rc:
+                raise_for(rc, err)
+            return _chat_result(res)
+        finally:
+            self._leave()
+            del keep
+
     def _stream(self, call, base, params):
         """Yields pieces; returns the Result (StopIteration.value). Leaving
         the loop early cancels the generation (its flag is set; the library
@@ -459,9 +576,11 @@ class Model(_Handle):
                             N.orch_gen_default_params(), params)
 
     def chat(self, messages, **params):
+        """messages: [{"role", "content", ...}, ...] (see Orchestra.chat)."""
         arr = _messages(messages)
-        return self._gen(lambda m, p, r, e: N.orch_model_chat(m, arr, len(arr), p, r, e),
-                         N.orch_gen_default_params(), params)
+        return self._chat(lambda m, c, p, r, e: N.orch_model_chat_ext(m, arr, len(arr), c, None, p, r,
+                                                                      e),
+                          N.orch_gen_default_params(), params)
 
     def embed(self, texts, normalize=True):
         """Vectors for a text or a list of texts (L2-normalised unless told)."""
@@ -566,10 +685,24 @@ class Orchestra(_Handle):
                               lambda o, r, p, res, e: N.orch_generate(o, r, b, p, res, e), True)
 
     def chat(self, role, messages, **params):
-        """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]."""
+        """messages: [{"role": "system"|"user"|"assistant"|"tool", "content": str,
+        and for an assistant "tool_calls": [{"id", "function": {"name",
+        "arguments"}}], for a tool "tool_call_id"}, ...], rendered by the
+        model's own template. Besides the generation parameters: tools (a
+        list in OpenAI's shape), tool_choice ("auto", "none", "required" or a
+        function's name), parallel_tool_calls, json_schema (a dict or JSON
+        text the reply must follow), grammar (GBNF), reasoning ("split",
+        "inline", "off"), template_kwargs. Returns a Result whose content,
+        reasoning and tool_calls are the reply parsed."""
         arr = _messages(messages)
-        return self._role_gen(role, params,
-                              lambda o, r, p, res, e: N.orch_chat(o, r, arr, len(arr), p, res, e))
+        r = _text("role", role)
+        ptr = self._enter()
+        try:
+            base = self._role_params(ptr, r)
+        finally:
+            self._leave()
+        return self._chat(lambda o, c, p, res, e: N.orch_chat_ext(o, r, arr, len(arr), c, p, res, e),
+                          base, params)
 
     def embed(self, texts, role=None, normalize=True):
         """Vectors for a text or a list of texts (the first role marked

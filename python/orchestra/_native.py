@@ -64,6 +64,25 @@ class ChatMessage(ctypes.Structure):
                 ("tool_call_id", c_char_p), ("name", c_char_p), ("reasoning", c_char_p)]
 
 
+DELTA_FN = ctypes.CFUNCTYPE(None, c_void_p, c_void_p)
+
+
+class ChatParams(ctypes.Structure):
+    _fields_ = [("tools", c_char_p), ("tool_choice", c_int), ("tool_name", c_char_p),
+                ("parallel_tool_calls", c_bool), ("json_schema", c_char_p), ("grammar", c_char_p),
+                ("reasoning", c_int), ("template_kwargs", c_char_p), ("on_delta", DELTA_FN),
+                ("user_data", c_void_p), ("prompt_without_template", c_bool)]
+
+
+class ChatReply(ctypes.Structure):
+    _fields_ = [("content", c_char_p), ("reasoning", c_char_p), ("tool_calls", POINTER(ToolCall)),
+                ("n_tool_calls", c_size_t)]
+
+
+class ChatResult(ctypes.Structure):
+    _fields_ = [("gen", GenResult), ("reply", ChatReply)]
+
+
 class OrchestraParams(ctypes.Structure):
     _fields_ = [("backend", c_void_p), ("role_backends", c_void_p), ("n_role_backends", c_size_t),
                 ("clock", c_void_p), ("clock_user_data", c_void_p), ("no_reaper", c_bool),
@@ -164,6 +183,12 @@ orch_generate = _fn("orch_generate", c_int, c_void_p, c_char_p, c_char_p, POINTE
                     POINTER(GenResult), E)
 orch_chat = _fn("orch_chat", c_int, c_void_p, c_char_p, POINTER(ChatMessage), c_size_t,
                 POINTER(GenParams), POINTER(GenResult), E)
+orch_chat_default_params = _fn("orch_chat_default_params", ChatParams)
+orch_chat_result_clear = _fn("orch_chat_result_clear", None, POINTER(ChatResult))
+orch_chat_ext = _fn("orch_chat_ext", c_int, c_void_p, c_char_p, POINTER(ChatMessage), c_size_t,
+                    POINTER(ChatParams), POINTER(GenParams), POINTER(ChatResult), E)
+orch_model_chat_ext = _fn("orch_model_chat_ext", c_int, c_void_p, POINTER(ChatMessage), c_size_t,
+                          POINTER(ChatParams), c_char_p, POINTER(GenParams), POINTER(ChatResult), E)
 orch_embed = _fn("orch_embed", c_int, c_void_p, c_char_p, POINTER(c_char_p), c_size_t,
                  POINTER(EmbedParams), POINTER(POINTER(c_float)), POINTER(c_int32), E)
 orch_preload = _fn("orch_preload", c_int, c_void_p, POINTER(c_char_p), c_size_t, E)

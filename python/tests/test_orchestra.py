@@ -2,6 +2,7 @@
 the C library's, streaming, errors, many threads, cancelling, struct layout."""
 
 import ctypes
+import json
 import math
 import os
 import pathlib
@@ -44,7 +45,8 @@ class Layout(unittest.TestCase):
         "orch_gen_params": (N.GenParams, ["max_tokens", "temperature", "top_k", "top_p", "min_p",
                                           "repeat_penalty", "repeat_last_n", "seed", "stop",
                                           "n_stop", "n_ctx", "n_threads", "on_text", "user_data",
-                                          "no_cache", "cancel"]),
+                                          "no_cache", "cancel", "presence_penalty",
+                                          "frequency_penalty"]),
         "orch_gen_result": (N.GenResult, ["text", "len", "n_prompt", "n_generated", "n_cached",
                                           "finish", "load_wait_ms", "prompt_ms", "gen_ms"]),
         "orch_embed_params": (N.EmbedParams, ["normalize", "n_threads", "n_tokens"]),
@@ -52,7 +54,15 @@ class Layout(unittest.TestCase):
                                               "n_threads", "n_batch", "n_parallel", "progress",
                                               "progress_user_data", "embedding", "use_mmap",
                                               "use_mlock", "no_repack"]),
-        "orch_chat_message": (N.ChatMessage, ["role", "content"]),
+        "orch_chat_message": (N.ChatMessage, ["role", "content", "tool_calls", "n_tool_calls",
+                                              "tool_call_id", "name", "reasoning"]),
+        "orch_tool_call": (N.ToolCall, ["id", "name", "arguments"]),
+        "orch_chat_params": (N.ChatParams, ["tools", "tool_choice", "tool_name",
+                                            "parallel_tool_calls", "json_schema", "grammar",
+                                            "reasoning", "template_kwargs", "on_delta", "user_data",
+                                            "prompt_without_template"]),
+        "orch_chat_reply": (N.ChatReply, ["content", "reasoning", "tool_calls", "n_tool_calls"]),
+        "orch_chat_result": (N.ChatResult, ["gen", "reply"]),
         "orch_orchestra_params": (N.OrchestraParams, ["backend", "role_backends", "n_role_backends",
                                                       "clock", "clock_user_data", "no_reaper",
                                                       "progress", "progress_user_data"]),
@@ -286,6 +296,64 @@ class WithModel(unittest.TestCase):
         self.assertGreater(spins, 1000)
 
 
+TEMPLATES = os.environ.get("ORCH_TEST_TEMPLATES") or str(REPO / ".deps/llama-common/templates")
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no llama.cpp templates (scripts/setup.sh)")
+class Agents(unittest.TestCase):
+    """Tools, structured output and tool history through the model's own
+    template (Qwen 2.5's, from the pinned source) on a synthetic model."""
+
+    WEATHER = {"type": "function", "function": {
+        "name": "get_weather", "parameters": {
+            "type": "object", "required": ["city"],
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}}}}}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        path = os.path.join(cls.dir.name, "qwen.gguf")
+        tmpl = pathlib.Path(TEMPLATES, "Qwen-Qwen2.5-7B-Instruct.jinja").read_text()
+        subprocess.run([BIN, "-q", "mkmodel", "--params", "100000", "--ctx", "4096",
+                        "--chat-template", tmpl, "-o", path], check=True, capture_output=True)
+        cls.o = Orchestra.from_dict({"defaults": {"n_threads": 1, "max_tokens": 300},
+                                     "qwen": {"path": path}})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.o.close()
+        cls.dir.cleanup()
+
+    def test_required_tool_call(self):
+        ask = [{"role": "user", "content": "Weather in Paris?"}]
+        for choice in ("required", "get_weather"):
+            r = self.o.chat("qwen", ask, tools=[self.WEATHER], tool_choice=choice, seed=3)
+            self.assertEqual(len(r.tool_calls), 1, r.text)
+            self.assertEqual(r.tool_calls[0]["name"], "get_weather")
+            self.assertIn(json.loads(r.tool_calls[0]["arguments"])["city"], ("Paris", "Rome"))
+            self.assertTrue(r.tool_calls[0]["id"])
+        # the call and its result in the history
+        hist = ask + [{"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "21 degrees"}]
+        r = self.o.chat("qwen", hist, tools=[self.WEATHER], max_tokens=4)
+        self.assertEqual(r.n_generated <= 4, True)
+
+    def test_json_schema_and_grammar(self):
+        schema = {"type": "object", "required": ["n"], "additionalProperties": False,
+                  "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}}
+        r = self.o.chat("qwen", [{"role": "user", "content": "A number?"}], json_schema=schema,
+                        seed=4)
+        self.assertIn(json.loads(r.content)["n"], range(10))
+        r = self.o.chat("qwen", [{"role": "user", "content": "Yes?"}], grammar='root ::= "yes" | "no"')
+        self.assertIn(r.content, ("yes", "no"))
+        with self.assertRaises(OrchestraError) as e:
+            self.o.chat("qwen", [{"role": "user", "content": "x"}], json_schema="{not json")
+        self.assertIn("JSON schema", str(e.exception))
+        with self.assertRaises(ValueError):
+            self.o.chat("qwen", [{"role": "user", "content": "x"}], reasoning="sometimes")
+
+
 @need_model
 class Interrupt(unittest.TestCase):
     """A KeyboardInterrupt on the main thread during a long generation
@@ -335,7 +403,8 @@ class Interrupt(unittest.TestCase):
 
 class _SynthParams(ctypes.Structure):
     _fields_ = [("n_params", ctypes.c_uint64), ("seed", ctypes.c_uint32), ("f16", ctypes.c_bool),
-                ("n_ctx_train", ctypes.c_int32), ("chat_template", ctypes.c_char_p)]
+                ("q4_0", ctypes.c_bool), ("n_ctx_train", ctypes.c_int32),
+                ("chat_template", ctypes.c_char_p)]
 
 
 def N_synth_params():
