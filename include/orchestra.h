@@ -830,7 +830,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  * name a client sends; unique across roles),
  * idle_ttl (seconds; default 300; 0 = unload as soon as the last lease
  * returns; negative = never), temperature, top_p, top_k, min_p,
- * repeat_penalty, max_tokens, stop (repeatable).
+ * repeat_penalty, max_tokens, stop (repeatable), chat_template (a Jinja
+ * template file that replaces the model's own for the role's chats; read
+ * when the config is opened, at most 1 MiB of UTF-8).
  * Environment variables override the file: ORCH_<ROLE>_<KEY> for a role
  * defined in the file, ORCH_<KEY> for [defaults] (ORCH_REASONING_PATH,
  * ORCH_MEMORY_BUDGET, ...); role names upper-cased, '-' written '_'. A

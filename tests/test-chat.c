@@ -62,13 +62,14 @@ static const char *TOOLS =
     "\"required\": [\"city\"]}}}]";
 
 /* A conversation with every kind of message: system, two user turns, an
- * assistant tool call and its result. */
-static const struct orch_tool_call CALL = {"call_1", "get_weather", "{\"city\": \"Paris\"}"};
+ * assistant tool call and its result (an id of 9 letters and digits, which
+ * Mistral's templates require). */
+static const struct orch_tool_call CALL = {"call1abcd", "get_weather", "{\"city\": \"Paris\"}"};
 static const struct orch_chat_message CONVO[] = {
     {.role = "system", .content = "You are a helpful assistant."},
     {.role = "user", .content = "What is the weather in Paris?"},
     {.role = "assistant", .content = "", .tool_calls = &CALL, .n_tool_calls = 1},
-    {.role = "tool", .content = "{\"temperature\": 21}", .tool_call_id = "call_1",
+    {.role = "tool", .content = "{\"temperature\": 21}", .tool_call_id = "call1abcd",
      .name = "get_weather"},
     {.role = "assistant", .content = "It is 21 degrees in Paris."},
     {.role = "user", .content = "And in Rome?"},
@@ -109,11 +110,11 @@ static void assert_weather_call(const struct orch_chat_reply *r, const char *tmp
 static const char *CONVO_JSON =
     "[{\"role\": \"system\", \"content\": \"You are a helpful assistant.\"},"
     "{\"role\": \"user\", \"content\": \"What is the weather in Paris?\"},"
-    "{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"id\": \"call_1\", "
+    "{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"id\": \"call1abcd\", "
     "\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
     "\"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
     "{\"role\": \"tool\", \"content\": \"{\\\"temperature\\\": 21}\", \"tool_call_id\": "
-    "\"call_1\", \"name\": \"get_weather\"},"
+    "\"call1abcd\", \"name\": \"get_weather\"},"
     "{\"role\": \"assistant\", \"content\": \"It is 21 degrees in Paris.\"},"
     "{\"role\": \"user\", \"content\": \"And in Rome?\"}]";
 
@@ -172,7 +173,7 @@ static void test_every_template_renders(void **state)
     print_message("%d templates: %d render as llama.cpp renders them, %d refused by both\n", n,
                   same, refused);
     assert_true(n >= 60);
-    assert_true(same >= n - 5);
+    assert_true(same >= n - 1); /* 69 of 70: Gemma 2 has no system role */
 }
 
 /* A required tool call on each family the issue names parses, with its
