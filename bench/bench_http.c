@@ -5,7 +5,10 @@
  * second, p50 and p99 latency, and generated tokens per second (from the
  * responses' usage). Used by bench/http.sh to put `orchestra serve` and
  * llama.cpp's llama-server side by side; asserts nothing.
- * usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS
+ * usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS [EXTRA]
+ * EXTRA: JSON members added to each request's body, such as
+ * '"grammar":"root ::= ..."' (bench/grammar.sh); the default sampling is
+ * greedy, EXTRA may set "temperature" and "seed" instead.
  */
 #include "bench_net.h"
 #include "bench_util.h"
@@ -18,7 +21,7 @@
 
 struct shared {
     int port;
-    char body[512];
+    char body[8192];
     atomic_int next;
     int total;
     double *lat;
@@ -64,16 +67,20 @@ static void *client(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: bench_http PORT CONCURRENCY REQUESTS MODEL MAX_TOKENS [EXTRA]\n");
         return 2;
     }
     struct shared s = {.port = atoi(argv[1]), .total = atoi(argv[3])};
     int conc = atoi(argv[2]);
-    snprintf(s.body, sizeof s.body,
-             "{\"model\":\"%s\",\"prompt\":\"Once upon a time there was\",\"max_tokens\":%d,"
-             "\"temperature\":0}",
-             argv[4], atoi(argv[5]));
+    const char *extra = argc == 7 ? argv[6] : "\"temperature\":0";
+    if ((size_t)snprintf(s.body, sizeof s.body,
+                         "{\"model\":\"%s\",\"prompt\":\"Once upon a time there was\","
+                         "\"max_tokens\":%d,%s}",
+                         argv[4], atoi(argv[5]), extra) >= sizeof s.body) {
+        fprintf(stderr, "bench_http: EXTRA is too long\n");
+        return 2;
+    }
     s.lat = calloc((size_t)s.total, sizeof *s.lat);
     pthread_t th[256];
     if (conc > 256)

@@ -521,6 +521,11 @@ struct orch_gen_params {
                                 token already in the window; default 0 */
     float frequency_penalty; /* in [-2, 2]: subtracted once per occurrence in
                                 the window (repeat_last_n); default 0 */
+    const char *grammar;     /* NULL, or GBNF the text must follow (llama.cpp's
+                                grammar sampler, per request); borrowed */
+    const char *json_schema; /* NULL, or a JSON schema the text must follow
+                                (not with grammar); borrowed. A grammar or
+                                schema that does not compile is ORCH_EINVAL */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -772,6 +777,12 @@ struct orch_file_info {
  * Returns: ORCH_OK, ORCH_ENOENT, ORCH_EACCES, ORCH_EISDIR, ORCH_EFORMAT,
  *   ORCH_EIO, ORCH_ENOMEM. Threads: any. */
 int orch_file_info(const char *path, struct orch_file_info *out, orch_error *err);
+
+/* The chat template a GGUF carries (tokenizer.chat_template), read from its
+ * header by the pre-checking reader, nothing loaded: *out is the text
+ * (NULL when the file has none). Returns: ORCH_OK or as orch_file_info.
+ * Ownership: *out is the caller's, free() it. Threads: any. */
+int orch_file_chat_template(const char *path, char **out, orch_error *err);
 
 /* Estimated memory a model needs when loaded with contexts of n_ctx tokens:
  * tensor bytes + KV cache (f16) + compute buffers, from the header alone.
@@ -1042,6 +1053,13 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
 int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
                const struct orch_embed_params *params, float **out, int32_t *n_embd,
                orch_error *err);
+/* The chat template a role's chats are rendered with: its chat_template
+ * file's text, else its model file's own (orch_file_chat_template); *out
+ * NULL when neither has one. Nothing is loaded. Returns: ORCH_OK,
+ * ORCH_ENOROLE, ORCH_ECLOSED, file errors. Ownership: *out is the
+ * caller's, free() it. Threads: any. */
+int orch_role_chat_template(orch_orchestra *o, const char *role, char **out, orch_error *err);
+
 /* orch_model_chat_ext by role: the role's chat_template (its file's text,
  * read when the config was opened) replaces the model's. Returns,
  * Ownership: as orch_model_chat_ext. Threads: any. */

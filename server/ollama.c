@@ -169,9 +169,22 @@ static enum MHD_Result show(struct req *r)
     json_object_set_new(info, key, json_integer(fi.n_embd));
     snprintf(key, sizeof key, "%s.block_count", fi.arch);
     json_object_set_new(info, key, json_integer(fi.n_layer));
-    json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s,s]}", "modelfile", "", "parameters",
-                            params, "template", "", "details", details(&fi), "model_info", info,
-                            "capabilities", "completion", "embedding");
+    /* the template the role's chats render with, and what it reads: a
+     * template that refers to its tools takes them, one that refers to
+     * thinking can think (Ollama looks at its templates' variables too) */
+    char *tmpl = NULL;
+    orch_role_chat_template(r->s->o, r->ref.name, &tmpl, NULL);
+    json_t *caps = json_pack("[s,s]", "completion", "embedding");
+    if (tmpl && strstr(tmpl, "tools"))
+        json_array_append_new(caps, json_string("tools"));
+    if (tmpl && (strstr(tmpl, "enable_thinking") || strstr(tmpl, "reasoning_content") ||
+                 strstr(tmpl, "<think>") || strstr(tmpl, "thinking")))
+        json_array_append_new(caps, json_string("thinking"));
+    json_t *tj = json_string(tmpl ? tmpl : ""); /* NULL: not UTF-8 */
+    json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "modelfile", "", "parameters",
+                            params, "template", tj ? tj : json_string(""), "details",
+                            details(&fi), "model_info", info, "capabilities", caps);
+    free(tmpl);
     json_object_set_new(out, "path", json_string(srv_file_name(r->s, rs->path)));
     struct stat fst;
     if (stat(rs->path, &fst) == 0)
@@ -521,10 +534,12 @@ static enum MHD_Result generate(struct req *r)
         gen_free(j);
         return bad(r, msg);
     }
-    if (!empty && !j->chat && (j->cp.json_schema || j->cp.tools)) {
+    if (!empty && !j->chat && j->cp.tools) {
         gen_free(j);
-        return bad(r, "'format' and 'tools' need the model's template ('raw' is true)");
+        return bad(r, "'tools' need the model's template ('raw' is true)");
     }
+    if (!j->chat)
+        j->p.json_schema = j->cp.json_schema; /* raw: the format constrains the text alone */
     if (empty) {
         /* load (or, with keep_alive 0, unload) without generating */
         orch_error err;

@@ -380,6 +380,19 @@ static enum MHD_Result completion(struct req *r)
         bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg) ||
                     chat_params(j, r->json, msg, sizeof msg);
     } else if (!bad_input) {
+        json_t *g = json_object_get(r->json, "grammar");
+        json_t *js = json_object_get(r->json, "json_schema");
+        bad_input = json_kind(g, "grammar", 's', msg, sizeof msg) ||
+                    (js && !json_is_null(js) && gen_schema(j, js, "json_schema", msg, sizeof msg));
+        if (!bad_input && json_is_string(g) && json_string_length(g))
+            j->p.grammar = json_string_value(g);
+        j->p.json_schema = j->cp.json_schema;
+        if (!bad_input && j->p.grammar && j->p.json_schema) {
+            snprintf(msg, sizeof msg, "'grammar' and 'json_schema' cannot both be given");
+            bad_input = -1;
+        }
+    }
+    if (!bad_input && !chat) {
         json_t *p = json_object_get(r->json, "prompt");
         if (json_is_array(p) && json_array_size(p) == 1)
             p = json_array_get(p, 0);

@@ -389,10 +389,21 @@ int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, s
 {
     struct orch_chat_params cdef = orch_chat_default_params();
     struct orch_gen_params gdef = orch_gen_default_params();
+    struct orch_chat_params cmerged;
     const struct orch_chat_params *cp = chat ? chat : &cdef;
     const struct orch_gen_params *gp = params ? params : &gdef;
     struct orch__chat_applied a;
     res->gen.finish = ORCH_FINISH_ERROR;
+    if (gp->grammar || gp->json_schema) {
+        /* the sampling params' constraint is the chat's (one of them) */
+        if (cp->grammar || cp->json_schema)
+            return orch__err(err, ORCH_EINVAL, "a grammar or schema is given in both the chat "
+                             "and the sampling params");
+        cmerged = *cp;
+        cmerged.grammar = gp->grammar;
+        cmerged.json_schema = gp->json_schema;
+        cp = &cmerged;
+    }
     int rc = apply(m, msgs, n_msgs, cp, template_src, true, &a, err);
     if (rc)
         return rc;
@@ -410,6 +421,8 @@ int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, s
         struct orch_gen_params p = *gp;
         p.stop = stops;
         p.n_stop = n_stop;
+        p.grammar = NULL; /* in the applied constraint now */
+        p.json_schema = NULL;
         if (gp->on_text || cp->on_delta) {
             p.on_text = chat_on_text;
             p.user_data = &s;

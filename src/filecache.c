@@ -117,6 +117,22 @@ int orch_file_info(const char *path, struct orch_file_info *out, orch_error *err
     return rc;
 }
 
+int orch_file_chat_template(const char *path, char **out, orch_error *err)
+{
+    if (!path || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_file_chat_template: NULL argument");
+    *out = NULL;
+    struct orch__gguf *g;
+    int rc = orch__gguf_open(path, &g, err);
+    if (rc)
+        return rc;
+    const char *t = orch__gguf_get_str(g, "tokenizer.chat_template");
+    if (t && !(*out = orch__strdup(t)))
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory reading '%s'", path);
+    orch__gguf_close(g);
+    return rc;
+}
+
 int orch_file_estimate(const char *path, int32_t n_ctx, uint64_t *bytes, orch_error *err)
 {
     if (!bytes)

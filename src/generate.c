@@ -80,6 +80,7 @@ int orch__check_text(const char *what, const char *s, orch_error *err)
 
 static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
 {
+    int rc0;
     if (p->max_tokens <= 0)
         return orch__err(err, ORCH_EINVAL, "max_tokens %d must be at least 1",
                          p->max_tokens);
@@ -114,6 +115,13 @@ static int check_gen_params(const struct orch_gen_params *p, orch_error *err)
     if (p->n_threads < 0 || p->n_threads > 1024)
         return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range",
                          p->n_threads);
+    if (p->grammar && p->json_schema)
+        return orch__err(err, ORCH_EINVAL, "grammar and json_schema cannot both be given");
+    if (p->grammar && (rc0 = orch__check_text("the grammar", p->grammar, err)) != ORCH_OK)
+        return rc0;
+    if (p->json_schema &&
+        (rc0 = orch__check_text("the JSON schema", p->json_schema, err)) != ORCH_OK)
+        return rc0;
     if (p->n_stop && !p->stop)
         return orch__err(err, ORCH_EINVAL, "n_stop is %zu but stop is NULL",
                          p->n_stop);
@@ -301,6 +309,20 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
         res->text = orch__strdup("");
         return res->text ? ORCH_OK : orch__err(err, ORCH_ENOMEM, "out of memory");
     }
+    char *own = NULL; /* the params' grammar or schema, as the backend's constraint */
+    if (!constraint && (p->grammar || p->json_schema)) {
+        if (!be->ops->constrain) {
+            res->finish = ORCH_FINISH_ERROR;
+            return orch__err(err, ORCH_ENOTSUP, "backend %s cannot constrain text",
+                             be->ops->name);
+        }
+        rc = be->ops->constrain(be, p->json_schema, p->grammar, &own, err);
+        if (rc) {
+            res->finish = ORCH_FINISH_ERROR;
+            return rc;
+        }
+        constraint = own;
+    }
     struct gen_sink s = {.p = p, .finish = ORCH_FINISH_NONE, .rc = ORCH_OK};
     const struct orch_model_params *mp = orch__model_params(m);
     struct orch__gen_req req = {
@@ -316,6 +338,7 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
         .quiet = !p->n_stop && !p->on_text,
     };
     rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
+    free(own);
     if (rc == ORCH_OK && s.rc)
         rc = orch__err(err, s.rc, "out of memory collecting the text");
     if (rc == ORCH_OK && s.finish != ORCH_FINISH_STOP && s.finish != ORCH_FINISH_CANCELLED &&

@@ -1202,6 +1202,26 @@ int orch_role_lookup(orch_orchestra *o, const char *name, struct orch_role_ref *
     return ORCH_OK;
 }
 
+int orch_role_chat_template(orch_orchestra *o, const char *role, char **out, orch_error *err)
+{
+    if (!o || !out)
+        return orch__err(err, ORCH_EINVAL, "orch_role_chat_template: NULL argument");
+    *out = NULL;
+    int ep;
+    struct role *r;
+    int rc = role_enter(o, role, &ep, &r, err);
+    if (rc)
+        return rc;
+    if (r->chat_template) {
+        if (!(*out = orch__strdup(r->chat_template)))
+            rc = orch__err(err, ORCH_ENOMEM, "out of memory");
+    } else {
+        rc = orch_file_chat_template(r->e->path, out, err);
+    }
+    call_exit(o, ep);
+    return rc;
+}
+
 int orch_role_canonical(orch_orchestra *o, const char *name, char *out, size_t cap,
                         orch_error *err)
 {

@@ -342,7 +342,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int32_t i = 0; i < nt_text && i < 512; i++) {
         char piece[64];
         int32_t np;
-        orch__glue_token_to_piece(voc, toks[i], piece, sizeof piece, &np);
+        for (int sp = 0; sp < 2; sp++) /* as text, and a format's marker as its text */
+            orch__glue_token_to_piece(voc, toks[i], piece, sizeof piece, sp, &np);
     }
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 128;

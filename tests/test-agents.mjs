@@ -200,6 +200,17 @@ if (why) {
     }
   });
 
+  test('ollama /api/show: the template a role renders with and the capabilities it reads', async () => {
+    const q = await olm.show({ model: 'qwen25' });
+    assert.equal(q.template, fs.readFileSync(path.join(TEMPLATES, FAMILIES.qwen25), 'utf8'));
+    assert.ok(q.capabilities.includes('tools') && q.capabilities.includes('completion'), JSON.stringify(q.capabilities));
+    assert.ok(!q.capabilities.includes('thinking'), JSON.stringify(q.capabilities));
+    const t = await olm.show({ model: 'qwen3' });
+    assert.ok(t.capabilities.includes('thinking') && t.capabilities.includes('tools'), JSON.stringify(t.capabilities));
+    const o = await olm.show({ model: 'raising' }); // the role's chat_template file
+    assert.match(o.template, /refuses every chat/);
+  });
+
   test('bad input is a clear 400 and the role serves its next request', async () => {
     const post = (body) => fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'qwen25', messages: ASK, max_tokens: 4, ...body }) });
     const cases = [

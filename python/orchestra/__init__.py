@@ -111,7 +111,7 @@ def _text(name, v):
 
 _GEN_KEYS = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
              "repeat_last_n", "seed", "stop", "n_ctx", "n_threads", "no_cache",
-             "presence_penalty", "frequency_penalty")
+             "presence_penalty", "frequency_penalty", "grammar", "json_schema")
 
 
 class _Gen:
@@ -140,6 +140,10 @@ class _Gen:
                 self.p.min_p = _float(k, v, lambda x: 0 <= x < 1, "in [0, 1)")
             elif k == "repeat_penalty":
                 self.p.repeat_penalty = _float(k, v, lambda x: x > 0, "above 0")
+            elif k in ("grammar", "json_schema"):
+                b = _text(k, v if isinstance(v, str) else json.dumps(v))
+                self.keep.append(b)
+                setattr(self.p, k, b)
             elif k in ("presence_penalty", "frequency_penalty"):
                 setattr(self.p, k, _float(k, v, lambda x: -2 <= x <= 2, "in [-2, 2]"))
             elif k == "repeat_last_n":

@@ -31,7 +31,8 @@ class GenParams(ctypes.Structure):
                 ("n_ctx", c_int32), ("n_threads", c_int32),
                 ("on_text", TEXT_FN), ("user_data", c_void_p),
                 ("no_cache", c_bool), ("cancel", POINTER(c_int32)),
-                ("presence_penalty", c_float), ("frequency_penalty", c_float)]
+                ("presence_penalty", c_float), ("frequency_penalty", c_float),
+                ("grammar", c_char_p), ("json_schema", c_char_p)]
 
 
 class GenResult(ctypes.Structure):

@@ -46,7 +46,7 @@ class Layout(unittest.TestCase):
                                           "repeat_penalty", "repeat_last_n", "seed", "stop",
                                           "n_stop", "n_ctx", "n_threads", "on_text", "user_data",
                                           "no_cache", "cancel", "presence_penalty",
-                                          "frequency_penalty"]),
+                                          "frequency_penalty", "grammar", "json_schema"]),
         "orch_gen_result": (N.GenResult, ["text", "len", "n_prompt", "n_generated", "n_cached",
                                           "finish", "load_wait_ms", "prompt_ms", "gen_ms"]),
         "orch_embed_params": (N.EmbedParams, ["normalize", "n_threads", "n_tokens"]),

@@ -868,6 +868,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     g.params.on_text = NULL;
     g.params.user_data = NULL;
     g.params.cancel = NULL;
+    g.params.grammar = NULL; /* in req->constraint */
+    g.params.json_schema = NULL;
     struct wire_out o;
     wire_begin(&o, W_GEN);
     wire_put(&o, &g, sizeof g);
