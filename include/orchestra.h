@@ -605,11 +605,12 @@ enum orch_tool_choice {
 };
 
 enum orch_reasoning {
-    ORCH_REASONING_SPLIT = 0, /* a thinking model's reasoning goes to
-                                 reply.reasoning, not the content */
-    ORCH_REASONING_INLINE,    /* left in the content as the model wrote it */
-    ORCH_REASONING_OFF,       /* the template is asked not to think
-                                 (enable_thinking false), where it can */
+    ORCH_REASONING_DEFAULT = 0, /* the role's `reasoning` key (orch_chat_ext), else SPLIT */
+    ORCH_REASONING_SPLIT,       /* a thinking model's reasoning goes to
+                                   reply.reasoning, not the content */
+    ORCH_REASONING_INLINE,      /* left in the content as the model wrote it */
+    ORCH_REASONING_OFF,         /* the template is asked not to think
+                                   (enable_thinking false), where it can */
 };
 
 /* One change to the reply while it is generated: text to append to the
@@ -841,7 +842,9 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
  * name a client sends; unique across roles),
  * idle_ttl (seconds; default 300; 0 = unload as soon as the last lease
  * returns; negative = never), temperature, top_p, top_k, min_p,
- * repeat_penalty, max_tokens, stop (repeatable), chat_template (a Jinja
+ * repeat_penalty, max_tokens, stop (repeatable), reasoning (split, inline
+ * or off: a thinking model's reasoning for chats that do not say),
+ * chat_template (a Jinja
  * template file that replaces the model's own for the role's chats; read
  * when the config is opened, at most 1 MiB of UTF-8).
  * Environment variables override the file: ORCH_<ROLE>_<KEY> for a role

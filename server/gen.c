@@ -337,6 +337,11 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
                      i, role);
             return -1;
         }
+        json_t *images = json_object_get(m, "images"); /* Ollama's */
+        if (json_is_array(images) && json_array_size(images)) {
+            snprintf(msg, cap, "messages[%zu]: images are not supported (text models only)", i);
+            return -1;
+        }
         char *text = content_text(json_object_get(m, "content"), i, msg, cap);
         if (!text) {
             if (!msg[0])

@@ -207,8 +207,27 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
         json_float(json_object_get(o, "top_p"), "top_p", 0, 1, &j->p.top_p, msg, cap) ||
         json_float(json_object_get(o, "min_p"), "min_p", 0, 0.999999f, &j->p.min_p, msg, cap) ||
         json_float(json_object_get(o, "repeat_penalty"), "repeat_penalty", 0.000001f, 100,
-                   &j->p.repeat_penalty, msg, cap))
+                   &j->p.repeat_penalty, msg, cap) ||
+        json_float(json_object_get(o, "presence_penalty"), "presence_penalty", -2, 2,
+                   &j->p.presence_penalty, msg, cap) ||
+        json_float(json_object_get(o, "frequency_penalty"), "frequency_penalty", -2, 2,
+                   &j->p.frequency_penalty, msg, cap))
         return -1;
+    /* samplers this server does not have: refused unless at their no-op value
+     * (the runner's settings, num_gpu, num_thread, num_batch, use_mmap, ...,
+     * are the role's config and ignored here, as unknown options are) */
+    static const struct {
+        const char *name;
+        double off;
+    } absent[] = {{"typical_p", 1}, {"tfs_z", 1}, {"mirostat", 0}};
+    for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) {
+        json_t *v = json_object_get(o, absent[i].name);
+        bool off = json_is_number(v) && json_number_value(v) == absent[i].off;
+        if (v && !json_is_null(v) && !off) {
+            snprintf(msg, cap, "option '%s' is not supported by this server", absent[i].name);
+            return -1;
+        }
+    }
     if (j->p.top_p <= 0)
         j->p.top_p = 1e-6f;
     v = -3;
@@ -317,6 +336,17 @@ static json_t *olm_tool_calls(const struct orch_chat_reply *r)
  * format ("json" or a schema), think (false: not thinking). */
 static int chat_fields(struct gen_job *j, json_t *b, char *msg, size_t cap)
 {
+    /* generate's fields this server does not have, refused by name */
+    static const char *const refused[] = {"suffix", "template", "context", "images"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        json_t *v = json_object_get(b, refused[i]);
+        bool empty = !v || json_is_null(v) || (json_is_string(v) && !json_string_length(v)) ||
+                     (json_is_array(v) && !json_array_size(v));
+        if (!empty) {
+            snprintf(msg, cap, "'%s' is not supported by this server", refused[i]);
+            return -1;
+        }
+    }
     if (gen_tools(j, json_object_get(b, "tools"), msg, cap) ||
         gen_tool_choice(j, json_object_get(b, "tool_choice"), msg, cap))
         return -1;

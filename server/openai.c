@@ -145,6 +145,27 @@ static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t
 /* Tools, structured output and reasoning of a chat request onto j->cp. */
 static int chat_params(struct gen_job *j, json_t *b, char *msg, size_t cap)
 {
+    /* what this server cannot do is refused by name (README: the fields it
+     * ignores, such as user, metadata, store, service_tier) */
+    static const char *const refused[] = {"functions", "function_call", "audio",
+                                          "web_search_options"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        json_t *v = json_object_get(b, refused[i]);
+        if (v && !json_is_null(v)) {
+            snprintf(msg, cap, "'%s' is not supported by this server%s", refused[i],
+                     i < 2 ? " (use 'tools' and 'tool_choice')" : "");
+            return -1;
+        }
+    }
+    json_t *mods = json_object_get(b, "modalities");
+    size_t mi;
+    json_t *mv;
+    json_array_foreach(mods, mi, mv) {
+        if (!json_is_string(mv) || strcmp(json_string_value(mv), "text") != 0) {
+            snprintf(msg, cap, "'modalities': only \"text\" is supported");
+            return -1;
+        }
+    }
     if (gen_tools(j, json_object_get(b, "tools"), msg, cap))
         return -1;
     if (gen_tool_choice(j, json_object_get(b, "tool_choice"), msg, cap))

@@ -22,7 +22,7 @@ struct orch_chat_params orch_chat_default_params(void)
     struct orch_chat_params p;
     memset(&p, 0, sizeof p);
     p.tool_choice = ORCH_TOOLS_AUTO;
-    p.reasoning = ORCH_REASONING_SPLIT;
+    p.reasoning = ORCH_REASONING_DEFAULT;
     return p;
 }
 
@@ -448,12 +448,13 @@ int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, s
 }
 
 int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const char *template_src, const struct orch_gen_params *params,
-                      struct orch_gen_result *res, orch_error *err)
+                      const struct orch_chat_params *cp, const char *template_src,
+                      const struct orch_gen_params *params, struct orch_gen_result *res,
+                      orch_error *err)
 {
     struct orch_chat_result r;
     memset(&r, 0, sizeof r);
-    int rc = orch__chat_ext_leased(m, msgs, n_msgs, NULL, template_src, params, &r, err);
+    int rc = orch__chat_ext_leased(m, msgs, n_msgs, cp, template_src, params, &r, err);
     *res = r.gen; /* the text as generated; the parsed reply is not asked for */
     reply_clear(&r.reply);
     return rc;
@@ -471,7 +472,7 @@ int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t 
         return orch__err(err, ORCH_EINVAL, "orch_model_chat: model is NULL");
     int rc = orch__model_acquire(m, err);
     if (rc == ORCH_OK) {
-        rc = orch__chat_leased(m, msgs, n_msgs, NULL, params, res, err);
+        rc = orch__chat_leased(m, msgs, n_msgs, NULL, NULL, params, res, err);
         orch_model_release(m);
     }
     return orch__named(m, rc, err);

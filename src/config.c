@@ -39,7 +39,9 @@
 #define INIH_MAX_SECTION 50  /* its MAX_SECTION: names up to 49 bytes */
 #define ROLE_NAME_MAX (INIH_MAX_SECTION - 1)
 
-enum ktype { K_STR, K_PATH, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS };
+enum ktype {
+    K_STR, K_PATH, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS, K_REASONING
+};
 
 /* Where a key's value lives: in a role's section (struct orch__role_cfg,
  * inherited from [defaults]) or in the config itself ([defaults] only). */
@@ -102,6 +104,8 @@ static const struct key keys[] = {
      "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
     {"vet", K_BOOL, ROLE(vet), ALONE, 0, 0, false, false, false,
      "true (the file is loaded, tokenized and decoded in a child process first) or false"},
+    {"reasoning", K_REASONING, ROLE(reasoning), ALONE, 0, 0, false, false, false,
+     "split (a thinking model's reasoning apart from the answer), inline or off"},
     {"chat_template", K_PATH, ROLE(chat_template), ALONE, 0, 0, false, false, false,
      "a Jinja chat template file (it replaces the model's own)"},
     {"n_threads_total", K_INT, CONF(n_threads_total), ALONE, 0, 1024, false, false, false,
@@ -448,6 +452,18 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
     case K_ALIAS:
         rc = store_list(k, base, is_defaults, where, section, value, err);
         break;
+    case K_REASONING: {
+        static const char *const names[] = {"split", "inline", "off"};
+        int32_t *v = (int32_t *)(base + k->off);
+        *v = 0;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, names[i]) == 0)
+                *v = ORCH_REASONING_SPLIT + i;
+        if (!*v)
+            rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                           name, value, k->expect);
+        break;
+    }
     case K_BUDGET:
         if (parse_budget(value, (uint64_t *)(base + k->off)) != 0)
             rc = orch__err(err, ORCH_ECONFIG, "%s: [defaults] memory_budget = '%s': expected %s",

@@ -1299,10 +1299,12 @@ int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_messag
     double wait = orch__ms_since(t0);
     struct orch_gen_params p;
     request_params(c.r, params, &p);
+    struct orch_chat_params cp = orch_chat_default_params();
+    cp.reasoning = (enum orch_reasoning)c.r->cfg.reasoning; /* the role's; 0 = split */
     struct charge ch;
     rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
     if (rc == ORCH_OK)
-        rc = orch__chat_leased(c.m, msgs, n_msgs, c.r->chat_template, &p, res, err);
+        rc = orch__chat_leased(c.m, msgs, n_msgs, &cp, c.r->chat_template, &p, res, err);
     discharge(o, &c, &ch);
     res->load_wait_ms = wait;
     return request_end(o, &c, rc, err);
@@ -1326,9 +1328,12 @@ int orch_chat_ext(orch_orchestra *o, const char *role, const struct orch_chat_me
     struct orch_gen_params p;
     request_params(c.r, params, &p);
     struct charge ch;
+    struct orch_chat_params cp = chat ? *chat : orch_chat_default_params();
+    if (cp.reasoning == ORCH_REASONING_DEFAULT && c.r->cfg.reasoning)
+        cp.reasoning = (enum orch_reasoning)c.r->cfg.reasoning; /* the role's */
     rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
     if (rc == ORCH_OK)
-        rc = orch__chat_ext_leased(c.m, msgs, n_msgs, chat, c.r->chat_template, &p, res, err);
+        rc = orch__chat_ext_leased(c.m, msgs, n_msgs, &cp, c.r->chat_template, &p, res, err);
     discharge(o, &c, &ch);
     res->gen.load_wait_ms = wait;
     return request_end(o, &c, rc, err);

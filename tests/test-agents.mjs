@@ -89,6 +89,7 @@ if (why) {
   }
   fs.writeFileSync(path.join(tmp, 'raises.jinja'), "{{ raise_exception('this template refuses every chat') }}");
   ini += `[raising]\npath = ${path.join(tmp, 'qwen25.gguf')}\nchat_template = ${path.join(tmp, 'raises.jinja')}\n`;
+  ini += `[qwen3_quiet]\npath = ${path.join(tmp, 'qwen3.gguf')}\nreasoning = off\n`;
   const config = writeConfig('agents.ini', ini);
   let srv, oai, olm;
   before(async () => {
@@ -209,6 +210,20 @@ if (why) {
     assert.ok(t.capabilities.includes('thinking') && t.capabilities.includes('tools'), JSON.stringify(t.capabilities));
     const o = await olm.show({ model: 'raising' }); // the role's chat_template file
     assert.match(o.template, /refuses every chat/);
+  });
+
+  test('reasoning off, per request and per role: the template is asked not to think', async () => {
+    const ask = (model, extra = {}) => oai.chat.completions.create({ model, messages: ASK, max_tokens: 1, ...extra });
+    const thinking = (await ask('qwen3')).usage.prompt_tokens;
+    const quiet = (await ask('qwen3_quiet')).usage.prompt_tokens;
+    const none = (await ask('qwen3', { reasoning_effort: 'none' })).usage.prompt_tokens;
+    const kw = (await ask('qwen3', { chat_template_kwargs: { enable_thinking: false } })).usage.prompt_tokens;
+    // Qwen 3 closes an empty <think></think> block after the prompt when told not to think
+    assert.ok(quiet > thinking, `${quiet} > ${thinking}`);
+    assert.equal(none, quiet);
+    assert.equal(kw, quiet);
+    const r = await olm.chat({ model: 'qwen3', messages: ASK, think: false, stream: false, options: { num_predict: 1 } });
+    assert.equal(r.prompt_eval_count, quiet);
   });
 
   test('bad input is a clear 400 and the role serves its next request', async () => {

@@ -136,6 +136,19 @@ static void test_errors_name_file_line_key(void **state)
     parse_err("[a]\npath = x\nn_parallel = -1\n", "t.ini:3", "n_parallel");
     parse_err("[a]\npath = x\nn_threads_total = 2\n", "belongs in [defaults]", NULL);
     parse_err("[a]\npath = x\nrepack = sometimes\n", "t.ini:3", "repack");
+    parse_err("[a]\npath = x\nreasoning = loud\n", "t.ini:3", "split");
+    /* a chat_template file is read when the config is opened: its error
+     * names the role and the file */
+    orch_config *tc = parse_ok("[a]\npath = /x/a.gguf\nchat_template = /no/such/t.jinja\n"
+                               "reasoning = off\n");
+    struct orch_orchestra_params op = orch_orchestra_default_params();
+    op.no_reaper = true;
+    orch_orchestra *o;
+    orch_error err = {0};
+    assert_int_equal(orch_open(tc, &op, &o, &err), ORCH_ECONFIG);
+    assert_non_null(strstr(err.msg, "role 'a'"));
+    assert_non_null(strstr(err.msg, "/no/such/t.jinja"));
+    orch_config_free(tc);
     parse_err("[defaults]\nn_threads_total = 2000\n[a]\npath = x\n", "n_threads_total", "1024");
     parse_err("[defaults]\nmemory_budget = lots\n[a]\npath = x\n", "memory_budget", "percentage");
     parse_err("[defaults]\nmemory_budget = 150%\n[a]\npath = x\n", "memory_budget", NULL);

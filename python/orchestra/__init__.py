@@ -235,7 +235,7 @@ def _messages(messages):
 
 _CHAT_KEYS = ("tools", "tool_choice", "parallel_tool_calls", "json_schema", "grammar", "reasoning",
               "template_kwargs")
-_REASONING = {"split": 0, "inline": 1, "off": 2, True: 0, False: 2}
+_REASONING = {"split": 1, "inline": 2, "off": 3, True: 1, False: 3}
 
 
 def _chat_params(params):
