@@ -23,7 +23,8 @@
  * letters and of 300 two-byte characters, the text of every special
  * token parsed as special, each token turned back into text, then a
  * prompt decoded and single tokens decoded after it, in a generation
- * context and in an embedding one.
+ * context and in an embedding one; then the chat template parsed and
+ * rendered with and without a tool (llama.cpp's Jinja engine).
  */
 #include "glue.h"
 #include "llama_int.h"
@@ -249,6 +250,30 @@ static _Noreturn void child_main(const char *path, int err_fd, uint64_t mem_limi
             continue; /* refused: the same error in process */
         child_decode_run(ctx, toks, n_prompt, n_vocab);
         llama_free(ctx);
+    }
+    /* the chat template (part of the file): parsed and rendered, with a tool
+     * and without, as a chat would; its errors are answered in process */
+    struct orch__chat_tmpls *t;
+    if (orch__glue_chat_init(m, NULL, &t)) {
+        static const struct orch_tool_call call = {"call1abcd", "probe", "{\"q\": \"#\"}"};
+        static const struct orch_chat_message msgs[] = {
+            {.role = "system", .content = "Probe."},
+            {.role = "user", .content = "Hello # world"},
+            {.role = "assistant", .content = "", .tool_calls = &call, .n_tool_calls = 1},
+            {.role = "tool", .content = "42", .tool_call_id = "call1abcd"},
+            {.role = "user", .content = "Again."},
+        };
+        struct orch_chat_params cp;
+        memset(&cp, 0, sizeof cp); /* the defaults: auto tools, reasoning split */
+        for (int k = 0; k < 2; k++) {
+            struct orch__glue_applied a;
+            cp.tools = k ? "[{\"type\":\"function\",\"function\":{\"name\":\"probe\","
+                           "\"parameters\":{\"type\":\"object\"}}}]"
+                         : NULL;
+            if (orch__glue_chat_apply(t, msgs, k ? 5 : 2, &cp, true, 0, &a))
+                orch__glue_applied_clear(&a);
+        }
+        orch__glue_chat_free(t);
     }
     llama_model_free(m);
     _exit(0);
