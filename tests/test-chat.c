@@ -377,6 +377,41 @@ static void test_bad_input_is_refused(void **state)
     free(tmpl);
 }
 
+/* Gemma 4 writes its arguments in its own notation, which llama.cpp's
+ * grammar does not hold to the tool's schema: a required call still comes
+ * back named and parses into a JSON object (its keys are the model's). */
+static void test_required_call_gemma4(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", templates_dir(), "google-gemma-4-31B-it.jinja");
+    char *tmpl = read_text(path);
+    assert_non_null(tmpl);
+    orch_model *m = model_with("g4.gguf", tmpl);
+    for (uint32_t seed = 1; seed <= 3; seed++) {
+        struct orch_chat_params cp = orch_chat_default_params();
+        cp.tools = TOOLS;
+        cp.tool_choice = ORCH_TOOLS_REQUIRED;
+        struct orch_gen_params gp = sampling(seed, 400);
+        struct orch_chat_result res;
+        orch_error err = {0};
+        assert_rc(orch_model_chat_ext(m, CONVO, 2, &cp, NULL, &gp, &res, &err), ORCH_OK, err);
+        if (res.reply.n_tool_calls != 1)
+            print_error("gemma 4: %zu calls; text '%s'\n", res.reply.n_tool_calls, res.gen.text);
+        assert_int_equal(res.reply.n_tool_calls, 1);
+        assert_string_equal(res.reply.tool_calls[0].name, "get_weather");
+        json_error_t je;
+        json_t *args = json_loads(res.reply.tool_calls[0].arguments, 0, &je);
+        if (!json_is_object(args))
+            print_error("gemma 4: arguments '%s'\n", res.reply.tool_calls[0].arguments);
+        assert_true(json_is_object(args));
+        json_decref(args);
+        orch_chat_result_clear(&res);
+    }
+    orch_model_free(m);
+    free(tmpl);
+}
+
 /* Constrained and free requests batched together: each gets what it gets
  * alone (greedy: the same text). */
 struct side {
@@ -436,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_template_renders),
         cmocka_unit_test(test_required_tool_call_parses),
+        cmocka_unit_test(test_required_call_gemma4),
         cmocka_unit_test(test_structured_output),
         cmocka_unit_test(test_bad_input_is_refused),
         cmocka_unit_test(test_constrained_beside_free),

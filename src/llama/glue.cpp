@@ -478,6 +478,21 @@ static std::string bounded_ids(const std::string &g)
     return out;
 }
 
+/* Gemma 4's arguments are its own notation, not JSON under the tool's
+ * schema (llama.cpp's grammar leaves their strings free, until <|"|>): a
+ * string ends within 256 characters and holds no '<', so that a call ends. */
+static std::string bounded_gemma4(const std::string &g)
+{
+    const std::string rule = "\ngemma4-string-content ::= ";
+    size_t at = g.find(rule);
+    if (at == std::string::npos)
+        return g;
+    size_t body = at + rule.size(), end = g.find('\n', body);
+    if (end == std::string::npos)
+        end = g.size();
+    return g.substr(0, body) + "[^<]{0,256}" + g.substr(end);
+}
+
 /* A template that opens a thinking block after the prompt and cannot be
  * told not to (DeepSeek R1's): the block closed empty, as a model that
  * chose not to think would, so that a required call comes at once. */
@@ -557,6 +572,7 @@ bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_c
             if (!in.parallel_tool_calls)
                 strict = one_call(strict);
             strict = bounded_ids(strict);
+            strict = bounded_gemma4(strict);
             if (strict != p.grammar)
                 prefill = true; /* the strict root starts with the generation prompt */
             p.grammar = strict;
