@@ -442,7 +442,13 @@ static void *run_side(void *arg)
 static void test_constrained_beside_free(void **state)
 {
     (void)state;
-    orch_model *m = model_with("c.gguf", NULL);
+    /* a real template: the two render at once on one model's templates too */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", templates_dir(), "Qwen-Qwen2.5-7B-Instruct.jinja");
+    char *tmpl = read_text(path);
+    assert_non_null(tmpl);
+    orch_model *m = model_with("c.gguf", tmpl);
+    free(tmpl);
     struct side alone[2] = {{m, true, NULL}, {m, false, NULL}};
     run_side(&alone[0]);
     run_side(&alone[1]);
