@@ -221,9 +221,9 @@ static int options(struct gen_job *j, json_t *b, char *msg, size_t cap)
         double off;
     } absent[] = {{"typical_p", 1}, {"tfs_z", 1}, {"mirostat", 0}};
     for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) {
-        json_t *v = json_object_get(o, absent[i].name);
-        bool off = json_is_number(v) && json_number_value(v) == absent[i].off;
-        if (v && !json_is_null(v) && !off) {
+        json_t *x = json_object_get(o, absent[i].name);
+        bool off = json_is_number(x) && json_number_value(x) == absent[i].off;
+        if (x && !json_is_null(x) && !off) {
             snprintf(msg, cap, "option '%s' is not supported by this server", absent[i].name);
             return -1;
         }
