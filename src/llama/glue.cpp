@@ -110,6 +110,13 @@ struct orch__chat_parser {
     unsigned long serial;
 };
 
+/* llama.cpp's chat layer is not safe to run on two threads at once: every
+ * apply formats the date through std::localtime (one static struct tm per
+ * process; TSan saw it race, and tzset's first run with it). Rendering runs
+ * under this lock, which only a model's own concurrent chats share (the
+ * daemon runs each model file in a process of its own). */
+static std::mutex g_render_lock;
+
 static void quiet_common_log()
 {
     static std::once_flag once;
@@ -135,6 +142,7 @@ bool orch__glue_chat_init(const struct llama_model *m, const char *override_src,
         auto *t = new orch__chat_tmpls;
         std::string ov = override_src ? override_src : "";
         try {
+            std::lock_guard<std::mutex> hold(g_render_lock);
             t->t = common_chat_templates_init(m, ov);
         } catch (...) {
             delete t;
@@ -153,19 +161,6 @@ void orch__glue_chat_free(struct orch__chat_tmpls *t)
 bool orch__glue_chat_has_template(const struct orch__chat_tmpls *t)
 {
     return t && t->has_template;
-}
-
-bool orch__glue_chat_caps(const struct orch__chat_tmpls *t, char **out)
-{
-    *out = nullptr;
-    return guarded([&] {
-        json caps = json::object();
-        for (const auto &kv : common_chat_templates_get_caps(t->t.get()))
-            caps[kv.first] = kv.second;
-        caps["supports_thinking"] = common_chat_templates_support_enable_thinking(t->t.get());
-        caps["template"] = common_chat_templates_source(t->t.get());
-        *out = dup_out(caps.dump());
-    });
 }
 
 static std::string str(const char *s)
@@ -552,7 +547,11 @@ bool orch__glue_chat_apply(const struct orch__chat_tmpls *t, const struct orch_c
     std::memset(out, 0, sizeof *out);
     bool ok = guarded([&] {
         common_chat_templates_inputs in = inputs_from(msgs, n, cp, add_assistant, now);
-        common_chat_params p = common_chat_templates_apply(t->t.get(), in);
+        common_chat_params p;
+        {
+            std::lock_guard<std::mutex> hold(g_render_lock);
+            p = common_chat_templates_apply(t->t.get(), in);
+        }
         bool tools = !in.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
         bool prefill = !p.grammar_lazy;
         if (p.grammar.empty() && !in.grammar.empty()) {

@@ -58,15 +58,13 @@ struct orch__chat_parser; /* one reply being parsed into a message */
 
 /* The model's templates (override_src: a template's text that replaces
  * them, or NULL). A model without one gets llama.cpp's ChatML default, which
- * orch__glue_chat_has_template() tells apart. Threads: the object is
- * read-only after this; any thread may apply it at once. */
+ * orch__glue_chat_has_template() tells apart. Threads: any; rendering
+ * (init, apply) takes one process-wide lock: llama.cpp's chat layer formats
+ * dates through std::localtime. */
 bool orch__glue_chat_init(const struct llama_model *m, const char *override_src,
                           struct orch__chat_tmpls **out);
 void orch__glue_chat_free(struct orch__chat_tmpls *t);
 bool orch__glue_chat_has_template(const struct orch__chat_tmpls *t);
-/* What the template supports, JSON: {"supports_tools": bool, ...,
- * "supports_thinking": bool, "template": its source}. */
-bool orch__glue_chat_caps(const struct orch__chat_tmpls *t, char **out);
 
 /* What a request rendered into (all malloc'd; orch__glue_applied_clear). */
 struct orch__glue_applied {
