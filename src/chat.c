@@ -447,37 +447,6 @@ int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, s
     return rc;
 }
 
-int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_chat_params *cp, const char *template_src,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err)
-{
-    struct orch_chat_result r;
-    memset(&r, 0, sizeof r);
-    int rc = orch__chat_ext_leased(m, msgs, n_msgs, cp, template_src, params, &r, err);
-    *res = r.gen; /* the text as generated; the parsed reply is not asked for */
-    reply_clear(&r.reply);
-    return rc;
-}
-
-int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                    const struct orch_gen_params *params, struct orch_gen_result *res,
-                    orch_error *err)
-{
-    if (!res)
-        return orch__err(err, ORCH_EINVAL, "orch_model_chat: res is NULL");
-    memset(res, 0, sizeof *res);
-    res->finish = ORCH_FINISH_ERROR;
-    if (!m)
-        return orch__err(err, ORCH_EINVAL, "orch_model_chat: model is NULL");
-    int rc = orch__model_acquire(m, err);
-    if (rc == ORCH_OK) {
-        rc = orch__chat_leased(m, msgs, n_msgs, NULL, NULL, params, res, err);
-        orch_model_release(m);
-    }
-    return orch__named(m, rc, err);
-}
-
 int orch_model_chat_ext(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                         const struct orch_chat_params *chat, const char *template_src,
                         const struct orch_gen_params *params, struct orch_chat_result *res,
@@ -498,4 +467,18 @@ int orch_model_chat_ext(orch_model *m, const struct orch_chat_message *msgs, siz
         orch_model_release(m);
     }
     return orch__named(m, rc, err);
+}
+
+int orch_model_chat(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
+                    const struct orch_gen_params *params, struct orch_gen_result *res,
+                    orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_model_chat: res is NULL");
+    struct orch_chat_result r;
+    int rc = orch_model_chat_ext(m, msgs, n_msgs, NULL, NULL, params, &r, err);
+    *res = r.gen; /* the text as generated; the parsed reply is not asked for */
+    r.gen = (struct orch_gen_result){0};
+    orch_chat_result_clear(&r);
+    return rc;
 }

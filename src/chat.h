@@ -13,10 +13,6 @@
 int orch__chat_format_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                              const struct orch_chat_params *cp, const char *template_src,
                              bool add_assistant, char **out, orch_error *err);
-int orch__chat_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
-                      const struct orch_chat_params *cp, const char *template_src,
-                      const struct orch_gen_params *params, struct orch_gen_result *res,
-                      orch_error *err);
 int orch__chat_ext_leased(orch_model *m, const struct orch_chat_message *msgs, size_t n_msgs,
                           const struct orch_chat_params *chat, const char *template_src,
                           const struct orch_gen_params *params, struct orch_chat_result *res,

@@ -1283,33 +1283,6 @@ int orch_generate(orch_orchestra *o, const char *role, const char *prompt,
     return request_end(o, &c, rc, err);
 }
 
-int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
-              size_t n_msgs, const struct orch_gen_params *params, struct orch_gen_result *res,
-              orch_error *err)
-{
-    if (!res)
-        return orch__err(err, ORCH_EINVAL, "orch_chat: res is NULL");
-    memset(res, 0, sizeof *res);
-    res->finish = ORCH_FINISH_ERROR;
-    struct call c;
-    int64_t t0 = orch__now_ns();
-    int rc = request_begin(o, role, &c, err);
-    if (rc)
-        return rc;
-    double wait = orch__ms_since(t0);
-    struct orch_gen_params p;
-    request_params(c.r, params, &p);
-    struct orch_chat_params cp = orch_chat_default_params();
-    cp.reasoning = (enum orch_reasoning)c.r->cfg.reasoning; /* the role's; 0 = split */
-    struct charge ch;
-    rc = charge_context(o, &c, p.n_ctx, p.n_threads, false, &ch, err);
-    if (rc == ORCH_OK)
-        rc = orch__chat_leased(c.m, msgs, n_msgs, &cp, c.r->chat_template, &p, res, err);
-    discharge(o, &c, &ch);
-    res->load_wait_ms = wait;
-    return request_end(o, &c, rc, err);
-}
-
 int orch_chat_ext(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
                   size_t n_msgs, const struct orch_chat_params *chat,
                   const struct orch_gen_params *params, struct orch_chat_result *res,
@@ -1337,6 +1310,20 @@ int orch_chat_ext(orch_orchestra *o, const char *role, const struct orch_chat_me
     discharge(o, &c, &ch);
     res->gen.load_wait_ms = wait;
     return request_end(o, &c, rc, err);
+}
+
+int orch_chat(orch_orchestra *o, const char *role, const struct orch_chat_message *msgs,
+              size_t n_msgs, const struct orch_gen_params *params, struct orch_gen_result *res,
+              orch_error *err)
+{
+    if (!res)
+        return orch__err(err, ORCH_EINVAL, "orch_chat: res is NULL");
+    struct orch_chat_result r;
+    int rc = orch_chat_ext(o, role, msgs, n_msgs, NULL, params, &r, err);
+    *res = r.gen; /* the text as generated; the parsed reply is not asked for */
+    r.gen = (struct orch_gen_result){0};
+    orch_chat_result_clear(&r);
+    return rc;
 }
 
 int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, size_t n_texts,
