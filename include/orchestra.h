@@ -724,6 +724,9 @@ struct orch_embed_params {
     int32_t n_threads;  /* 0 (default) = model's */
     int64_t *n_tokens;  /* where to store how many tokens the texts made, all
                            together; NULL (default) = nowhere */
+    bool truncate;      /* a text longer than the embedding context keeps its
+                           first tokens (Ollama's and llama-cpp-python's way);
+                           default false: such a text is ORCH_ECTX */
 };
 
 struct orch_embed_params orch_embed_default_params(void);

@@ -212,6 +212,7 @@ static void srv_free(struct srv *s)
     orch_close(s->o);
     orch_worker_backend_free(s->workers); /* after every model of it is freed */
     pthread_mutex_destroy(&s->lock);
+    digests_free(&s->digests);
     free((void *)s->routes);
     free(s);
 }
@@ -229,6 +230,7 @@ int orch_server_run(const struct orch_server_opts *in)
     s->opts = *in;
     s->routes = routes;
     pthread_mutex_init(&s->lock, NULL);
+    digests_init(&s->digests);
     s->started_unix = (int64_t)time(NULL);
     orch_error err = {0};
     orch_config *cfg;

@@ -367,8 +367,8 @@ int gen_messages(struct gen_job *j, json_t *messages, char *msg, size_t cap)
     return 0;
 }
 
-int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int *status,
-              char *msg, size_t cap)
+int srv_embed(struct req *r, json_t *in, bool arrays, bool truncate, struct embedded *out,
+              int *status, char *msg, size_t cap)
 {
     memset(out, 0, sizeof *out);
     *status = 400;
@@ -401,6 +401,7 @@ int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int 
     orch_error err;
     struct orch_embed_params ep = orch_embed_default_params();
     ep.n_tokens = &out->n_tokens;
+    ep.truncate = truncate;
     int rc = orch_embed(r->s->o, r->ref.name, texts, n, &ep, &out->v, &out->dim, &err);
     free(texts);
     if (rc) {

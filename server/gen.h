@@ -53,8 +53,9 @@ void gen_free(void *job);
 void gen_run(struct gen_job *j);
 #define SRV_EMBED_INPUTS_MAX 2048 /* texts in one embedding request */
 /* Embeddings of `in` (a string, or when arrays are allowed an array of 1 to
- * SRV_EMBED_INPUTS_MAX non-empty strings) with the request's role. Returns 0 with out filled
- * (out->v: n x dim floats, malloc'd) and r->tok_in set, or -1 with *status
+ * SRV_EMBED_INPUTS_MAX non-empty strings) with the request's role; truncate: a text past
+ * the embedding context keeps its first tokens (else it is a 400). Returns 0 with out
+ * filled (out->v: n x dim floats, malloc'd) and r->tok_in set, or -1 with *status
  * and msg. */
 struct embedded {
     float *v;
@@ -62,8 +63,8 @@ struct embedded {
     size_t n;
     int64_t n_tokens;
 };
-int srv_embed(struct req *r, json_t *in, bool arrays, struct embedded *out, int *status,
-              char *msg, size_t cap);
+int srv_embed(struct req *r, json_t *in, bool arrays, bool truncate, struct embedded *out,
+              int *status, char *msg, size_t cap);
 
 /* Chat messages from a JSON array of {role, content} (content: a string, or
  * OpenAI's array of {type: "text", text} parts joined; an assistant's

@@ -46,18 +46,6 @@ static json_t *details(const struct orch_file_info *fi)
                      "quantization_level", fi->file_type);
 }
 
-/* Not a sha256 of the file (that would read gigabytes): a fingerprint of
- * its path, size and time, stable while the file is. */
-static void digest(const char *path, const struct stat *st, char *buf, size_t cap)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = path; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h ^= (uint64_t)st->st_size * 31 + (uint64_t)st->st_mtime;
-    snprintf(buf, cap, "%016llx%016llx", (unsigned long long)h,
-             (unsigned long long)(h * 0x9E3779B97F4A7C15ull));
-}
-
 /* t as Ollama writes times (UTC, to the second) */
 static json_t *iso_time(time_t t)
 {
@@ -77,8 +65,9 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     struct stat st;
     memset(&st, 0, sizeof st);
     stat(rs->path, &st);
-    char dg[40];
-    digest(rs->path, &st, dg, sizeof dg);
+    char dg[65];
+    if (digest_sha256(&s->digests, rs->path, dg) != 0)
+        dg[0] = '\0'; /* unreadable now: its error shows when it loads */
     json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", rs->role, "model", rs->role, "size",
                           (json_int_t)(ps ? rs->bytes : fi.file_bytes), "digest", dg, "details",
                           details(&fi));
@@ -98,7 +87,6 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
     } else {
         json_object_set_new(e, "modified_at", iso_time(st.st_mtime));
     }
-    (void)s;
     return e;
 }
 
@@ -651,8 +639,10 @@ static enum MHD_Result embed(struct req *r)
     struct embedded em;
     int st;
     char err_msg[ORCH_ERROR_MSG_MAX];
-    if (srv_embed(r, input, !legacy, &em, &st,
-                  err_msg, sizeof err_msg))
+    json_t *tr = json_object_get(r->json, "truncate"); /* Ollama's default: true */
+    if (tr && !json_is_boolean(tr) && !json_is_null(tr))
+        return bad(r, "'truncate' must be true or false");
+    if (srv_embed(r, input, !legacy, !json_is_false(tr), &em, &st, err_msg, sizeof err_msg))
         return reply_olm_error(r, st, "%s", err_msg);
     size_t n = em.n;
     int32_t dim = em.dim;

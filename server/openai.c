@@ -7,6 +7,7 @@
 #include "gen.h"
 #include "roles.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,25 +474,48 @@ static enum MHD_Result embeddings(struct req *r)
         (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0))
         return bad(r, "'encoding_format' must be 'float' or 'base64'");
     bool b64 = fmt && strcmp(fmt, "base64") == 0;
+    json_t *dv = json_object_get(r->json, "dimensions");
+    if (dv && !json_is_null(dv) && (!json_is_integer(dv) || json_integer_value(dv) < 1))
+        return bad(r, "'dimensions' must be a whole number of 1 or more");
     struct embedded em;
     int st;
     char msg[ORCH_ERROR_MSG_MAX];
-    if (srv_embed(r, json_object_get(r->json, "input"), true, &em, &st, msg, sizeof msg))
+    if (srv_embed(r, json_object_get(r->json, "input"), true, false, &em, &st, msg, sizeof msg))
         return reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
                                msg);
     size_t n = em.n;
-    int32_t dim = em.dim;
+    int32_t dim = em.dim, keep = dim;
     float *v = em.v;
+    if (json_is_integer(dv)) {
+        /* OpenAI's shortened embeddings: the first `dimensions` components,
+         * normalised again (what a Matryoshka-trained model is made for) */
+        if (json_integer_value(dv) > dim) {
+            free(v);
+            return reply_oai_error(r, 400, "invalid_request_error",
+                                   "'dimensions' %lld is more than the model's %d",
+                                   (long long)json_integer_value(dv), (int)dim);
+        }
+        keep = (int32_t)json_integer_value(dv);
+        for (size_t i = 0; i < n && keep < dim; i++) {
+            float *x = v + i * (size_t)dim;
+            double sum = 0;
+            for (int32_t k = 0; k < keep; k++)
+                sum += (double)x[k] * x[k];
+            double norm = sqrt(sum);
+            for (int32_t k = 0; k < keep && norm > 0; k++)
+                x[k] = (float)(x[k] / norm);
+        }
+    }
     json_t *data = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *e;
         if (b64) {
-            char *s = base64_floats(v + i * (size_t)dim, (size_t)dim);
+            char *s = base64_floats(v + i * (size_t)dim, (size_t)keep);
             e = s ? json_string(s) : json_null();
             free(s);
         } else {
             e = json_array();
-            for (int32_t k = 0; k < dim; k++)
+            for (int32_t k = 0; k < keep; k++)
                 json_array_append_new(e, json_real(v[i * (size_t)dim + (size_t)k]));
         }
         json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",

@@ -111,10 +111,37 @@ enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->close || atomic_load(&r->s->stopping)) /* no next request on this connection */
         MHD_add_response_header(resp, "Connection", "close");
+    if (r->origin) { /* a browser's call CORS allows: it may read the reply */
+        bool any = strcmp(r->s->opts.cors_origin, "*") == 0;
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", any ? "*" : r->origin);
+        if (!any)
+            MHD_add_response_header(resp, "Vary", "Origin");
+    }
     r->status = status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ok;
+}
+
+enum MHD_Result reply_preflight(struct req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    char allow[48];
+    snprintf(allow, sizeof allow, "%s%s, OPTIONS", r->allow,
+             strstr(r->allow, "GET") ? ", HEAD" : "");
+    MHD_add_response_header(resp, "Allow", allow);
+    if (r->origin) {
+        const char *asked = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                        "Access-Control-Request-Headers");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+        /* the headers the APIs read; a browser sends no others unasked */
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                asked && *asked ? asked : "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    return reply_queue(r, 204, resp, "text/plain");
 }
 
 enum MHD_Result reply_text(struct req *r, int status, const char *ctype, const char *text)

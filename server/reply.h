@@ -44,6 +44,11 @@ enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp
 /* Replies; each returns MHD_YES/MHD_NO for the access handler. */
 enum MHD_Result reply_json(struct req *r, int status, json_t *j); /* steals j */
 enum MHD_Result reply_text(struct req *r, int status, const char *ctype, const char *text);
+
+/* 204 to an OPTIONS request: Allow with the path's methods, and for an
+ * origin CORS allows, the Access-Control-Allow-* answers to its preflight.
+ * Threads: the request's. */
+enum MHD_Result reply_preflight(struct req *r);
 /* OpenAI's error shape: {"error": {"message", "type", "param", "code"}} */
 enum MHD_Result reply_oai_error(struct req *r, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

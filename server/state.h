@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
 #include "server.h"
 
 #define SRV_MAX_ROLES 256
@@ -110,6 +111,7 @@ struct srv {
     _Atomic int64_t unauthorized, too_large;
     struct jobs jobs;                /* the generations running (jobs.c) */
     struct conns conns;              /* the connections (conns.c) */
+    struct digests digests;          /* model files' sha256 (digest.c) */
 };
 
 struct route;
@@ -139,6 +141,8 @@ struct req {
     int64_t tok_in, tok_out;
     bool streamed;             /* the stream logs and counts when it ends */
     bool close;                /* the reply closes the connection */
+    const char *origin;        /* its Origin header when CORS allows it; else NULL */
+    bool preflight;            /* an OPTIONS request: answered with the path's methods */
 };
 
 #endif /* ORCH_SRV_STATE_H */

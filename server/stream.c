@@ -136,8 +136,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     struct stream *st = cls;
+    /* MHD frees a stream it has not read to its end when the client left:
+     * the producer still running, or bytes it wrote never sent */
+    pthread_mutex_lock(&st->lock);
+    bool left = !st->done || st->len > st->off;
+    pthread_mutex_unlock(&st->lock);
     atomic_store(&st->gone, true); /* stops the generation at its next token */
     pthread_join(st->th, NULL);
+    if (left && st->acc.status < 400)
+        st->acc.status = 499; /* nginx's "client closed request" */
     access_done(st->s, &st->acc);
     if (st->job_free)
         st->job_free(st->job);

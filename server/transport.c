@@ -77,6 +77,29 @@ static enum MHD_Result too_large(struct req *r)
     return reply_error(r, 413, msg);
 }
 
+/* origin when the daemon lets it call (--cors-origin), else NULL. */
+static const char *cors_allowed(struct srv *s, const char *origin)
+{
+    const char *list = s->opts.cors_origin;
+    if (!origin || !*origin || !list || !*list)
+        return NULL;
+    size_t n = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        if ((t - p == 1 && *p == '*') || ((size_t)(t - p) == n && memcmp(p, origin, n) == 0))
+            return origin;
+        p = e;
+    }
+    return NULL;
+}
+
 /* Step 1: a new request, its headers in. */
 static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const char *url,
                              const char *method, void **con_cls)
@@ -108,7 +131,12 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
 
     bool known;
     r->route = routes_find(s->routes, method, url, &known, r->allow, sizeof r->allow);
-    bool public_path = r->route && (r->route->flags & ROUTE_PUBLIC);
+    r->origin = cors_allowed(s, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    /* a preflight carries no credentials (the browser asks first whether it
+     * may send them): it is answered without the key, and says nothing but
+     * which methods and headers the path takes */
+    r->preflight = strcmp(method, "OPTIONS") == 0 && known;
+    bool public_path = (r->route && (r->route->flags & ROUTE_PUBLIC)) || r->preflight;
     bool over = conns_mark(s, conn, CONN_BODY);
     if (atomic_load(&s->stopping)) /* a kept-alive connection's next request */
         r->refused = 503;
@@ -116,12 +144,14 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
         r->refused = 503;
     else if (!public_path && !authorized(s, conn))
         r->refused = 401;
+    else if (r->preflight)
+        r->refused = 0;
     else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
-             strcmp(method, "POST") != 0)
+             strcmp(method, "POST") != 0 && strcmp(method, "OPTIONS") != 0)
         r->refused = 405;
     else if (!r->route)
         r->refused = known ? 405 : 404;
-    r->drop_body = r->refused || strcmp(r->route->method, "POST") != 0;
+    r->drop_body = r->refused || r->preflight || strcmp(r->route->method, "POST") != 0;
     return MHD_YES;
 }
 
@@ -203,6 +233,10 @@ static enum MHD_Result complete(struct req *r)
     }
     case 405:
         return reply_error(r, 405, "method not allowed");
+    case 0:
+        if (r->preflight)
+            return reply_preflight(r);
+        break;
     case 503: /* draining, or past the connection cap: this connection ends */
         r->close = true;
         return reply_error(r, 503, atomic_load(&r->s->stopping)

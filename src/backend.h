@@ -80,6 +80,7 @@ struct orch__embed_req {
     const char *const *texts;
     size_t n_texts;
     int32_t n_ctx, n_threads;
+    bool truncate;       /* a text past n_ctx tokens keeps its first n_ctx */
     float *out;          /* n_texts * n_embd, allocated by the backend with malloc */
     int32_t n_embd;
     int64_t n_tokens;    /* the tokens the texts made, all together */

@@ -436,6 +436,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
         .n_texts = n_texts,
         .n_ctx = embed_n_ctx(m),
         .n_threads = req_threads(m, p->n_threads),
+        .truncate = p->truncate,
     };
     int64_t t0 = orch__now_ns();
     int rc = be->ops->embed(orch__model_backend_obj(m), &req, err);

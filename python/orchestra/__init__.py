@@ -414,11 +414,12 @@ class _Handle:
         finally:
             self._leave()
 
-    def _embed(self, fn, texts, normalize):
+    def _embed(self, fn, texts, normalize, truncate):
         """fn(ptr, arr, n, params, out, dim, err): vectors as lists."""
         arr, n = _texts(texts)
         ep = N.orch_embed_default_params()
         ep.normalize = bool(normalize)
+        ep.truncate = bool(truncate)
         out = ctypes.POINTER(ctypes.c_float)()
         dim = ctypes.c_int32()
         self._call(lambda ptr, err: fn(ptr, arr, n, ctypes.byref(ep), ctypes.byref(out),
@@ -586,9 +587,11 @@ class Model(_Handle):
                                                                       e),
                           N.orch_gen_default_params(), params)
 
-    def embed(self, texts, normalize=True):
-        """Vectors for a text or a list of texts (L2-normalised unless told)."""
-        return self._embed(N.orch_model_embed, texts, normalize)
+    def embed(self, texts, normalize=True, truncate=False):
+        """Vectors for a text or a list of texts (L2-normalised unless told).
+        truncate: a text past the embedding context keeps its first tokens
+        (else it raises ECTX)."""
+        return self._embed(N.orch_model_embed, texts, normalize, truncate)
 
 
 class Orchestra(_Handle):
@@ -708,11 +711,11 @@ class Orchestra(_Handle):
         return self._chat(lambda o, c, p, res, e: N.orch_chat_ext(o, r, arr, len(arr), c, p, res, e),
                           base, params)
 
-    def embed(self, texts, role=None, normalize=True):
+    def embed(self, texts, role=None, normalize=True, truncate=False):
         """Vectors for a text or a list of texts (the first role marked
-        embedding = true when role is None)."""
+        embedding = true when role is None); truncate as Model.embed."""
         r = None if role is None else _text("role", role)
-        return self._embed(lambda ptr, *a: N.orch_embed(ptr, r, *a), texts, normalize)
+        return self._embed(lambda ptr, *a: N.orch_embed(ptr, r, *a), texts, normalize, truncate)
 
     def preload(self, *roles):
         """Loads the roles' models in parallel under the budget."""

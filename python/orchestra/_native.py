@@ -42,7 +42,8 @@ class GenResult(ctypes.Structure):
 
 
 class EmbedParams(ctypes.Structure):
-    _fields_ = [("normalize", c_bool), ("n_threads", c_int32), ("n_tokens", POINTER(c_int64))]
+    _fields_ = [("normalize", c_bool), ("n_threads", c_int32), ("n_tokens", POINTER(c_int64)),
+                ("truncate", c_bool)]
 
 
 class ModelParams(ctypes.Structure):

@@ -312,11 +312,12 @@ class ManagedModel:
         return _call(self._orch.generate, self._role, prompt, **_sampling(params)).text
 
     def embed(self, text: str) -> list[float]:
-        """The embedding vector of text (not normalized, as the original's).
+        """The embedding vector of text (not normalized, and a text past the
+        context cut to its first tokens, as llama-cpp-python's embed did).
         Raises RuntimeError when the model is not configured for embeddings."""
         if not self.config.embedding:
             raise RuntimeError(f"{self.config.role.name} model not configured for embeddings")
-        return _call(self._orch.embed, [text], role=self._role, normalize=False)[0]
+        return _call(self._orch.embed, [text], role=self._role, normalize=False, truncate=True)[0]
 
     def close(self) -> None:
         """Frees a ManagedModel's own Orchestra (not one it shares)."""
@@ -404,7 +405,7 @@ class ModelOrchestra:
         model's file embeds it (the original raised RuntimeError)."""
         if self._embed:
             return self._embed.embed(text)
-        return _call(self._orch.embed, [text], role="embed", normalize=False)[0]
+        return _call(self._orch.embed, [text], role="embed", normalize=False, truncate=True)[0]
 
     def preload(self, roles: list[ModelRole] | None = None) -> None:
         """Loads the roles' models (default: the reasoning model), in

@@ -380,7 +380,9 @@ static int lb_embed(void *model, struct orch__embed_req *req, orch_error *err)
     }
     for (size_t i = 0; i < req->n_texts && rc == ORCH_OK; i++) {
         rc = orch__lm_tokenize(lm, req->texts[i], true, false, &toks[i], &n_toks[i], err);
-        if (rc == ORCH_OK && (uint32_t)n_toks[i] > n_ctx)
+        if (rc == ORCH_OK && (uint32_t)n_toks[i] > n_ctx && req->truncate)
+            n_toks[i] = (int32_t)n_ctx; /* its first tokens */
+        else if (rc == ORCH_OK && (uint32_t)n_toks[i] > n_ctx)
             rc = orch__err(err, ORCH_ECTX, "text %zu is %d tokens; the context holds %u", i,
                            n_toks[i], n_ctx);
         if (rc == ORCH_OK && n_toks[i] == 0)

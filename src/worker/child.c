@@ -224,7 +224,8 @@ static void serve_embed(int fd, struct wire_in *in)
     struct orch__embed_req req = {.texts = (const char *const *)texts,
                                   .n_texts = e.n_texts,
                                   .n_ctx = e.n_ctx,
-                                  .n_threads = e.n_threads};
+                                  .n_threads = e.n_threads,
+                                  .truncate = e.truncate != 0};
     d.rc = g_inner->ops->embed(g_model, &req, &err);
     d.n_embd = req.n_embd;
     d.n_tokens = req.n_tokens;

@@ -899,7 +899,8 @@ static int wb_embed(void *model, struct orch__embed_req *req, orch_error *err)
     if (req->n_texts > UINT32_MAX)
         return orch__err(err, ORCH_EINVAL, "too many texts");
     struct wire_embed e = {
-        .n_ctx = req->n_ctx, .n_threads = req->n_threads, .n_texts = (uint32_t)req->n_texts};
+        .n_ctx = req->n_ctx, .n_threads = req->n_threads, .n_texts = (uint32_t)req->n_texts,
+        .truncate = req->truncate};
     struct wire_out o;
     wire_begin(&o, W_EMBED);
     wire_put(&o, &e, sizeof e);

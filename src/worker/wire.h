@@ -65,6 +65,7 @@ struct wire_gen {
 struct wire_embed {
     int32_t n_ctx, n_threads;
     uint32_t n_texts;
+    uint8_t truncate;
 };
 
 struct wire_chat {

@@ -10,7 +10,7 @@
 enum {
     S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE, S_PORTFILE,
     S_INPROC,
-    S_VERBOSE_ERRORS
+    S_VERBOSE_ERRORS, S_CORS
 };
 
 static void d_host(char *b, size_t n) { snprintf(b, n, "%s", orch_server_default_opts().host); }
@@ -56,6 +56,10 @@ static const struct cli_opt serve_opts[] = {
     {S_VERBOSE_ERRORS, 0, "verbose-errors", NULL, NULL,
      "show clients the full paths of model files in errors and /api/show (default: file "
      "names only)",
+     NULL},
+    {S_CORS, 0, "cors-origin", NULL, "ORIGINS",
+     "let browser pages from these origins call (comma-separated, or *); the API key is "
+     "still needed (default: none, no CORS headers)",
      NULL},
     {0},
 };
@@ -119,6 +123,7 @@ static int serve_opt(void *ctx, int id, const char *arg)
     case S_PORTFILE: o->port_file = arg; return EXIT_OK;
     case S_INPROC: o->in_process = true; return EXIT_OK;
     case S_VERBOSE_ERRORS: o->verbose_errors = true; return EXIT_OK;
+    case S_CORS: o->cors_origin = arg; return EXIT_OK;
     }
     return EXIT_USAGE;
 }

@@ -1,0 +1,144 @@
+// test-dropin.mjs — the daemon as a drop-in for Ollama and OpenAI, field by
+// field as their clients see them: sha256 digests, truncation, shortened
+// embeddings, the Responses API, CORS for browser front ends, and streams a
+// client abandoned counted as 499. Real clients (openai, ollama), loopback,
+// the real test model. Run by ctest: node --test. Environment: daemon-util.mjs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import {
+  MODEL, MODULES, GREEDY, OpenAI, Ollama, missing, skipAll, writeConfig, startServer, stopServer, metric,
+} from './daemon-util.mjs';
+
+if (missing || !OpenAI || !Ollama) {
+  skipAll('test-dropin', missing || `npm packages openai and ollama not found in ${MODULES} (scripts/setup.sh installs them)`);
+} else {
+  const KEY = 'drop-in-key';
+  const config = writeConfig('dropin.ini', `[defaults]
+n_threads = 1
+idle_ttl = -1
+[story]
+path = ${MODEL}
+temperature = 0
+max_tokens = 11
+[embedding]
+fallback = story
+embedding = true
+`);
+  let srv, plain, oai, olm;
+  const auth = { Authorization: `Bearer ${KEY}` };
+  before(async () => {
+    srv = await startServer(config, ['--api-key', KEY, '--cors-origin', 'https://app.example, https://other.example']);
+    assert.ok(srv.port > 0, `daemon did not start: ${srv.stderr()}`);
+    plain = await startServer(config); // no --cors-origin, no key
+    assert.ok(plain.port > 0, `daemon did not start: ${plain.stderr()}`);
+    oai = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: KEY, maxRetries: 0 });
+    olm = new Ollama({ host: srv.url, headers: auth });
+  });
+  after(async () => {
+    for (const s of [srv, plain]) {
+      const { code } = await stopServer(s);
+      assert.equal(code, 0, s.stderr());
+    }
+  });
+
+  test('CORS: a preflight is answered on every route without the key; the call itself needs it', async () => {
+    for (const [path, method] of [['/v1/chat/completions', 'POST'], ['/api/tags', 'GET'], ['/v1/models/story', 'GET']]) {
+      const pre = await fetch(`${srv.url}${path}`, {
+        method: 'OPTIONS',
+        headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': method, 'Access-Control-Request-Headers': 'authorization, content-type' },
+      });
+      assert.equal(pre.status, 204, path);
+      assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.example');
+      assert.match(pre.headers.get('access-control-allow-methods'), new RegExp(method));
+      assert.match(pre.headers.get('access-control-allow-headers'), /authorization/i);
+      assert.equal(pre.headers.get('vary'), 'Origin');
+    }
+    // the request a browser sends next: the key still decides
+    const body = JSON.stringify({ model: 'story', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+    const hdr = { Origin: 'https://app.example', 'Content-Type': 'application/json' };
+    const no = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: hdr, body });
+    assert.equal(no.status, 401);
+    assert.equal(no.headers.get('access-control-allow-origin'), 'https://app.example'); // the page can read why
+    const yes = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { ...hdr, ...auth }, body });
+    assert.equal(yes.status, 200);
+    assert.equal(yes.headers.get('access-control-allow-origin'), 'https://app.example');
+    // a streamed reply carries it too
+    const st = await fetch(`${srv.url}/api/generate`, { method: 'POST', headers: { ...hdr, ...auth }, body: JSON.stringify({ model: 'story', prompt: 'Once', options: { num_predict: 3 } }) });
+    assert.equal(st.headers.get('access-control-allow-origin'), 'https://app.example');
+    await st.text();
+    // an origin not listed gets no permission; an unknown path is no route
+    const other = await fetch(`${srv.url}/api/tags`, { method: 'OPTIONS', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'GET' } });
+    assert.equal(other.status, 204);
+    assert.equal(other.headers.get('access-control-allow-origin'), null);
+    assert.equal((await fetch(`${srv.url}/api/tags`, { headers: { Origin: 'https://evil.example', ...auth } })).headers.get('access-control-allow-origin'), null);
+    assert.equal((await fetch(`${srv.url}/nowhere`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', ...auth } })).status, 404);
+    // without --cors-origin no Access-Control header is ever sent; OPTIONS says Allow
+    const bare = await fetch(`${plain.url}/api/chat`, { method: 'OPTIONS', headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(bare.status, 204);
+    assert.equal(bare.headers.get('allow'), 'POST, OPTIONS');
+    assert.equal(bare.headers.get('access-control-allow-origin'), null);
+    const got = await fetch(`${plain.url}/api/tags`, { headers: { Origin: 'https://app.example' } });
+    assert.equal(got.headers.get('access-control-allow-origin'), null);
+  });
+
+  test('a stream the client abandons is logged and counted as 499', async () => {
+    const before499 = await metric(plain.url, 'orchestra_requests_total', 'endpoint="/api/generate",status="499"');
+    const ctl = new AbortController();
+    const res = await fetch(`${plain.url}/api/generate`, { method: 'POST', signal: ctl.signal, body: JSON.stringify({ model: 'story', prompt: 'Once upon a time', options: { num_predict: 1900, temperature: 0.8 } }) });
+    const reader = res.body.getReader();
+    await reader.read();
+    ctl.abort();
+    let n = NaN;
+    for (let i = 0; i < 250; i++) {
+      n = await metric(plain.url, 'orchestra_requests_total', 'endpoint="/api/generate",status="499"');
+      if (n === (Number.isNaN(before499) ? 0 : before499) + 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(n, (Number.isNaN(before499) ? 0 : before499) + 1);
+    assert.equal(await metric(plain.url, 'orchestra_requests_total', 'endpoint="/api/generate",status="200"'), NaN);
+    assert.match(plain.stderr(), /path=\/api\/generate status=499/);
+  });
+
+  test('Ollama: digests are the sha256 of the file, in /api/tags and /api/ps', async () => {
+    const want = crypto.createHash('sha256').update(fs.readFileSync(MODEL)).digest('hex');
+    const tags = await olm.list();
+    assert.deepEqual(tags.models.map((m) => m.digest), [want, want]);
+    await olm.generate({ model: 'story', prompt: 'Once', stream: false, options: { num_predict: 1 } });
+    const ps = await olm.ps();
+    assert.equal(ps.models.find((m) => m.name === 'story').digest, want);
+  });
+
+  test('Ollama embed: an over-long text is truncated unless truncate is false; empty input loads', async () => {
+    const long = 'Once upon a time there was a cat. '.repeat(400); // past the 2,048-token context
+    const e = await olm.embed({ model: 'embedding', input: [long, 'a cat'] });
+    assert.equal(e.embeddings.length, 2);
+    assert.ok(e.prompt_eval_count <= 2048 + 16, `${e.prompt_eval_count} tokens`);
+    await assert.rejects(olm.embed({ model: 'embedding', input: long, truncate: false }),
+      (err) => err.status_code === 400 && /tokens; the context holds/.test(err.message));
+    const none = await olm.embed({ model: 'embedding', input: [] });
+    assert.deepEqual(none.embeddings, []);
+    // OpenAI refuses an over-long input, as OpenAI does
+    await assert.rejects(oai.embeddings.create({ model: 'embedding', input: long }), (err) => err.status === 400);
+  });
+
+  test('OpenAI embeddings: dimensions shortens and normalises again; past the model is a 400', async () => {
+    const full = await oai.embeddings.create({ model: 'embedding', input: 'a cat', encoding_format: 'float' });
+    const short = await oai.embeddings.create({ model: 'embedding', input: 'a cat', dimensions: 16, encoding_format: 'float' });
+    const f = full.data[0].embedding, s = short.data[0].embedding;
+    assert.equal(f.length, 64);
+    assert.equal(s.length, 16);
+    const norm = Math.hypot(...f.slice(0, 16));
+    s.forEach((x, i) => assert.ok(Math.abs(x - f[i] / norm) < 1e-5, `component ${i}`));
+    assert.ok(Math.abs(Math.hypot(...s) - 1) < 1e-5);
+    const b64 = await oai.embeddings.create({ model: 'embedding', input: 'a cat', dimensions: 16 }); // base64
+    assert.equal(b64.data[0].embedding.length, 16);
+    await assert.rejects(oai.embeddings.create({ model: 'embedding', input: 'a cat', dimensions: 65 }), (err) => err.status === 400 && /64/.test(err.message));
+  });
+
+  test('sanity: the key-protected daemon serves the greedy text', async () => {
+    const c = await oai.completions.create({ model: 'story', prompt: 'Once upon a time' });
+    assert.equal(c.choices[0].text, GREEDY);
+  });
+}
