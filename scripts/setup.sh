@@ -42,9 +42,11 @@ fi
 
 # ---- 2. the real HTTP clients the daemon's tests drive (npm, pinned) ----------
 # openai and ollama; for agents: LangChain.js (@langchain/openai, @langchain/ollama)
-# and the Vercel AI SDK (ai, @ai-sdk/openai-compatible), with zod for schemas.
+# and the Vercel AI SDK (ai, @ai-sdk/openai-compatible, @ai-sdk/openai: the Responses
+# API), with zod for schemas.
 NODE_PKGS="openai@6.49.0 ollama@0.6.4 @langchain/core@1.4.0 @langchain/openai@1.6.0 \
-@langchain/ollama@1.3.0 ai@7.0.173 @ai-sdk/openai-compatible@3.0.92 zod@4.6.7"
+@langchain/ollama@1.3.0 ai@7.0.173 @ai-sdk/openai-compatible@3.0.92 @ai-sdk/openai@4.0.118 \
+zod@4.6.7"
 node_stamp="$deps/node/.complete-$(echo "$NODE_PKGS" | cksum | cut -d' ' -f1)"
 if [ ! -f "$node_stamp" ]; then
   log "installing the npm packages $NODE_PKGS into .deps/node"

@@ -10,6 +10,7 @@
 
 int openai_routes(struct routes *t); /* openai.c: /v1/... */
 int ollama_routes(struct routes *t); /* ollama.c: /api/... */
+int responses_routes(struct routes *t); /* responses.c: /v1/responses */
 int ops_routes(struct routes *t);    /* ops.c: /, /health, /metrics, /admin/... */
 
 #endif /* ORCH_SRV_API_H */

@@ -221,7 +221,8 @@ int orch_server_run(const struct orch_server_opts *in)
 {
     struct srv *s = calloc(1, sizeof *s);
     struct routes *routes = calloc(1, sizeof *routes);
-    if (!s || !routes || openai_routes(routes) || ollama_routes(routes) || ops_routes(routes)) {
+    if (!s || !routes || openai_routes(routes) || responses_routes(routes) || ollama_routes(routes) ||
+        ops_routes(routes)) {
         fprintf(stderr, "orchestra serve: out of memory (or too many routes)\n");
         free(s);
         free(routes);

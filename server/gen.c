@@ -44,6 +44,8 @@ void gen_free(void *job)
     free(j->msgs);
     for (size_t i = 0; i < j->n_owned; i++)
         free(j->owned[i]);
+    if (j->api_free)
+        j->api_free(j->api);
     free(j->api);
     json_decref(j->keep);
     free(j);

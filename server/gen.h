@@ -32,6 +32,7 @@ struct gen_job {
     bool (*on_piece)(struct gen_job *j, const char *text, size_t n);
     void (*on_delta)(struct gen_job *j, const struct orch_chat_delta *d);
     void *api;             /* the API's own state for formatting; malloc'd, freed with the job */
+    void (*api_free)(void *api); /* NULL, or frees what api points to (not api) */
     int64_t t0_ns;
     int fd;                /* the client's socket */
     int32_t cancel;        /* p.cancel: JOB_CLIENT_GONE or JOB_CUT once set (jobs.h) */

@@ -5,6 +5,7 @@
  */
 #include "api.h"
 #include "gen.h"
+#include "openai.h"
 #include "roles.h"
 
 #include <math.h>
@@ -238,6 +239,15 @@ static int chat_params(struct gen_job *j, json_t *b, char *msg, size_t cap)
     return 0;
 }
 
+int oai_chat_setup(struct gen_job *j, json_t *body, char *msg, size_t cap)
+{
+    return gen_params(j, body, true, msg, cap) ||
+                   gen_messages(j, json_object_get(body, "messages"), msg, cap) ||
+                   chat_params(j, body, msg, cap)
+               ? -1
+               : 0;
+}
+
 static json_t *usage(const struct orch_gen_result *res)
 {
     /* cached_tokens: prompt tokens the engine's prefix reuse did not read again */
@@ -390,7 +400,8 @@ static enum MHD_Result completion(struct req *r)
         return reply_oai_error(r, 500, "server_error", "out of memory");
     struct oai_stream *o = j->api;
     char msg[300];
-    int bad_input = gen_params(j, r->json, chat, msg, sizeof msg);
+    int bad_input = chat ? oai_chat_setup(j, r->json, msg, sizeof msg)
+                         : gen_params(j, r->json, false, msg, sizeof msg);
     json_t *so = json_object_get(r->json, "stream_options");
     if (!bad_input)
         bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg,
@@ -398,10 +409,7 @@ static enum MHD_Result completion(struct req *r)
                     json_kind(so, "stream_options", 'o', msg, sizeof msg) ||
                     json_kind(json_object_get(so, "include_usage"), "stream_options.include_usage",
                               'b', msg, sizeof msg);
-    if (!bad_input && chat) {
-        bad_input = gen_messages(j, json_object_get(r->json, "messages"), msg, sizeof msg) ||
-                    chat_params(j, r->json, msg, sizeof msg);
-    } else if (!bad_input) {
+    if (!bad_input && !chat) {
         json_t *g = json_object_get(r->json, "grammar");
         json_t *js = json_object_get(r->json, "json_schema");
         bad_input = json_kind(g, "grammar", 's', msg, sizeof msg) ||

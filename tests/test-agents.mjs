@@ -2,7 +2,8 @@
 // by the real clients: tool calls (required, named, streamed and not) and
 // structured output through the npm packages openai, ollama, LangChain.js
 // (@langchain/openai, @langchain/ollama) and the Vercel AI SDK
-// (ai, @ai-sdk/openai-compatible), on synthetic random-weight models that
+// (ai, @ai-sdk/openai-compatible, and @ai-sdk/openai's default: OpenAI's
+// Responses API), on synthetic random-weight models that
 // carry the real chat templates of the pinned llama.cpp source. A random
 // model writes noise: what holds is that the grammar leaves it no choice.
 // Environment: see daemon-util.mjs; ORCH_TEST_TEMPLATES (the templates).
@@ -13,7 +14,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  BIN, MODULES, OpenAI, Ollama, missing, skipAll, tmp, writeConfig, startServer, stopServer,
+  BIN, MODULES, OpenAI, Ollama, missing, skipAll, tmp, writeConfig, startServer, stopServer, metric,
 } from './daemon-util.mjs';
 
 const TEMPLATES = process.env.ORCH_TEST_TEMPLATES;
@@ -56,6 +57,7 @@ try {
     ChatOllama: require('@langchain/ollama').ChatOllama,
     ai: await import(require.resolve('ai')),
     compat: await import(require.resolve('@ai-sdk/openai-compatible')),
+    aiOpenAI: await import(require.resolve('@ai-sdk/openai')),
     z: require('zod').z,
   };
 } catch (e) {
@@ -199,6 +201,72 @@ if (why) {
       });
       validPerson(o.object, `${model} ai sdk object`);
     }
+  });
+
+  test('Responses API: function calls (required, named), streamed and not, a call\'s output continues; text.format json_schema', async () => {
+    const tool = { type: 'function', ...WEATHER.function };
+    for (const model of ['qwen25', 'llama31', 'hermes', 'mistral', 'gptoss']) {
+      for (const tool_choice of ['required', { type: 'function', name: 'get_weather' }]) {
+        const r = await oai.responses.create({ model, instructions: SYSTEM, input: USER, tools: [tool], tool_choice, seed: 13 });
+        assert.equal(r.status, 'completed', model);
+        const calls = r.output.filter((o) => o.type === 'function_call');
+        assert.equal(calls.length, 1, `${model}: ${JSON.stringify(r.output).slice(0, 300)}`);
+        assert.ok(calls[0].call_id && calls[0].id.startsWith('fc_'), model);
+        validCall(calls[0].name, calls[0].arguments, `${model} responses`);
+      }
+      // the client's stream helper assembles the events into the response
+      const s = oai.responses.stream({ model, input: USER, tools: [tool], tool_choice: 'required', seed: 14 });
+      let args = '';
+      s.on('response.function_call_arguments.delta', (e) => { args += e.delta; });
+      const done = await s.finalResponse();
+      const call = done.output.find((o) => o.type === 'function_call');
+      validCall(call.name, call.arguments, `${model} responses streamed`);
+      assert.equal(args, call.arguments, model);
+    }
+    // a call and its output in input: the model answers on (Mistral's ids: 9 characters)
+    const r = await oai.responses.create({
+      model: 'qwen25', max_output_tokens: 8, tools: [tool],
+      input: [...USER, { type: 'function_call', call_id: 'call7abcd', name: 'get_weather', arguments: '{"city":"Paris"}' },
+        { type: 'function_call_output', call_id: 'call7abcd', output: '{"temperature": 21}' }],
+    });
+    assert.ok(['completed', 'incomplete'].includes(r.status));
+    const f = await oai.responses.create({ model: 'llama32', input: USER, seed: 15, text: { format: { type: 'json_schema', name: 'person', strict: true, schema: PERSON } } });
+    validPerson(f.output_text, 'responses json_schema');
+    // thinking (DeepSeek R1's template opens it): a reasoning item first, streamed as reasoning_text
+    const events = [];
+    const t = oai.responses.stream({ model: 'deepseek', input: USER, max_output_tokens: 6, seed: 16 });
+    for await (const e of t) events.push(e);
+    const fin = events.at(-1);
+    assert.equal(fin.type, 'response.incomplete');
+    assert.equal(fin.response.incomplete_details.reason, 'max_output_tokens');
+    assert.equal(fin.response.output[0].type, 'reasoning');
+    const said = events.filter((e) => e.type === 'response.reasoning_text.delta').map((e) => e.delta).join('');
+    assert.ok(said.length > 0);
+    assert.equal(fin.response.output[0].content[0].text, said);
+    assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+    assert.deepEqual(events.slice(0, 4).map((e) => e.type), ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+  });
+
+  test('AI SDK @ai-sdk/openai (the Responses API by default): generateText, streamText with toolChoice "required"', async () => {
+    const { generateText, streamText, tool } = lc.ai;
+    const { z } = lc;
+    const provider = lc.aiOpenAI.createOpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused' });
+    const served = () => metric(srv.url, 'orchestra_requests_total', 'endpoint="/v1/responses",status="200"');
+    const before = await served();
+    const tools = { get_weather: tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.enum(CITIES) }) }) };
+    for (const model of ['qwen25', 'llama32']) {
+      const r = await generateText({ model: provider(model), system: SYSTEM, messages: USER, tools, toolChoice: 'required', maxRetries: 0 });
+      assert.ok(r.toolCalls.length >= 1, `${model}: ${r.text}`);
+      validCall(r.toolCalls[0].toolName, r.toolCalls[0].input, `${model} ai sdk responses`);
+      const s = streamText({ model: provider(model), system: SYSTEM, messages: USER, tools, toolChoice: 'required', maxRetries: 0 });
+      const calls = await s.toolCalls;
+      assert.ok(calls.length >= 1, `${model} streamed`);
+      validCall(calls[0].toolName, calls[0].input, `${model} ai sdk responses streamed`);
+      const t = await generateText({ model: provider(model), prompt: 'Say hi.', maxOutputTokens: 5, maxRetries: 0 });
+      assert.equal(typeof t.text, 'string');
+      assert.equal(t.usage.outputTokens, 5);
+    }
+    assert.equal(await served(), before + 6); // each call went to /v1/responses
   });
 
   test('ollama /api/show: the template a role renders with and the capabilities it reads', async () => {

@@ -137,6 +137,61 @@ embedding = true
     await assert.rejects(oai.embeddings.create({ model: 'embedding', input: 'a cat', dimensions: 65 }), (err) => err.status === 400 && /64/.test(err.message));
   });
 
+  test('OpenAI Responses API: text, streamed and not, equals the chat completion; instructions; bad input', async () => {
+    const ask = [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'Once upon a time' }];
+    const chat = await oai.chat.completions.create({ model: 'story', messages: ask, max_tokens: 11 });
+    const want = chat.choices[0].message.content;
+    const r = await oai.responses.create({ model: 'story', instructions: 'Tell a story.', input: 'Once upon a time', max_output_tokens: 11 });
+    assert.equal(r.object, 'response');
+    assert.match(r.id, /^resp_/);
+    assert.equal(r.output_text, want);
+    assert.equal(r.status, 'incomplete'); // 11 tokens, cut
+    assert.equal(r.incomplete_details.reason, 'max_output_tokens');
+    assert.equal(r.usage.output_tokens, 11);
+    assert.equal(r.usage.input_tokens, chat.usage.prompt_tokens);
+    assert.equal(r.output[0].type, 'message');
+    assert.equal(r.output[0].content[0].type, 'output_text');
+    assert.equal(r.max_output_tokens, 11);
+    assert.equal(r.store, false);
+    // the same as input items, with parts
+    const items = await oai.responses.create({
+      model: 'story', max_output_tokens: 11,
+      input: [{ role: 'developer', content: 'Tell a story.' }, { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Once upon a time' }] }],
+    });
+    assert.equal(items.output_text, want);
+    // streamed: the helper's deltas make the text, events numbered in order
+    const s = oai.responses.stream({ model: 'story', instructions: 'Tell a story.', input: 'Once upon a time', max_output_tokens: 11 });
+    let text = '';
+    const types = [];
+    s.on('response.output_text.delta', (e) => { text += e.delta; });
+    s.on('event', (e) => types.push(e.type));
+    const fin = await s.finalResponse();
+    assert.equal(text, want);
+    assert.equal(fin.output_text, want);
+    assert.deepEqual(types.slice(0, 4), ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    assert.deepEqual(types.slice(-4), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.incomplete']);
+    const done = await oai.responses.create({ model: 'story', input: 'Once upon a time', max_output_tokens: 400, stop: ['.'] });
+    assert.equal(done.status, 'completed');
+    // what cannot be done is a 400 that says why
+    const cases = [
+      [{ input: 'x', previous_response_id: 'resp_1' }, /stores no responses/],
+      [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'http://x/y.png' }] }] }, /only text parts/],
+      [{ input: [{ type: 'item_reference', id: 'x' }] }, /item_reference/],
+      [{ input: 'x', tools: [{ type: 'web_search' }] }, /only function tools/],
+      [{ input: [] }, /non-empty array/],
+      [{ input: 'x', tool_choice: 'required' }, /tools/],
+      [{ input: 'x', background: true }, /background/],
+      [{ input: 'x', text: { format: { type: 'json_schema', name: 'x', schema: { type: 'bogus' } } } }, /schema/],
+    ];
+    for (const [body, re] of cases) {
+      const res = await fetch(`${srv.url}/v1/responses`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'story', ...body }) });
+      const j = await res.json();
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(j.error.message, re, JSON.stringify(body));
+    }
+    assert.equal((await fetch(`${srv.url}/v1/responses`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'nobody', input: 'x' }) })).status, 404);
+  });
+
   test('sanity: the key-protected daemon serves the greedy text', async () => {
     const c = await oai.completions.create({ model: 'story', prompt: 'Once upon a time' });
     assert.equal(c.choices[0].text, GREEDY);

@@ -67,7 +67,8 @@ static const struct cli_opt *const serve_tables[] = {serve_opts, NULL};
 static const struct cli_cmd serve_cmd = {
     "serve", "[options] (with -c CONFIG before it)",
     "Serves the config's roles over HTTP with the OpenAI API (/v1/models,\n"
-    "/v1/completions, /v1/chat/completions, /v1/embeddings) and the Ollama API\n"
+    "/v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings) and\n"
+    "the Ollama API\n"
     "(/api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/embed,\n"
     "/api/embeddings, /api/version), plus /health, /metrics, /admin/load and\n"
     "/admin/unload. Model names are role names. Each model file runs in a\n"
