@@ -75,8 +75,8 @@ static void reload(struct srv *s, int n)
 struct reloader {
     struct srv_thread t; /* t.lock guards pending and running */
     struct srv *s;
-    int pending;         /* SIGHUPs not yet answered */
-    bool running;        /* a reload is in progress */
+    int pending;  /* SIGHUPs not yet answered */
+    bool running; /* a reload is in progress */
 };
 
 static void *reloader_main(void *arg)
@@ -221,8 +221,8 @@ int orch_server_run(const struct orch_server_opts *in)
 {
     struct srv *s = calloc(1, sizeof *s);
     struct routes *routes = calloc(1, sizeof *routes);
-    if (!s || !routes || openai_routes(routes) || responses_routes(routes) || ollama_routes(routes) ||
-        ops_routes(routes)) {
+    if (!s || !routes || openai_routes(routes) || responses_routes(routes) ||
+        ollama_routes(routes) || ops_routes(routes)) {
         fprintf(stderr, "orchestra serve: out of memory (or too many routes)\n");
         free(s);
         free(routes);

@@ -17,9 +17,30 @@
 /* ---- shared options ------------------------------------------------------ */
 
 enum {
-    OPT_ROLE = 1000, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_STOP,
-    OPT_CTX, OPT_THREADS, OPT_NGL, OPT_SYSTEM, OPT_JSON, OPT_PARAMS, OPT_F32, OPT_RAW,
-    OPT_MAX, OPT_PROMPT, OPT_FILE, OPT_TEXT, OPT_MODEL, OPT_OUT, OPT_TEMPLATE, OPT_Q4,
+    OPT_ROLE = 1000,
+    OPT_TEMP,
+    OPT_TOPK,
+    OPT_TOPP,
+    OPT_MINP,
+    OPT_REPEAT,
+    OPT_SEED,
+    OPT_STOP,
+    OPT_CTX,
+    OPT_THREADS,
+    OPT_NGL,
+    OPT_SYSTEM,
+    OPT_JSON,
+    OPT_PARAMS,
+    OPT_F32,
+    OPT_RAW,
+    OPT_MAX,
+    OPT_PROMPT,
+    OPT_FILE,
+    OPT_TEXT,
+    OPT_MODEL,
+    OPT_OUT,
+    OPT_TEMPLATE,
+    OPT_Q4,
 };
 
 /* the library's defaults, as help shows them */
@@ -43,7 +64,10 @@ static void d_temp(char *b, size_t n)
 {
     snprintf(b, n, "%g", (double)orch_gen_default_params().temperature);
 }
-static void d_topk(char *b, size_t n) { snprintf(b, n, "%d", orch_gen_default_params().top_k); }
+static void d_topk(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_gen_default_params().top_k);
+}
 static void d_topp(char *b, size_t n)
 {
     snprintf(b, n, "%g", (double)orch_gen_default_params().top_p);
@@ -56,7 +80,10 @@ static void d_rep(char *b, size_t n)
 {
     snprintf(b, n, "%g", (double)orch_gen_default_params().repeat_penalty);
 }
-static void d_seed(char *b, size_t n) { snprintf(b, n, "random"); }
+static void d_seed(char *b, size_t n)
+{
+    snprintf(b, n, "random");
+}
 
 static const struct cli_opt model_opts[] = {
     {OPT_MODEL, 'm', "model", NULL, "FILE", "GGUF model file", NULL},
@@ -129,8 +156,12 @@ static int common_opt(void *ctx, int opt, const char *arg)
     long l;
     bool ok = true;
     switch (opt) {
-    case OPT_MODEL: c->t.model_path = arg; break;
-    case OPT_ROLE: c->t.role = arg; break;
+    case OPT_MODEL:
+        c->t.model_path = arg;
+        break;
+    case OPT_ROLE:
+        c->t.role = arg;
+        break;
     case OPT_CTX:
         if ((ok = cli_int("--ctx", arg, -1, ORCH_N_CTX_MAX, &l) && l != 0)) {
             c->t.n_ctx = l;
@@ -146,8 +177,8 @@ static int common_opt(void *ctx, int opt, const char *arg)
         long cpus = orch_default_n_threads();
         if (l > cpus) {
             cli_error("warning: --threads %ld: this process may use %ld CPU%s; using %ld (more "
-                      "threads than CPUs only wait for each other)", l, cpus, cpus == 1 ? "" : "s",
-                      cpus);
+                      "threads than CPUs only wait for each other)",
+                      l, cpus, cpus == 1 ? "" : "s", cpus);
             l = cpus;
         }
         c->t.n_threads = l;
@@ -256,13 +287,20 @@ static int gen_params(struct target *t, struct common *c, struct orch_gen_params
         if (rc)
             return cli_fail(rc, &err);
     }
-    if (c->given & G_MAX) p->max_tokens = c->g.max_tokens;
-    if (c->given & G_TEMP) p->temperature = c->g.temperature;
-    if (c->given & G_TOPK) p->top_k = c->g.top_k;
-    if (c->given & G_TOPP) p->top_p = c->g.top_p;
-    if (c->given & G_MINP) p->min_p = c->g.min_p;
-    if (c->given & G_REP) p->repeat_penalty = c->g.repeat_penalty;
-    if (c->given & G_SEED) p->seed = c->g.seed;
+    if (c->given & G_MAX)
+        p->max_tokens = c->g.max_tokens;
+    if (c->given & G_TEMP)
+        p->temperature = c->g.temperature;
+    if (c->given & G_TOPK)
+        p->top_k = c->g.top_k;
+    if (c->given & G_TOPP)
+        p->top_p = c->g.top_p;
+    if (c->given & G_MINP)
+        p->min_p = c->g.min_p;
+    if (c->given & G_REP)
+        p->repeat_penalty = c->g.repeat_penalty;
+    if (c->given & G_SEED)
+        p->seed = c->g.seed;
     if (c->given & G_STOP) {
         p->stop = c->stop;
         p->n_stop = c->n_stop;
@@ -537,7 +575,8 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
         }
         if (dropped)
             cli_error("the conversation outgrew the context: dropped its %zu oldest message%s "
-                      "(%zu kept%s)", dropped, dropped == 1 ? "" : "s", n - first_turn,
+                      "(%zu kept%s)",
+                      dropped, dropped == 1 ? "" : "s", n - first_turn,
                       first_turn ? ", and the system message" : "");
         if (st) {
             rc = cli_fail(st, &err);
@@ -751,7 +790,10 @@ static void clean_text(const char *in, char *out, size_t cap, bool json)
     out[o] = '\0';
 }
 
-static void d_none(char *b, size_t n) { snprintf(b, n, "text"); }
+static void d_none(char *b, size_t n)
+{
+    snprintf(b, n, "text");
+}
 static const struct cli_opt info_opts[] = {
     {OPT_JSON, 0, "json", NULL, NULL, "print one JSON object instead of text", d_none},
     {0},
@@ -853,7 +895,10 @@ static void d_params(char *b, size_t n)
 {
     snprintf(b, n, "%lluM", (unsigned long long)(orch_synth_default_params().n_params / 1000000));
 }
-static void d_sseed(char *b, size_t n) { snprintf(b, n, "%u", orch_synth_default_params().seed); }
+static void d_sseed(char *b, size_t n)
+{
+    snprintf(b, n, "%u", orch_synth_default_params().seed);
+}
 static void d_sctx(char *b, size_t n)
 {
     snprintf(b, n, "%d", orch_synth_default_params().n_ctx_train);
@@ -888,8 +933,11 @@ static int mkmodel_opt(void *ctx, int id, const char *arg)
     struct mkmodel_args *m = ctx;
     long l;
     switch (id) {
-    case OPT_OUT: m->out = arg; return EXIT_OK;
-    case OPT_PARAMS: return cli_size("--params", arg, &m->sp.n_params) ? EXIT_OK : EXIT_USAGE;
+    case OPT_OUT:
+        m->out = arg;
+        return EXIT_OK;
+    case OPT_PARAMS:
+        return cli_size("--params", arg, &m->sp.n_params) ? EXIT_OK : EXIT_USAGE;
     case OPT_SEED:
         if (!cli_int("--seed", arg, 0, 0xFFFFFFFFL, &l))
             return EXIT_USAGE;
@@ -900,9 +948,15 @@ static int mkmodel_opt(void *ctx, int id, const char *arg)
             return EXIT_USAGE;
         m->sp.n_ctx_train = (int32_t)l;
         return EXIT_OK;
-    case OPT_F32: m->sp.f16 = false; return EXIT_OK;
-    case OPT_Q4: m->sp.q4_0 = true; return EXIT_OK;
-    case OPT_TEMPLATE: m->sp.chat_template = arg; return EXIT_OK;
+    case OPT_F32:
+        m->sp.f16 = false;
+        return EXIT_OK;
+    case OPT_Q4:
+        m->sp.q4_0 = true;
+        return EXIT_OK;
+    case OPT_TEMPLATE:
+        m->sp.chat_template = arg;
+        return EXIT_OK;
     }
     return EXIT_USAGE;
 }

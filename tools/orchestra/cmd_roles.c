@@ -93,14 +93,13 @@ static bool print_json(const struct orch_role_status *st, size_t n,
             e = a + strcspn(a, ",");
             json_array_append_new(aliases, json_stringn(a, (size_t)(e - a)));
         }
-        json_t *r = json_pack("{s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:b, s:I, s:I}",
-                              "role", st[i].role, "aliases", aliases, "model_role",
-                              st[i].model_role, "path", st[i].path, "state",
-                              orch_state_name(st[i].state), "bytes", (json_int_t)st[i].bytes,
-                              "bytes_estimated", st[i].bytes_estimated, "leases",
-                              (json_int_t)st[i].n_leases, "n_parallel", st[i].n_parallel,
-                              "pinned", st[i].pinned, "idle_ms", (json_int_t)st[i].idle_ms,
-                              "unload_in_ms", (json_int_t)st[i].unload_in_ms);
+        json_t *r = json_pack(
+            "{s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:b, s:I, s:I}", "role", st[i].role,
+            "aliases", aliases, "model_role", st[i].model_role, "path", st[i].path, "state",
+            orch_state_name(st[i].state), "bytes", (json_int_t)st[i].bytes, "bytes_estimated",
+            st[i].bytes_estimated, "leases", (json_int_t)st[i].n_leases, "n_parallel",
+            st[i].n_parallel, "pinned", st[i].pinned, "idle_ms", (json_int_t)st[i].idle_ms,
+            "unload_in_ms", (json_int_t)st[i].unload_in_ms);
         if (r && st[i].last_error[0])
             json_object_set_new(r, "error", json_string(st[i].last_error));
         json_array_append_new(roles, r);

@@ -8,13 +8,28 @@
 #include <string.h>
 
 enum {
-    S_HOST = 2000, S_PORT, S_KEY, S_BODY, S_CONN, S_TIMEOUT, S_DRAIN, S_QUEUE, S_PORTFILE,
+    S_HOST = 2000,
+    S_PORT,
+    S_KEY,
+    S_BODY,
+    S_CONN,
+    S_TIMEOUT,
+    S_DRAIN,
+    S_QUEUE,
+    S_PORTFILE,
     S_INPROC,
-    S_VERBOSE_ERRORS, S_CORS
+    S_VERBOSE_ERRORS,
+    S_CORS
 };
 
-static void d_host(char *b, size_t n) { snprintf(b, n, "%s", orch_server_default_opts().host); }
-static void d_port(char *b, size_t n) { snprintf(b, n, "%d", orch_server_default_opts().port); }
+static void d_host(char *b, size_t n)
+{
+    snprintf(b, n, "%s", orch_server_default_opts().host);
+}
+static void d_port(char *b, size_t n)
+{
+    snprintf(b, n, "%d", orch_server_default_opts().port);
+}
 static void d_body(char *b, size_t n)
 {
     snprintf(b, n, "%zu MiB", orch_server_default_opts().body_max >> 20);
@@ -83,13 +98,17 @@ static int serve_opt(void *ctx, int id, const char *arg)
     long l;
     double d;
     switch (id) {
-    case S_HOST: o->host = arg; return EXIT_OK;
+    case S_HOST:
+        o->host = arg;
+        return EXIT_OK;
     case S_PORT:
         if (!cli_int("--port", arg, 0, 65535, &l))
             return EXIT_USAGE;
         o->port = (int)l;
         return EXIT_OK;
-    case S_KEY: o->api_key = arg; return EXIT_OK;
+    case S_KEY:
+        o->api_key = arg;
+        return EXIT_OK;
     case S_BODY: {
         uint64_t b;
         if (!cli_size("--body-max", arg, &b))
@@ -121,10 +140,18 @@ static int serve_opt(void *ctx, int id, const char *arg)
             return EXIT_USAGE;
         o->queue_max = (int)l;
         return EXIT_OK;
-    case S_PORTFILE: o->port_file = arg; return EXIT_OK;
-    case S_INPROC: o->in_process = true; return EXIT_OK;
-    case S_VERBOSE_ERRORS: o->verbose_errors = true; return EXIT_OK;
-    case S_CORS: o->cors_origin = arg; return EXIT_OK;
+    case S_PORTFILE:
+        o->port_file = arg;
+        return EXIT_OK;
+    case S_INPROC:
+        o->in_process = true;
+        return EXIT_OK;
+    case S_VERBOSE_ERRORS:
+        o->verbose_errors = true;
+        return EXIT_OK;
+    case S_CORS:
+        o->cors_origin = arg;
+        return EXIT_OK;
     }
     return EXIT_USAGE;
 }

@@ -41,9 +41,9 @@ static const struct {
     const char *name;
     int (*fn)(struct cli *, int, char **);
 } commands[] = {
-    {"generate", cmd_generate}, {"chat", cmd_chat}, {"embed", cmd_embed},
+    {"generate", cmd_generate}, {"chat", cmd_chat},       {"embed", cmd_embed},
     {"info", cmd_info},         {"mkmodel", cmd_mkmodel}, {"ps", cmd_ps},
-    {"preload", cmd_preload}, {"serve", cmd_serve},   {"unload", cmd_unload},
+    {"preload", cmd_preload},   {"serve", cmd_serve},     {"unload", cmd_unload},
 };
 
 int main(int argc, char **argv)
@@ -88,10 +88,9 @@ int main(int argc, char **argv)
             return EXIT_OK;
         } else if (!strcmp(a, "--version")) {
             char v[1024];
-            int k = snprintf(v, sizeof v,
-                             "orchestra %s\nliborchestra %s\nllama.cpp %s\ndevices %s\n",
-                             ORCH_VERSION, orch_version(), orch_llama_version(),
-                             orch_llama_devices());
+            int k =
+                snprintf(v, sizeof v, "orchestra %s\nliborchestra %s\nllama.cpp %s\ndevices %s\n",
+                         ORCH_VERSION, orch_version(), orch_llama_version(), orch_llama_devices());
             if (k < 0 || (size_t)k >= sizeof v)
                 k = (int)strlen(v);
             if (!out_write(v, (size_t)k) || !out_ok()) {
