@@ -68,7 +68,7 @@ $O -c "$work/demo.ini" generate --role dream -p "Once upon a time" --seed 7
 say "chat over the model's template (two user lines from a pipe)"
 printf 'Hello!\nTell me about the cat.\n' | $O -c "$work/demo.ini" chat --role reasoning -n 20
 say "embed --role embedding: one JSON vector per line (first 80 characters shown)"
-$O -c "$work/demo.ini" embed --role embedding -t "a cat" -t "a dog" | cut -c1-80
+$O -c "$work/demo.ini" embed --role embedding -p "a cat" -p "a dog" | cut -c1-80
 say "preload two roles in parallel under the budget, with load logs"
 $O -v -c "$work/demo.ini" preload reasoning coder
 if [ -r "$top/../shared/models/stories260K.gguf" ]; then

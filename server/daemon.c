@@ -18,9 +18,11 @@
 #include "reply.h"
 #include "transport.h"
 
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,63 @@ static int config_daemon_defaults(orch_config *cfg, orch_error *err)
     return orch_config_set_fallback(cfg, "vet", "true", err);
 }
 
+/* A role name for a model file: its name without the folder and ".gguf",
+ * in the letters role names take ('.' and others become '-'). */
+static void role_of_file(const char *path, char *out, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".gguf") == 0)
+        n -= 5;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap; i++) {
+        unsigned char c = (unsigned char)base[i];
+        out[k++] = (isalnum(c) || c == '_' || c == '-') ? (char)c : '-';
+    }
+    out[k] = '\0';
+    if (!k)
+        snprintf(out, cap, "model");
+}
+
+/* The daemon's roles: the config file's, then a role per -m model file
+ * (named after the file; the file's own name is an alias where the role
+ * name had to change). */
+static int daemon_config(const struct orch_server_opts *o, orch_config **out, orch_error *err)
+{
+    int rc =
+        o->config_path ? orch_config_load(o->config_path, out, err) : orch_config_new(out, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; rc == ORCH_OK && i < o->n_models; i++) {
+        char role[ORCH_ROLE_NAME_MAX], stem[256];
+        role_of_file(o->models[i], role, sizeof role);
+        const char *base = strrchr(o->models[i], '/');
+        snprintf(stem, sizeof stem, "%s", base ? base + 1 : o->models[i]);
+        size_t n = strlen(stem);
+        if (n > 5 && strcmp(stem + n - 5, ".gguf") == 0)
+            stem[n - 5] = '\0';
+        if (orch_config_find_role(*out, role) != (size_t)-1) {
+            err->code = rc = ORCH_ECONFIG;
+            snprintf(err->msg, sizeof err->msg,
+                     "-m %s: a role '%s' exists already (in the config, or from another -m "
+                     "file of that name)",
+                     o->models[i], role);
+            break;
+        }
+        rc = orch_config_set(*out, role, "path", o->models[i], err);
+        if (rc == ORCH_OK && strcmp(stem, role) != 0)
+            rc = orch_config_set(*out, role, "alias", stem, err);
+    }
+    if (rc == ORCH_OK)
+        rc = config_daemon_defaults(*out, err);
+    if (rc) {
+        orch_config_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* SIGHUP: read the config again and apply it; models whose role and file
  * are unchanged stay loaded. A bad config is logged and the old one stays.
  * n: the SIGHUPs this one reload answers. */
@@ -52,14 +111,12 @@ static void reload(struct srv *s, int n)
 {
     orch_config *cfg;
     orch_error err = {0};
-    int rc = orch_config_load(s->opts.config_path, &cfg, &err);
-    if (rc == ORCH_OK && (rc = config_daemon_defaults(cfg, &err)))
-        orch_config_free(cfg);
+    int rc = daemon_config(&s->opts, &cfg, &err);
     if (rc == ORCH_OK) {
         rc = orch_reconfigure(s->o, cfg, &err);
         orch_config_free(cfg);
     }
-    struct orch_log_field f[] = {{"config", s->opts.config_path, 0},
+    struct orch_log_field f[] = {{"config", s->opts.config_path ? s->opts.config_path : "-m", 0},
                                  {"signals", NULL, n},
                                  {"result", rc ? "kept the old config" : "applied", 0},
                                  {"error", rc ? err.msg : "", 0}};
@@ -131,7 +188,7 @@ static void announce(const struct orch_server_opts *in, int port)
 {
     struct orch_log_field f[] = {{"host", in->host, 0},
                                  {"port", NULL, port},
-                                 {"config", in->config_path, 0},
+                                 {"config", in->config_path ? in->config_path : "-m", 0},
                                  {"auth", in->api_key && *in->api_key ? "bearer" : "none", 0}};
     orch_log_event(ORCH_LOG_INFO, NULL, "listening", f, 4);
     fprintf(stderr, "orchestra serve: listening on http://%s:%d\n", in->host, port);
@@ -235,9 +292,7 @@ int orch_server_run(const struct orch_server_opts *in)
     s->started_unix = (int64_t)time(NULL);
     orch_error err = {0};
     orch_config *cfg;
-    int rc = orch_config_load(in->config_path, &cfg, &err);
-    if (rc == ORCH_OK && (rc = config_daemon_defaults(cfg, &err)))
-        orch_config_free(cfg);
+    int rc = daemon_config(in, &cfg, &err);
     if (rc) {
         fprintf(stderr, "orchestra serve: %s\n", err.msg);
         srv_free(s);

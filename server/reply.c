@@ -125,7 +125,8 @@ enum MHD_Result reply_queue(struct req *r, int status, struct MHD_Response *resp
 
 enum MHD_Result reply_preflight(struct req *r)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     char allow[48];

@@ -245,8 +245,8 @@ static int tools_of(json_t *b, json_t *cb, char *msg, size_t cap)
                                "\"function\", \"name\"}");
             return -1;
         }
-        json_object_set_new(cb, "tool_choice",
-                            json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", name));
+        json_object_set_new(cb, "tool_choice", json_pack("{s:s, s:{s:s}}", "type", "function",
+                                                         "function", "name", name));
     } else if (tc && !json_is_null(tc)) {
         json_object_set(cb, "tool_choice", tc);
     }

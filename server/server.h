@@ -9,7 +9,10 @@
 #include <stdint.h>
 
 struct orch_server_opts {
-    const char *config_path; /* required */
+    const char *config_path; /* the roles' INI file; NULL: only the models below */
+    const char *const *models; /* model files served as roles of their own, named
+                                  after the files (with a config: added to its roles) */
+    size_t n_models;         /* config_path or n_models is required */
     const char *host;        /* default "127.0.0.1" */
     int port;                /* default 11435; 0 = any free port (printed) */
     const char *api_key;     /* NULL = none; else every endpoint but /health needs it */

@@ -29,9 +29,28 @@ expect_grep() { # NAME FILE PATTERN
 # --- help and usage ----------------------------------------------------------------
 expect_rc "help" 0 "$BIN" --help
 expect_grep "help lists exit codes" out "exit codes"
-for c in generate chat embed info mkmodel ps preload unload serve; do
+for c in generate chat embed info mkmodel ps preload unload serve run list show stop; do
   expect_rc "$c --help" 0 "$BIN" $c --help
   expect_grep "$c --help" out "usage: orchestra"
+  expect_rc "help $c" 0 "$BIN" help $c
+  expect_grep "help $c" out "usage: orchestra"
+done
+expect_rc "help" 0 "$BIN" help
+expect_grep "help lists ollama's verbs" out "run MODEL \[PROMPT\]"
+expect_rc "help unknown" 2 "$BIN" help frobnicate
+expect_rc "generate --help" 0 "$BIN" generate --help
+expect_grep "generate --help: -c after the command" out "-c, --config FILE"
+expect_rc "run without a model" 2 "$BIN" run
+expect_rc "serve without roles" 2 "$BIN" serve
+expect_grep "serve without roles: why" err "-m FILE"
+# every short letter means one thing in every command
+for c in generate chat embed info mkmodel ps preload unload serve show; do
+  "$BIN" $c --help | sed -n 's/^  -\([a-zA-Z]\), --\([a-z-]*\).*/\1 \2/p'
+done | sort -u > "$TMP/letters"
+if [ "$(cut -d' ' -f1 "$TMP/letters" | uniq -d)" = "" ]; then ok; else bad "a short option letter with two meanings: $(cut -d' ' -f1 "$TMP/letters" | uniq -d | while read -r l; do grep "^$l " "$TMP/letters" | tr '\n' ' '; done)"; fi
+# the man page lists what the commands print: ps's columns, the verbs
+for w in 'ROLE, MODEL' 'STATE, SIZE, LEASES, UNLOAD IN' '.B run' '.B show' 'cors' '\fB\-m\fI FILE\fR...)'; do
+  if grep -qF -- "$w" "$SRC/docs/orchestra.1"; then ok; else bad "man page lacks '$w'"; fi
 done
 expect_rc "no command" 2 "$BIN"
 expect_rc "unknown command" 2 "$BIN" frobnicate
@@ -199,13 +218,29 @@ else
   expect_rc "chat pipe" 0 "$BIN" -q chat "${M[@]}" -n 5 --temp 0 < "$TMP/chat"
   if [ "$(wc -l < "$TMP/out")" -eq 2 ]; then ok; else bad "chat: expected 2 reply lines, got $(wc -l < "$TMP/out")"; fi
   # --- embed ------------------------------------------------------------------------
-  expect_rc "embed -t" 0 "$BIN" embed "${M[@]}" -t hello -t "the cat"
+  expect_rc "embed -p" 0 "$BIN" embed "${M[@]}" -p hello --text "the cat"
   if [ "$(wc -l < "$TMP/out")" -eq 2 ] && [ "$(head -1 "$TMP/out" | tr -cd ',' | wc -c)" -eq 63 ] \
      && head -1 "$TMP/out" | grep -q '^\[.*\]$'; then ok; else bad "embed: two 64-number arrays expected"; fi
   cp "$TMP/out" "$TMP/emb1"
   printf 'hello\nthe cat\n' > "$TMP/lines"
   expect_rc "embed stdin" 0 "$BIN" embed "${M[@]}" < "$TMP/lines"
-  if cmp -s "$TMP/out" "$TMP/emb1"; then ok; else bad "embed stdin differs from -t"; fi
+  if cmp -s "$TMP/out" "$TMP/emb1"; then ok; else bad "embed stdin differs from -p"; fi
+  # the old embed -t TEXT: still a text when it is not a number, with a warning
+  expect_rc "embed -t TEXT (old)" 0 "$BIN" embed "${M[@]}" -t hello -t "the cat"
+  if cmp -s "$TMP/out" "$TMP/emb1"; then ok; else bad "embed -t TEXT (old) differs from -p"; fi
+  expect_grep "embed -t TEXT warns" err "a text is -p TEXT (taken as a text"
+  expect_rc "embed -t N is threads" 0 "$BIN" embed -m "$MODEL" -t 1 -p hello
+  expect_grep "embed -t N warns" err "taken as threads"
+  if [ "$(wc -l < "$TMP/out")" -eq 1 ]; then ok; else bad "embed -t 1 -p hello: one vector expected"; fi
+  expect_rc "generate --temperature" 0 "$BIN" -q generate -m "$MODEL" -t 1 -p "Once upon a time" -n 11 --temperature 0
+  expect_out "--temperature is --temp" ", there was a little girl named Lily."
+  expect_rc "run FILE PROMPT" 0 "$BIN" -q run "$MODEL" Once upon a time -n 6 --temp 0 -t 1
+  cp "$TMP/out" "$TMP/run1"
+  expect_rc "chat -p" 0 "$BIN" -q chat -m "$MODEL" -p "Once upon a time" -n 6 --temp 0 -t 1
+  if cmp -s "$TMP/out" "$TMP/run1" && [ -s "$TMP/run1" ]; then ok; else bad "run FILE PROMPT differs from chat -p: '$(cat "$TMP/run1")' vs '$(cat "$TMP/out")'"; fi
+  printf 'Hello\n' > "$TMP/hello"
+  expect_rc "run FILE (stdin)" 0 "$BIN" -q run "$MODEL" -n 4 --temp 0 -t 1 < "$TMP/hello"
+  if [ "$(wc -l < "$TMP/out")" -eq 1 ]; then ok; else bad "run FILE with a line on stdin: one reply expected"; fi
   printf 'a\n\nb\n' > "$TMP/gap"
   expect_rc "embed empty line" 3 "$BIN" embed "${M[@]}" < "$TMP/gap"
   expect_rc "embed nothing" 3 "$BIN" embed "${M[@]}" < /dev/null
@@ -257,6 +292,29 @@ INI
   expect_rc "over budget" 1 "$BIN" -c "$TMP/tiny.ini" generate -p x
   expect_grep "over budget message" err "more than the whole memory budget"
   expect_rc "ps without config" 2 "$BIN" ps
+  # -c after the command; ollama's verbs on roles
+  expect_rc "ps -c after" 0 "$BIN" ps -c "$TMP/o.ini"
+  expect_grep "ps -c after lists" out "via reasoning"
+  expect_rc "list" 0 "$BIN" list --config "$TMP/o.ini"
+  expect_grep "list is ps" out "ROLE"
+  expect_rc "show ROLE:latest" 0 "$BIN" show coder:latest -c "$TMP/o.ini"
+  expect_grep "show: the role's file" out "$(basename "$MODEL")"
+  expect_rc "show --json" 0 "$BIN" -c "$TMP/o.ini" show --json reasoning
+  expect_grep "show --json" out '"architecture": "llama"'
+  expect_rc "show unknown" 3 "$BIN" -c "$TMP/o.ini" show wizard
+  expect_rc "run ROLE PROMPT" 0 "$BIN" -q run reasoning:latest Once upon a time -c "$TMP/o.ini" -n 4
+  if [ -s "$TMP/out" ]; then ok; else bad "run ROLE PROMPT: no reply"; fi
+  # serve -m: a role per file, no config; two files of one name are refused
+  "$BIN" serve -m "$MODEL" -m "$TMP/syn.gguf" --port 0 --port-file "$TMP/port" 2>"$TMP/serve.err" &
+  spid=$!
+  for _ in $(seq 1 200); do [ -s "$TMP/port" ] && break; sleep 0.05; done
+  if [ -s "$TMP/port" ] && curl -s "http://127.0.0.1:$(cat "$TMP/port")/v1/models" > "$TMP/models" &&
+     grep -q '"id":"stories260K"' "$TMP/models" && grep -q '"id":"syn"' "$TMP/models"; then ok
+  else bad "serve -m: roles named after the files: $(cat "$TMP/models" "$TMP/serve.err" 2>/dev/null | head -c 400)"; fi
+  kill -TERM "$spid" 2>/dev/null; wait "$spid"
+  if [ $? -eq 0 ]; then ok; else bad "serve -m: exit after SIGTERM"; fi
+  expect_rc "serve -m twice" 3 "$BIN" serve -m "$MODEL" -m "$MODEL" --port 0
+  expect_grep "serve -m twice: why" err "exists already"
   # the shipped example works as shipped (its path is the test model's usual
   # place; where the model is elsewhere, the role's path is overridden from
   # the environment, as the example's comments say)

@@ -73,6 +73,10 @@ typedef int (*cli_opt_fn)(void *ctx, int id, const char *arg);
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, cli_opt_fn on_opt, void *ctx,
               int *first_arg);
 
+/* Makes every command take -c / --config FILE after its name too, stored
+ * into *slot (main's cli.config_path). Threads: main, before cli_parse. */
+void cli_config_slot(const char **slot);
+
 /* Opens the target: a model file (with model params from options) or a role
  * of the config in cli->config_path. Returns an exit code. */
 struct target_opts {
@@ -114,5 +118,6 @@ int cmd_ps(struct cli *cli, int argc, char **argv);
 int cmd_preload(struct cli *cli, int argc, char **argv);
 int cmd_unload(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv);
+int cmd_show(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -16,7 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_OPTS 64
+#define MAX_OPTS   64
+#define OPT_CONFIG 1999 /* -c / --config after the command: the global option */
+
+/* Where -c FILE after a command goes (main's struct cli); set once at start. */
+static const char **g_config_slot;
+
+void cli_config_slot(const char **slot)
+{
+    g_config_slot = slot;
+}
 
 static size_t collect(const struct cli_cmd *cmd, const struct cli_opt **all)
 {
@@ -73,6 +82,12 @@ static bool print_help(const struct cli_cmd *cmd, const struct cli_opt **all, si
             k = snprintf(line, sizeof line, "%s\n%31s%s%s\n", left, "", o->help, dflt);
         ok = out_write(line, written(k, sizeof line));
     }
+    if (ok && g_config_slot) {
+        static const char c[] =
+            "  -c, --config FILE            roles from an INI config (also before the "
+            "command)\n";
+        ok = out_write(c, sizeof c - 1);
+    }
     if (ok)
         ok = out_write("  -h, --help                   this text\n", 41);
     return ok;
@@ -83,7 +98,7 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, cli_opt_fn on_op
 {
     const struct cli_opt *all[MAX_OPTS];
     size_t n = collect(cmd, all);
-    struct option longs[2 * MAX_OPTS + 2];
+    struct option longs[2 * MAX_OPTS + 3];
     char shorts[2 * MAX_OPTS + 4] = "h";
     size_t nl = 0, ns = 1;
     for (size_t i = 0; i < n; i++) {
@@ -99,6 +114,15 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, cli_opt_fn on_op
         }
     }
     longs[nl++] = (struct option){"help", no_argument, 0, 'h'};
+    bool short_c = g_config_slot != NULL; /* unless a command's own table has -c */
+    for (size_t i = 0; i < n; i++)
+        short_c = short_c && short_of(all, i) != 'c';
+    if (g_config_slot) /* the global -c, also after the command */
+        longs[nl++] = (struct option){"config", required_argument, 0, OPT_CONFIG};
+    if (short_c) {
+        shorts[ns++] = 'c';
+        shorts[ns++] = ':';
+    }
     longs[nl] = (struct option){0, 0, 0, 0};
     shorts[ns] = '\0';
     /* llama.cpp's "-ngl" would read as -n "gl" */
@@ -120,6 +144,10 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, cli_opt_fn on_op
         if (opt == '?') {
             fprintf(stderr, "try 'orchestra %s --help'\n", cmd->name);
             return EXIT_USAGE;
+        }
+        if ((short_c && opt == 'c') || opt == OPT_CONFIG) {
+            *g_config_slot = optarg;
+            continue;
         }
         for (size_t i = 0; i < n && opt < 256; i++) /* a short letter: its option's id */
             if (short_of(all, i) == opt) {

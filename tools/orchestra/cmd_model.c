@@ -100,7 +100,7 @@ static const struct cli_opt model_opts[] = {
 
 static const struct cli_opt sampling_opts[] = {
     {OPT_MAX, 'n', "max-tokens", "n-predict", "N", "tokens to generate", d_max},
-    {OPT_TEMP, 0, "temp", NULL, "T", "temperature, 0 = greedy", d_temp},
+    {OPT_TEMP, 0, "temp", "temperature", "T", "temperature, 0 = greedy", d_temp},
     {OPT_TOPK, 0, "top-k", NULL, "K", "0 = off", d_topk},
     {OPT_TOPP, 0, "top-p", NULL, "P", "in (0,1], 1 = off", d_topp},
     {OPT_MINP, 0, "min-p", NULL, "P", "in [0,1), 0 = off", d_minp},
@@ -459,23 +459,34 @@ int cmd_generate(struct cli *cli, int argc, char **argv)
 
 static const struct cli_opt chat_opts[] = {
     {OPT_SYSTEM, 0, "system", NULL, "TEXT", "a system message first", NULL},
+    {OPT_PROMPT, 'p', "prompt", NULL, "TEXT", "one message: print the reply and exit (no stdin)",
+     NULL},
     {0},
 };
 static const struct cli_opt *const chat_tables[] = {chat_opts, model_opts, sampling_opts, NULL};
 static const struct cli_cmd chat_cmd = {
-    "chat", "(-m FILE | --role ROLE) [--system TEXT] [options]",
-    "Reads one user message per line from stdin and prints each reply on stdout,\n"
+    "chat", "(-m FILE | --role ROLE) [--system TEXT] [-p TEXT] [options]",
+    "Reads one user message per line from stdin (or the one -p gives) and prints\n"
+    "each reply on stdout,\n"
     "rendered with the model's chat template (a plain \"User:/Assistant:\"\n"
     "transcript when it has none). '/reset' forgets the conversation. When the\n"
     "conversation outgrows the context, the oldest turns are dropped (the system\n"
     "message stays) and stderr says so.",
     chat_tables};
 
+struct chat_args {
+    const char *system, *prompt;
+};
+
 static int chat_own(struct cmd_ctx *x, int id, const char *arg)
 {
-    if (id != OPT_SYSTEM)
+    struct chat_args *a = x->data;
+    if (id == OPT_SYSTEM)
+        a->system = arg;
+    else if (id == OPT_PROMPT)
+        a->prompt = arg;
+    else
         return -1;
-    *(const char **)x->data = arg;
     return EXIT_OK;
 }
 
@@ -483,8 +494,8 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
 {
     struct common c;
     common_init(&c);
-    const char *system = NULL;
-    struct cmd_ctx x = {&c, chat_own, &system};
+    struct chat_args ca = {0};
+    struct cmd_ctx x = {&c, chat_own, &ca};
     bool done;
     int rc0 = parse_cmd(&chat_cmd, argc, argv, &x, &done);
     if (rc0 != EXIT_OK || done)
@@ -499,7 +510,8 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
         return rc;
     }
     p.on_text = stream_out;
-    bool tty = isatty(STDIN_FILENO);
+    const char *system = ca.system;
+    bool tty = !ca.prompt && isatty(STDIN_FILENO);
     size_t cap = 16, n = 0;
     struct orch_chat_message *msgs = malloc(cap * sizeof *msgs);
     char **owned = malloc(cap * sizeof *owned); /* strings owned per message */
@@ -519,11 +531,25 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
     size_t line_cap = 0;
     ssize_t len;
     unsigned long lineno = 0;
-    for (;;) {
-        if (tty)
-            fputs("> ", stderr);
-        if ((len = getline(&line, &line_cap, stdin)) < 0)
-            break;
+    for (bool said = false;;) {
+        if (ca.prompt) { /* -p: this one message, then done */
+            if (said)
+                break;
+            said = true;
+            free(line);
+            if (!(line = strdup(ca.prompt))) {
+                rc = EXIT_FAIL;
+                cli_error("out of memory");
+                break;
+            }
+            len = (ssize_t)strlen(line);
+            line_cap = (size_t)len + 1;
+        } else {
+            if (tty)
+                fputs("> ", stderr);
+            if ((len = getline(&line, &line_cap, stdin)) < 0)
+                break;
+        }
         lineno++;
         if (memchr(line, '\0', (size_t)len)) {
             cli_error("line %lu holds a NUL byte; skipped", lineno);
@@ -624,13 +650,14 @@ static bool print_vector(const float *v, int32_t n)
 }
 
 static const struct cli_opt embed_opts[] = {
-    {OPT_TEXT, 't', "text", NULL, "TEXT", "a text (repeatable; else one per line of stdin)", NULL},
+    {OPT_TEXT, 'p', "prompt", "text", "TEXT", "a text (repeatable; else one per line of stdin)",
+     NULL},
     {OPT_RAW, 0, "raw", NULL, NULL, "do not normalise", NULL},
     {0},
 };
 static const struct cli_opt *const embed_tables[] = {embed_opts, model_opts, NULL};
 static const struct cli_cmd embed_cmd = {
-    "embed", "(-m FILE | --role ROLE) [-t TEXT]... [options]",
+    "embed", "(-m FILE | --role ROLE) [-p TEXT]... [options]",
     "Embeds each TEXT (or each line of stdin) and prints one JSON array per\n"
     "text on stdout, L2-normalised, in input order.",
     embed_tables};
@@ -639,6 +666,7 @@ struct embed_args {
     const char **texts;
     size_t n, cap;
     bool normalize;
+    bool short_t; /* -t on the line: it meant a text before it meant threads */
 };
 
 static bool add_text(struct embed_args *e, const char *t)
@@ -662,6 +690,19 @@ static int embed_own(struct cmd_ctx *x, int id, const char *arg)
     struct embed_args *e = x->data;
     if (id == OPT_TEXT)
         return add_text(e, arg) ? EXIT_OK : EXIT_FAIL;
+    if (id == OPT_THREADS && e->short_t) {
+        /* -t TEXT was embed's old spelling of a text; -t is --threads in
+         * every command now. For one release a -t that is not a number is
+         * still a text, with a warning; a number is threads, with one too. */
+        char *end;
+        long v = strtol(arg, &end, 10);
+        bool number = *arg && !*end && v > 0;
+        cli_error("warning: embed -t %s: -t means --threads in every command now; a text is "
+                  "-p TEXT%s",
+                  arg, number ? " (taken as threads)" : " (taken as a text, this once)");
+        if (!number)
+            return add_text(e, arg) ? EXIT_OK : EXIT_FAIL;
+    }
     if (id == OPT_RAW) {
         e->normalize = false;
         return EXIT_OK;
@@ -675,6 +716,8 @@ int cmd_embed(struct cli *cli, int argc, char **argv)
     common_init(&c);
     c.t.embedding = true;
     struct embed_args e = {.normalize = true};
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        e.short_t = e.short_t || strncmp(argv[i], "-t", 2) == 0;
     struct cmd_ctx x = {&c, embed_own, &e};
     bool done;
     int rc = parse_cmd(&embed_cmd, argc, argv, &x, &done);

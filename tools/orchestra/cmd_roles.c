@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* "~" marks an estimate (the model is not loaded) */
@@ -163,7 +164,7 @@ static const struct cli_opt ps_opts[] = {{O_JSON, 0, "json", NULL, NULL,
                                          {0}};
 static const struct cli_opt *const ps_tables[] = {ps_opts, NULL};
 static const struct cli_cmd ps_cmd = {
-    "ps", "[--json] (with -c CONFIG before it)",
+    "ps", "-c CONFIG [--json]",
     "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
     "falls back to), state, size (~ = estimated from the file), leases, and when\n"
     "it would be unloaded for idleness. This command holds no models of its own\n"
@@ -184,7 +185,7 @@ static const struct cli_cmd unload_cmd = {
     "does not have, 1 when the daemon cannot be reached or refuses.",
     unload_tables};
 static const struct cli_cmd preload_cmd = {
-    "preload", "ROLE... (with -c CONFIG before it)",
+    "preload", "-c CONFIG ROLE...",
     "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
     "lists all roles as `ps` does.",
     no_tables};
@@ -327,4 +328,81 @@ int cmd_unload(struct cli *cli, int argc, char **argv)
         return EXIT_OUTPUT;
     }
     return worst;
+}
+
+/* ---- show: ollama's verb -------------------------------------------------------- */
+
+/* show MODEL [--json]: `info` of a model file, or of the file a role of the
+ * config uses (its name, an alias, or name:latest). */
+static const struct cli_opt show_opts[] = {
+    {O_JSON, 0, "json", NULL, NULL, "one JSON object, as `info --json`", NULL}, {0}};
+static const struct cli_opt *const show_tables[] = {show_opts, NULL};
+static const struct cli_cmd show_cmd = {
+    "show", "MODEL [--json]",
+    "What a model file is (as `info`): a file, or the file a role of the config\n"
+    "(-c) uses, by its name, an alias or NAME:latest (ollama's show).",
+    show_tables};
+
+/* NAME:latest is NAME, as ollama implies ":latest" (a role with the whole
+ * name keeps it). */
+static const char *without_latest(orch_orchestra *o, const char *name, char *buf, size_t cap)
+{
+    size_t n = strlen(name);
+    char canon[ORCH_ROLE_NAME_MAX];
+    if (n > 7 && !strcmp(name + n - 7, ":latest") && n - 7 < cap &&
+        orch_role_canonical(o, name, canon, sizeof canon, NULL) != ORCH_OK) {
+        memcpy(buf, name, n - 7);
+        buf[n - 7] = '\0';
+        return buf;
+    }
+    return name;
+}
+
+int cmd_show(struct cli *cli, int argc, char **argv)
+{
+    bool json = false;
+    int first;
+    int rc = cli_parse(&show_cmd, argc, argv, ps_opt, &json, &first);
+    if (rc != EXIT_OK || first < 0)
+        return rc;
+    if (first != argc - 1) {
+        cli_error("show: give one MODEL (a role of the config, or a model file)");
+        return EXIT_USAGE;
+    }
+    const char *model = argv[first];
+    char *sub[] = {(char *)"info", (char *)model, json ? (char *)"--json" : NULL, NULL};
+    struct stat st;
+    if (stat(model, &st) == 0 || !cli->config_path)
+        return cmd_info(cli, json ? 3 : 2, sub);
+    orch_orchestra *o;
+    if ((rc = open_config(cli, &o)))
+        return rc;
+    orch_error err = {0};
+    char canon[ORCH_ROLE_NAME_MAX], bare[ORCH_ROLE_NAME_MAX];
+    struct orch_role_status *rs = NULL;
+    size_t n = 0;
+    int st2 = orch_role_canonical(o, without_latest(o, model, bare, sizeof bare), canon,
+                                  sizeof canon, &err);
+    if (st2 == ORCH_OK)
+        st2 = orch_status(o, &rs, &n, NULL, &err);
+    char *path = NULL;
+    bool found = false;
+    for (size_t i = 0; st2 == ORCH_OK && i < n; i++)
+        if (!strcmp(rs[i].role, canon)) {
+            path = strdup(rs[i].path);
+            found = true;
+        }
+    free(rs);
+    orch_close(o);
+    if (st2)
+        return cli_fail(st2, &err);
+    if (!found || !path) {
+        free(path);
+        cli_error("out of memory");
+        return EXIT_FAIL;
+    }
+    sub[1] = path;
+    rc = cmd_info(cli, json ? 3 : 2, sub);
+    free(path);
+    return rc;
 }

@@ -19,8 +19,11 @@ enum {
     S_PORTFILE,
     S_INPROC,
     S_VERBOSE_ERRORS,
-    S_CORS
+    S_CORS,
+    S_MODEL
 };
+
+#define SERVE_MODELS_MAX 64
 
 static void d_host(char *b, size_t n)
 {
@@ -52,6 +55,9 @@ static void d_queue(char *b, size_t n)
 }
 
 static const struct cli_opt serve_opts[] = {
+    {S_MODEL, 'm', "model", NULL, "FILE",
+     "serve a model file as a role named after it (repeatable; with -c, beside the config's)",
+     NULL},
     {S_HOST, 0, "host", NULL, "ADDR", "IPv4 address to listen on (loopback unless told)", d_host},
     {S_PORT, 0, "port", NULL, "N", "TCP port; 0 = any free one", d_port},
     {S_KEY, 0, "api-key", NULL, "KEY", "require Authorization: Bearer KEY (also ORCH_API_KEY)",
@@ -80,7 +86,7 @@ static const struct cli_opt serve_opts[] = {
 };
 static const struct cli_opt *const serve_tables[] = {serve_opts, NULL};
 static const struct cli_cmd serve_cmd = {
-    "serve", "[options] (with -c CONFIG before it)",
+    "serve", "(-c CONFIG | -m FILE...) [options]",
     "Serves the config's roles over HTTP with the OpenAI API (/v1/models,\n"
     "/v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings) and\n"
     "the Ollama API\n"
@@ -92,9 +98,15 @@ static const struct cli_cmd serve_cmd = {
     "finish, unload, exit 0.",
     serve_tables};
 
+struct serve_args {
+    struct orch_server_opts o;
+    const char *models[SERVE_MODELS_MAX];
+};
+
 static int serve_opt(void *ctx, int id, const char *arg)
 {
-    struct orch_server_opts *o = ctx;
+    struct serve_args *sa = ctx;
+    struct orch_server_opts *o = &sa->o;
     long l;
     double d;
     switch (id) {
@@ -152,28 +164,36 @@ static int serve_opt(void *ctx, int id, const char *arg)
     case S_CORS:
         o->cors_origin = arg;
         return EXIT_OK;
+    case S_MODEL:
+        if (o->n_models == SERVE_MODELS_MAX) {
+            cli_error("serve: at most %d -m files (use a config for more)", SERVE_MODELS_MAX);
+            return EXIT_USAGE;
+        }
+        sa->models[o->n_models++] = arg;
+        return EXIT_OK;
     }
     return EXIT_USAGE;
 }
 
 int cmd_serve(struct cli *cli, int argc, char **argv)
 {
-    struct orch_server_opts o = orch_server_default_opts();
+    struct serve_args sa = {.o = orch_server_default_opts()};
     const char *env_key = getenv("ORCH_API_KEY");
     if (env_key && *env_key)
-        o.api_key = env_key;
+        sa.o.api_key = env_key;
     int first;
-    int rc = cli_parse(&serve_cmd, argc, argv, serve_opt, &o, &first);
+    int rc = cli_parse(&serve_cmd, argc, argv, serve_opt, &sa, &first);
     if (rc != EXIT_OK || first < 0)
         return rc;
     if (first < argc) {
         cli_error("serve: unexpected argument '%s'", argv[first]);
         return EXIT_USAGE;
     }
-    if (!cli->config_path) {
-        cli_error("serve needs a config: orchestra -c CONFIG serve");
+    if (!cli->config_path && !sa.o.n_models) {
+        cli_error("serve needs roles: -c CONFIG, or -m FILE (repeatable) for a role per file");
         return EXIT_USAGE;
     }
-    o.config_path = cli->config_path;
-    return orch_server_run(&o);
+    sa.o.config_path = cli->config_path;
+    sa.o.models = sa.models;
+    return orch_server_run(&sa.o);
 }
