@@ -727,6 +727,11 @@ struct orch_embed_params {
     bool truncate;      /* a text longer than the embedding context keeps its
                            first tokens (Ollama's and llama-cpp-python's way);
                            default false: such a text is ORCH_ECTX */
+    int32_t n_ctx;      /* the embedding context in tokens: 0 (default) = the
+                           model's (orch_embed: the role's n_ctx, so a fallback
+                           role with n_ctx = 512 embeds in 512), at most the
+                           model's and ORCH_EMBED_N_CTX_MAX; negative:
+                           ORCH_EINVAL */
 };
 
 struct orch_embed_params orch_embed_default_params(void);

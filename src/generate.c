@@ -158,10 +158,13 @@ static int32_t req_threads(orch_model *m, int32_t asked)
     return asked ? orch__cap_threads(asked, orch_model_role(m)) : orch__model_params(m)->n_threads;
 }
 
-/* An embedding request's context: the model's, at most ORCH_EMBED_N_CTX_MAX. */
-static int32_t embed_n_ctx(orch_model *m)
+/* An embedding request's context: the one asked (0: the model's), at most
+ * the model's and ORCH_EMBED_N_CTX_MAX. */
+static int32_t embed_n_ctx(orch_model *m, int32_t asked)
 {
     int32_t n = orch__gen_n_ctx(m, 0);
+    if (asked > 0 && asked < n)
+        n = asked;
     return n < ORCH_EMBED_N_CTX_MAX ? n : ORCH_EMBED_N_CTX_MAX;
 }
 
@@ -169,7 +172,7 @@ bool orch__gen_alone(orch_model *m, int32_t n_ctx, int32_t n_threads, bool embed
                      int32_t *n_ctx_out)
 {
     const struct orch_model_params *mp = orch__model_params(m);
-    int32_t n = embed ? embed_n_ctx(m) : orch__gen_n_ctx(m, n_ctx);
+    int32_t n = embed ? embed_n_ctx(m, n_ctx) : orch__gen_n_ctx(m, n_ctx);
     if (n_ctx_out)
         *n_ctx_out = n;
     return orch__runs_alone(mp->n_parallel, orch__gen_n_ctx(m, 0), mp->n_threads, n,
@@ -421,6 +424,8 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
         return orch__err(err, ORCH_EINVAL, "no texts to embed");
     if (p->n_threads < 0 || p->n_threads > 1024)
         return orch__err(err, ORCH_EINVAL, "n_threads %d is out of range", p->n_threads);
+    if (p->n_ctx < 0)
+        return orch__err(err, ORCH_EINVAL, "embedding n_ctx %d is negative", p->n_ctx);
     for (size_t i = 0; i < n_texts; i++) {
         int rc = orch__check_text("a text to embed", texts[i], err);
         if (rc)
@@ -434,7 +439,7 @@ int orch__embed_leased(orch_model *m, const char *const *texts, size_t n_texts,
     struct orch__embed_req req = {
         .texts = texts,
         .n_texts = n_texts,
-        .n_ctx = embed_n_ctx(m),
+        .n_ctx = embed_n_ctx(m, p->n_ctx),
         .n_threads = req_threads(m, p->n_threads),
         .truncate = p->truncate,
     };

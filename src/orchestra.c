@@ -1355,8 +1355,10 @@ int orch_embed(orch_orchestra *o, const char *role, const char *const *texts, si
     struct orch_embed_params p = params ? *params : orch_embed_default_params();
     if (!p.n_threads)
         p.n_threads = c.r->cfg.n_threads;
+    if (!p.n_ctx && c.r->cfg.n_ctx > 0) /* the role's, a fallback's own too */
+        p.n_ctx = c.r->cfg.n_ctx;
     struct charge ch;
-    rc = charge_context(o, &c, 0, p.n_threads, true, &ch, err);
+    rc = charge_context(o, &c, p.n_ctx, p.n_threads, true, &ch, err);
     if (rc == ORCH_OK)
         rc = orch__embed_leased(c.m, texts, n_texts, &p, out, n_embd, err);
     discharge(o, &c, &ch);

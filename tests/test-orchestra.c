@@ -1075,6 +1075,23 @@ static void test_real_model_roles(void **state)
     assert_memory_equal(v, v2, sizeof(float) * 2 * 64);
     free(v2);
     free(v);
+    /* the fallback embedding role embeds in its own n_ctx (256), the model's
+     * role in the model's (2048): a text of ~400 tokens fits only the latter */
+    char longer[4096] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(longer, "the cat sat on a mat. ");
+    const char *one[] = {longer};
+    assert_rc(orch_embed(o, "embedding", one, 1, NULL, &v, &dim, &err), ORCH_ECTX, err);
+    assert_non_null(strstr(err.msg, "the context holds 256"));
+    assert_rc(orch_embed(o, "reasoning", one, 1, NULL, &v, &dim, &err), ORCH_OK, err);
+    free(v);
+    struct orch_embed_params ep = orch_embed_default_params();
+    ep.truncate = true; /* or cut to its first 256 tokens */
+    int64_t used = 0;
+    ep.n_tokens = &used;
+    assert_rc(orch_embed(o, "embedding", one, 1, &ep, &v, &dim, &err), ORCH_OK, err);
+    assert_int_equal(used, 256);
+    free(v);
     struct orch_chat_message msg[] = {{"user", "Hi"}};
     assert_rc(orch_chat(o, "coder", msg, 1, NULL, &res, &err), ORCH_OK, err);
     orch_gen_result_clear(&res);

@@ -43,7 +43,7 @@ class GenResult(ctypes.Structure):
 
 class EmbedParams(ctypes.Structure):
     _fields_ = [("normalize", c_bool), ("n_threads", c_int32), ("n_tokens", POINTER(c_int64)),
-                ("truncate", c_bool)]
+                ("truncate", c_bool), ("n_ctx", c_int32)]
 
 
 class ModelParams(ctypes.Structure):
