@@ -157,6 +157,16 @@ static enum MHD_Result show(struct req *r)
     json_object_set_new(info, key, json_integer(fi.n_embd));
     snprintf(key, sizeof key, "%s.block_count", fi.arch);
     json_object_set_new(info, key, json_integer(fi.n_layer));
+    /* the rest of what Ollama lists that the header gives */
+    snprintf(key, sizeof key, "%s.attention.head_count", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_head));
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_head_kv));
+    snprintf(key, sizeof key, "%s.vocab_size", fi.arch);
+    json_object_set_new(info, key, json_integer(fi.n_vocab));
+    json_t *gname = fi.name[0] ? json_string(fi.name) : NULL; /* NULL: not UTF-8 */
+    if (gname)
+        json_object_set_new(info, "general.name", gname);
     /* the template the role's chats render with, and what it reads: a
      * template that refers to its tools takes them, one that refers to
      * thinking can think (Ollama looks at its templates' variables too) */

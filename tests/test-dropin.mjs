@@ -110,6 +110,20 @@ embedding = true
     assert.equal(ps.models.find((m) => m.name === 'story').digest, want);
   });
 
+  test('Ollama show: model_info from the GGUF header, modified_at', async () => {
+    const s = await olm.show({ model: 'story:latest' });
+    const mi = s.model_info;
+    assert.equal(mi['general.architecture'], 'llama');
+    assert.equal(mi['llama.context_length'], 2048);
+    assert.equal(mi['llama.embedding_length'], 64);
+    assert.equal(mi['llama.block_count'], 5);
+    assert.equal(mi['llama.attention.head_count'], 8);
+    assert.equal(mi['llama.attention.head_count_kv'], 4);
+    assert.equal(mi['llama.vocab_size'], 512);
+    assert.ok(mi['general.parameter_count'] > 250000);
+    assert.equal(new Date(s.modified_at).getTime(), Math.floor(fs.statSync(MODEL).mtimeMs / 1000) * 1000);
+  });
+
   test('Ollama embed: an over-long text is truncated unless truncate is false; empty input loads', async () => {
     const long = 'Once upon a time there was a cat. '.repeat(400); // past the 2,048-token context
     const e = await olm.embed({ model: 'embedding', input: [long, 'a cat'] });
