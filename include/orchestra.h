@@ -526,6 +526,13 @@ struct orch_gen_params {
     const char *json_schema; /* NULL, or a JSON schema the text must follow
                                 (not with grammar); borrowed. A grammar or
                                 schema that does not compile is ORCH_EINVAL */
+    const int32_t *context;  /* NULL (default), or tokens that come before the
+                                prompt: an earlier result's context (Ollama's
+                                /api/generate "context"); the prompt is then
+                                tokenized after them without a BOS. Borrowed.
+                                A token outside the vocabulary is ORCH_EINVAL */
+    size_t n_context;
+    bool return_context;     /* fill orch_gen_result.context; default false */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -545,9 +552,14 @@ struct orch_gen_result {
     double load_wait_ms;    /* time spent waiting for the model to be ready */
     double prompt_ms;       /* prompt evaluation */
     double gen_ms;          /* generation after the prompt */
+    int32_t *context;       /* with return_context: the tokens of the context,
+                               the prompt and the reply (every token generated,
+                               a stop string's too), to continue from; else
+                               NULL. Owned by the result */
+    size_t n_context;
 };
 
-/* Frees the result's text and zeroes it. Accepts NULL. */
+/* Frees the result's text (and context) and zeroes it. Accepts NULL. */
 void orch_gen_result_clear(struct orch_gen_result *res);
 
 /* Completes `prompt` (raw text; BOS added when the model wants one).

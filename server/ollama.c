@@ -330,13 +330,47 @@ static json_t *olm_tool_calls(const struct orch_chat_reply *r)
     return calls;
 }
 
+/* /api/generate's context: the tokens an earlier reply gave, before this
+ * prompt; and this reply's, asked for. 0, or -1 with msg. */
+static int context_field(struct gen_job *j, json_t *b, char *msg, size_t cap)
+{
+    j->p.return_context = true;
+    json_t *c = json_object_get(b, "context");
+    if (!c || json_is_null(c) || (json_is_array(c) && !json_array_size(c)))
+        return 0;
+    size_t n = json_array_size(c);
+    if (!json_is_array(c) || n > ORCH_N_CTX_MAX) {
+        snprintf(msg, cap, "'context' must be the array of tokens an earlier reply gave");
+        return -1;
+    }
+    int32_t *t = malloc(n * sizeof *t);
+    if (!t || !gen_own(j, (char *)t)) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(c, i, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > INT32_MAX) {
+            snprintf(msg, cap, "'context[%zu]' must be a token: a whole number of 0 or more", i);
+            return -1;
+        }
+        t[i] = (int32_t)json_integer_value(v);
+    }
+    j->p.context = t;
+    j->p.n_context = n;
+    return 0;
+}
+
 /* Ollama's chat fields: tools (and tool_choice, which Ollama lacks: ours),
- * format ("json" or a schema), think (false: not thinking). */
-static int chat_fields(struct gen_job *j, json_t *b, char *msg, size_t cap)
+ * format ("json" or a schema), think (false: not thinking); on /api/chat,
+ * generate's context is refused too. */
+static int chat_fields(struct gen_job *j, json_t *b, bool chat, char *msg, size_t cap)
 {
     /* generate's fields this server does not have, refused by name */
-    static const char *const refused[] = {"suffix", "template", "context", "images"};
-    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    static const char *const refused[] = {"suffix", "template", "images", "context"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused - !chat; i++) {
         json_t *v = json_object_get(b, refused[i]);
         bool empty = !v || json_is_null(v) || (json_is_string(v) && !json_string_length(v)) ||
                      (json_is_array(v) && !json_array_size(v));
@@ -410,6 +444,12 @@ static json_t *final_obj(struct gen_job *j, bool streamed)
                         json_integer((json_int_t)(j->res.prompt_ms * 1e6)));
     json_object_set_new(out, "eval_count", json_integer(j->res.n_generated));
     json_object_set_new(out, "eval_duration", json_integer((json_int_t)(j->res.gen_ms * 1e6)));
+    if (j->p.return_context) { /* generate's: the conversation's tokens, to send back */
+        json_t *c = json_array();
+        for (size_t i = 0; i < j->res.n_context; i++)
+            json_array_append_new(c, json_integer(j->res.context[i]));
+        json_object_set_new(out, "context", c);
+    }
     return out;
 }
 
@@ -558,7 +598,8 @@ static enum MHD_Result generate(struct req *r)
             }
         }
     }
-    if (!empty && chat_fields(j, body, msg, sizeof msg)) {
+    if (!empty && (chat_fields(j, body, chat, msg, sizeof msg) ||
+                   (!chat && context_field(j, body, msg, sizeof msg)))) {
         gen_free(j);
         return bad(r, msg);
     }

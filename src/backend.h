@@ -13,6 +13,8 @@
 
 #include "internal.h"
 
+#include <stdlib.h>
+
 /* What a backend load gets. */
 struct orch__load_req {
     const char *path;
@@ -67,6 +69,15 @@ struct orch__gen_req {
     /* may be NULL; Threads: the backend's, between tokens: true when the
      * caller no longer wants the text (a quiet request stops as cancelled) */
     bool (*gone)(void *sink);
+    /* tokens before the prompt's (it is tokenized after them without a
+     * BOS); NULL = none. want_tokens: keep every token, the prompt's (with
+     * the prefix) and each generated one, in tokens (orch__req_token) */
+    const int32_t *prefix;
+    int32_t n_prefix;
+    bool want_tokens;
+    int32_t *tokens;     /* malloc'd; the caller frees it */
+    size_t n_tokens, cap_tokens;
+    bool tokens_failed;  /* out of memory keeping them */
     /* filled by the backend */
     int32_t n_prompt;
     int32_t n_generated;
@@ -75,6 +86,25 @@ struct orch__gen_req {
     bool ctx_full;
     double prompt_ms, gen_ms;
 };
+
+/* Appends t to req->tokens when the request keeps them. Threads: the
+ * request's backend, one writer. */
+static inline void orch__req_token(struct orch__gen_req *req, int32_t t)
+{
+    if (!req->want_tokens || req->tokens_failed)
+        return;
+    if (req->n_tokens == req->cap_tokens) {
+        size_t cap = req->cap_tokens ? 2 * req->cap_tokens : 256;
+        int32_t *n = realloc(req->tokens, cap * sizeof *n);
+        if (!n) {
+            req->tokens_failed = true;
+            return;
+        }
+        req->tokens = n;
+        req->cap_tokens = cap;
+    }
+    req->tokens[req->n_tokens++] = t;
+}
 
 struct orch__embed_req {
     const char *const *texts;

@@ -64,6 +64,7 @@ void orch_gen_result_clear(struct orch_gen_result *res)
     if (!res)
         return;
     free(res->text);
+    free(res->context);
     memset(res, 0, sizeof *res);
 }
 
@@ -298,8 +299,11 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
     int rc = check_gen_params(p, err);
     if (rc == ORCH_OK)
         rc = orch__check_text("the prompt", prompt, err);
-    if (rc == ORCH_OK && !prompt[0])
+    if (rc == ORCH_OK && !prompt[0] && !p->n_context)
         rc = orch__err(err, ORCH_EINVAL, "the prompt is empty");
+    if (rc == ORCH_OK && p->n_context && (!p->context || p->n_context > ORCH_N_CTX_MAX))
+        rc = orch__err(err, ORCH_EINVAL, "context: %zu tokens %s", p->n_context,
+                       p->context ? "are more than a context holds" : "but no array");
     const orch_backend *be = orch__model_backend(m);
     if (rc == ORCH_OK && !be->ops->generate)
         rc = orch__err(err, ORCH_ENOTSUP, "backend %s cannot generate", be->ops->name);
@@ -339,9 +343,20 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
         .emit = sink_emit,
         .sink = &s,
         .quiet = !p->n_stop && !p->on_text,
+        .prefix = p->context,
+        .n_prefix = (int32_t)p->n_context,
+        .want_tokens = p->return_context,
     };
     rc = be->ops->generate(orch__model_backend_obj(m), &req, err);
     free(own);
+    if (rc == ORCH_OK && req.want_tokens && req.tokens_failed)
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory keeping the context's tokens");
+    if (rc == ORCH_OK && p->return_context) {
+        res->context = req.tokens; /* the result's now */
+        res->n_context = req.n_tokens;
+        req.tokens = NULL;
+    }
+    free(req.tokens);
     if (rc == ORCH_OK && s.rc)
         rc = orch__err(err, s.rc, "out of memory collecting the text");
     if (rc == ORCH_OK && s.finish != ORCH_FINISH_STOP && s.finish != ORCH_FINISH_CANCELLED &&

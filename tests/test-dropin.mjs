@@ -110,6 +110,31 @@ embedding = true
     assert.equal(ps.models.find((m) => m.name === 'story').digest, want);
   });
 
+  test('Ollama generate: context comes back, and sent again continues the conversation', async () => {
+    const opts = { num_predict: 6, temperature: 0 };
+    const a = await olm.generate({ model: 'story', prompt: 'Once upon a time', raw: true, stream: false, options: opts });
+    assert.equal(a.response, ', there was a little g');
+    assert.equal(a.context.length, a.prompt_eval_count + a.eval_count); // prompt and reply
+    assert.equal(a.context[0], 1); // the BOS
+    const b = await olm.generate({ model: 'story', prompt: ' Lily', raw: true, context: a.context, stream: false, options: opts });
+    assert.deepEqual(b.context.slice(0, a.context.length), a.context);
+    assert.equal(b.context.length, b.prompt_eval_count + b.eval_count);
+    assert.ok(b.prompt_eval_count > a.context.length, 'the context is part of the prompt');
+    assert.ok(!b.context.slice(a.context.length).includes(1), 'no second BOS');
+    // streamed: the last line carries it; through the template (not raw) too
+    let last = null;
+    for await (const part of await olm.generate({ model: 'story', prompt: ' Lily', raw: true, context: a.context, stream: true, options: opts })) last = part;
+    assert.deepEqual(last.context, b.context);
+    const t = await olm.generate({ model: 'story', prompt: 'Hello', context: a.context, stream: false, options: opts });
+    assert.deepEqual(t.context.slice(0, a.context.length), a.context);
+    // a token the model does not have, or not a token: 400
+    await assert.rejects(olm.generate({ model: 'story', prompt: 'x', context: [1, 99999], stream: false }),
+      (err) => err.status_code === 400 && /context\[1\] is token 99999; the vocabulary has 512/.test(err.message));
+    await assert.rejects(olm.generate({ model: 'story', prompt: 'x', context: ['a'], stream: false }), (err) => err.status_code === 400);
+    await assert.rejects(olm.chat({ model: 'story', messages: [{ role: 'user', content: 'x' }], context: [1], stream: false }),
+      (err) => err.status_code === 400 && /context/.test(err.message));
+  });
+
   test('Ollama show: model_info from the GGUF header, modified_at', async () => {
     const s = await olm.show({ model: 'story:latest' });
     const mi = s.model_info;

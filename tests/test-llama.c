@@ -95,6 +95,49 @@ static void test_greedy_lily(void **state)
     orch_gen_result_clear(&res);
 }
 
+/* A result's context sent back continues where it ended: 5 tokens, then 6
+ * more from its context, make the text 11 tokens make at once. */
+static void test_context_continues(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    struct orch_gen_params p = greedy(5);
+    p.return_context = true;
+    struct orch_gen_result a, b;
+    orch_error err = {0};
+    assert_rc(orch_model_generate(g_model, "Once upon a time", &p, &a, &err), ORCH_OK, err);
+    assert_string_equal(a.text, ", there was a little");
+    assert_int_equal(a.n_context, 10); /* BOS and 4 prompt tokens, 5 generated */
+    p = greedy(6);
+    p.context = a.context;
+    p.n_context = a.n_context;
+    p.return_context = true;
+    assert_rc(orch_model_generate(g_model, "", &p, &b, &err), ORCH_OK, err);
+    assert_string_equal(b.text, " girl named Lily.");
+    assert_int_equal(b.n_prompt, 10);
+    assert_int_equal(b.n_context, 16);
+    assert_memory_equal(b.context, a.context, 10 * sizeof(int32_t));
+    orch_gen_result_clear(&b);
+    /* a prompt after the context: its tokens follow, with no second BOS */
+    assert_rc(orch_model_generate(g_model, " and", &p, &b, &err), ORCH_OK, err);
+    assert_true(b.n_prompt > 10);
+    assert_int_equal(b.n_context, (size_t)(b.n_prompt + b.n_generated));
+    for (int32_t i = 10; i < b.n_prompt; i++)
+        assert_int_not_equal(b.context[i], b.context[0]);
+    orch_gen_result_clear(&b);
+    /* without return_context there is none; a token past the vocabulary is refused */
+    p.return_context = false;
+    assert_rc(orch_model_generate(g_model, " and", &p, &b, &err), ORCH_OK, err);
+    assert_null(b.context);
+    orch_gen_result_clear(&b);
+    int32_t bad[] = {1, 512};
+    p.context = bad;
+    p.n_context = 2;
+    assert_rc(orch_model_generate(g_model, "x", &p, &b, &err), ORCH_EINVAL, err);
+    assert_non_null(strstr(err.msg, "context[1] is token 512"));
+    orch_gen_result_clear(&a);
+}
+
 static void test_greedy_equals_llama(void **state)
 {
     (void)state;
@@ -643,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_load_info_unload),
         cmocka_unit_test(test_greedy_lily),
         cmocka_unit_test(test_greedy_equals_llama),
+        cmocka_unit_test(test_context_continues),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_max_tokens_and_cancel),
         cmocka_unit_test(test_seeded_sampling),

@@ -32,13 +32,16 @@ class GenParams(ctypes.Structure):
                 ("on_text", TEXT_FN), ("user_data", c_void_p),
                 ("no_cache", c_bool), ("cancel", POINTER(c_int32)),
                 ("presence_penalty", c_float), ("frequency_penalty", c_float),
-                ("grammar", c_char_p), ("json_schema", c_char_p)]
+                ("grammar", c_char_p), ("json_schema", c_char_p),
+                ("context", POINTER(c_int32)), ("n_context", c_size_t),
+                ("return_context", c_bool)]
 
 
 class GenResult(ctypes.Structure):
     _fields_ = [("text", c_void_p), ("len", c_size_t), ("n_prompt", c_int32),
                 ("n_generated", c_int32), ("n_cached", c_int32), ("finish", c_int),
-                ("load_wait_ms", c_double), ("prompt_ms", c_double), ("gen_ms", c_double)]
+                ("load_wait_ms", c_double), ("prompt_ms", c_double), ("gen_ms", c_double),
+                ("context", POINTER(c_int32)), ("n_context", c_size_t)]
 
 
 class EmbedParams(ctypes.Structure):

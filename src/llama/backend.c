@@ -275,14 +275,46 @@ static void ctx_put(struct lmodel *lm, struct llama_context *ctx, uint32_t n_ctx
 
 /* ---- generation ------------------------------------------------------------ */
 
+/* req's prefix tokens (checked against the vocabulary) before the prompt's
+ * *toks, in a new array that replaces it. */
+static int with_prefix(struct lmodel *lm, const struct orch__gen_req *req, llama_token **toks,
+                       int32_t *n_toks, orch_error *err)
+{
+    int32_t n_vocab = llama_vocab_n_tokens(lm->vocab);
+    for (int32_t i = 0; i < req->n_prefix; i++)
+        if (req->prefix[i] < 0 || req->prefix[i] >= n_vocab) {
+            free(*toks);
+            return orch__err(err, ORCH_EINVAL,
+                             "context[%d] is token %d; the vocabulary has %d (a context is "
+                             "the tokens of the model that made it)",
+                             i, req->prefix[i], n_vocab);
+        }
+    llama_token *all = malloc(((size_t)req->n_prefix + (size_t)*n_toks) * sizeof *all);
+    if (!all) {
+        free(*toks);
+        return orch__err(err, ORCH_ENOMEM, "out of memory for the context");
+    }
+    memcpy(all, req->prefix, (size_t)req->n_prefix * sizeof *all);
+    memcpy(all + req->n_prefix, *toks, (size_t)*n_toks * sizeof *all);
+    free(*toks);
+    *toks = all;
+    *n_toks += req->n_prefix;
+    return ORCH_OK;
+}
+
 static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
 {
     struct lmodel *lm = model;
     llama_token *toks = NULL;
     int32_t n_toks = 0;
-    int rc = orch__lm_tokenize(lm, req->prompt, true, req->parse_special, &toks, &n_toks, err);
+    int rc = orch__lm_tokenize(lm, req->prompt, req->n_prefix == 0, req->parse_special, &toks,
+                               &n_toks, err);
     if (rc)
         return rc;
+    if (req->n_prefix && (rc = with_prefix(lm, req, &toks, &n_toks, err)))
+        return rc;
+    for (int32_t i = 0; i < n_toks; i++)
+        orch__req_token(req, toks[i]);
     req->n_prompt = n_toks;
     if (n_toks == 0) {
         free(toks);

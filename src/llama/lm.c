@@ -485,6 +485,7 @@ bool orch__lm_emit_token(struct lmodel *lm, struct orch__gen_req *req,
     if (n < 0)
         n = 0; /* a piece past 256 bytes: none of the vocabularies we load has one */
     req->n_generated++;
+    orch__req_token(req, tok);
     return req->emit(req->sink, piece, (size_t)n);
 }
 

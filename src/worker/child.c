@@ -127,11 +127,24 @@ static void serve_gen(int fd, struct wire_in *in)
         send_done(fd, &d, &err, NULL, 0);
         return;
     }
+    int32_t *prefix = NULL;
+    if (g.n_prefix) {
+        size_t bytes = (size_t)g.n_prefix * sizeof *prefix;
+        if (g.n_prefix > ORCH_N_CTX_MAX || bytes > in->left || !(prefix = malloc(bytes))) {
+            d.rc = orch__err(&err, ORCH_EINVAL, "worker: a bad context");
+            send_done(fd, &d, &err, NULL, 0);
+            return;
+        }
+        memcpy(prefix, in->p, bytes);
+        in->p += bytes;
+        in->left -= bytes;
+    }
     char *constraint = NULL;
     if (g.constraint_len) {
         if (g.constraint_len > in->left || !(constraint = strndup(in->p, g.constraint_len))) {
             d.rc = orch__err(&err, ORCH_EINVAL, "worker: a bad constraint");
             send_done(fd, &d, &err, NULL, 0);
+            free(prefix);
             return;
         }
         in->p += g.constraint_len;
@@ -140,6 +153,7 @@ static void serve_gen(int fd, struct wire_in *in)
     char *prompt = malloc(in->left + 1);
     if (!prompt) {
         free(constraint);
+        free(prefix);
         d.rc = orch__err(&err, ORCH_ENOMEM, "worker: out of memory for the prompt");
         send_done(fd, &d, &err, NULL, 0);
         return;
@@ -162,8 +176,15 @@ static void serve_gen(int fd, struct wire_in *in)
                                 .emit = emit_piece,
                                 .sink = &s,
                                 .quiet = g.batch,
-                                .gone = g.batch ? sink_gone : NULL};
+                                .gone = g.batch ? sink_gone : NULL,
+                                .prefix = prefix,
+                                .n_prefix = (int32_t)g.n_prefix,
+                                .want_tokens = g.want_tokens != 0};
     d.rc = g_inner->ops->generate(g_model, &req, &err);
+    if (d.rc == ORCH_OK && req.tokens_failed)
+        d.rc = orch__err(&err, ORCH_ENOMEM, "worker: out of memory keeping the tokens");
+    d.n_tokens = (int64_t)req.n_tokens;
+    size_t tok_bytes = req.n_tokens * sizeof *req.tokens;
     d.n_prompt = req.n_prompt;
     d.n_generated = req.n_generated;
     d.n_cached = req.n_cached;
@@ -173,11 +194,15 @@ static void serve_gen(int fd, struct wire_in *in)
     d.gen_ms = req.gen_ms;
     if (g.batch && d.rc == ORCH_OK && out.b.data) {
         memcpy(out.b.data + 5, &d, sizeof d); /* after the frame's length and type */
+        if (tok_bytes)
+            wire_put(&out, req.tokens, tok_bytes); /* after the pieces */
         wire_send(fd, &out);
     } else {
         orch__buf_free(&out.b);
-        send_done(fd, &d, &err, NULL, 0);
+        send_done(fd, &d, &err, req.tokens, tok_bytes);
     }
+    free(req.tokens);
+    free(prefix);
     free(prompt);
     free(constraint);
 }

@@ -862,7 +862,10 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
                          .parse_special = req->parse_special,
                          .batch = req->quiet, /* the pieces in the done frame */
                          .constraint_len =
-                             req->constraint ? (uint32_t)strlen(req->constraint) : 0};
+                             req->constraint ? (uint32_t)strlen(req->constraint) : 0,
+                         .n_prefix = (uint32_t)req->n_prefix,
+                         .want_tokens = req->want_tokens};
+    g.params.context = NULL; /* in the frame, as n_prefix tokens */
     g.params.stop = NULL; /* the generation layer here applies them */
     g.params.n_stop = 0;
     g.params.on_text = NULL;
@@ -873,6 +876,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     struct wire_out o;
     wire_begin(&o, W_GEN);
     wire_put(&o, &g, sizeof g);
+    if (req->n_prefix)
+        wire_put(&o, req->prefix, (size_t)req->n_prefix * sizeof *req->prefix);
     if (req->constraint)
         wire_put(&o, req->constraint, g.constraint_len);
     wire_put(&o, req->prompt, strlen(req->prompt));
@@ -887,8 +892,19 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
     req->ctx_full = d.ctx_full;
     req->prompt_ms = d.prompt_ms;
     req->gen_ms = d.gen_ms;
+    size_t tok_bytes = g.want_tokens && d.n_tokens >= 0 ? (size_t)d.n_tokens * sizeof(int32_t) : 0;
+    if (rc == ORCH_OK && tok_bytes > n)
+        rc = orch__err(err, ORCH_EDECODE, "the worker for '%s' sent %zu bytes for %lld tokens",
+                       ((struct wmodel *)model)->path, n, (long long)d.n_tokens);
+    if (rc == ORCH_OK && tok_bytes) { /* the tokens end the frame */
+        if (!(req->tokens = malloc(tok_bytes)))
+            req->tokens_failed = true;
+        else
+            memcpy(req->tokens, tail + n - tok_bytes, tok_bytes);
+        req->n_tokens = req->cap_tokens = req->tokens ? (size_t)d.n_tokens : 0;
+    }
     if (rc == ORCH_OK && g.batch)
-        replay(req, tail, n);
+        replay(req, tail, n - tok_bytes);
     free(tail);
     return rc;
 }

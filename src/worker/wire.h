@@ -60,6 +60,8 @@ struct wire_gen {
     uint8_t parse_special;
     uint8_t batch; /* pieces in the done frame (uint32_t len, bytes each), not one by one */
     uint32_t constraint_len; /* 0: none; else that many bytes before the prompt's */
+    uint32_t n_prefix;       /* int32_t tokens before the constraint (gen_req.prefix) */
+    uint8_t want_tokens;     /* the done frame ends with its n_tokens int32_t tokens */
 };
 
 struct wire_embed {
@@ -83,7 +85,8 @@ struct wire_done {
     uint8_t eos, ctx_full;
     double prompt_ms, gen_ms;
     int32_t n_embd; /* embed: n_texts * n_embd floats follow */
-    int64_t n_tokens;
+    int64_t n_tokens; /* embed: the texts' tokens; gen with want_tokens: the tokens
+                         that end the frame */
     uint8_t has_text; /* chat: nullable strings follow: prompt, constraint,
                          parser, then n_stops stop strings */
     uint32_t n_stops;
