@@ -317,6 +317,56 @@ static void test_four_threads_same_model(void **state)
         free(alone[i]);
 }
 
+struct shared_thread {
+    const char *prompt;
+    struct orch_gen_result res;
+    int rc;
+};
+
+static void *shared_main(void *arg)
+{
+    struct shared_thread *t = arg;
+    struct orch_gen_params p = greedy(30);
+    orch_error err = {0};
+    t->rc = orch_model_generate(g_model, t->prompt, &p, &t->res, &err);
+    return NULL;
+}
+
+/* A prompt one sequence holds is copied to the others that ask for it
+ * (several clients, or a request's n > 1), not read again: every one of
+ * three threads reuses all but the last prompt token, and each gets the
+ * text the prompt gives alone. */
+static void test_shared_prompt(void **state)
+{
+    (void)state;
+    REQUIRE_MODEL(path);
+    char prompt[4096] = "";
+    for (int i = 0; i < 8; i++)
+        strcat(prompt, "Once upon a time, there was a little girl named Lily. She liked to "
+                       "play. ");
+    struct orch_gen_params p = greedy(30);
+    p.no_cache = true;
+    struct orch_gen_result alone;
+    orch_error err = {0};
+    assert_rc(orch_model_generate(g_model, prompt, &p, &alone, &err), ORCH_OK, err);
+    assert_true(alone.n_prompt > 100);
+    struct shared_thread t[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = (struct shared_thread){.prompt = prompt};
+        pthread_create(&th[i], NULL, shared_main, &t[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].rc, ORCH_OK);
+        assert_string_equal(t[i].res.text, alone.text);
+        /* one took its own slot's cells, the others a copy of them */
+        assert_int_equal(t[i].res.n_cached, alone.n_prompt - 1);
+        orch_gen_result_clear(&t[i].res);
+    }
+    orch_gen_result_clear(&alone);
+}
+
 /* ---- bad requests ----------------------------------------------------------------- */
 
 static void test_bad_requests(void **state)
@@ -691,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_max_tokens_and_cancel),
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_four_threads_same_model),
+        cmocka_unit_test(test_shared_prompt),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_oom_collecting_text),
         cmocka_unit_test(test_chat),

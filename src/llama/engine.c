@@ -86,6 +86,7 @@ struct seq_slot {
     int32_t n_sampled;
     uint64_t order;      /* admission (prefill order), or last use when idle */
     /* this step */
+    bool wait;           /* an older sequence reads the same prompt: copy it after */
     int32_t n_added;     /* tokens in the batch */
     int32_t i_logits;    /* batch index to sample from; -1 = none */
     llama_token sampled;
@@ -261,6 +262,69 @@ static void seat(struct engine *e, struct eseq *q)
 
 /* ---- one generation step ---------------------------------------------------------- */
 
+/* Whether copying a sequence's cells beats reading `gain` prompt tokens
+ * again: llama.cpp copies a whole stream between sequences (n_ctx_seq
+ * cells of K and V, at most 4 bytes per layer and embedding value each),
+ * where reading costs about two operations per weight and token; memory
+ * moves about five times faster than a CPU computes. Sliding-window models
+ * are never copied: their early cells may be gone. */
+static bool worth_copying(const struct engine *e, int32_t gain)
+{
+    const struct lmodel *lm = e->lm;
+    if (gain <= 0 || llama_model_n_swa(lm->model) > 0)
+        return false;
+    double stream = (double)lm->n_ctx_seq * 4.0 * lm->info.n_layer * lm->info.n_embd;
+    return (double)gain * (double)lm->info.n_params >= 5.0 * stream;
+}
+
+/* A prompt another sequence holds or is reading: s takes that sequence's
+ * cells instead of reading them again (the n > 1 of one request, or the
+ * same prompt from several clients). Marks s to wait a step while an older
+ * sequence reads the part they share. Scheduler thread. */
+static void share_prompt(struct engine *e, struct seq_slot *s, struct seq_slot **older,
+                         int n_older)
+{
+    struct eseq *q = s->q;
+    s->wait = false;
+    int32_t most = q->n_prompt - 1; /* the last token is read: its logits start it */
+    if (q->no_cache || s->n_cache >= most)
+        return;
+    struct seq_slot *src = NULL;
+    int32_t best = s->n_cache;
+    for (int i = 0; i < e->n_slots; i++) {
+        struct seq_slot *t = &e->slots[i];
+        if (t == s || !t->n_cache)
+            continue;
+        int32_t c = common_prefix(t->cache, t->n_cache, q->prompt, q->n_prompt);
+        if (c > best) {
+            best = c;
+            src = t;
+        }
+    }
+    int32_t keep = best < most ? best : most;
+    if (src && worth_copying(e, keep - s->n_cache)) {
+        llama_memory_t mem = llama_get_memory(e->ctx);
+        llama_memory_seq_cp(mem, src->id, s->id, -1, -1); /* a whole stream */
+        if (!llama_memory_seq_rm(mem, s->id, keep, -1)) {
+            llama_memory_seq_rm(mem, s->id, -1, -1);
+            s->n_cache = q->n_cached = 0;
+            return;
+        }
+        memcpy(s->cache, src->cache, (size_t)keep * sizeof *s->cache);
+        s->n_cache = keep;
+        q->n_cached = keep;
+        return;
+    }
+    for (int i = 0; i < n_older; i++) {
+        struct eseq *o = older[i]->q;
+        int32_t c = common_prefix(o->prompt, o->n_prompt, q->prompt, q->n_prompt);
+        if (c > older[i]->n_cache && worth_copying(e, (c < most ? c : most) - s->n_cache)) {
+            s->wait = true; /* it reads them now; they are copied when it has */
+            return;
+        }
+    }
+}
+
 static int by_order(const void *a, const void *b)
 {
     const struct seq_slot *x = *(struct seq_slot *const *)a, *y = *(struct seq_slot *const *)b;
@@ -290,9 +354,13 @@ static void gen_step(struct engine *e)
         }
     }
     qsort(prefill, (size_t)n_prefill, sizeof *prefill, by_order);
+    for (int i = 0; i < n_prefill; i++)
+        share_prompt(e, prefill[i], prefill, i);
     for (int i = 0; i < n_prefill && b->n_tokens < e->batch_cap; i++) {
         struct seq_slot *s = prefill[i];
         struct eseq *q = s->q;
+        if (s->wait)
+            continue;
         int32_t left = q->n_prompt - s->n_cache;
         int32_t k = left < e->batch_cap - b->n_tokens ? left : e->batch_cap - b->n_tokens;
         for (int32_t j = 0; j < k; j++) {
