@@ -9,12 +9,15 @@
 #include "roles.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static _Atomic uint64_t g_next_id = 1;
+
+#define OAI_N_MAX 16 /* choices (n) one request may ask */
 
 struct oai_stream {
     char id[40];
@@ -23,6 +26,10 @@ struct oai_stream {
     bool first_sent;
     int64_t created;
     int32_t n_calls; /* tool calls begun in the stream */
+    int index;       /* the choice this job makes */
+    /* the first job's: the other choices' jobs (n > 1), freed with it */
+    struct gen_job *more[OAI_N_MAX - 1];
+    int n_more;
 };
 
 static const char *finish_openai(const struct gen_job *j)
@@ -102,7 +109,7 @@ static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t
     if (v >= 0)
         j->p.seed = (uint32_t)v;
     v = 1;
-    if (json_int(json_object_get(b, "n"), "n", 1, 1, &v, msg, cap))
+    if (json_int(json_object_get(b, "n"), "n", 1, OAI_N_MAX, &v, msg, cap))
         return -1;
     if (json_stops(json_object_get(b, "stop"), j->stops, &j->p.n_stop, msg, cap))
         return -1;
@@ -257,14 +264,23 @@ static json_t *usage(const struct orch_gen_result *res)
                      res->n_cached);
 }
 
+/* One event, in one write: the choices of n > 1 write from their threads. */
 static bool sse(struct stream *st, json_t *j)
 {
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!text)
         return false;
-    bool ok = stream_write(st, "data: ", 6) && stream_write(st, text, strlen(text)) &&
-              stream_write(st, "\n\n", 2);
+    size_t n = strlen(text);
+    char *ev = malloc(n + 9);
+    bool ok = ev != NULL;
+    if (ok) {
+        memcpy(ev, "data: ", 6);
+        memcpy(ev + 6, text, n);
+        memcpy(ev + 6 + n, "\n\n", 3);
+        ok = stream_write(st, ev, n + 8);
+    }
+    free(ev);
     free(text);
     return ok;
 }
@@ -279,10 +295,10 @@ static json_t *chunk(struct gen_job *j, const char *text, size_t n, const char *
             json_object_set_new(delta, "role", json_string("assistant"));
         if (text)
             json_object_set_new(delta, "content", json_stringn(text, n));
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", o->index, "delta", delta, "logprobs",
                            "finish_reason", finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:i, s:s%, s:n, s:o}", "index", 0, "text", text ? text : "",
+        choice = json_pack("{s:i, s:s%, s:n, s:o}", "index", o->index, "text", text ? text : "",
                            text ? n : 0, "logprobs", "finish_reason",
                            finish ? json_string(finish) : json_null());
     }
@@ -328,12 +344,79 @@ static void on_delta(struct gen_job *j, const struct orch_chat_delta *d)
         json_decref(delta);
         return;
     }
-    json_t *choice = json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "delta", delta, "logprobs",
-                               "finish_reason");
+    json_t *choice = json_pack("{s:i, s:o, s:n, s:n}", "index", o->index, "delta", delta,
+                               "logprobs", "finish_reason");
     o->first_sent = true;
     sse(j->st, json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", o->id, "object",
                          "chat.completion.chunk", "created", (json_int_t)o->created, "model",
                          j->role, "choices", choice));
+}
+
+/* The usage of a request's choices: the prompt once, every choice's tokens. */
+static json_t *usage_all(struct gen_job *j)
+{
+    struct oai_stream *o = j->api;
+    struct orch_gen_result sum = j->res;
+    for (int i = 0; i < o->n_more; i++)
+        sum.n_generated += o->more[i]->res.n_generated;
+    return usage(&sum);
+}
+
+/* The first failed choice's job, or NULL. */
+static struct gen_job *failed(struct gen_job *j)
+{
+    struct oai_stream *o = j->api;
+    if (j->rc)
+        return j;
+    for (int i = 0; i < o->n_more; i++)
+        if (o->more[i]->rc)
+            return o->more[i];
+    return NULL;
+}
+
+/* One choice of a stream: the role first (as OpenAI does), the pieces or
+ * parsed changes, then its finish chunk. */
+static void *stream_choice(void *job)
+{
+    struct gen_job *j = job;
+    struct oai_stream *o = j->api;
+    if (o->chat) {
+        sse(j->st, chunk(j, "", 0, NULL));
+        j->on_delta = on_delta;
+    } else {
+        j->on_piece = on_piece;
+    }
+    gen_run(j);
+    if (j->rc == ORCH_OK)
+        sse(j->st, chunk(j, NULL, 0, finish_openai(j)));
+    return NULL;
+}
+
+static void *run_job(void *job)
+{
+    gen_run(job);
+    return NULL;
+}
+
+/* Runs the other choices on threads of their own and the first here; all
+ * of them decode together in the model's engine, the prompt's cells read
+ * once and copied to the others. */
+static void run_choices(struct gen_job *j, void *(*fn)(void *))
+{
+    struct oai_stream *o = j->api;
+    pthread_t th[OAI_N_MAX];
+    bool started[OAI_N_MAX] = {false};
+    for (int i = 0; i < o->n_more; i++) {
+        o->more[i]->st = j->st;
+        started[i] = pthread_create(&th[i], NULL, fn, o->more[i]) == 0;
+    }
+    fn(j);
+    for (int i = 0; i < o->n_more; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            fn(o->more[i]); /* no thread to be had: after the others */
+    }
 }
 
 static void run_stream(struct stream *st, void *job)
@@ -341,29 +424,23 @@ static void run_stream(struct stream *st, void *job)
     struct gen_job *j = job;
     struct oai_stream *o = j->api;
     j->st = st;
-    if (o->chat) { /* the role first, as OpenAI does; then the parsed changes */
-        sse(st, chunk(j, "", 0, NULL));
-        j->on_delta = on_delta;
-    } else {
-        j->on_piece = on_piece;
-    }
-    gen_run(j);
-    if (j->rc == ORCH_OK) {
-        sse(st, chunk(j, NULL, 0, finish_openai(j)));
-        if (o->include_usage) {
-            json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", o->id, "object",
-                                  o->chat ? "chat.completion.chunk" : "text_completion", "created",
-                                  (json_int_t)o->created, "model", j->role, "choices", "usage",
-                                  usage(&j->res));
-            sse(st, u);
-        }
-    } else {
-        sse(st, json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", j->err.msg, "type",
+    run_choices(j, stream_choice);
+    struct gen_job *bad = failed(j);
+    if (!bad && o->include_usage) {
+        json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", o->id, "object",
+                              o->chat ? "chat.completion.chunk" : "text_completion", "created",
+                              (json_int_t)o->created, "model", j->role, "choices", "usage",
+                              usage_all(j));
+        sse(st, u);
+    } else if (bad) {
+        sse(st, json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", bad->err.msg, "type",
                           "server_error", "param", "code"));
     }
     stream_write(st, "data: [DONE]\n\n", 14);
-    stream_account(st, j->rc == ORCH_OK ? 200 : status_for(j->rc), j->res.n_prompt,
-                   j->res.n_generated);
+    int64_t out = j->res.n_generated;
+    for (int i = 0; i < o->n_more; i++)
+        out += o->more[i]->res.n_generated;
+    stream_account(st, bad ? status_for(bad->rc) : 200, j->res.n_prompt, out);
 }
 
 /* A chat's reply as OpenAI's message: content (null when only tools were
@@ -388,37 +465,40 @@ static json_t *chat_message(const struct gen_job *j)
     return m;
 }
 
-/* POST /v1/chat/completions (arg 1) and /v1/completions (arg 0) */
-static enum MHD_Result completion(struct req *r)
+/* Frees the other choices' jobs with the first's (gen_job.api_free). */
+static void free_more(void *api)
 {
-    bool chat = r->route->arg;
-    enum MHD_Result ret;
-    if (srv_take_model(r, &ret) < 0)
-        return ret;
+    struct oai_stream *o = api;
+    for (int i = 0; i < o->n_more; i++)
+        gen_free(o->more[i]);
+}
+
+/* A job for the request, its body checked. NULL with msg (a 400), or with
+ * msg empty when out of memory. */
+static struct gen_job *completion_job(struct req *r, bool chat, char *msg, size_t cap)
+{
+    msg[0] = '\0';
     struct gen_job *j = gen_new(r, sizeof(struct oai_stream));
     if (!j)
-        return reply_oai_error(r, 500, "server_error", "out of memory");
-    struct oai_stream *o = j->api;
-    char msg[300];
-    int bad_input = chat ? oai_chat_setup(j, r->json, msg, sizeof msg)
-                         : gen_params(j, r->json, false, msg, sizeof msg);
+        return NULL;
+    int bad_input = chat ? oai_chat_setup(j, r->json, msg, cap)
+                         : gen_params(j, r->json, false, msg, cap);
     json_t *so = json_object_get(r->json, "stream_options");
     if (!bad_input)
-        bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg,
-                              sizeof msg) ||
-                    json_kind(so, "stream_options", 'o', msg, sizeof msg) ||
+        bad_input = json_kind(json_object_get(r->json, "stream"), "stream", 'b', msg, cap) ||
+                    json_kind(so, "stream_options", 'o', msg, cap) ||
                     json_kind(json_object_get(so, "include_usage"), "stream_options.include_usage",
-                              'b', msg, sizeof msg);
+                              'b', msg, cap);
     if (!bad_input && !chat) {
         json_t *g = json_object_get(r->json, "grammar");
         json_t *js = json_object_get(r->json, "json_schema");
-        bad_input = json_kind(g, "grammar", 's', msg, sizeof msg) ||
-                    (js && !json_is_null(js) && gen_schema(j, js, "json_schema", msg, sizeof msg));
+        bad_input = json_kind(g, "grammar", 's', msg, cap) ||
+                    (js && !json_is_null(js) && gen_schema(j, js, "json_schema", msg, cap));
         if (!bad_input && json_is_string(g) && json_string_length(g))
             j->p.grammar = json_string_value(g);
         j->p.json_schema = j->cp.json_schema;
         if (!bad_input && j->p.grammar && j->p.json_schema) {
-            snprintf(msg, sizeof msg, "'grammar' and 'json_schema' cannot both be given");
+            snprintf(msg, cap, "'grammar' and 'json_schema' cannot both be given");
             bad_input = -1;
         }
     }
@@ -427,7 +507,7 @@ static enum MHD_Result completion(struct req *r)
         if (json_is_array(p) && json_array_size(p) == 1)
             p = json_array_get(p, 0);
         if (!json_is_string(p)) {
-            snprintf(msg, sizeof msg, "'prompt' must be a string (or an array of one string)");
+            snprintf(msg, cap, "'prompt' must be a string (or an array of one string)");
             bad_input = -1;
         } else {
             j->prompt = json_string_value(p);
@@ -435,37 +515,78 @@ static enum MHD_Result completion(struct req *r)
     }
     if (bad_input) {
         gen_free(j);
-        return bad(r, msg);
+        return NULL;
     }
+    struct oai_stream *o = j->api;
     o->chat = chat;
+    o->include_usage = json_is_true(json_object_get(so, "include_usage"));
+    return j;
+}
+
+/* POST /v1/chat/completions (arg 1) and /v1/completions (arg 0). n > 1:
+ * that many choices, each a sequence of its own beside the others (a given
+ * seed is the first's; choice i samples with seed + i). */
+static enum MHD_Result completion(struct req *r)
+{
+    bool chat = r->route->arg;
+    enum MHD_Result ret;
+    if (srv_take_model(r, &ret) < 0)
+        return ret;
+    char msg[300];
+    struct gen_job *j = completion_job(r, chat, msg, sizeof msg);
+    if (!j)
+        return msg[0] ? bad(r, msg) : reply_oai_error(r, 500, "server_error", "out of memory");
+    struct oai_stream *o = j->api;
     o->created = (int64_t)time(NULL);
     snprintf(o->id, sizeof o->id, "%s-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&g_next_id, 1));
-    o->include_usage = json_is_true(json_object_get(so, "include_usage"));
+    json_t *nv = json_object_get(r->json, "n");
+    int n = json_is_integer(nv) ? (int)json_integer_value(nv) : 1; /* checked: 1..OAI_N_MAX */
+    j->api_free = free_more;
+    for (int i = 1; i < n; i++) {
+        struct gen_job *k = completion_job(r, chat, msg, sizeof msg);
+        if (!k) {
+            gen_free(j);
+            return reply_oai_error(r, 500, "server_error", "out of memory");
+        }
+        struct oai_stream *ko = k->api;
+        memcpy(ko->id, o->id, sizeof o->id);
+        ko->created = o->created;
+        ko->index = i;
+        if (j->p.seed != ORCH_SEED_RANDOM)
+            k->p.seed = (uint32_t)((j->p.seed + (uint32_t)i) % ORCH_SEED_RANDOM);
+        o->more[o->n_more++] = k;
+    }
     if (json_is_true(json_object_get(r->json, "stream")))
         return reply_stream(r, "text/event-stream", run_stream, j, gen_free);
 
-    gen_run(j);
+    run_choices(j, run_job);
     r->tok_in = j->res.n_prompt;
     r->tok_out = j->res.n_generated;
-    if (j->rc) {
-        int st = status_for(j->rc);
+    for (int i = 0; i < o->n_more; i++)
+        r->tok_out += o->more[i]->res.n_generated;
+    struct gen_job *bad_job = failed(j);
+    if (bad_job) {
+        int st = status_for(bad_job->rc);
         ret = reply_oai_error(r, st, st < 500 ? "invalid_request_error" : "server_error", "%s",
-                              j->err.msg);
+                              bad_job->err.msg);
         gen_free(j);
         return ret;
     }
-    json_t *choice;
-    if (chat)
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", chat_message(j),
-                           "logprobs", "finish_reason", finish_openai(j));
-    else
-        choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", j->res.text, j->res.len,
-                           "logprobs", "finish_reason", finish_openai(j));
-    json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", o->id, "object",
+    json_t *choices = json_array();
+    for (int i = 0; i < n; i++) {
+        struct gen_job *c = i ? o->more[i - 1] : j;
+        json_array_append_new(
+            choices, chat ? json_pack("{s:i, s:o, s:n, s:s}", "index", i, "message",
+                                      chat_message(c), "logprobs", "finish_reason",
+                                      finish_openai(c))
+                          : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", c->res.text,
+                                      c->res.len, "logprobs", "finish_reason", finish_openai(c)));
+    }
+    json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", o->id, "object",
                             chat ? "chat.completion" : "text_completion", "created",
-                            (json_int_t)o->created, "model", j->role, "choices", choice, "usage",
-                            usage(&j->res));
+                            (json_int_t)o->created, "model", j->role, "choices", choices, "usage",
+                            usage_all(j));
     gen_free(j);
     return reply_json(r, 200, out);
 }

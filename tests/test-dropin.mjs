@@ -231,6 +231,32 @@ embedding = true
     assert.equal((await fetch(`${srv.url}/v1/responses`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'nobody', input: 'x' }) })).status, 404);
   });
 
+  test('OpenAI n: several choices of one request, streamed and not', async () => {
+    const c = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', n: 3 });
+    assert.deepEqual(c.choices.map((x) => x.index), [0, 1, 2]);
+    for (const x of c.choices) assert.equal(x.text, GREEDY); // the role is greedy
+    assert.equal(c.usage.completion_tokens, 33);
+    assert.equal(c.usage.prompt_tokens, 5); // the prompt once
+    const chat = await oai.chat.completions.create({ model: 'story', messages: [{ role: 'user', content: 'Once upon a time' }], n: 2, max_tokens: 6 });
+    assert.equal(chat.choices.length, 2);
+    assert.equal(chat.choices[0].message.content, chat.choices[1].message.content);
+    // streamed: each choice's pieces under its index, one finish each, usage summed
+    const s = await oai.chat.completions.create({ model: 'story', messages: [{ role: 'user', content: 'Once upon a time' }], n: 2, max_tokens: 6, stream: true, stream_options: { include_usage: true } });
+    const text = ['', ''], finish = [null, null];
+    let usage = null;
+    for await (const ch of s) {
+      if (ch.usage) usage = ch.usage;
+      for (const x of ch.choices) {
+        text[x.index] += x.delta.content || '';
+        if (x.finish_reason) finish[x.index] = x.finish_reason;
+      }
+    }
+    assert.deepEqual(text, [chat.choices[0].message.content, chat.choices[0].message.content]);
+    assert.deepEqual(finish, ['length', 'length']);
+    assert.equal(usage.completion_tokens, 12);
+    await assert.rejects(oai.completions.create({ model: 'story', prompt: 'x', n: 17 }), (err) => err.status === 400 && /'n' is 17/.test(err.message));
+  });
+
   test('sanity: the key-protected daemon serves the greedy text', async () => {
     const c = await oai.completions.create({ model: 'story', prompt: 'Once upon a time' });
     assert.equal(c.choices[0].text, GREEDY);
