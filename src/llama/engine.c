@@ -305,7 +305,10 @@ static void share_prompt(struct engine *e, struct seq_slot *s, struct seq_slot *
     if (src && worth_copying(e, keep - s->n_cache)) {
         llama_memory_t mem = llama_get_memory(e->ctx);
         llama_memory_seq_cp(mem, src->id, s->id, -1, -1); /* a whole stream */
-        if (!llama_memory_seq_rm(mem, s->id, keep, -1)) {
+        /* a memory that did not copy (llama.cpp skips caches that share
+         * cells across layers) or cannot drop a tail: read it after all */
+        if (llama_memory_seq_pos_max(mem, s->id) < keep - 1 ||
+            !llama_memory_seq_rm(mem, s->id, keep, -1)) {
             llama_memory_seq_rm(mem, s->id, -1, -1);
             s->n_cache = q->n_cached = 0;
             return;
