@@ -19,11 +19,14 @@
 #include "transport.h"
 
 #include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <unistd.h>
 
 struct orch_server_opts orch_server_default_opts(void)
@@ -182,6 +185,45 @@ static bool reloader_stop(struct reloader *rl, int64_t deadline_ns)
     if (ended)
         srv_thread_stop(&rl->t); /* idle now: it sees the stop and leaves */
     return ended;
+}
+
+int orch_server_state_file(const char *config_path, char *out, size_t cap)
+{
+    char real[PATH_MAX];
+    if (!config_path || !realpath(config_path, real))
+        return -1;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the real path */
+    for (const char *p = real; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
+    int k = snprintf(out, cap, "%s/orchestra-%u-%016llx.daemon", dir, (unsigned)getuid(),
+                     (unsigned long long)h);
+    return k > 0 && (size_t)k < cap ? 0 : -1;
+}
+
+/* The state file (orch_server_state_file): URL and pid, written whole. */
+static void state_write(const struct orch_server_opts *in, int port, char *path, size_t cap)
+{
+    path[0] = '\0';
+    char tmp[PATH_MAX + 16];
+    if (orch_server_state_file(in->config_path, path, cap) != 0)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    bool ok = f && fprintf(f, "http://%s:%d\n%d\n", strcmp(in->host, "0.0.0.0") ? in->host
+                                                                                : "127.0.0.1",
+                           port, (int)getpid()) > 0;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        path[0] = '\0';
+    }
 }
 
 static void announce(const struct orch_server_opts *in, int port)
@@ -348,7 +390,11 @@ int orch_server_run(const struct orch_server_opts *in)
         return 1;
     }
     announce(in, port);
+    char state[PATH_MAX];
+    state_write(in, port, state, sizeof state);
     drain_and_stop(s, &rl, &set, serve_until_stopped(&rl, &set));
+    if (state[0])
+        unlink(state);
     srv_free(s);
     return 0;
 }

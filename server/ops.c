@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct text {
     char *d;
@@ -184,6 +185,65 @@ static enum MHD_Result admin(struct req *r)
                                         (double)(srv_now_ns() - t0) / 1e6));
 }
 
+/* {"roles": [...], "memory": {...}}: o's status as `ps --json` prints it;
+ * s: the daemon's (paths as it shows them), NULL: full paths. */
+static json_t *status_doc(orch_orchestra *o, const struct srv *s, orch_error *err)
+{
+    struct orch_role_status *st;
+    size_t n;
+    struct orch_budget_status b;
+    if (orch_status(o, &st, &n, &b, err))
+        return NULL;
+    json_t *roles = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *aliases = json_array();
+        for (const char *a = st[i].aliases, *e; *a; a = *e ? e + 1 : e) {
+            e = a + strcspn(a, ",");
+            json_array_append_new(aliases, json_stringn(a, (size_t)(e - a)));
+        }
+        json_t *one = json_pack(
+            "{s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:b, s:I, s:I, s:i}", "role",
+            st[i].role, "aliases", aliases, "model_role", st[i].model_role, "path",
+            s ? srv_file_name(s, st[i].path) : st[i].path, "state", orch_state_name(st[i].state),
+            "bytes", (json_int_t)st[i].bytes, "bytes_estimated", st[i].bytes_estimated, "leases",
+            (json_int_t)st[i].n_leases, "n_parallel", st[i].n_parallel, "pinned", st[i].pinned,
+            "idle_ms", (json_int_t)st[i].idle_ms, "unload_in_ms", (json_int_t)st[i].unload_in_ms,
+            "n_ctx", st[i].n_ctx);
+        if (one && st[i].last_error[0])
+            json_object_set_new(one, "error", json_string(st[i].last_error));
+        json_array_append_new(roles, one);
+    }
+    free(st);
+    return json_pack("{s:o, s:{s:I, s:I, s:I}}", "roles", roles, "memory", "budget",
+                     (json_int_t)b.budget, "used", (json_int_t)b.used, "evictions",
+                     (json_int_t)b.n_evictions);
+}
+
+char *orch_server_status_json(orch_orchestra *o, orch_error *err)
+{
+    json_t *doc = status_doc(o, NULL, err);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (!text && err && !err->code) {
+        err->code = ORCH_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return text;
+}
+
+/* GET /admin/status: the roles and the memory, as `orchestra ps --json`
+ * prints them (the command asks a running daemon this), and the pid. */
+static enum MHD_Result status(struct req *r)
+{
+    orch_error err = {0};
+    json_t *doc = status_doc(r->s->o, r->s, &err);
+    if (!doc)
+        return reply_olm_error(r, err.code ? status_for(err.code) : 500, "%s",
+                               err.code ? err.msg : "out of memory");
+    json_object_set_new(doc, "pid", json_integer((json_int_t)getpid()));
+    return reply_json(r, 200, doc);
+}
+
 /* GET /health (no key needed) */
 static enum MHD_Result health(struct req *r)
 {
@@ -203,6 +263,7 @@ int ops_routes(struct routes *t)
            routes_add(t, "GET", "/metrics", metrics, NULL, 0, 0) ||
            routes_add(t, "POST", "/admin/load", admin, NULL, 1, 0) ||
            routes_add(t, "POST", "/admin/unload", admin, NULL, 0, 0) ||
+           routes_add(t, "GET", "/admin/status", status, NULL, 0, 0) ||
            routes_add(t, "GET", "/", root, NULL, 0, 0)
                ? -1
                : 0;

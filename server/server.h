@@ -5,6 +5,8 @@
 #ifndef ORCH_SERVER_H
 #define ORCH_SERVER_H
 
+#include <orchestra.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +39,19 @@ struct orch_server_opts {
 
 /* Defaults for the fields above. */
 struct orch_server_opts orch_server_default_opts(void);
+
+/* Where a daemon serving config_path says where it listens, so that the
+ * command's ps, preload and unload find it: a file in $XDG_RUNTIME_DIR (else
+ * /tmp) named after this user and the config's real path, holding the URL
+ * and the pid; written once the daemon listens, removed when it stops.
+ * Returns 0 with out[cap] the path, or -1 when config_path cannot be
+ * resolved (or the path would not fit). Threads: any. */
+int orch_server_state_file(const char *config_path, char *out, size_t cap);
+
+/* The roles and memory of o as JSON text, {"roles": [...], "memory":
+ * {...}}: what `ps --json` prints and GET /admin/status answers. Returns
+ * malloc'd text (free() it), or NULL with err. Threads: any. */
+char *orch_server_status_json(orch_orchestra *o, orch_error *err);
 
 /* Loads the config, opens the orchestra, listens, serves until SIGTERM or
  * SIGINT (then stops accepting, lets requests in flight finish for up to

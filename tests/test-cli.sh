@@ -313,6 +313,28 @@ INI
   else bad "serve -m: roles named after the files: $(cat "$TMP/models" "$TMP/serve.err" 2>/dev/null | head -c 400)"; fi
   kill -TERM "$spid" 2>/dev/null; wait "$spid"
   if [ $? -eq 0 ]; then ok; else bad "serve -m: exit after SIGTERM"; fi
+  # ps, preload and unload talk to the daemon that runs the config, and say so
+  mkdir -p "$TMP/xr"
+  export XDG_RUNTIME_DIR="$TMP/xr"
+  rm -f "$TMP/port"
+  "$BIN" -c "$TMP/o.ini" serve --port 0 --port-file "$TMP/port" 2>"$TMP/serve.err" &
+  spid=$!
+  for _ in $(seq 1 200); do [ -s "$TMP/port" ] && break; sleep 0.05; done
+  expect_rc "preload in the daemon" 0 "$BIN" -c "$TMP/o.ini" preload reasoning
+  expect_grep "preload says whose roles" err "the roles of the daemon at http://127.0.0.1:$(cat "$TMP/port") (pid $spid)"
+  expect_rc "ps of the daemon" 0 "$BIN" ps -c "$TMP/o.ini"
+  if grep -q "^reasoning .* ready " "$TMP/out"; then ok; else bad "ps of the daemon: reasoning not ready: $(cat "$TMP/out")"; fi
+  expect_grep "ps says whose roles" err "the roles of the daemon"
+  expect_rc "ps --json of the daemon" 0 "$BIN" ps -c "$TMP/o.ini" --json
+  expect_grep "ps --json of the daemon" out '"state": "ready"'
+  expect_rc "unload in the daemon of -c" 0 env -u ORCH_URL "$BIN" -c "$TMP/o.ini" unload reasoning
+  expect_rc "ps after unload" 0 "$BIN" ps -c "$TMP/o.ini"
+  if grep -q "^reasoning .* unloaded " "$TMP/out"; then ok; else bad "ps after unload: $(cat "$TMP/out")"; fi
+  kill -TERM "$spid" 2>/dev/null; wait "$spid"
+  if [ -z "$(ls "$TMP/xr")" ]; then ok; else bad "the daemon's state file stays after it stopped: $(ls "$TMP/xr")"; fi
+  expect_rc "ps with no daemon" 0 "$BIN" ps -c "$TMP/o.ini"
+  if grep -q "daemon" "$TMP/err"; then bad "ps with no daemon speaks of one: $(cat "$TMP/err")"; else ok; fi
+  unset XDG_RUNTIME_DIR
   expect_rc "serve -m twice" 3 "$BIN" serve -m "$MODEL" -m "$MODEL" --port 0
   expect_grep "serve -m twice: why" err "exists already"
   # the shipped example works as shipped (its path is the test model's usual

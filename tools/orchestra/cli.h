@@ -105,6 +105,10 @@ int read_stream(FILE *f, const char *name, char **out, size_t *len);
  * caller frees it), else an exit code with why[] saying what went wrong. */
 int cli_http_post(const char *url, const char *path, const char *api_key, const char *json,
                   int timeout_s, int *status, char **body, char *why, size_t why_cap);
+/* The same with a method; json NULL: no body (a GET). */
+int cli_http(const char *url, const char *method, const char *path, const char *api_key,
+             const char *json, int timeout_s, int *status, char **body, char *why,
+             size_t why_cap);
 
 /* Progress bar on stderr when it is a terminal. */
 bool cli_progress(const char *role, float progress, void *ud);

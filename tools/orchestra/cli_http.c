@@ -42,6 +42,13 @@ static bool parse_url(const char *url, char *host, size_t cap, char *port, size_
 int cli_http_post(const char *url, const char *path, const char *api_key, const char *json,
                   int timeout_s, int *status, char **body, char *why, size_t why_cap)
 {
+    return cli_http(url, "POST", path, api_key, json, timeout_s, status, body, why, why_cap);
+}
+
+int cli_http(const char *url, const char *method, const char *path, const char *api_key,
+             const char *json, int timeout_s, int *status, char **body, char *why,
+             size_t why_cap)
+{
     *body = NULL;
     char host[256], port[16];
     if (!parse_url(url, host, sizeof host, port, sizeof port)) {
@@ -76,14 +83,17 @@ int cli_http_post(const char *url, const char *path, const char *api_key, const 
     char auth[600] = "";
     if (api_key && *api_key)
         snprintf(auth, sizeof auth, "Authorization: Bearer %.500s\r\n", api_key);
-    size_t jl = strlen(json);
+    size_t jl = json ? strlen(json) : 0;
     char head[1024];
-    int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
-                      "%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                      path, host, port, auth, jl);
+    int hn = json ? snprintf(head, sizeof head,
+                             "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json"
+                             "\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                             method, path, host, port, auth, jl)
+                  : snprintf(head, sizeof head,
+                             "%s %s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n",
+                             method, path, host, port, auth);
     bool sent = hn > 0 && (size_t)hn < sizeof head && write(fd, head, (size_t)hn) == hn &&
-                write(fd, json, jl) == (ssize_t)jl;
+                (!jl || write(fd, json, jl) == (ssize_t)jl);
     size_t cap = 4096, len = 0;
     char *resp = sent ? malloc(cap) : NULL;
     while (resp) {

@@ -3,7 +3,11 @@
  * roles of a running daemon.
  */
 #include "cli.h"
+#include "server.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,35 +86,17 @@ static bool print_table(const struct orch_role_status *st, size_t n,
     return ok;
 }
 
-/* The same as one JSON object: {"roles": [...], "memory": {...}}. */
-static bool print_json(const struct orch_role_status *st, size_t n,
-                       const struct orch_budget_status *bs)
+/* The same as one JSON object: {"roles": [...], "memory": {...}}, as the
+ * daemon's GET /admin/status gives it (one builder for both). */
+static bool print_json(orch_orchestra *o, int *rc)
 {
-    struct orch_budget_status b = *bs;
-    json_t *roles = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *aliases = json_array();
-        for (const char *a = st[i].aliases, *e; *a; a = *e ? e + 1 : e) {
-            e = a + strcspn(a, ",");
-            json_array_append_new(aliases, json_stringn(a, (size_t)(e - a)));
-        }
-        json_t *r = json_pack(
-            "{s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:b, s:I, s:I}", "role", st[i].role,
-            "aliases", aliases, "model_role", st[i].model_role, "path", st[i].path, "state",
-            orch_state_name(st[i].state), "bytes", (json_int_t)st[i].bytes, "bytes_estimated",
-            st[i].bytes_estimated, "leases", (json_int_t)st[i].n_leases, "n_parallel",
-            st[i].n_parallel, "pinned", st[i].pinned, "idle_ms", (json_int_t)st[i].idle_ms,
-            "unload_in_ms", (json_int_t)st[i].unload_in_ms);
-        if (r && st[i].last_error[0])
-            json_object_set_new(r, "error", json_string(st[i].last_error));
-        json_array_append_new(roles, r);
+    orch_error err = {0};
+    char *text = orch_server_status_json(o, &err);
+    if (!text) {
+        *rc = cli_fail(err.code, &err);
+        return true;
     }
-    json_t *doc = json_pack("{s:o, s:{s:I, s:I, s:I}}", "roles", roles, "memory", "budget",
-                            (json_int_t)b.budget, "used", (json_int_t)b.used, "evictions",
-                            (json_int_t)b.n_evictions);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    json_decref(doc);
-    bool ok = text && out_write(text, strlen(text)) && out_write("\n", 1);
+    bool ok = out_write(text, strlen(text)) && out_write("\n", 1);
     free(text);
     return ok;
 }
@@ -129,13 +115,14 @@ static int print_roles(orch_orchestra *o, bool json, bool *bad)
     for (size_t i = 0; i < n; i++)
         if (st[i].state != ORCH_STATE_READY && st[i].last_error[0])
             *bad = true;
-    bool ok = json ? print_json(st, n, &b) : print_table(st, n, &b);
+    rc = EXIT_OK;
+    bool ok = json ? print_json(o, &rc) : print_table(st, n, &b);
     free(st);
     if (!ok) {
         cli_error("cannot write to stdout");
         return EXIT_OUTPUT;
     }
-    return EXIT_OK;
+    return rc;
 }
 
 static int open_config(struct cli *cli, orch_orchestra **o)
@@ -167,8 +154,9 @@ static const struct cli_cmd ps_cmd = {
     "ps", "-c CONFIG [--json]",
     "Lists the config's roles like `ollama ps`: role, model file (and the role it\n"
     "falls back to), state, size (~ = estimated from the file), leases, and when\n"
-    "it would be unloaded for idleness. This command holds no models of its own\n"
-    "loaded: see `preload` to load roles and list them. Exits 3 when a role's\n"
+    "it would be unloaded for idleness. When `orchestra serve` runs this config,\n"
+    "these are the daemon's roles (stderr says so); else the config as a new\n"
+    "process sees it (nothing loaded: see `preload`). Exits 3 when a role's\n"
     "model file is missing or not a model.",
     ps_tables};
 static const struct cli_opt unload_opts[] = {
@@ -180,14 +168,15 @@ static const struct cli_opt *const unload_tables[] = {unload_opts, NULL};
 static const struct cli_cmd unload_cmd = {
     "unload", "ROLE... [--url URL] [--api-key KEY]",
     "Asks a running `orchestra serve` to unload the models behind the ROLEs\n"
-    "(POST /admin/unload), like `ollama stop`. Each unload waits for the\n"
+    "(POST /admin/unload), like `ollama stop`: the one --url or $ORCH_URL names,\n"
+    "else the one that runs -c CONFIG. Each unload waits for the\n"
     "requests in flight on that model to finish. Exits 3 for a role the daemon\n"
     "does not have, 1 when the daemon cannot be reached or refuses.",
     unload_tables};
 static const struct cli_cmd preload_cmd = {
     "preload", "-c CONFIG ROLE...",
     "Loads the models behind the ROLEs in parallel under the memory budget, then\n"
-    "lists all roles as `ps` does.",
+    "lists all roles as `ps` does; in the daemon that runs this config, if one does.",
     no_tables};
 
 static int no_opt(void *ctx, int id, const char *arg)
@@ -196,6 +185,115 @@ static int no_opt(void *ctx, int id, const char *arg)
     (void)id;
     (void)arg;
     return EXIT_USAGE;
+}
+
+/* ---- a running daemon of the config ------------------------------------------------ */
+
+/* The daemon serving cli's config, when one is up (its state file names a
+ * live pid): its URL and pid. */
+static bool daemon_of(const struct cli *cli, char *url, size_t cap, int *pid)
+{
+    char path[PATH_MAX], fmt[32];
+    if (!cli->config_path || cap < 2 ||
+        orch_server_state_file(cli->config_path, path, sizeof path) != 0)
+        return false;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    snprintf(fmt, sizeof fmt, "%%%zus %%d", cap - 1);
+    bool ok = fscanf(f, fmt, url, pid) == 2 && *pid > 0;
+    fclose(f);
+    return ok && (kill(*pid, 0) == 0 || errno == EPERM);
+}
+
+static void field(json_t *o, const char *k, char *out, size_t cap)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
+/* /admin/status's roles as orch_status gives them; false when it is not
+ * that document. */
+static bool status_of(json_t *doc, struct orch_role_status **out, size_t *n,
+                      struct orch_budget_status *b)
+{
+    json_t *roles = json_object_get(doc, "roles"), *mem = json_object_get(doc, "memory");
+    if (!json_is_array(roles) || !json_is_object(mem))
+        return false;
+    *n = json_array_size(roles);
+    struct orch_role_status *st = calloc(*n ? *n : 1, sizeof *st);
+    if (!st)
+        return false;
+    size_t i;
+    json_t *r;
+    json_array_foreach(roles, i, r) {
+        field(r, "role", st[i].role, sizeof st[i].role);
+        field(r, "model_role", st[i].model_role, sizeof st[i].model_role);
+        field(r, "path", st[i].path, sizeof st[i].path);
+        field(r, "error", st[i].last_error, sizeof st[i].last_error);
+        json_t *al = json_object_get(r, "aliases"), *a;
+        size_t k, used = 0;
+        json_array_foreach(al, k, a) {
+            const char *name = json_string_value(a);
+            int w = snprintf(st[i].aliases + used, sizeof st[i].aliases - used, "%s%s",
+                             used ? "," : "", name ? name : "");
+            used = w > 0 && used + (size_t)w < sizeof st[i].aliases ? used + (size_t)w : used;
+        }
+        const char *state = json_string_value(json_object_get(r, "state"));
+        for (int s = 0; s < 8 && state; s++)
+            if (strcmp(orch_state_name((enum orch_model_state)s), state) == 0)
+                st[i].state = (enum orch_model_state)s;
+        st[i].bytes = (uint64_t)json_integer_value(json_object_get(r, "bytes"));
+        st[i].bytes_estimated = json_is_true(json_object_get(r, "bytes_estimated"));
+        st[i].n_leases = json_integer_value(json_object_get(r, "leases"));
+        st[i].n_parallel = (int32_t)json_integer_value(json_object_get(r, "n_parallel"));
+        st[i].pinned = json_is_true(json_object_get(r, "pinned"));
+        st[i].idle_ms = json_integer_value(json_object_get(r, "idle_ms"));
+        st[i].unload_in_ms = json_integer_value(json_object_get(r, "unload_in_ms"));
+    }
+    b->budget = (uint64_t)json_integer_value(json_object_get(mem, "budget"));
+    b->used = (uint64_t)json_integer_value(json_object_get(mem, "used"));
+    b->n_evictions = json_integer_value(json_object_get(mem, "evictions"));
+    *out = st;
+    return true;
+}
+
+/* ps of the daemon at url: 1 when it could not be asked (the caller shows
+ * the config's own view), else an exit code. */
+static int print_daemon(const char *url, int pid, bool json)
+{
+    int status = 0;
+    char *body = NULL, why[512];
+    if (cli_http(url, "GET", "/admin/status", getenv("ORCH_API_KEY"), NULL, 10, &status, &body,
+                 why, sizeof why) != EXIT_OK || status != 200) {
+        cli_error("warning: the daemon at %s (pid %d) did not answer /admin/status (%s); "
+                  "showing this config as a new process sees it",
+                  url, pid, body ? body : why);
+        free(body);
+        return 1;
+    }
+    json_t *doc = json_loads(body, 0, NULL);
+    free(body);
+    struct orch_role_status *st = NULL;
+    size_t n = 0;
+    struct orch_budget_status b = {0};
+    bool ok = doc && status_of(doc, &st, &n, &b);
+    char *text = ok && json ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (!ok || (json && !text)) {
+        free(st);
+        cli_error("the daemon at %s sent a status this command does not read", url);
+        return EXIT_FAIL;
+    }
+    fprintf(stderr, "orchestra: the roles of the daemon at %s (pid %d)\n", url, pid);
+    ok = json ? out_write(text, strlen(text)) && out_write("\n", 1) : print_table(st, n, &b);
+    free(text);
+    free(st);
+    if (!ok || !out_ok()) {
+        cli_error("cannot write to stdout");
+        return EXIT_OUTPUT;
+    }
+    return EXIT_OK;
 }
 
 static int ps_opt(void *ctx, int id, const char *arg)
@@ -217,6 +315,10 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
         cli_error("ps: unexpected argument '%s'", argv[first]);
         return EXIT_USAGE;
     }
+    char url[256];
+    int pid;
+    if (daemon_of(cli, url, sizeof url, &pid) && (rc = print_daemon(url, pid, json)) != 1)
+        return rc;
     orch_orchestra *o;
     if ((rc = open_config(cli, &o)))
         return rc;
@@ -235,6 +337,28 @@ int cmd_preload(struct cli *cli, int argc, char **argv)
     if (first >= argc) {
         cli_error("preload: name at least one ROLE");
         return EXIT_USAGE;
+    }
+    char url[256];
+    int pid;
+    if (daemon_of(cli, url, sizeof url, &pid)) { /* load them in the daemon */
+        for (int i = first; i < argc; i++) {
+            json_t *req = json_pack("{s:s}", "role", argv[i]);
+            char *in = req ? json_dumps(req, JSON_COMPACT) : NULL, *body = NULL, why[512];
+            json_decref(req);
+            int status = 0;
+            rc = in ? cli_http_post(url, "/admin/load", getenv("ORCH_API_KEY"), in, 600, &status,
+                                    &body, why, sizeof why)
+                    : EXIT_FAIL;
+            free(in);
+            if (rc != EXIT_OK || status != 200) {
+                cli_error("preload %s in the daemon at %s: %s", argv[i], url,
+                          rc != EXIT_OK ? why : body ? body : "no answer");
+                free(body);
+                return status == 404 ? EXIT_INPUT : EXIT_FAIL;
+            }
+            free(body);
+        }
+        return print_daemon(url, pid, false) == 1 ? EXIT_FAIL : EXIT_OK;
     }
     orch_orchestra *o;
     if ((rc = open_config(cli, &o)))
@@ -272,9 +396,14 @@ static int unload_opt(void *ctx, int id, const char *arg)
 
 int cmd_unload(struct cli *cli, int argc, char **argv)
 {
-    (void)cli;
     const char *env_url = getenv("ORCH_URL");
-    struct unload_args u = {env_url && *env_url ? env_url : "http://127.0.0.1:11435",
+    char url[256];
+    int pid;
+    /* the daemon of -c CONFIG when one is up, unless a URL is named */
+    bool mine = !(env_url && *env_url) && daemon_of(cli, url, sizeof url, &pid);
+    struct unload_args u = {env_url && *env_url ? env_url
+                            : mine              ? url
+                                                : "http://127.0.0.1:11435",
                             getenv("ORCH_API_KEY")};
     int first;
     int rc = cli_parse(&unload_cmd, argc, argv, unload_opt, &u, &first);
