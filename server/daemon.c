@@ -15,10 +15,10 @@
 #include "api.h"
 #include "conns.h"
 #include "jobs.h"
+#include "roleset.h"
 #include "reply.h"
 #include "transport.h"
 
-#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -42,71 +42,6 @@ struct orch_server_opts orch_server_default_opts(void)
     return o;
 }
 
-/* What the daemon's roles do unless the config says otherwise: every file
- * is vetted in a child process before it loads here (one bad file must not
- * take every role down); the verdict is kept, so a file costs one vetting. */
-static int config_daemon_defaults(orch_config *cfg, orch_error *err)
-{
-    return orch_config_set_fallback(cfg, "vet", "true", err);
-}
-
-/* A role name for a model file: its name without the folder and ".gguf",
- * in the letters role names take ('.' and others become '-'). */
-static void role_of_file(const char *path, char *out, size_t cap)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 5 && strcmp(base + n - 5, ".gguf") == 0)
-        n -= 5;
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 1 < cap; i++) {
-        unsigned char c = (unsigned char)base[i];
-        out[k++] = (isalnum(c) || c == '_' || c == '-') ? (char)c : '-';
-    }
-    out[k] = '\0';
-    if (!k)
-        snprintf(out, cap, "model");
-}
-
-/* The daemon's roles: the config file's, then a role per -m model file
- * (named after the file; the file's own name is an alias where the role
- * name had to change). */
-static int daemon_config(const struct orch_server_opts *o, orch_config **out, orch_error *err)
-{
-    int rc =
-        o->config_path ? orch_config_load(o->config_path, out, err) : orch_config_new(out, err);
-    if (rc)
-        return rc;
-    for (size_t i = 0; rc == ORCH_OK && i < o->n_models; i++) {
-        char role[ORCH_ROLE_NAME_MAX], stem[256];
-        role_of_file(o->models[i], role, sizeof role);
-        const char *base = strrchr(o->models[i], '/');
-        snprintf(stem, sizeof stem, "%s", base ? base + 1 : o->models[i]);
-        size_t n = strlen(stem);
-        if (n > 5 && strcmp(stem + n - 5, ".gguf") == 0)
-            stem[n - 5] = '\0';
-        if (orch_config_find_role(*out, role) != (size_t)-1) {
-            err->code = rc = ORCH_ECONFIG;
-            snprintf(err->msg, sizeof err->msg,
-                     "-m %s: a role '%s' exists already (in the config, or from another -m "
-                     "file of that name)",
-                     o->models[i], role);
-            break;
-        }
-        rc = orch_config_set(*out, role, "path", o->models[i], err);
-        if (rc == ORCH_OK && strcmp(stem, role) != 0)
-            rc = orch_config_set(*out, role, "alias", stem, err);
-    }
-    if (rc == ORCH_OK)
-        rc = config_daemon_defaults(*out, err);
-    if (rc) {
-        orch_config_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
 /* SIGHUP: read the config again and apply it; models whose role and file
  * are unchanged stay loaded. A bad config is logged and the old one stays.
  * n: the SIGHUPs this one reload answers. */
@@ -114,7 +49,7 @@ static void reload(struct srv *s, int n)
 {
     orch_config *cfg;
     orch_error err = {0};
-    int rc = daemon_config(&s->opts, &cfg, &err);
+    int rc = srv_roles_config(&s->opts, &cfg, &err);
     if (rc == ORCH_OK) {
         rc = orch_reconfigure(s->o, cfg, &err);
         orch_config_free(cfg);
@@ -321,7 +256,7 @@ int orch_server_run(const struct orch_server_opts *in)
     struct srv *s = calloc(1, sizeof *s);
     struct routes *routes = calloc(1, sizeof *routes);
     if (!s || !routes || openai_routes(routes) || responses_routes(routes) ||
-        ollama_routes(routes) || ops_routes(routes)) {
+        ollama_routes(routes) || manage_routes(routes) || ops_routes(routes)) {
         fprintf(stderr, "orchestra serve: out of memory (or too many routes)\n");
         free(s);
         free(routes);
@@ -334,7 +269,7 @@ int orch_server_run(const struct orch_server_opts *in)
     s->started_unix = (int64_t)time(NULL);
     orch_error err = {0};
     orch_config *cfg;
-    int rc = daemon_config(in, &cfg, &err);
+    int rc = srv_roles_config(in, &cfg, &err);
     if (rc) {
         fprintf(stderr, "orchestra serve: %s\n", err.msg);
         srv_free(s);

@@ -17,6 +17,11 @@ int routes_add(struct routes *t, const char *method, const char *path, route_fn 
     return 0;
 }
 
+bool route_takes_body(const struct route *rt)
+{
+    return strcmp(rt->method, "POST") == 0 || strcmp(rt->method, "DELETE") == 0;
+}
+
 static bool path_matches(const struct route *rt, const char *path, bool prefix)
 {
     if (prefix != ((rt->flags & ROUTE_PREFIX) != 0))

@@ -17,7 +17,8 @@ enum route_flags {
 };
 
 struct route {
-    const char *method;   /* "GET" (HEAD too) or "POST" (takes a JSON object body) */
+    const char *method;   /* "GET" (HEAD too), or "POST" or "DELETE" (take a JSON object
+                             body) */
     const char *path;
     route_fn fn;
     const char *endpoint; /* its name in the log and /metrics; static; the path
@@ -32,6 +33,9 @@ struct routes {
     struct route r[ROUTES_MAX];
     size_t n;
 };
+
+/* Whether the route's requests carry a JSON object body (POST, DELETE). */
+bool route_takes_body(const struct route *rt);
 
 /* Adds a route; endpoint NULL names it by its path. Returns 0, or -1 when
  * the table is full (a build-time mistake; the daemon refuses to start).

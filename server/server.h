@@ -31,6 +31,8 @@ struct orch_server_opts {
                                 default false */
     const char *worker_exe;  /* the program workers run (orch_worker_main); NULL = this one */
     bool verbose_errors;     /* clients see model files' full paths; default false: names */
+    const char *models_dir;  /* /api/create takes GGUF files from this folder only;
+                                NULL: only from existing models */
     const char *cors_origin; /* browser origins allowed to call (CORS): NULL = none (no
                                 Access-Control-* header is sent), "*" = any, else a
                                 comma-separated list of exact origins; the API key is

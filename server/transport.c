@@ -147,11 +147,12 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *conn, const c
     else if (r->preflight)
         r->refused = 0;
     else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
-             strcmp(method, "POST") != 0 && strcmp(method, "OPTIONS") != 0)
+             strcmp(method, "POST") != 0 && strcmp(method, "OPTIONS") != 0 &&
+             strcmp(method, "DELETE") != 0)
         r->refused = 405;
     else if (!r->route)
         r->refused = known ? 405 : 404;
-    r->drop_body = r->refused || r->preflight || strcmp(r->route->method, "POST") != 0;
+    r->drop_body = r->refused || r->preflight || !route_takes_body(r->route);
     return MHD_YES;
 }
 
@@ -243,7 +244,7 @@ static enum MHD_Result complete(struct req *r)
                                        ? "the server is stopping"
                                        : "every connection is busy; try again");
     }
-    if (strcmp(r->route->method, "POST") == 0) {
+    if (route_takes_body(r->route)) {
         json_error_t je;
         if (!r->len)
             return reply_error(r, 400, "the request needs a JSON body");

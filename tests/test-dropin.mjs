@@ -7,8 +7,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import {
-  MODEL, MODULES, GREEDY, OpenAI, Ollama, missing, skipAll, writeConfig, startServer, stopServer, metric,
+  BIN, MODEL, MODULES, GREEDY, OpenAI, Ollama, missing, skipAll, tmp, writeConfig, startServer, stopServer, metric,
 } from './daemon-util.mjs';
 
 if (missing || !OpenAI || !Ollama) {
@@ -28,8 +30,12 @@ embedding = true
 `);
   let srv, plain, oai, olm;
   const auth = { Authorization: `Bearer ${KEY}` };
+  const models = path.join(tmp, 'models');
   before(async () => {
-    srv = await startServer(config, ['--api-key', KEY, '--cors-origin', 'https://app.example, https://other.example']);
+    fs.mkdirSync(models, { recursive: true });
+    execFileSync(BIN, ['-q', 'mkmodel', '--params', '1M', '--seed', '5', '-o', path.join(models, 'syn.gguf')]);
+    fs.symlinkSync(MODEL, path.join(models, 'outside.gguf')); // points out of the folder
+    srv = await startServer(config, ['--api-key', KEY, '--models-dir', models, '--cors-origin', 'https://app.example, https://other.example']);
     assert.ok(srv.port > 0, `daemon did not start: ${srv.stderr()}`);
     plain = await startServer(config); // no --cors-origin, no key
     assert.ok(plain.port > 0, `daemon did not start: ${plain.stderr()}`);
@@ -255,6 +261,54 @@ embedding = true
     assert.deepEqual(finish, ['length', 'length']);
     assert.equal(usage.completion_tokens, 12);
     await assert.rejects(oai.completions.create({ model: 'story', prompt: 'x', n: 17 }), (err) => err.status === 400 && /'n' is 17/.test(err.message));
+  });
+
+  test('Ollama create, copy, delete: roles kept beside the config, files only from --models-dir', async () => {
+    const r = await olm.create({ model: 'made', from: 'syn.gguf', stream: false });
+    assert.equal(r.status, 'success');
+    assert.ok((await olm.list()).models.some((m) => m.name === 'made'));
+    const g = await olm.generate({ model: 'made:latest', prompt: 'hello', raw: true, stream: false, options: { num_predict: 3 } });
+    assert.equal(g.eval_count, 3);
+    const kept = fs.readFileSync(`${config}.created`, 'utf8');
+    assert.match(kept, /\[made\]\npath = .*syn\.gguf/);
+    await assert.rejects(olm.create({ model: 'made', from: 'syn.gguf', stream: false }), (err) => err.status_code === 400 && /exists already/.test(err.message));
+    // from a model, with parameters of its own; streamed as Ollama streams it
+    const steps = [];
+    for await (const s of await olm.create({ model: 'terse', from: 'story', parameters: { num_predict: 3, temperature: 0 }, stream: true })) steps.push(s.status);
+    assert.equal(steps.at(-1), 'success');
+    const t = await olm.generate({ model: 'terse', prompt: 'Once upon a time', raw: true, stream: false });
+    assert.equal(t.eval_count, 3);
+    assert.equal(t.response, ', there was');
+    // copy: the same model under another name; delete what was made, not the config's
+    await olm.copy({ source: 'story', destination: 'story2' });
+    assert.equal((await olm.generate({ model: 'story2', prompt: 'Once upon a time', raw: true, stream: false })).response, GREEDY);
+    await olm.delete({ model: 'story2' });
+    await assert.rejects(olm.generate({ model: 'story2', prompt: 'x', stream: false }), (err) => err.status_code === 404);
+    await assert.rejects(olm.delete({ model: 'story' }), (err) => err.status_code === 400 && /config file/.test(err.message));
+    await assert.rejects(olm.delete({ model: 'nobody' }), (err) => err.status_code === 404);
+    await assert.rejects(olm.copy({ source: 'nobody', destination: 'x' }), (err) => err.status_code === 404);
+    // files: only inside the folder, and only models
+    await assert.rejects(olm.create({ model: 'out', from: 'outside.gguf', stream: false }), (err) => err.status_code === 403 && /outside the models folder/.test(err.message));
+    // (the ollama client refuses absolute paths itself)
+    const abs = await fetch(`${srv.url}/api/create`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'out', from: MODEL, stream: false }) });
+    assert.equal(abs.status, 403);
+    await assert.rejects(olm.create({ model: 'none', from: 'missing.gguf', stream: false }), (err) => err.status_code === 404);
+    fs.writeFileSync(path.join(models, 'junk.gguf'), 'not a model');
+    await assert.rejects(olm.create({ model: 'junk', from: 'junk.gguf', stream: false }), (err) => err.status_code === 400);
+    await assert.rejects(olm.create({ model: 'x:7b', from: 'story', stream: false }), (err) => err.status_code === 400 && /tags/.test(err.message));
+    await assert.rejects(olm.create({ model: 'q', from: 'story', quantize: 'q4_K_M', stream: false }), (err) => err.status_code === 400 && /quantize/.test(err.message));
+    // the daemon without --models-dir takes no file, and reads what the other made on SIGHUP
+    const pl = new Ollama({ host: plain.url });
+    await assert.rejects(pl.create({ model: 'other', from: 'syn.gguf', stream: false }), (err) => err.status_code === 400 && /--models-dir/.test(err.message));
+    plain.child.kill('SIGHUP');
+    let names = [];
+    for (let i = 0; i < 100 && !names.includes('made'); i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      names = (await pl.list()).models.map((m) => m.name);
+    }
+    assert.ok(names.includes('made') && names.includes('terse') && !names.includes('story2'), names.join(','));
+    await olm.delete({ model: 'made' });
+    await olm.delete({ model: 'terse' });
   });
 
   test('sanity: the key-protected daemon serves the greedy text', async () => {

@@ -20,7 +20,8 @@ enum {
     S_INPROC,
     S_VERBOSE_ERRORS,
     S_CORS,
-    S_MODEL
+    S_MODEL,
+    S_MODELS_DIR
 };
 
 #define SERVE_MODELS_MAX 64
@@ -78,6 +79,8 @@ static const struct cli_opt serve_opts[] = {
      "show clients the full paths of model files in errors and /api/show (default: file "
      "names only)",
      NULL},
+    {S_MODELS_DIR, 0, "models-dir", NULL, "DIR",
+     "/api/create may make roles of GGUF files in DIR (kept in CONFIG.created)", NULL},
     {S_CORS, 0, "cors-origin", NULL, "ORIGINS",
      "let browser pages from these origins call (comma-separated, or *); the API key is "
      "still needed (default: none, no CORS headers)",
@@ -163,6 +166,9 @@ static int serve_opt(void *ctx, int id, const char *arg)
         return EXIT_OK;
     case S_CORS:
         o->cors_origin = arg;
+        return EXIT_OK;
+    case S_MODELS_DIR:
+        o->models_dir = arg;
         return EXIT_OK;
     case S_MODEL:
         if (o->n_models == SERVE_MODELS_MAX) {
