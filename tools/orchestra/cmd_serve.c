@@ -90,12 +90,13 @@ static const struct cli_opt serve_opts[] = {
 static const struct cli_opt *const serve_tables[] = {serve_opts, NULL};
 static const struct cli_cmd serve_cmd = {
     "serve", "(-c CONFIG | -m FILE...) [options]",
-    "Serves the config's roles over HTTP with the OpenAI API (/v1/models,\n"
-    "/v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings) and\n"
-    "the Ollama API\n"
-    "(/api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/embed,\n"
-    "/api/embeddings, /api/version), plus /health, /metrics, /admin/load and\n"
-    "/admin/unload. Model names are role names. Each model file runs in a\n"
+    "Serves the config's roles (and a role per -m FILE) over HTTP with the\n"
+    "OpenAI API (/v1/models, /v1/completions, /v1/chat/completions,\n"
+    "/v1/responses, /v1/embeddings) and the Ollama API (/api/tags, /api/ps,\n"
+    "/api/show, /api/generate, /api/chat, /api/embed, /api/embeddings,\n"
+    "/api/create, /api/copy, /api/delete, /api/version), plus /health, /metrics,\n"
+    "/admin/load, /admin/unload and /admin/status. Model names are role names.\n"
+    "Each model file runs in a\n"
     "worker process of its own; a worker that dies fails only its requests\n"
     "and is started again. SIGTERM or SIGINT: stop accepting, let requests\n"
     "finish, unload, exit 0.",
