@@ -933,6 +933,19 @@ size_t orch_config_find_role(const orch_config *cfg, const char *name);
 size_t orch_config_role_n_aliases(const orch_config *cfg, size_t i);
 const char *orch_config_role_alias(const orch_config *cfg, size_t i, size_t k);
 
+/* Where role i's file comes from: its path (as resolved: relative to the
+ * config's folder; NULL for a role with only a fallback), its `source`
+ * URL and its `sha256` (64 lowercase hex digits), NULL where unset; both
+ * are the role's own, never inherited from [defaults]. The strings live as
+ * long as the config. Returns: ORCH_OK, or ORCH_ENOROLE when i is out of
+ * range (*out zeroed). Threads: any (the config is not changed). */
+struct orch_role_source {
+    const char *path;
+    const char *url;
+    const char *sha256;
+};
+int orch_config_role_source(const orch_config *cfg, size_t i, struct orch_role_source *out);
+
 /* Returns: the memory budget in bytes (0 = none). */
 uint64_t orch_config_budget(const orch_config *cfg);
 

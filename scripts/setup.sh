@@ -28,7 +28,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ---- 1. Debian packages -----------------------------------------------------
 need_pkgs=()
 for p in build-essential cmake pkg-config libinih-dev libjansson-dev libcmocka-dev \
-         git ca-certificates clang libclang-rt-14-dev libmicrohttpd-dev nettle-dev curl python3; do
+         git ca-certificates clang libclang-rt-14-dev libmicrohttpd-dev nettle-dev libcurl4-openssl-dev curl python3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_pkgs+=("$p")
 done
 # npm may come from Node's own installer rather than Debian's package.

@@ -15,6 +15,7 @@
 #include "api.h"
 #include "conns.h"
 #include "jobs.h"
+#include "pull.h"
 #include "roleset.h"
 #include "reply.h"
 #include "transport.h"
@@ -247,6 +248,7 @@ static void srv_free(struct srv *s)
     orch_worker_backend_free(s->workers); /* after every model of it is freed */
     pthread_mutex_destroy(&s->lock);
     digests_free(&s->digests);
+    pull_global_free();
     free((void *)s->routes);
     free(s);
 }
@@ -256,7 +258,8 @@ int orch_server_run(const struct orch_server_opts *in)
     struct srv *s = calloc(1, sizeof *s);
     struct routes *routes = calloc(1, sizeof *routes);
     if (!s || !routes || openai_routes(routes) || responses_routes(routes) ||
-        ollama_routes(routes) || manage_routes(routes) || ops_routes(routes)) {
+        ollama_routes(routes) || manage_routes(routes) || pull_routes(routes) ||
+        ops_routes(routes)) {
         fprintf(stderr, "orchestra serve: out of memory (or too many routes)\n");
         free(s);
         free(routes);
@@ -264,6 +267,8 @@ int orch_server_run(const struct orch_server_opts *in)
     }
     s->opts = *in;
     s->routes = routes;
+    if (pull_global_init() != 0)
+        fprintf(stderr, "orchestra serve: libcurl cannot start: /api/pull is refused\n");
     pthread_mutex_init(&s->lock, NULL);
     digests_init(&s->digests);
     s->started_unix = (int64_t)time(NULL);

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <nettle/sha2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,15 +38,12 @@ static bool same(const struct digest_entry *e, const struct stat *st)
            e->mtime_ns == mtime_ns(st);
 }
 
-/* Hashes fd to its end into hex; 0 or -1 (errno). */
-static int hash_fd(int fd, char hex[65])
+int digest_update_fd(struct sha256_ctx *ctx, int fd)
 {
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf)
         return -1;
-    struct sha256_ctx ctx;
-    sha256_init(&ctx);
     for (;;) {
         ssize_t k = read(fd, buf, CHUNK);
         if (k < 0 && errno == EINTR)
@@ -60,17 +56,32 @@ static int hash_fd(int fd, char hex[65])
         }
         if (k == 0)
             break;
-        sha256_update(&ctx, (size_t)k, buf);
+        sha256_update(ctx, (size_t)k, buf);
     }
     free(buf);
+    return 0;
+}
+
+void digest_hex(struct sha256_ctx *ctx, char hex[65])
+{
     uint8_t md[SHA256_DIGEST_SIZE];
-    sha256_digest(&ctx, sizeof md, md);
+    sha256_digest(ctx, sizeof md, md);
     static const char x[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof md; i++) {
         hex[2 * i] = x[md[i] >> 4];
         hex[2 * i + 1] = x[md[i] & 15];
     }
     hex[64] = '\0';
+}
+
+/* Hashes fd to its end into hex; 0 or -1 (errno). */
+static int hash_fd(int fd, char hex[65])
+{
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    if (digest_update_fd(&ctx, fd) != 0)
+        return -1;
+    digest_hex(&ctx, hex);
     return 0;
 }
 

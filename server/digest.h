@@ -5,6 +5,7 @@
 #ifndef ORCH_SRV_DIGEST_H
 #define ORCH_SRV_DIGEST_H
 
+#include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,5 +42,11 @@ void digests_free(struct digests *d);
  * Returns 0, or -1 with errno set (the file cannot be opened or read; it
  * changed while it was read: EAGAIN). Threads: any. */
 int digest_sha256(struct digests *d, const char *path, char out[65]);
+
+/* Incremental hashing (a download hashed as it is written): adds what fd
+ * holds from its offset to its end to ctx. 0, or -1 with errno. */
+int digest_update_fd(struct sha256_ctx *ctx, int fd);
+/* ctx's digest as 64 lowercase hex digits and a NUL (ctx is reset). */
+void digest_hex(struct sha256_ctx *ctx, char hex[65]);
 
 #endif /* ORCH_SRV_DIGEST_H */

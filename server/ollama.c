@@ -453,17 +453,6 @@ static json_t *final_obj(struct gen_job *j, bool streamed)
     return out;
 }
 
-static bool ndjson(struct stream *st, json_t *j)
-{
-    char *text = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (!text)
-        return false;
-    bool ok = stream_write(st, text, strlen(text)) && stream_write(st, "\n", 1);
-    free(text);
-    return ok;
-}
-
 static bool on_piece(struct gen_job *j, const char *text, size_t n)
 {
     struct olm *o = j->api;
@@ -474,7 +463,7 @@ static bool on_piece(struct gen_job *j, const char *text, size_t n)
                                     text, n, "done", 0)
                         : json_pack("{s:s, s:s, s:s%, s:b}", "model", o->model, "created_at", now,
                                     "response", text, n, "done", 0);
-    return ndjson(j->st, e);
+    return stream_ndjson(j->st, e);
 }
 
 /* A chat's parsed change: content and thinking as they grow (a tool call
@@ -499,7 +488,7 @@ static void on_delta(struct gen_job *j, const struct orch_chat_delta *d)
             json_object_set_new(e, "thinking", json_string(d->reasoning));
     }
     json_object_set_new(e, "done", json_false());
-    ndjson(j->st, e);
+    stream_ndjson(j->st, e);
 }
 
 static void after(struct gen_job *j)
@@ -522,14 +511,14 @@ static void run_stream(struct stream *st, void *job)
         struct olm *o = j->api;
         char now[64];
         rfc3339_now(now, sizeof now);
-        ndjson(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:b}", "model", o->model,
+        stream_ndjson(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:b}", "model", o->model,
                              "created_at", now, "message", "role", "assistant", "content", "",
                              "tool_calls", olm_tool_calls(&j->reply), "done", 0));
     }
     if (j->rc == ORCH_OK)
-        ndjson(st, final_obj(j, true));
+        stream_ndjson(st, final_obj(j, true));
     else
-        ndjson(st, json_pack("{s:s}", "error", j->err.msg));
+        stream_ndjson(st, json_pack("{s:s}", "error", j->err.msg));
     stream_account(st, j->rc == ORCH_OK ? 200 : status_for(j->rc), j->res.n_prompt,
                    j->res.n_generated);
     after(j);

@@ -53,6 +53,22 @@ struct role_metrics *srv_role_metrics(struct srv *s, const char *canon)
     return m;
 }
 
+int srv_lookup_role(struct srv *s, const char *name, struct orch_role_ref *out)
+{
+    orch_error err;
+    int rc = orch_role_lookup(s->o, name, out, &err);
+    size_t n = strlen(name);
+    if (rc == ORCH_ENOROLE && n > 7 && n < 256 && strcmp(name + n - 7, ":latest") == 0) {
+        /* Ollama's names are name:tag, and a name without a tag means
+         * :latest: "coder:latest" is the role coder, unless a role has the
+         * whole name */
+        char bare[256];
+        snprintf(bare, sizeof bare, "%.*s", (int)(n - 7), name);
+        rc = orch_role_lookup(s->o, bare, out, &err);
+    }
+    return rc;
+}
+
 int srv_take_model(struct req *r, enum MHD_Result *ret)
 {
     /* "model" (both APIs), Ollama's older "name", the admin API's "role" */
@@ -67,18 +83,8 @@ int srv_take_model(struct req *r, enum MHD_Result *ret)
                                    "/api/tags lists them)");
         return -1;
     }
-    orch_error err;
     int i = -1;
-    int rc = orch_role_lookup(r->s->o, name, &r->ref, &err);
-    size_t n = strlen(name);
-    if (rc == ORCH_ENOROLE && n > 7 && n < 256 && strcmp(name + n - 7, ":latest") == 0) {
-        /* Ollama's names are name:tag, and a name without a tag means
-         * :latest: "coder:latest" is the role coder, unless a role has the
-         * whole name */
-        char bare[256];
-        snprintf(bare, sizeof bare, "%.*s", (int)(n - 7), name);
-        rc = orch_role_lookup(r->s->o, bare, &r->ref, &err);
-    }
+    int rc = srv_lookup_role(r->s, name, &r->ref);
     if (rc == ORCH_OK)
         i = srv_role_slot(r->s, r->ref.name);
     if (i < 0) {

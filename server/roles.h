@@ -8,6 +8,11 @@
 
 #include "state.h"
 
+/* Resolves an API's model name into *out: a role or an alias, or Ollama's
+ * NAME:latest for the role NAME. Returns ORCH_OK or ORCH_ENOROLE. Threads:
+ * any. */
+int srv_lookup_role(struct srv *s, const char *name, struct orch_role_ref *out);
+
 /* Takes the role the request's JSON names ("model", "name" or "role"):
  * resolves it into r->ref and r->role_index and takes a queue place (given
  * back when the request is logged, access.c). On failure replies (400, 404,

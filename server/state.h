@@ -4,7 +4,7 @@
  *
  * The layers, top to bottom (arrows point down only):
  *   daemon.c      lifecycle: config, orchestra, signals, reload, drain
- *   openai.c ollama.c ops.c
+ *   openai.c ollama.c responses.c manage.c pull.c ops.c
  *                 the API handlers, registered into the route table
  *   gen.c         one generation or embedding as the APIs run it
  *   jobs.c        the generations running: cut at the drain deadline, or

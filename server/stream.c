@@ -74,6 +74,17 @@ bool stream_write(struct stream *st, const char *data, size_t n)
     return true;
 }
 
+bool stream_ndjson(struct stream *st, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text)
+        return false;
+    bool ok = stream_write(st, text, strlen(text)) && stream_write(st, "\n", 1);
+    free(text);
+    return ok;
+}
+
 void stream_account(struct stream *st, int status, int64_t tok_in, int64_t tok_out)
 {
     st->acc.status = status;

@@ -25,6 +25,10 @@ enum MHD_Result reply_stream(struct req *r, const char *ctype, stream_fn run, vo
  * Threads: the producer's. */
 bool stream_write(struct stream *st, const char *data, size_t n);
 
+/* Appends j as one NDJSON line (Ollama's streams) and releases j (NULL:
+ * false). Returns as stream_write. Threads: the producer's. */
+bool stream_ndjson(struct stream *st, json_t *j);
+
 /* True once the client has gone. Threads: any. */
 bool stream_gone(struct stream *st);
 

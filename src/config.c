@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,8 @@
 #define ROLE_NAME_MAX (INIH_MAX_SECTION - 1)
 
 enum ktype {
-    K_STR, K_PATH, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS, K_REASONING
+    K_STR, K_PATH, K_INT, K_FLOAT, K_BOOL, K_STOP, K_BUDGET, K_SECONDS, K_ALIAS, K_REASONING,
+    K_URL, K_SHA256
 };
 
 /* Where a key's value lives: in a role's section (struct orch__role_cfg,
@@ -108,6 +110,10 @@ static const struct key keys[] = {
      "split (a thinking model's reasoning apart from the answer), inline or off"},
     {"chat_template", K_PATH, ROLE(chat_template), ALONE, 0, 0, false, false, false,
      "a Jinja chat template file (it replaces the model's own)"},
+    {"source", K_URL, ROLE(source), ALONE, 0, 0, false, false, true,
+     "an http:// or https:// URL of the GGUF file (where /api/pull fetches the role's path)"},
+    {"sha256", K_SHA256, ROLE(sha256), ALONE, 0, 0, false, false, true,
+     "the file's sha256: 64 hexadecimal digits"},
     {"n_threads_total", K_INT, CONF(n_threads_total), ALONE, 0, 1024, false, false, false,
      "a thread count from 1 to 1024 shared by every model, or 0 for one per CPU"},
     {"memory_budget", K_BUDGET, CONF(budget), ALONE, 0, 0, false, false, false,
@@ -175,6 +181,8 @@ static void role_cfg_clear(struct orch__role_cfg *r)
     free(r->fallback);
     free(r->fallback_where);
     free(r->chat_template);
+    free(r->source);
+    free(r->sha256);
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->stop);
@@ -434,6 +442,28 @@ static int set_key(orch_config *cfg, const char *where, const char *section, con
         return orch__err(err, ORCH_ENOMEM, "%s: out of memory", where);
     char *base = k->base == IN_ROLE ? (char *)r : (char *)cfg;
     switch (k->type) {
+    case K_URL:
+        if (strncasecmp(value, "http://", 7) != 0 && strncasecmp(value, "https://", 8) != 0) {
+            rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                           name, value, k->expect);
+            break;
+        }
+        rc = store_str(cfg, k, base, where, section, value, err);
+        break;
+    case K_SHA256: {
+        char hex[65];
+        size_t n = strlen(value);
+        for (size_t i = 0; i < n && i < 64; i++)
+            hex[i] = (char)tolower((unsigned char)value[i]);
+        hex[n < 64 ? n : 64] = '\0';
+        if (n != 64 || strspn(hex, "0123456789abcdef") != 64) {
+            rc = orch__err(err, ORCH_ECONFIG, "%s: [%s] %s = '%s': expected %s", where, section,
+                           name, value, k->expect);
+            break;
+        }
+        rc = store_str(cfg, k, base, where, section, hex, err);
+        break;
+    }
     case K_STR:
     case K_PATH:
         rc = store_str(cfg, k, base, where, section, value, err);
@@ -927,6 +957,10 @@ int orch_config_validate(const orch_config *cfg, orch_error *err)
         if (!r.path && !r.fallback)
             return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] needs a path or a fallback",
                              cfg->name, r.line, r.name);
+        if ((r.source || r.sha256) && !r.path)
+            return orch__err(err, ORCH_ECONFIG, "%s:%d: [%s] has a %s but no path (the file "
+                             "a pull writes and the role loads)", cfg->name, r.line, r.name,
+                             r.source ? "source" : "sha256");
     }
     /* every alias names one role, and no alias is another role's name */
     for (size_t i = 0; i < cfg->n_roles; i++)
@@ -1027,6 +1061,19 @@ size_t orch_config_n_roles(const orch_config *cfg)
 const char *orch_config_role_name(const orch_config *cfg, size_t i)
 {
     return cfg && i < cfg->n_roles ? cfg->roles[i].name : NULL;
+}
+
+int orch_config_role_source(const orch_config *cfg, size_t i, struct orch_role_source *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!cfg || i >= cfg->n_roles)
+        return ORCH_ENOROLE;
+    struct orch__role_cfg r;
+    orch__config_resolve(cfg, i, &r);
+    out->path = r.path;
+    out->url = r.source;
+    out->sha256 = r.sha256;
+    return ORCH_OK;
 }
 
 uint64_t orch_config_budget(const orch_config *cfg)

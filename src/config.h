@@ -29,6 +29,8 @@ struct orch__role_cfg {
     char **stop;
     size_t n_stop;
     char *chat_template;   /* a Jinja chat template file replacing the model's; NULL */
+    char *source;          /* the URL /api/pull fetches path from; NULL (never inherited) */
+    char *sha256;          /* the file's sha256, lowercase hex; NULL (never inherited) */
     int32_t reasoning;     /* enum orch_reasoning for chats that do not say; 0 = split */
     char **aliases;        /* other names the role answers to (never from [defaults]) */
     size_t n_aliases;

@@ -630,6 +630,7 @@ static int copy_roles(struct view *v, const orch_config *cfg, orch_error *err)
                 return rc;
         }
         r->cfg.chat_template = NULL; /* borrowed from cfg; the text is kept */
+        r->cfg.source = r->cfg.sha256 = NULL; /* for the daemon's pulls, not the roles */
         r->stop = dup_strings(r->cfg.stop, r->cfg.n_stop);
         r->cfg.stop = r->stop;
         r->cfg.aliases = dup_strings(r->cfg.aliases, r->cfg.n_aliases);

@@ -449,10 +449,48 @@ static void test_aliases(void **state)
     parse_err("[a]\npath = x\nalias = bad name\n", "alias = 'bad name'", NULL);
 }
 
+/* A role's source and sha256: checked as they are read, the role's own
+ * (never from [defaults]), handed out with the path as resolved. */
+static void test_sources(void **state)
+{
+    (void)state;
+    static const char sha[] = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF";
+    char ini[600];
+    snprintf(ini, sizeof ini, "[a]\npath = /m/a.gguf\nsource = https://huggingface.co/o/r/resolve/"
+                              "main/a.gguf\nsha256 = %s\n[b]\npath = /m/b.gguf\n"
+                              "[c]\nfallback = a\n", sha);
+    orch_config *cfg = parse_ok(ini);
+    struct orch_role_source src;
+    assert_int_equal(orch_config_role_source(cfg, 0, &src), ORCH_OK);
+    assert_string_equal(src.path, "/m/a.gguf");
+    assert_string_equal(src.url, "https://huggingface.co/o/r/resolve/main/a.gguf");
+    assert_string_equal(src.sha256,
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert_int_equal(orch_config_role_source(cfg, 1, &src), ORCH_OK);
+    assert_string_equal(src.path, "/m/b.gguf");
+    assert_null(src.url);
+    assert_null(src.sha256);
+    assert_int_equal(orch_config_role_source(cfg, 2, &src), ORCH_OK);
+    assert_null(src.path);
+    assert_int_equal(orch_config_role_source(cfg, 3, &src), ORCH_ENOROLE);
+    assert_null(src.path);
+    orch_config_free(cfg);
+    /* not inherited: a [defaults] source is no role's */
+    cfg = parse_ok("[defaults]\nsource = http://x/y.gguf\n[a]\npath = /m/a.gguf\n");
+    assert_int_equal(orch_config_role_source(cfg, 0, &src), ORCH_OK);
+    assert_null(src.url);
+    orch_config_free(cfg);
+    parse_err("[a]\npath = /m/a\nsource = ftp://x/y.gguf\n", "t.ini:3", "expected an http://");
+    parse_err("[a]\npath = /m/a\nsha256 = abc\n", "t.ini:3", "64 hexadecimal digits");
+    parse_err("[a]\nfallback = b\nsource = http://x/y.gguf\n[b]\npath = /m/b\n", "[a]",
+              "has a source but no path");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_sources),
         cmocka_unit_test(test_defaults_and_stop),
         cmocka_unit_test(test_errors_name_file_line_key),
         cmocka_unit_test(test_budget_units),
