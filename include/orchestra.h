@@ -533,6 +533,12 @@ struct orch_gen_params {
                                 A token outside the vocabulary is ORCH_EINVAL */
     size_t n_context;
     bool return_context;     /* fill orch_gen_result.context; default false */
+    const char *suffix;      /* NULL (default), or the text after the gap:
+                                fill-in-the-middle, the prompt being the text
+                                before it, as llama-server's /infill builds it
+                                ([BOS] FIM_PRE prompt FIM_SUF suffix FIM_MID).
+                                A model without those tokens, or a suffix with
+                                a context, is ORCH_EINVAL. Borrowed */
 };
 
 /* Returns: the defaults. Threads: any. */
@@ -820,6 +826,10 @@ struct orch_synth_params {
     int32_t n_ctx_train; /* default ORCH_N_CTX_DEFAULT */
     const char *chat_template; /* stored as tokenizer.chat_template; NULL
                                   (default) = none. Borrowed for the call. */
+    bool fim;           /* the vocabulary's last three tokens are fill-in-the-
+                           middle controls (<|fim_prefix|>, <|fim_suffix|>,
+                           <|fim_middle|>, named by tokenizer.ggml.fim_*_token_id);
+                           default false */
 };
 
 struct orch_synth_params orch_synth_default_params(void);

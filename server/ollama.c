@@ -369,8 +369,8 @@ static int context_field(struct gen_job *j, json_t *b, char *msg, size_t cap)
 static int chat_fields(struct gen_job *j, json_t *b, bool chat, char *msg, size_t cap)
 {
     /* generate's fields this server does not have, refused by name */
-    static const char *const refused[] = {"suffix", "template", "images", "context"};
-    for (size_t i = 0; i < sizeof refused / sizeof *refused - !chat; i++) {
+    static const char *const refused[] = {"template", "images", "suffix", "context"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused - (chat ? 0 : 2); i++) {
         json_t *v = json_object_get(b, refused[i]);
         bool empty = !v || json_is_null(v) || (json_is_string(v) && !json_string_length(v)) ||
                      (json_is_array(v) && !json_array_size(v));
@@ -561,14 +561,21 @@ static enum MHD_Result generate(struct req *r)
             return bad(r, "'prompt' must be a string");
         }
         j->prompt = json_is_string(p) ? json_string_value(p) : "";
-        empty = !*j->prompt;
+        json_t *sfx = json_object_get(body, "suffix");
+        if (sfx && !json_is_string(sfx) && !json_is_null(sfx)) {
+            gen_free(j);
+            return bad(r, "'suffix' must be a string");
+        }
+        if (json_string_length(sfx)) /* fill-in-the-middle: the FIM tokens, no template */
+            j->p.suffix = json_string_value(sfx);
+        empty = !*j->prompt && !j->p.suffix;
         const char *system = json_string_value(json_object_get(body, "system"));
         json_t *raw = json_object_get(body, "raw");
         if (json_kind(raw, "raw", 'b', msg, sizeof msg)) {
             gen_free(j);
             return bad(r, msg);
         }
-        if (!empty && !json_is_true(raw)) {
+        if (!empty && !json_is_true(raw) && !j->p.suffix) {
             /* through the model's template as one user turn (and the system
              * message), as Ollama does unless raw */
             size_t n = system && *system ? 2 : 1;

@@ -23,6 +23,7 @@ struct oai_stream {
     char id[40];
     bool chat;
     bool include_usage;
+    bool echo;       /* a completion's text starts with its prompt */
     bool first_sent;
     int64_t created;
     int32_t n_calls; /* tool calls begun in the stream */
@@ -136,15 +137,17 @@ static int gen_params(struct gen_job *j, json_t *b, bool chat, char *msg, size_t
     if (v >= -1)
         j->p.repeat_last_n = (int32_t)v;
     /* what is not supported is refused by name, never dropped */
-    static const char *const unsupported[] = {"logprobs", "top_logprobs", "logit_bias", "suffix",
-                                              "echo", "best_of", "n_probs"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+    /* (a completion's suffix and echo are done: the last two, for chats only) */
+    static const char *const unsupported[] = {"logprobs", "top_logprobs", "logit_bias",
+                                              "best_of", "n_probs", "suffix", "echo"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported - (chat ? 0 : 2); i++) {
         json_t *u = json_object_get(b, unsupported[i]);
         if (u && !json_is_null(u) && !json_is_false(u) &&
             !(json_is_object(u) && json_object_size(u) == 0) &&
             !(json_is_integer(u) && json_integer_value(u) == (strcmp(unsupported[i], "best_of")
                                                                   ? 0 : 1))) {
-            snprintf(msg, cap, "'%s' is not supported by this server", unsupported[i]);
+            snprintf(msg, cap, "'%s' is not supported by this server%s", unsupported[i],
+                     i >= 5 ? " on chats (on /v1/completions it is)" : "");
             return -1;
         }
     }
@@ -385,6 +388,8 @@ static void *stream_choice(void *job)
         j->on_delta = on_delta;
     } else {
         j->on_piece = on_piece;
+        if (o->echo && !sse(j->st, chunk(j, j->prompt, strlen(j->prompt), NULL)))
+            return NULL;
     }
     gen_run(j);
     if (j->rc == ORCH_OK)
@@ -512,6 +517,17 @@ static struct gen_job *completion_job(struct req *r, bool chat, char *msg, size_
         } else {
             j->prompt = json_string_value(p);
         }
+        /* fill-in-the-middle (the model's FIM tokens), and the prompt echoed */
+        json_t *sfx = json_object_get(r->json, "suffix"), *echo = json_object_get(r->json, "echo");
+        if (!bad_input && sfx && !json_is_null(sfx) && !json_is_string(sfx)) {
+            snprintf(msg, cap, "'suffix' must be a string");
+            bad_input = -1;
+        } else if (!bad_input && json_string_length(sfx)) {
+            j->p.suffix = json_string_value(sfx);
+        }
+        if (!bad_input && json_kind(echo, "echo", 'b', msg, cap))
+            bad_input = -1;
+        ((struct oai_stream *)j->api)->echo = json_is_true(echo);
     }
     if (bad_input) {
         gen_free(j);
@@ -521,6 +537,23 @@ static struct gen_job *completion_job(struct req *r, bool chat, char *msg, size_
     o->chat = chat;
     o->include_usage = json_is_true(json_object_get(so, "include_usage"));
     return j;
+}
+
+/* A completion's text: the prompt first when it is echoed. */
+static json_t *completion_text(const struct gen_job *j)
+{
+    const struct oai_stream *o = j->api;
+    if (!o->echo)
+        return json_stringn(j->res.text, j->res.len);
+    size_t n = strlen(j->prompt);
+    char *t = malloc(n + j->res.len + 1);
+    if (!t)
+        return NULL;
+    memcpy(t, j->prompt, n);
+    memcpy(t + n, j->res.text, j->res.len);
+    json_t *s = json_stringn(t, n + j->res.len);
+    free(t);
+    return s;
 }
 
 /* POST /v1/chat/completions (arg 1) and /v1/completions (arg 0). n > 1:
@@ -580,8 +613,9 @@ static enum MHD_Result completion(struct req *r)
             choices, chat ? json_pack("{s:i, s:o, s:n, s:s}", "index", i, "message",
                                       chat_message(c), "logprobs", "finish_reason",
                                       finish_openai(c))
-                          : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", c->res.text,
-                                      c->res.len, "logprobs", "finish_reason", finish_openai(c)));
+                          : json_pack("{s:i, s:o, s:n, s:s}", "index", i, "text",
+                                      completion_text(c), "logprobs", "finish_reason",
+                                      finish_openai(c)));
     }
     json_t *out = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", o->id, "object",
                             chat ? "chat.completion" : "text_completion", "created",

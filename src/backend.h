@@ -74,6 +74,9 @@ struct orch__gen_req {
      * the prefix) and each generated one, in tokens (orch__req_token) */
     const int32_t *prefix;
     int32_t n_prefix;
+    /* NULL, or fill-in-the-middle: prompt is the text before the gap, this
+     * the text after it (params->suffix) */
+    const char *suffix;
     bool want_tokens;
     int32_t *tokens;     /* malloc'd; the caller frees it */
     size_t n_tokens, cap_tokens;

@@ -299,8 +299,13 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
     int rc = check_gen_params(p, err);
     if (rc == ORCH_OK)
         rc = orch__check_text("the prompt", prompt, err);
-    if (rc == ORCH_OK && !prompt[0] && !p->n_context)
+    if (rc == ORCH_OK && p->suffix)
+        rc = orch__check_text("the suffix", p->suffix, err);
+    if (rc == ORCH_OK && !prompt[0] && !p->n_context && !p->suffix)
         rc = orch__err(err, ORCH_EINVAL, "the prompt is empty");
+    if (rc == ORCH_OK && p->suffix && p->n_context)
+        rc = orch__err(err, ORCH_EINVAL, "a suffix (fill-in-the-middle) with a context: the "
+                                         "infill prompt is made of the prompt and suffix alone");
     if (rc == ORCH_OK && p->n_context && (!p->context || p->n_context > ORCH_N_CTX_MAX))
         rc = orch__err(err, ORCH_EINVAL, "context: %zu tokens %s", p->n_context,
                        p->context ? "are more than a context holds" : "but no array");
@@ -343,6 +348,7 @@ int orch__generate_constrained(orch_model *m, const char *prompt, bool parse_spe
         .emit = sink_emit,
         .sink = &s,
         .quiet = !p->n_stop && !p->on_text,
+        .suffix = p->suffix,
         .prefix = p->context,
         .n_prefix = (int32_t)p->n_context,
         .want_tokens = p->return_context,

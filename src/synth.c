@@ -174,7 +174,10 @@ static void token_text(uint32_t i, char *buf, size_t cap)
     }
 }
 
-static void put_vocab(struct w *w, uint32_t n_vocab)
+static const char *const fim_text[3] = {"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"};
+
+/* The vocabulary; with fim, its last three tokens are fim_text's. */
+static void put_vocab(struct w *w, uint32_t n_vocab, bool fim)
 {
     char buf[32];
     put_str(w, "tokenizer.ggml.tokens");
@@ -183,7 +186,7 @@ static void put_vocab(struct w *w, uint32_t n_vocab)
     put_u64(w, n_vocab);
     for (uint32_t i = 0; i < n_vocab; i++) {
         token_text(i, buf, sizeof buf);
-        put_str(w, buf);
+        put_str(w, fim && i >= n_vocab - 3 ? fim_text[i - (n_vocab - 3)] : buf);
     }
     put_str(w, "tokenizer.ggml.scores");
     put_u32(w, 9);
@@ -196,7 +199,7 @@ static void put_vocab(struct w *w, uint32_t n_vocab)
     put_u32(w, 5);
     put_u64(w, n_vocab);
     for (uint32_t i = 0; i < n_vocab; i++)
-        put_u32(w, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
+        put_u32(w, i == 0 ? 2 : i < 3 || (fim && i >= n_vocab - 3) ? 3 : i < 259 ? 6 : 1);
 }
 
 /* ---- weights ----------------------------------------------------------------- */
@@ -358,7 +361,7 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     put_u32(&w, 0x46554747u);
     put_u32(&w, 3);
     put_u64(&w, n_t);
-    put_u64(&w, params->chat_template ? 22 : 21);
+    put_u64(&w, 21 + (params->chat_template ? 1 : 0) + (params->fim ? 3 : 0));
     kv_str(&w, "general.architecture", "llama");
     kv_str(&w, "general.name", name);
     kv_u32(&w, "general.file_type", params->q4_0 ? 2 : s.f16 ? 1 : 0); /* llama_ftype */
@@ -373,13 +376,18 @@ int orch_synth_model(const char *path, const struct orch_synth_params *params, o
     kv_f32(&w, "llama.rope.freq_base", 10000.0f);
     kv_u32(&w, "llama.vocab_size", s.n_vocab);
     kv_str(&w, "tokenizer.ggml.model", "llama");
-    put_vocab(&w, s.n_vocab); /* 3 keys */
+    put_vocab(&w, s.n_vocab, params->fim); /* 3 keys */
     kv_u32(&w, "tokenizer.ggml.bos_token_id", 1);
     kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
     kv_u32(&w, "tokenizer.ggml.unknown_token_id", 0);
     kv_bool(&w, "tokenizer.ggml.add_bos_token", true);
     if (params->chat_template)
         kv_str(&w, "tokenizer.chat_template", params->chat_template);
+    if (params->fim) {
+        kv_u32(&w, "tokenizer.ggml.fim_pre_token_id", s.n_vocab - 3);
+        kv_u32(&w, "tokenizer.ggml.fim_suf_token_id", s.n_vocab - 2);
+        kv_u32(&w, "tokenizer.ggml.fim_mid_token_id", s.n_vocab - 1);
+    }
     for (size_t i = 0; i < n_t; i++) {
         put_str(&w, ts[i].name);
         put_u32(&w, ts[i].n_dims);

@@ -27,6 +27,9 @@ max_tokens = 11
 [embedding]
 fallback = story
 embedding = true
+[fim]
+path = ${path.join(tmp, 'models', 'fim.gguf')}
+temperature = 0
 `);
   let srv, plain, oai, olm;
   const auth = { Authorization: `Bearer ${KEY}` };
@@ -35,6 +38,7 @@ embedding = true
     fs.mkdirSync(models, { recursive: true });
     execFileSync(BIN, ['-q', 'mkmodel', '--params', '1M', '--seed', '5', '-o', path.join(models, 'syn.gguf')]);
     fs.symlinkSync(MODEL, path.join(models, 'outside.gguf')); // points out of the folder
+    execFileSync(BIN, ['-q', 'mkmodel', '--params', '1M', '--seed', '3', '--fim', '-o', path.join(models, 'fim.gguf')]);
     srv = await startServer(config, ['--api-key', KEY, '--models-dir', models, '--cors-origin', 'https://app.example, https://other.example']);
     assert.ok(srv.port > 0, `daemon did not start: ${srv.stderr()}`);
     plain = await startServer(config); // no --cors-origin, no key
@@ -110,7 +114,9 @@ embedding = true
   test('Ollama: digests are the sha256 of the file, in /api/tags and /api/ps', async () => {
     const want = crypto.createHash('sha256').update(fs.readFileSync(MODEL)).digest('hex');
     const tags = await olm.list();
-    assert.deepEqual(tags.models.map((m) => m.digest), [want, want]);
+    const digests = Object.fromEntries(tags.models.map((m) => [m.name, m.digest]));
+    assert.equal(digests.story, want);
+    assert.equal(digests.embedding, want);
     await olm.generate({ model: 'story', prompt: 'Once', stream: false, options: { num_predict: 1 } });
     const ps = await olm.ps();
     assert.equal(ps.models.find((m) => m.name === 'story').digest, want);
@@ -309,6 +315,33 @@ embedding = true
     assert.ok(names.includes('made') && names.includes('terse') && !names.includes('story2'), names.join(','));
     await olm.delete({ model: 'made' });
     await olm.delete({ model: 'terse' });
+  });
+
+  test('suffix: fill-in-the-middle with the model\'s FIM tokens (Ollama and OpenAI); echo', async () => {
+    // the vocabulary's last three tokens are FIM_PRE, FIM_SUF, FIM_MID (mkmodel --fim, 2048 tokens)
+    const [PRE, SUF, MID] = [2045, 2046, 2047];
+    const toks = async (text) => (await olm.generate({ model: 'fim', prompt: text, raw: true, stream: false, options: { num_predict: 1 } })).context.slice(1, -1);
+    const before = await toks('def add(x, y):'), after_ = await toks('return x');
+    const g = await olm.generate({ model: 'fim', prompt: 'def add(x, y):', suffix: 'return x', stream: false, options: { num_predict: 4 } });
+    assert.deepEqual(g.context.slice(0, 4 + before.length + after_.length), [1, PRE, ...before, SUF, ...after_, MID]);
+    assert.equal(g.prompt_eval_count, 4 + before.length + after_.length);
+    assert.equal(g.eval_count, 4);
+    // the OpenAI completion of the same infill prompt: the same greedy text; echoed, the prompt first
+    const c = await oai.completions.create({ model: 'fim', prompt: 'def add(x, y):', suffix: 'return x', max_tokens: 4 });
+    assert.equal(c.choices[0].text, g.response);
+    assert.equal(c.usage.prompt_tokens, g.prompt_eval_count);
+    const e = await oai.completions.create({ model: 'story', prompt: 'Once upon a time', echo: true });
+    assert.equal(e.choices[0].text, `Once upon a time${GREEDY}`);
+    const parts = [];
+    for await (const ch of await oai.completions.create({ model: 'story', prompt: 'Once upon a time', echo: true, stream: true })) parts.push(ch.choices[0].text);
+    assert.equal(parts[0], 'Once upon a time');
+    assert.equal(parts.join(''), `Once upon a time${GREEDY}`);
+    // a model with no FIM tokens, a chat, a suffix with a context: refused saying why
+    await assert.rejects(oai.completions.create({ model: 'story', prompt: 'x', suffix: 'y' }), (err) => err.status === 400 && /no FIM_PRE token/.test(err.message));
+    await assert.rejects(olm.generate({ model: 'story', prompt: 'x', suffix: 'y', stream: false }), (err) => err.status_code === 400 && /fill in the middle/.test(err.message));
+    await assert.rejects(oai.chat.completions.create({ model: 'story', messages: [{ role: 'user', content: 'x' }], echo: true }), (err) => err.status === 400 && /on \/v1\/completions it is/.test(err.message));
+    await assert.rejects(olm.generate({ model: 'fim', prompt: 'x', suffix: 'y', context: g.context, stream: false }), (err) => err.status_code === 400 && /with a context/.test(err.message));
+    await assert.rejects(olm.chat({ model: 'fim', messages: [{ role: 'user', content: 'x' }], suffix: 'y', stream: false }), (err) => err.status_code === 400 && /suffix/.test(err.message));
   });
 
   test('sanity: the key-protected daemon serves the greedy text', async () => {

@@ -34,7 +34,7 @@ class GenParams(ctypes.Structure):
                 ("presence_penalty", c_float), ("frequency_penalty", c_float),
                 ("grammar", c_char_p), ("json_schema", c_char_p),
                 ("context", POINTER(c_int32)), ("n_context", c_size_t),
-                ("return_context", c_bool)]
+                ("return_context", c_bool), ("suffix", c_char_p)]
 
 
 class GenResult(ctypes.Structure):

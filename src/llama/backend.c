@@ -302,13 +302,56 @@ static int with_prefix(struct lmodel *lm, const struct orch__gen_req *req, llama
     return ORCH_OK;
 }
 
+/* A fill-in-the-middle prompt, as llama-server's /infill makes one:
+ * [BOS] FIM_PRE prompt FIM_SUF suffix FIM_MID (the texts without special
+ * tokens of their own). */
+static int infill_tokens(struct lmodel *lm, const struct orch__gen_req *req, llama_token **toks,
+                         int32_t *n_toks, orch_error *err)
+{
+    const struct llama_vocab *v = lm->vocab;
+    llama_token pre = llama_vocab_fim_pre(v), suf = llama_vocab_fim_suf(v),
+                mid = llama_vocab_fim_mid(v);
+    if (pre == LLAMA_TOKEN_NULL || suf == LLAMA_TOKEN_NULL || mid == LLAMA_TOKEN_NULL)
+        return orch__err(err, ORCH_EINVAL, "'suffix' needs a model trained to fill in the "
+                         "middle; this one has no %s token",
+                         pre == LLAMA_TOKEN_NULL ? "FIM_PRE" : suf == LLAMA_TOKEN_NULL
+                                                                   ? "FIM_SUF" : "FIM_MID");
+    llama_token *a = NULL, *b = NULL;
+    int32_t na = 0, nb = 0;
+    int rc = orch__lm_tokenize(lm, req->prompt, false, false, &a, &na, err);
+    if (rc == ORCH_OK)
+        rc = orch__lm_tokenize(lm, req->suffix, false, false, &b, &nb, err);
+    bool bos = llama_vocab_get_add_bos(v);
+    llama_token *all = rc ? NULL : malloc(((size_t)na + (size_t)nb + 4) * sizeof *all);
+    if (rc == ORCH_OK && !all)
+        rc = orch__err(err, ORCH_ENOMEM, "out of memory for the infill prompt");
+    if (rc == ORCH_OK) {
+        int32_t k = 0;
+        if (bos)
+            all[k++] = llama_vocab_bos(v);
+        all[k++] = pre;
+        memcpy(all + k, a, (size_t)na * sizeof *all);
+        k += na;
+        all[k++] = suf;
+        memcpy(all + k, b, (size_t)nb * sizeof *all);
+        k += nb;
+        all[k++] = mid;
+        *toks = all;
+        *n_toks = k;
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 static int lb_generate(void *model, struct orch__gen_req *req, orch_error *err)
 {
     struct lmodel *lm = model;
     llama_token *toks = NULL;
     int32_t n_toks = 0;
-    int rc = orch__lm_tokenize(lm, req->prompt, req->n_prefix == 0, req->parse_special, &toks,
-                               &n_toks, err);
+    int rc = req->suffix ? infill_tokens(lm, req, &toks, &n_toks, err)
+                         : orch__lm_tokenize(lm, req->prompt, req->n_prefix == 0,
+                                             req->parse_special, &toks, &n_toks, err);
     if (rc)
         return rc;
     if (req->n_prefix && (rc = with_prefix(lm, req, &toks, &n_toks, err)))

@@ -150,8 +150,22 @@ static void serve_gen(int fd, struct wire_in *in)
         in->p += g.constraint_len;
         in->left -= g.constraint_len;
     }
+    char *suffix = NULL;
+    if (g.has_suffix) {
+        if (g.suffix_len > in->left || !(suffix = strndup(in->p, g.suffix_len))) {
+            d.rc = orch__err(&err, ORCH_EINVAL, "worker: a bad suffix");
+            send_done(fd, &d, &err, NULL, 0);
+            free(constraint);
+            free(prefix);
+            return;
+        }
+        in->p += g.suffix_len;
+        in->left -= g.suffix_len;
+    }
+    g.params.suffix = NULL; /* a pointer of the parent's; the text is in suffix */
     char *prompt = malloc(in->left + 1);
     if (!prompt) {
+        free(suffix);
         free(constraint);
         free(prefix);
         d.rc = orch__err(&err, ORCH_ENOMEM, "worker: out of memory for the prompt");
@@ -179,6 +193,7 @@ static void serve_gen(int fd, struct wire_in *in)
                                 .gone = g.batch ? sink_gone : NULL,
                                 .prefix = prefix,
                                 .n_prefix = (int32_t)g.n_prefix,
+                                .suffix = suffix,
                                 .want_tokens = g.want_tokens != 0};
     d.rc = g_inner->ops->generate(g_model, &req, &err);
     if (d.rc == ORCH_OK && req.tokens_failed)
@@ -205,6 +220,7 @@ static void serve_gen(int fd, struct wire_in *in)
     free(prefix);
     free(prompt);
     free(constraint);
+    free(suffix);
 }
 
 /* n NUL-terminated copies of the strings in `in`, in one block. */

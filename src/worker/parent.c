@@ -864,8 +864,11 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
                          .constraint_len =
                              req->constraint ? (uint32_t)strlen(req->constraint) : 0,
                          .n_prefix = (uint32_t)req->n_prefix,
-                         .want_tokens = req->want_tokens};
+                         .want_tokens = req->want_tokens,
+                         .has_suffix = req->suffix != NULL,
+                         .suffix_len = req->suffix ? (uint32_t)strlen(req->suffix) : 0};
     g.params.context = NULL; /* in the frame, as n_prefix tokens */
+    g.params.suffix = NULL;  /* in the frame, after the constraint */
     g.params.stop = NULL; /* the generation layer here applies them */
     g.params.n_stop = 0;
     g.params.on_text = NULL;
@@ -880,6 +883,8 @@ static int wb_generate(void *model, struct orch__gen_req *req, orch_error *err)
         wire_put(&o, req->prefix, (size_t)req->n_prefix * sizeof *req->prefix);
     if (req->constraint)
         wire_put(&o, req->constraint, g.constraint_len);
+    if (req->suffix)
+        wire_put(&o, req->suffix, g.suffix_len);
     wire_put(&o, req->prompt, strlen(req->prompt));
     struct wire_done d = {0};
     char *tail;

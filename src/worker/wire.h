@@ -62,6 +62,8 @@ struct wire_gen {
     uint32_t constraint_len; /* 0: none; else that many bytes before the prompt's */
     uint32_t n_prefix;       /* int32_t tokens before the constraint (gen_req.prefix) */
     uint8_t want_tokens;     /* the done frame ends with its n_tokens int32_t tokens */
+    uint8_t has_suffix;      /* suffix_len bytes follow the constraint's (gen_req.suffix) */
+    uint32_t suffix_len;
 };
 
 struct wire_embed {

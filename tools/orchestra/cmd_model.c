@@ -41,6 +41,7 @@ enum {
     OPT_OUT,
     OPT_TEMPLATE,
     OPT_Q4,
+    OPT_FIM,
 };
 
 /* the library's defaults, as help shows them */
@@ -957,6 +958,9 @@ static const struct cli_opt mkmodel_opts[] = {
      NULL},
     {OPT_TEMPLATE, 0, "chat-template", NULL, "TEMPLATE",
      "stored as the model's chat template (Jinja text)", NULL},
+    {OPT_FIM, 0, "fim", NULL, NULL,
+     "fill-in-the-middle tokens (<|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>: the last three)",
+     NULL},
     {0},
 };
 static const struct cli_opt *const mkmodel_tables[] = {mkmodel_opts, NULL};
@@ -999,6 +1003,9 @@ static int mkmodel_opt(void *ctx, int id, const char *arg)
         return EXIT_OK;
     case OPT_TEMPLATE:
         m->sp.chat_template = arg;
+        return EXIT_OK;
+    case OPT_FIM:
+        m->sp.fim = true;
         return EXIT_OK;
     }
     return EXIT_USAGE;
