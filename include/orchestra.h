@@ -1153,6 +1153,7 @@ struct orch_role_status {
                                 role's n_ctx, or its file's trained context
                                 (capped at ORCH_N_CTX_MAX; ORCH_N_CTX_DEFAULT
                                 when the file cannot be read) */
+    int32_t n_gpu_layers;    /* layers its model offloads to a GPU (-1 = all) */
 };
 
 struct orch_budget_status {

@@ -56,6 +56,21 @@ static json_t *iso_time(time_t t)
     return json_string(when);
 }
 
+/* What of a loaded model is on a GPU, as Ollama reports it: nothing
+ * without a GPU device or with no layer offloaded; else its offloaded
+ * layers' share of its bytes (llama.cpp offloads the last n_gpu_layers
+ * repeating layers, and past them the output: all of it). An estimate, as
+ * Ollama's is: llama.cpp does not report a model's bytes per device. */
+static uint64_t size_vram(const struct orch_role_status *rs, const struct orch_file_info *fi)
+{
+    const char *dev = orch_llama_devices();
+    if (rs->n_gpu_layers == 0 || (!strstr(dev, "(gpu,") && !strstr(dev, "(igpu,")))
+        return 0;
+    if (rs->n_gpu_layers < 0 || fi->n_layer <= 0 || rs->n_gpu_layers > fi->n_layer)
+        return rs->bytes;
+    return (uint64_t)((double)rs->bytes * (double)rs->n_gpu_layers / (double)fi->n_layer);
+}
+
 static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, bool ps)
 {
     struct orch_file_info fi;
@@ -80,9 +95,7 @@ static json_t *model_entry(struct srv *s, const struct orch_role_status *rs, boo
         time_t t =
             time(NULL) + (rs->unload_in_ms >= 0 ? rs->unload_in_ms / 1000 : 100 * 365 * 86400L);
         json_object_set_new(e, "expires_at", iso_time(t));
-        /* what is on a GPU: nothing, on the CPU builds; offloaded layers'
-         * share of the weights is not reported by llama.cpp per model */
-        json_object_set_new(e, "size_vram", json_integer(0));
+        json_object_set_new(e, "size_vram", json_integer((json_int_t)size_vram(rs, &fi)));
         json_object_set_new(e, "context_length", json_integer(rs->n_ctx));
     } else {
         json_object_set_new(e, "modified_at", iso_time(st.st_mtime));

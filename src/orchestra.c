@@ -1518,6 +1518,7 @@ int orch_status(orch_orchestra *o, struct orch_role_status **out, size_t *n,
         s->state = ms.state;
         s->n_leases = ms.n_leases;
         s->n_parallel = orch__model_params(e->model)->n_parallel;
+        s->n_gpu_layers = orch__model_params(e->model)->n_gpu_layers;
         s->pinned = e->pinned;
         memcpy(s->last_error, ms.last_error, sizeof s->last_error);
         /* what comes from the file, once per model: roles share it */

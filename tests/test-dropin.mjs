@@ -17,8 +17,10 @@ if (missing || !OpenAI || !Ollama) {
   skipAll('test-dropin', missing || `npm packages openai and ollama not found in ${MODULES} (scripts/setup.sh installs them)`);
 } else {
   const KEY = 'drop-in-key';
+  const NGL = Number(process.env.ORCH_TEST_NGL || 0); // scripts/gpu-check.sh: -1
   const config = writeConfig('dropin.ini', `[defaults]
 n_threads = 1
+n_gpu_layers = ${NGL}
 idle_ttl = -1
 [story]
 path = ${MODEL}
@@ -119,7 +121,11 @@ temperature = 0
     assert.equal(digests.embedding, want);
     await olm.generate({ model: 'story', prompt: 'Once', stream: false, options: { num_predict: 1 } });
     const ps = await olm.ps();
-    assert.equal(ps.models.find((m) => m.name === 'story').digest, want);
+    const story = ps.models.find((m) => m.name === 'story');
+    assert.equal(story.digest, want);
+    // on a GPU with every layer offloaded, all of it; else nothing
+    const gpu = NGL !== 0 && /\((i?gpu),/.test(execFileSync(BIN, ['--version'], { encoding: 'utf8' }));
+    assert.equal(story.size_vram, gpu ? story.size : 0);
   });
 
   test('Ollama generate: context comes back, and sent again continues the conversation', async () => {

@@ -102,7 +102,7 @@ class RoleStatus(ctypes.Structure):
                 ("idle_ms", c_int64), ("unload_in_ms", c_int64),
                 ("last_error", ctypes.c_char * ERROR_MSG_MAX),
                 ("n_faults", c_int32), ("refused", c_bool), ("fault", ctypes.c_char * 384),
-                ("n_ctx", c_int32)]
+                ("n_ctx", c_int32), ("n_gpu_layers", c_int32)]
 
 
 class BudgetStatus(ctypes.Structure):
