@@ -339,7 +339,22 @@ struct orch_model_params {
                               size, mtime) across runs ($ORCH_VET_CACHE, else
                               ~/.cache/orchestra/vetted), so later loads cost
                               nothing. Default false */
+    int32_t stream_latency_ms; /* while the engine's sequences generate, a step
+                              that also reads prompts is sized to take at most
+                              this long (its prompt chunk shrinks, the rest of
+                              the prompt follows in later steps), so streams
+                              keep flowing beside a long prompt. 0 (default) =
+                              ORCH_STREAM_LATENCY_MS; -1 = no limit (chunks of
+                              n_batch); 1..60000 ms. Shorter steps read
+                              prompts less efficiently on a CPU: docs/design.md
+                              has the trade measured */
 };
+
+/* The default stream latency: streams wait at most about this long for a
+ * token while a long prompt is read (llama-server's wait for the whole
+ * prompt: 1.4-1.7 s beside a 2,000-token prompt on the test VM), for a
+ * prompt read no slower than in n_batch chunks. */
+#define ORCH_STREAM_LATENCY_MS 250
 
 /* Returns: the defaults. Threads: any. */
 struct orch_model_params orch_model_default_params(void);

@@ -22,6 +22,7 @@ struct orch__load_req {
     int32_t n_gpu_layers;
     /* the model's settings (orch_model_params, n_threads resolved) */
     int32_t n_ctx, n_threads, n_batch, n_parallel;
+    int32_t stream_latency_ms; /* orch_model_params.stream_latency_ms */
     bool use_mmap;
     bool use_mlock;
     bool no_repack;

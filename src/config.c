@@ -102,6 +102,9 @@ static const struct key keys[] = {
      "another name for the role: letters, digits, '_', '-', '.', ':' and '/'"},
     {"n_parallel", K_INT, ROLE(n_parallel), ALONE, 0, ORCH_N_PARALLEL_MAX, false, false, false,
      "a count of requests decoded together from 1 to 64, or 0 for a context per request"},
+    {"stream_latency", K_INT, ROLE(stream_latency_ms), ALONE, -1, 60000, false, false, false,
+     "milliseconds a step reading prompts may take beside generating sequences: 0 = the "
+     "default (250), -1 = no limit, or 1 to 60000"},
     {"repack", K_BOOL, ROLE(repack), ALONE, 0, 0, false, false, false,
      "true (weights repacked for this CPU at load) or false (kept as the file has them)"},
     {"vet", K_BOOL, ROLE(vet), ALONE, 0, 0, false, false, false,

@@ -20,6 +20,7 @@ struct orch__role_cfg {
     int32_t n_gpu_layers;
     int32_t n_threads;
     int32_t n_parallel;
+    int32_t stream_latency_ms; /* orch_model_params.stream_latency_ms */
     bool repack;
     bool vet;            /* load, tokenize and decode in a child first (orch_model_params) */
     bool embedding;

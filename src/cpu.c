@@ -35,6 +35,22 @@
  * run models (worker.c; see "the budget" below), so one budget binds every
  * decode of the daemon, in whichever process.
  *
+ * The CPUs the process gets (fit): the budget counts the CPUs the process
+ * may use, but a neighbour can take some of them. A decode of n threads
+ * whose threads are not all running spins in ggml's barriers until the
+ * descheduled one comes back: 2 threads beside one busy process ran 15x
+ * slower than alone. So each decode's CPU time (CLOCK_PROCESS_CPUTIME_ID:
+ * spinning counts, waiting for a CPU does not) is compared with its wall
+ * time: an average share (over a run of decodes) under FIT_LOW of n
+ * threads' worth means the threads do not run together, and later decodes
+ * run as many threads as the share is worth (at least 1, fewer than n). A
+ * decode with one more thread is tried FIT_PROBE_MS later (doubling while it
+ * fails, up to FIT_PROBE_MAX_MS); one that goes faster per token than the
+ * capped decodes of its kind (streams' steps, prompts) lifts the cap, so a
+ * cap that was wrong lasts half a second. Decodes shorter than FIT_MIN_US
+ * say nothing (waking a pool costs a share of them). Per process: each
+ * worker judges its own decodes.
+ *
  * Locks: the budget's (shared) lock guards its state and each user's vt;
  * held only for bookkeeping, never across a decode. g_pool_lock guards the
  * idle pools, this process's own. fork: the child has none of the pools'
@@ -52,6 +68,120 @@
 
 #define CPU_SLACK_MS 50
 #define CPU_TOTAL_MAX 1024
+
+/* ---- the CPUs the process gets ----------------------------------------------------- */
+
+#define FIT_LOW 0.90   /* an average share under this: the threads do not run together
+                          (measured on 2 cores: 0.97-0.98 alone, 0.72-0.84 beside a
+                          process spinning on one core) */
+#define FIT_EWMA 0.2   /* a decode's weight in the average: a run of them, not one */
+#define FIT_MIN_US 1000
+#define FIT_SMALL 16   /* decodes of at most this many tokens (streams' steps) are
+                          compared with each other, longer ones (prompts) likewise */
+#define FIT_PROBE_MS 500
+#define FIT_PROBE_MAX_MS 8000
+
+static struct {
+    pthread_mutex_t lock;
+    double share;          /* the average share of full-width decodes */
+    int cap;               /* threads a decode may run; 0 = as many as it asks */
+    int probe;             /* a probe of this many threads is out; 0 = none */
+    double capped[2];      /* ns per token of capped decodes, small and long (EWMA; 0 = none) */
+    int64_t probe_at_ns;   /* when the next probe may go */
+    int64_t backoff_ms;
+    int64_t (*now)(void);  /* the clock (tests set another) */
+} g_fit = {.lock = PTHREAD_MUTEX_INITIALIZER, .share = 1, .backoff_ms = FIT_PROBE_MS,
+           .now = orch__now_ns};
+
+int orch__cpu_fit(int n)
+{
+    pthread_mutex_lock(&g_fit.lock);
+    int use = n;
+    if (g_fit.cap && n > g_fit.cap) {
+        use = g_fit.cap;
+        if (!g_fit.probe && g_fit.now() >= g_fit.probe_at_ns)
+            use = g_fit.probe = g_fit.cap + 1;
+    }
+    pthread_mutex_unlock(&g_fit.lock);
+    return use;
+}
+
+void orch__cpu_observe(int n, int n_tokens, int64_t wall_ns, int64_t cpu_ns)
+{
+    if (n < 1 || wall_ns <= 0 || n_tokens < 1)
+        return;
+    double share = (double)cpu_ns / ((double)wall_ns * n);
+    share = share > 1 ? 1 : share;
+    double per = (double)wall_ns / n_tokens;
+    int cls = n_tokens > FIT_SMALL;
+    bool judged = wall_ns >= (int64_t)FIT_MIN_US * 1000;
+    pthread_mutex_lock(&g_fit.lock);
+    int64_t now = g_fit.now();
+    int was = g_fit.cap;
+    if (g_fit.probe && n == g_fit.probe) {
+        /* one more thread: kept when it went faster than the capped decodes */
+        g_fit.probe = 0;
+        double base = g_fit.capped[cls];
+        if (!judged || (base > 0 ? per < 0.9 * base : share >= FIT_LOW)) {
+            g_fit.cap = 0;
+            g_fit.share = 1;
+            g_fit.capped[0] = g_fit.capped[1] = 0;
+            g_fit.backoff_ms = FIT_PROBE_MS;
+        } else {
+            g_fit.backoff_ms = g_fit.backoff_ms * 2 < FIT_PROBE_MAX_MS ? g_fit.backoff_ms * 2
+                                                                      : FIT_PROBE_MAX_MS;
+            g_fit.probe_at_ns = now + g_fit.backoff_ms * 1000000;
+        }
+    } else if (judged && n > 1 && (!g_fit.cap || n == g_fit.cap)) {
+        /* full width, or capped: a run under FIT_LOW takes a thread or more away */
+        if (g_fit.cap) {
+            double *c = &g_fit.capped[cls];
+            *c = *c > 0 ? *c + FIT_EWMA * (per - *c) : per;
+        }
+        g_fit.share += FIT_EWMA * (share - g_fit.share);
+        if (g_fit.share < FIT_LOW) {
+            int cap = (int)(g_fit.share * n + 0.5);
+            g_fit.cap = cap < 1 ? 1 : cap >= n ? n - 1 : cap;
+            g_fit.share = 1; /* the next cut takes a run at the new width */
+            g_fit.capped[0] = g_fit.capped[1] = 0;
+            g_fit.probe_at_ns = now + g_fit.backoff_ms * 1000000;
+        }
+    } else if (g_fit.cap && n == g_fit.cap) { /* one thread, or too short to judge */
+        double *c = &g_fit.capped[cls];
+        *c = *c > 0 ? *c + FIT_EWMA * (per - *c) : per;
+    }
+    int cap = g_fit.cap;
+    double avg = g_fit.share;
+    pthread_mutex_unlock(&g_fit.lock);
+    if (cap != was)
+        orch__log(ORCH_LOG_INFO, NULL, "threads_fit", OF_I("threads", n),
+                  OF_I("cpu_share_pct", (int64_t)(avg * 100 + 0.5)), OF_I("cap", cap),
+                  OF_S("why", cap ? "the decodes' threads do not run together: another "
+                                    "process has CPUs"
+                                  : "one more thread went faster: the CPUs are back"));
+}
+
+#ifdef ORCH_TESTING
+void orch__cpu_fit_reset(int64_t (*now)(void))
+{
+    pthread_mutex_lock(&g_fit.lock);
+    g_fit.cap = g_fit.probe = 0;
+    g_fit.share = 1;
+    g_fit.capped[0] = g_fit.capped[1] = 0;
+    g_fit.probe_at_ns = 0;
+    g_fit.backoff_ms = FIT_PROBE_MS;
+    g_fit.now = now ? now : orch__now_ns;
+    pthread_mutex_unlock(&g_fit.lock);
+}
+
+int orch__cpu_fit_cap(void)
+{
+    pthread_mutex_lock(&g_fit.lock);
+    int cap = g_fit.cap;
+    pthread_mutex_unlock(&g_fit.lock);
+    return cap;
+}
+#endif
 
 int32_t orch_default_n_threads(void)
 {

@@ -13,6 +13,17 @@
  * per process, naming role). Threads: any. */
 int32_t orch__cap_threads(int32_t n, const char *role);
 
+/* The threads a decode that wants n should run now: n, or fewer while
+ * decodes have shown that the process does not get its CPUs (another
+ * process has some); now and then one more, to see whether they came back.
+ * Threads: any. */
+int orch__cpu_fit(int n);
+
+/* After a decode of n threads and n_tokens tokens: its wall time and the
+ * process's CPU time over it (CLOCK_PROCESS_CPUTIME_ID), which say whether
+ * its threads ran together. Threads: any. */
+void orch__cpu_observe(int n, int n_tokens, int64_t wall_ns, int64_t cpu_ns);
+
 /* One user of the CPU budget (a loaded model): the CPU time it has used,
  * its virtual time for the fair share. Zero-initialised is ready. */
 struct orch__cpu_user {
@@ -69,6 +80,12 @@ int orch__cpu_attach(int fd);
 void orch__cpu_reclaim(int32_t pid);
 
 #ifdef ORCH_TESTING
+/* Forgets what decodes showed; now: the clock orch__cpu_fit and
+ * orch__cpu_observe read (NULL: the monotonic clock). */
+void orch__cpu_fit_reset(int64_t (*now)(void));
+/* The thread cap decodes showed (0 = none). */
+int orch__cpu_fit_cap(void);
+
 /* The most CPU tokens of the budget out at once since the last call (which
  * this one resets): what the CPU budget tests check. */
 int32_t orch__cpu_peak(void);

@@ -206,6 +206,10 @@ int orch_model_new(const struct orch_model_params *params, orch_model **out, orc
         return orch__err(err, ORCH_EINVAL,
                          "role '%s': n_threads %d is out of range (expected 0 = auto, or 1..1024)",
                          role, params->n_threads);
+    if (params->stream_latency_ms < -1 || params->stream_latency_ms > 60000)
+        return orch__err(err, ORCH_EINVAL,
+                         "role '%s': stream_latency %d is out of range (expected 0 = auto, -1 = "
+                         "no limit, or 1..60000 ms)", role, params->stream_latency_ms);
     if (params->n_batch < 0 || params->n_batch > ORCH_N_CTX_MAX)
         return orch__err(err, ORCH_EINVAL, "role '%s': n_batch %d is out of range", role,
                          params->n_batch);
@@ -420,6 +424,7 @@ static int do_load_locked(orch_model *m, orch_error *err)
         .n_ctx = m->params.n_ctx,
         .n_threads = m->params.n_threads,
         .n_batch = m->params.n_batch,
+        .stream_latency_ms = m->params.stream_latency_ms,
         .n_parallel = m->params.n_parallel,
         .use_mmap = m->params.use_mmap,
         .use_mlock = m->params.use_mlock,

@@ -690,6 +690,7 @@ static int entry_for(orch_orchestra *o, const struct role *mr, struct entry **ou
     mp.n_gpu_layers = mr->cfg.n_gpu_layers;
     mp.n_threads = mr->cfg.n_threads;
     mp.n_parallel = mr->cfg.n_parallel;
+    mp.stream_latency_ms = mr->cfg.stream_latency_ms;
     mp.no_repack = !mr->cfg.repack;
     mp.vet = mr->cfg.vet;
     mp.embedding = mr->cfg.embedding;

@@ -10,6 +10,8 @@
 #include "cpu.h"
 
 #include <pthread.h>
+#include <string.h>
+#include <unistd.h>
 
 static struct orch_gen_params greedy(int n)
 {
@@ -464,6 +466,165 @@ static void test_cpu_budget_across_models(void **state)
         orch_model_free(m[i]);
 }
 
+/* ---- a stream beside a long prompt ------------------------------------------------------- */
+
+struct pace {
+    orch_model *m;
+    atomic_int n_a;        /* tokens the stream has had */
+    atomic_bool a_started, a_stop;
+    int a_at_submit;       /* the stream's count when the long prompt was sent */
+    int a_at_first;        /* and when its first token came */
+    int rc_a, rc_b;
+};
+
+static bool pace_a_text(const char *t, size_t n, void *ud)
+{
+    (void)t, (void)n;
+    struct pace *p = ud;
+    atomic_fetch_add(&p->n_a, 1);
+    atomic_store(&p->a_started, true);
+    return !atomic_load(&p->a_stop);
+}
+
+static bool pace_b_text(const char *t, size_t n, void *ud)
+{
+    (void)t, (void)n;
+    struct pace *p = ud;
+    if (p->a_at_first < 0)
+        p->a_at_first = atomic_load(&p->n_a);
+    return false; /* its first token is all it is for */
+}
+
+static void *pace_a(void *arg)
+{
+    struct pace *p = arg;
+    struct orch_gen_params g = greedy(4000);
+    g.on_text = pace_a_text;
+    g.user_data = p;
+    struct orch_gen_result res;
+    orch_error err = {0};
+    p->rc_a = orch_model_generate(p->m, "Once upon a time", &g, &res, &err);
+    orch_gen_result_clear(&res);
+    return NULL;
+}
+
+/* With streams generating, a long prompt is read in chunks that keep each
+ * step within the model's stream latency, the stream getting a token each
+ * step; without a limit (-1) it is read in n_batch chunks: one step. */
+static void run_pace(const char *path, int32_t latency_ms, int *a_during)
+{
+    struct orch_model_params mp = orch_model_default_params();
+    mp.path = path;
+    mp.role = "pace";
+    mp.n_threads = 1;
+    mp.n_parallel = 2;
+    mp.n_ctx = 1024;
+    mp.stream_latency_ms = latency_ms;
+    struct pace p = {.a_at_first = -1};
+    orch_error err = {0};
+    assert_rc(orch_model_new(&mp, &p.m, &err), ORCH_OK, err);
+    assert_rc(orch_model_load(p.m, &err), ORCH_OK, err);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, pace_a, &p), 0);
+    while (atomic_load(&p.n_a) < 8) /* the stream flows: its steps are timed */
+        usleep(1000);
+    char longp[4096] = "";
+    for (int i = 0; strlen(longp) < 2000; i++)
+        strcat(longp, i % 2 ? " the little dog ran" : " and a cat sat down");
+    struct orch_gen_params g = greedy(1);
+    g.on_text = pace_b_text;
+    g.user_data = &p;
+    struct orch_gen_result res;
+    p.a_at_submit = atomic_load(&p.n_a);
+    p.rc_b = orch_model_generate(p.m, longp, &g, &res, &err);
+    assert_rc(p.rc_b, ORCH_OK, err);
+    assert_true(res.n_prompt > 300);
+    orch_gen_result_clear(&res);
+    atomic_store(&p.a_stop, true);
+    assert_true(test_join_within(th, 60));
+    assert_int_equal(p.rc_a, ORCH_OK);
+    assert_true(p.a_at_first >= 0);
+    *a_during = p.a_at_first - p.a_at_submit;
+    orch_model_free(p.m);
+}
+
+static void test_stream_latency(void **state)
+{
+    (void)state;
+    struct orch_synth_params sp = orch_synth_default_params();
+    sp.n_params = 1000000; /* random weights: the stream does not end by itself */
+    const char *path = test_synth_file("pace.gguf", &sp);
+    int limited, unlimited;
+    run_pace(path, 1, &limited);     /* every step as short as it can be: 16-token chunks */
+    run_pace(path, -1, &unlimited);  /* one 512-token chunk */
+    print_message("stream tokens while a long prompt was read: %d at 1 ms, %d unlimited\n",
+                  limited, unlimited);
+    /* unlimited: two 512-token steps, and the stream's tokens while the long
+     * prompt was tokenized; limited: a step per 16 prompt tokens */
+    assert_true(limited >= 30);
+    assert_true(limited >= unlimited + 20);
+}
+
+/* ---- threads that fit the CPUs the process gets ------------------------------------------ */
+
+static int64_t g_now;
+static int64_t fake_now(void)
+{
+    return g_now;
+}
+
+#define MS 1000000LL
+
+/* What decodes show of the CPUs: a run of decodes whose threads got a
+ * share of the CPU time that says they did not run together (one alone is
+ * noise) caps the next ones; one more thread is tried later (half a second,
+ * then doubling while it fails) and lifts the cap when it goes faster per
+ * token than the capped decodes. */
+static void test_threads_fit_the_cpus(void **state)
+{
+    (void)state;
+    orch__cpu_fit_reset(fake_now);
+    g_now = 1000 * MS;
+    assert_int_equal(orch__cpu_fit(2), 2);
+    orch__cpu_observe(2, 4, 10 * MS, 196 * MS / 10); /* both threads ran */
+    orch__cpu_observe(2, 4, MS / 2, MS / 5);         /* too short to judge */
+    assert_int_equal(orch__cpu_fit_cap(), 0);
+    orch__cpu_observe(2, 4, 30 * MS, 45 * MS); /* three quarters of a share, once: noise */
+    assert_int_equal(orch__cpu_fit_cap(), 0);
+    int runs = 1;
+    for (; runs < 20 && !orch__cpu_fit_cap(); runs++) /* again and again: a neighbour */
+        orch__cpu_observe(2, 4, 30 * MS, 45 * MS);
+    assert_int_equal(orch__cpu_fit_cap(), 1);
+    assert_true(runs >= 2);
+    assert_int_equal(orch__cpu_fit(2), 1);
+    assert_int_equal(orch__cpu_fit(4), 1);
+    assert_int_equal(orch__cpu_fit(1), 1);
+    orch__cpu_observe(1, 4, 20 * MS, 20 * MS); /* one thread: 5 ms a token */
+    g_now += 499 * MS;
+    assert_int_equal(orch__cpu_fit(2), 1);
+    g_now += 2 * MS;
+    assert_int_equal(orch__cpu_fit(2), 2); /* the probe */
+    assert_int_equal(orch__cpu_fit(2), 1); /* one at a time */
+    orch__cpu_observe(2, 4, 30 * MS, 45 * MS); /* 7.5 ms a token: slower, still contended */
+    assert_int_equal(orch__cpu_fit_cap(), 1);
+    g_now += 600 * MS;
+    assert_int_equal(orch__cpu_fit(2), 1); /* the next one waits twice as long */
+    g_now += 500 * MS;
+    assert_int_equal(orch__cpu_fit(2), 2);
+    orch__cpu_observe(2, 4, 10 * MS, 196 * MS / 10); /* 2.5 ms a token: the CPUs are back */
+    assert_int_equal(orch__cpu_fit_cap(), 0);
+    assert_int_equal(orch__cpu_fit(2), 2);
+    /* eight threads where the process gets 4.8 CPUs: down to five */
+    for (int i = 0; i < 60; i++) {
+        int k = orch__cpu_fit(8);
+        double got = k < 4.8 ? k : 4.8;
+        orch__cpu_observe(k, 4, 100 * MS, (int64_t)(got * 100 * MS));
+    }
+    assert_int_equal(orch__cpu_fit(8), 5);
+    orch__cpu_fit_reset(NULL);
+    assert_int_equal(orch__cpu_fit(8), 8);
+}
+
 /* ---- many threads submitting, stopping and unloading at once ---------------------------- */
 
 struct storm {
@@ -566,6 +727,8 @@ int main(void)
         cmocka_unit_test(test_prefix_reuse),
         cmocka_unit_test(test_embeddings_from_threads),
         cmocka_unit_test(test_cpu_budget_across_models),
+        cmocka_unit_test(test_threads_fit_the_cpus),
+        cmocka_unit_test(test_stream_latency),
         cmocka_unit_test(test_storm),
     };
     return cmocka_run_group_tests(tests, NULL, test_teardown);

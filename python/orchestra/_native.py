@@ -56,7 +56,7 @@ class ModelParams(ctypes.Structure):
                 ("progress", PROGRESS_FN), ("progress_user_data", c_void_p),
                 ("embedding", c_bool), ("use_mmap", c_bool), ("use_mlock", c_bool),
                 ("no_repack", c_bool),
-                ("vet", c_bool)]
+                ("vet", c_bool), ("stream_latency_ms", c_int32)]
 
 
 class ToolCall(ctypes.Structure):

@@ -172,6 +172,8 @@ static int lb_load(const orch_backend *be, const struct orch__load_req *req, voi
     lm->n_threads = req->n_threads;
     lm->n_batch = req->n_batch > 0 ? req->n_batch : 512;
     lm->n_parallel = req->n_parallel;
+    lm->stream_latency_ms = req->stream_latency_ms;
+    lm->on_gpu = mp.n_gpu_layers != 0 && orch__lm_has_gpu();
 
     struct orch_model_info *in = &lm->info;
     llama_model_meta_val_str(lm->model, "general.architecture", in->arch, sizeof in->arch);

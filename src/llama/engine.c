@@ -20,7 +20,9 @@
  *   3. builds one batch: the next token of every generating sequence, then
  *      chunks of the prompts still being read, oldest first, up to n_batch
  *      tokens in all (chunked prefill: a long prompt never stalls the
- *      streams for more than a step),
+ *      streams for more than a step); while sequences generate, the prompt
+ *      chunk is also sized so that the step takes at most the model's
+ *      stream latency (prompt_room below),
  *   4. decodes it under the CPU budget, samples each sequence that has
  *      logits with its own chain, and posts the token to its request.
  * Requests join between steps; nothing waits for a batch to drain.
@@ -131,7 +133,46 @@ struct engine {
     uint32_t ectx_n;
     struct llama_batch ebatch;
     struct orch__cpu_hold cpu;   /* CPU tokens kept between steps */
+    /* step times, for sizing prompt chunks beside generating sequences */
+    double gen_ns;               /* a step of generating sequences alone (EWMA) */
+    double tok_ns;               /* what a prompt token adds to a step (EWMA) */
 };
+
+#define STEP_EWMA 0.5 /* a prompt token costs more as its position grows: follow it */
+#define STREAM_CHUNK_MIN 16 /* prompt tokens a step reads at least: a long prompt
+                               always moves */
+
+/* Prompt tokens this step may read beside n_gen generating sequences: the
+ * rest of the batch, or, while sequences generate, what keeps the step
+ * within the model's stream latency (stream_latency_ms, 0 =
+ * ORCH_STREAM_LATENCY_MS), from the step times measured so far. */
+static int32_t prompt_room(const struct engine *e, int32_t n_gen)
+{
+    int32_t room = e->batch_cap - n_gen;
+    int32_t ms = e->lm->stream_latency_ms ? e->lm->stream_latency_ms : ORCH_STREAM_LATENCY_MS;
+    if (n_gen == 0 || ms < 0 || e->gen_ns <= 0 || e->tok_ns <= 0)
+        return room;
+    double target = ms * 1e6;
+    double k = (target - e->gen_ns) / e->tok_ns;
+    if (k < STREAM_CHUNK_MIN)
+        k = STREAM_CHUNK_MIN;
+    return k < room ? (int32_t)k : room;
+}
+
+/* Learns from a step of n_gen generating tokens and n_prompt prompt ones
+ * that took ns. */
+static void step_timed(struct engine *e, int32_t n_gen, int32_t n_prompt, int64_t ns)
+{
+    if (n_prompt == 0) {
+        e->gen_ns = e->gen_ns > 0 ? e->gen_ns + STEP_EWMA * ((double)ns - e->gen_ns) : (double)ns;
+        return;
+    }
+    double add = n_gen && e->gen_ns > 0 ? (double)ns - e->gen_ns : (double)ns;
+    if (add < (double)ns / 4)
+        add = (double)ns / 4; /* a noisy step: not cheaper than a quarter of it */
+    double per = add / n_prompt;
+    e->tok_ns = e->tok_ns > 0 ? e->tok_ns + STEP_EWMA * (per - e->tok_ns) : per;
+}
 
 static void seq_unref(struct eseq *q)
 {
@@ -359,13 +400,14 @@ static void gen_step(struct engine *e)
     qsort(prefill, (size_t)n_prefill, sizeof *prefill, by_order);
     for (int i = 0; i < n_prefill; i++)
         share_prompt(e, prefill[i], prefill, i);
-    for (int i = 0; i < n_prefill && b->n_tokens < e->batch_cap; i++) {
+    int32_t n_gen = b->n_tokens, upto = n_gen + prompt_room(e, n_gen);
+    for (int i = 0; i < n_prefill && b->n_tokens < upto; i++) {
         struct seq_slot *s = prefill[i];
         struct eseq *q = s->q;
         if (s->wait)
             continue;
         int32_t left = q->n_prompt - s->n_cache;
-        int32_t k = left < e->batch_cap - b->n_tokens ? left : e->batch_cap - b->n_tokens;
+        int32_t k = left < upto - b->n_tokens ? left : upto - b->n_tokens;
         for (int32_t j = 0; j < k; j++) {
             int32_t pos = s->n_cache + j;
             bool last = pos == q->n_prompt - 1;
@@ -378,7 +420,9 @@ static void gen_step(struct engine *e)
     if (b->n_tokens == 0)
         return;
 
+    int64_t t0 = orch__now_ns();
     int d = orch__lm_decode_held(e->lm, &e->cpu, e->ctx, *b, e->lm->n_threads);
+    step_timed(e, n_gen, b->n_tokens - n_gen, orch__now_ns() - t0);
     if (d != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "llama_decode failed on a batch of %d tokens (code %d)",

@@ -48,6 +48,9 @@ struct lmodel {
     enum llama_pooling_type pooling; /* for embedding contexts */
     /* the model's settings, from the load request (n_ctx_seq resolved) */
     int32_t n_ctx_seq, n_threads, n_batch, n_parallel;
+    int32_t stream_latency_ms;        /* orch_model_params.stream_latency_ms */
+    bool on_gpu;                      /* layers offloaded to a GPU: its decodes wait on
+                                         it, so their CPU share says nothing (cpu.c's fit) */
     pthread_mutex_t pool_lock;
     struct idle_ctx idle;             /* guarded by pool_lock */
     int n_alone;                      /* guarded by pool_lock: requests running alone */

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef ORCH_GGML_BACKEND_DIR
 #define ORCH_GGML_BACKEND_DIR ""
@@ -241,12 +242,14 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
 {
     /* run exactly the threads taken (fewer than asked when the budget is
      * smaller than the model's thread count, or was cut since) */
-    int n = orch__cpu_begin(&lm->cpu, h, n_threads);
+    int n = orch__cpu_begin(&lm->cpu, h, lm->on_gpu ? n_threads : orch__cpu_fit(n_threads));
     if (llama_n_threads(ctx) != n || llama_n_threads_batch(ctx) != n)
         llama_set_n_threads(ctx, n, n);
     struct ggml_threadpool *tp = orch__cpu_pool(h);
     if (tp)
         llama_attach_threadpool(ctx, tp, tp);
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     int64_t t0 = orch__now_ns();
     int32_t d;
     int watched = orch__watch_begin(); /* a worker's supervisor sees it (watch.h) */
@@ -254,6 +257,11 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
         orch__log(ORCH_LOG_ERROR, "llama.cpp", "decode_threw", OF_S("what", orch__glue_what()));
     orch__watch_end(watched);
     int64_t ns = orch__now_ns() - t0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    if (!lm->on_gpu)
+        orch__cpu_observe(n, batch.n_tokens, ns,
+                          (int64_t)(c1.tv_sec - c0.tv_sec) * 1000000000 +
+                              (c1.tv_nsec - c0.tv_nsec));
     if (tp)
         llama_detach_threadpool(ctx);
     orch__cpu_end(&lm->cpu, h, ns);

@@ -408,6 +408,7 @@ static void do_load(struct wire_in *in)
                                      .n_threads = l.n_threads,
                                      .n_batch = l.n_batch,
                                      .n_parallel = l.n_parallel,
+                                     .stream_latency_ms = l.stream_latency_ms,
                                      .use_mmap = l.use_mmap,
                                      .use_mlock = l.use_mlock,
                                      .no_repack = l.no_repack,

@@ -701,6 +701,7 @@ static int wb_load(const orch_backend *be, const struct orch__load_req *req, voi
                                   .n_threads = req->n_threads,
                                   .n_batch = req->n_batch,
                                   .n_parallel = req->n_parallel,
+                                  .stream_latency_ms = req->stream_latency_ms,
                                   .use_mmap = req->use_mmap,
                                   .use_mlock = req->use_mlock,
                                   .no_repack = req->no_repack,

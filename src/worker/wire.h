@@ -44,7 +44,7 @@ enum wire_type {
 };
 
 struct wire_load {
-    int32_t n_gpu_layers, n_ctx, n_threads, n_batch, n_parallel;
+    int32_t n_gpu_layers, n_ctx, n_threads, n_batch, n_parallel, stream_latency_ms;
     uint8_t use_mmap, use_mlock, no_repack, vet;
 };
 
