@@ -606,9 +606,18 @@ static int follow(struct pull *p, struct stream *st, const int32_t *gone, char *
     struct seen sn = {0, -1, 0};
     struct pull snap;
     int status = 0;
+    memset(&snap, 0, sizeof snap);
+    memcpy(snap.path, p->path, sizeof snap.path); /* immutable */
     pthread_mutex_lock(&g_lock);
     for (;;) {
-        snap = *p;
+        /* what g_lock guards, field by field (p->link is the jobs list's) */
+        snap.phase = p->phase;
+        snap.total = p->total;
+        snap.completed = p->completed;
+        snap.finished = p->finished;
+        snap.status = p->status;
+        memcpy(snap.want, p->want, sizeof snap.want);
+        memcpy(snap.msg, p->msg, sizeof snap.msg);
         pthread_mutex_unlock(&g_lock);
         bool left = (st && (!report(st, &snap, &sn) || stream_gone(st))) ||
                     (gone && __atomic_load_n(gone, __ATOMIC_RELAXED));
