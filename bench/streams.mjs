@@ -3,7 +3,10 @@
 // prompt arrives (max_tokens 1). Reported for each server: the streams'
 // tokens/s before it and while it is read, their per-token gap (p50, p99)
 // while it is read, and its time to the first token (TTFT). REPS runs
-// each, alternated; medians. Prints figures; asserts nothing.
+// each, alternated; medians. Where setup built a CPU backend for this CPU
+// (.deps/llama/lib/native), orchestra also runs on the release's backends
+// (orchestra-release: ORCH_GGML_BACKEND_DIR=.deps/llama/lib) in the same
+// run. Prints figures; asserts nothing.
 // Build the peer first: bench/build-llama-server.sh.
 // usage: node bench/streams.mjs [MODEL.gguf]   (default: a synthetic 17M model, 8192 trained)
 // env: ORCH_BIN (default build/orchestra), REPS (default 3), THREADS (default 2),
@@ -38,11 +41,12 @@ async function waitUp(url) {
 
 function start(kind, port) {
   let child;
-  if (kind === 'orchestra') {
+  if (kind.startsWith('orchestra')) {
     const cfg = path.join(dir, 'o.ini');
+    const env = kind === 'orchestra-release' ? { ...process.env, ORCH_GGML_BACKEND_DIR: release } : process.env;
     fs.writeFileSync(cfg, `[defaults]\nn_threads = ${threads}\nidle_ttl = -1\n${process.env.ORCH_EXTRA || ''}\n` +
       `[m]\npath = ${model}\nn_parallel = ${N_STREAMS + 1}\nn_ctx = 4096\n`);
-    child = spawn(bin, ['-q', '-c', cfg, 'serve', '--port', String(port)], { stdio: ['ignore', 'ignore', process.env.ORCH_BENCH_LOG ? fs.openSync(process.env.ORCH_BENCH_LOG, 'w') : 'ignore'] });
+    child = spawn(bin, ['-q', '-c', cfg, 'serve', '--port', String(port)], { env, stdio: ['ignore', 'ignore', process.env.ORCH_BENCH_LOG ? fs.openSync(`${process.env.ORCH_BENCH_LOG}.${kind}`, 'w') : 'ignore'] });
   } else {
     child = spawn(server, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', String(threads),
       '-tb', String(threads), '-np', String(N_STREAMS + 1), '-c', String(4096 * (N_STREAMS + 1)), '--no-webui'], { stdio: 'ignore' });
@@ -99,8 +103,9 @@ async function once(url) {
   return { ttft: t1 - t0, before, during, p50: median(gaps), p99: pct(gaps, 0.99), prompt: body.usage?.prompt_tokens };
 }
 
-const results = { orchestra: [], 'llama-server': [] };
-const ports = { orchestra: 18301, 'llama-server': 18302 };
+const release = path.join(top, '.deps', 'llama', 'lib');
+const results = { orchestra: [], ...(fs.existsSync(path.join(release, 'native')) ? { 'orchestra-release': [] } : {}), 'llama-server': [] };
+const ports = { orchestra: 18301, 'llama-server': 18302, 'orchestra-release': 18303 };
 const procs = {};
 try {
   for (const k of Object.keys(results)) procs[k] = start(k, ports[k]);
@@ -120,5 +125,8 @@ for (const [k, rs] of Object.entries(results)) {
   const x = row[k];
   console.log(`${k.padEnd(15)} ${x.before.toFixed(1).padStart(18)} ${x.during.toFixed(1).padStart(11)} ${(100 * x.during / x.before).toFixed(0).padStart(4)}% ${x.p50.toFixed(1).padStart(11)} ${x.p99.toFixed(1).padStart(11)} ${x.ttft.toFixed(0).padStart(8)}`);
 }
+if (row['orchestra-release'])
+  console.log(`TTFT orchestra/orchestra-release: ${(row.orchestra.ttft / row['orchestra-release'].ttft).toFixed(2)}x; ` +
+    `streams' rate before: ${(row.orchestra.before / row['orchestra-release'].before).toFixed(2)}x`);
 console.log(`TTFT orchestra/llama-server: ${(row.orchestra.ttft / row['llama-server'].ttft).toFixed(2)}x; streams kept while read: ` +
   `${(100 * row.orchestra.during / row.orchestra.before).toFixed(0)}% vs ${(100 * row['llama-server'].during / row['llama-server'].before).toFixed(0)}%`);

@@ -14,6 +14,11 @@
 #     bundle, laid out under .deps/llama with a llama.pc of our own, so the
 #     build sees one kind of dependency either way.
 #
+#  5. With the pinned release: llama.cpp's CPU backend built again from the
+#     same source for this machine's CPU (-march=native), into
+#     .deps/llama/lib/native, which the library prefers on a CPU with the
+#     same instruction set (ORCH_NATIVE_CPU=0 skips it).
+#
 # Idempotent: a second run finds everything in place and does nothing.
 # Prints, as its last line, the PKG_CONFIG_PATH the build should use.
 set -euo pipefail
@@ -127,8 +132,52 @@ PC
   touch "$out/.complete-$rev-2"
 }
 
+# ---- 5. the CPU backend for this machine ------------------------------------------
+# native_build: the release's CPU backends are built for families of CPUs
+# (libggml-cpu-zen4.so, -haswell, ...), each with a fixed list of -m flags;
+# the same source built with -march=native reads prompts 1.3-1.4x faster on
+# the 2-core AVX-512 VM (docs/design.md, "The CPU backend"). Only
+# libggml-cpu.so is built and kept: it uses the release's libggml-base.so
+# (same source) through the symlink libggml-base.so.0 beside it, and
+# cpu-flags records the instruction set it was built for (the "flags" or
+# "Features" line of /proc/cpuinfo), which the library compares before it
+# loads it. About 3 minutes on 2 cores, once; a failure keeps the release's.
+native_build() {
+  local out="$prefix/lib/native" rev feats tmp
+  [ "${ORCH_NATIVE_CPU:-1}" = 0 ] && return 0
+  [ -f "$deps/llama.cpp.bundle" ] || return 0
+  rev=$(git bundle list-heads "$deps/llama.cpp.bundle" | awk 'NR==1{print $1}')
+  feats=$(grep -m1 -E '^(flags|Features)[[:space:]]*:' /proc/cpuinfo | sed 's/^[^:]*:[[:space:]]*//')
+  [ -n "$feats" ] || return 0
+  if [ -f "$out/.complete-$rev" ] && [ "$(cat "$out/cpu-flags" 2>/dev/null)" = "$feats" ]; then
+    return 0
+  fi
+  log "building llama.cpp's CPU backend for this CPU (-march=native) into $out"
+  tmp=$(mktemp -d)
+  git init -q "$tmp/src"
+  git -C "$tmp/src" fetch -q "$deps/llama.cpp.bundle" HEAD
+  git -C "$tmp/src" checkout -q FETCH_HEAD
+  if cmake -S "$tmp/src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+       -DGGML_BACKEND_DL=ON -DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=OFF \
+       -DCMAKE_C_FLAGS=-march=native -DCMAKE_CXX_FLAGS=-march=native \
+       -DCMAKE_SKIP_BUILD_RPATH=ON -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN' \
+       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+       -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF -DGGML_CCACHE=OFF > "$tmp/build.log" 2>&1 &&
+     cmake --build "$tmp/build" -j"$(nproc 2>/dev/null || echo 2)" --target ggml-cpu >> "$tmp/build.log" 2>&1; then
+    rm -rf "$out" && mkdir -p "$out"
+    cp "$(find "$tmp/build" -name libggml-cpu.so | head -n1)" "$out/libggml-cpu.so"
+    ln -s ../libggml-base.so "$out/libggml-base.so.0"
+    printf '%s\n' "$feats" > "$out/cpu-flags"
+    touch "$out/.complete-$rev"
+  else
+    tail -20 "$tmp/build.log" >&2
+    log "building the CPU backend for this CPU failed: the release's backends are used"
+  fi
+  rm -rf "$tmp"
+}
+
 # ---- 3. llama.cpp -------------------------------------------------------------
-# build_common SRC: step 4 (below), then the PKG_CONFIG_PATH line; ends setup
+# build_common SRC: step 4 (above), then the PKG_CONFIG_PATH line; ends setup
 build_common() {
   common_build "$1"
   echo "${llama_pc:+$llama_pc:}$deps/llama-common/lib/pkgconfig"
@@ -148,6 +197,7 @@ if [ -f "$stamp" ]; then
   # setup still builds; older setups wrote an absolute prefix)
   sed -i 's#^prefix=/.*#prefix=${pcfiledir}/../..#' "$prefix/lib/pkgconfig/llama.pc"
   llama_pc="$prefix/lib/pkgconfig"
+  native_build
   build_common ""
 fi
 
@@ -199,4 +249,5 @@ rm -rf "$work"
 touch "$stamp"
 log "llama.cpp installed in $prefix"
 llama_pc="$prefix/lib/pkgconfig"
+native_build
 build_common ""

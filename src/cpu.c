@@ -46,9 +46,18 @@
  * run as many threads as the share is worth (at least 1, fewer than n). A
  * decode with one more thread is tried FIT_PROBE_MS later (doubling while it
  * fails, up to FIT_PROBE_MAX_MS); one that goes faster per token than the
- * capped decodes of its kind (streams' steps, prompts) lifts the cap, so a
- * cap that was wrong lasts half a second. Decodes shorter than FIT_MIN_US
- * say nothing (waking a pool costs a share of them). Per process: each
+ * capped decodes of its kind lifts the cap, so a cap that was wrong lasts
+ * half a second. Each kind (streams' steps, prompts) has its own cap. A
+ * share under FIT_LOW does not always mean fewer threads go faster: beside
+ * the process's own clients (HTTP threads, a client on the same machine,
+ * each waking per token) the share of 2 threads fell to ~0.85 while 2
+ * threads still beat 1, and the cap came back 14 ms after every lift
+ * (capped 97% of the time; a prompt beside 4 streams read at 1.8x
+ * llama-server's time). So a lift holds the full width for FIT_HOLD_MS,
+ * doubling with each cut a probe proves wrong (up to FIT_HOLD_MAX_MS), back
+ * to FIT_HOLD_MS when a probe proves a cut right. Decodes shorter than
+ * FIT_MIN_US say nothing (waking a pool costs a share of them). Per
+ * process: each
  * worker judges its own decodes.
  *
  * Locks: the budget's (shared) lock guards its state and each user's vt;
@@ -80,27 +89,49 @@
                           compared with each other, longer ones (prompts) likewise */
 #define FIT_PROBE_MS 500
 #define FIT_PROBE_MAX_MS 8000
+#define FIT_HOLD_MS 500       /* no cut for this long after a lift, */
+#define FIT_HOLD_MAX_MS 16000 /* doubling while cuts prove wrong */
 
-static struct {
-    pthread_mutex_t lock;
+/* What decodes of one kind showed: short ones (streams' steps, at most
+ * FIT_SMALL tokens) and long ones (prompts) are judged apart. A short step
+ * runs a few milliseconds and stalls in its barriers when a thread is
+ * preempted for a moment; a prompt's step runs hundreds and loses only
+ * that moment. Beside its own HTTP clients a process's short steps may be
+ * better off on fewer threads while its prompts still want them all. */
+struct fit_kind {
     double share;          /* the average share of full-width decodes */
     int cap;               /* threads a decode may run; 0 = as many as it asks */
     int probe;             /* a probe of this many threads is out; 0 = none */
-    double capped[2];      /* ns per token of capped decodes, small and long (EWMA; 0 = none) */
+    double capped;         /* ns per token of capped decodes (EWMA; 0 = none) */
     int64_t probe_at_ns;   /* when the next probe may go */
     int64_t backoff_ms;
+    int64_t hold_until_ns; /* no cut before this (a lift holds) */
+    int64_t hold_ms;       /* the next lift's hold */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct fit_kind k[2];  /* short decodes, long ones */
     int64_t (*now)(void);  /* the clock (tests set another) */
-} g_fit = {.lock = PTHREAD_MUTEX_INITIALIZER, .share = 1, .backoff_ms = FIT_PROBE_MS,
+} g_fit = {.lock = PTHREAD_MUTEX_INITIALIZER,
+           .k = {{.share = 1, .backoff_ms = FIT_PROBE_MS, .hold_ms = FIT_HOLD_MS},
+                 {.share = 1, .backoff_ms = FIT_PROBE_MS, .hold_ms = FIT_HOLD_MS}},
            .now = orch__now_ns};
 
-int orch__cpu_fit(int n)
+static int fit_kind_of(int n_tokens)
+{
+    return n_tokens > FIT_SMALL;
+}
+
+int orch__cpu_fit(int n, int n_tokens)
 {
     pthread_mutex_lock(&g_fit.lock);
+    struct fit_kind *f = &g_fit.k[fit_kind_of(n_tokens)];
     int use = n;
-    if (g_fit.cap && n > g_fit.cap) {
-        use = g_fit.cap;
-        if (!g_fit.probe && g_fit.now() >= g_fit.probe_at_ns)
-            use = g_fit.probe = g_fit.cap + 1;
+    if (f->cap && n > f->cap) {
+        use = f->cap;
+        if (!f->probe && g_fit.now() >= f->probe_at_ns)
+            use = f->probe = f->cap + 1;
     }
     pthread_mutex_unlock(&g_fit.lock);
     return use;
@@ -113,49 +144,54 @@ void orch__cpu_observe(int n, int n_tokens, int64_t wall_ns, int64_t cpu_ns)
     double share = (double)cpu_ns / ((double)wall_ns * n);
     share = share > 1 ? 1 : share;
     double per = (double)wall_ns / n_tokens;
-    int cls = n_tokens > FIT_SMALL;
+    int kind = fit_kind_of(n_tokens);
     bool judged = wall_ns >= (int64_t)FIT_MIN_US * 1000;
     pthread_mutex_lock(&g_fit.lock);
+    struct fit_kind *f = &g_fit.k[kind];
     int64_t now = g_fit.now();
-    int was = g_fit.cap;
-    if (g_fit.probe && n == g_fit.probe) {
+    int was = f->cap;
+    if (f->probe && n == f->probe) {
         /* one more thread: kept when it went faster than the capped decodes */
-        g_fit.probe = 0;
-        double base = g_fit.capped[cls];
+        f->probe = 0;
+        double base = f->capped;
         if (!judged || (base > 0 ? per < 0.9 * base : share >= FIT_LOW)) {
-            g_fit.cap = 0;
-            g_fit.share = 1;
-            g_fit.capped[0] = g_fit.capped[1] = 0;
-            g_fit.backoff_ms = FIT_PROBE_MS;
+            f->cap = 0;
+            f->share = 1;
+            f->capped = 0;
+            f->backoff_ms = FIT_PROBE_MS;
+            /* the cut was wrong: the full width holds, longer each time */
+            f->hold_until_ns = now + f->hold_ms * 1000000;
+            f->hold_ms = f->hold_ms * 2 < FIT_HOLD_MAX_MS ? f->hold_ms * 2 : FIT_HOLD_MAX_MS;
         } else {
-            g_fit.backoff_ms = g_fit.backoff_ms * 2 < FIT_PROBE_MAX_MS ? g_fit.backoff_ms * 2
-                                                                      : FIT_PROBE_MAX_MS;
-            g_fit.probe_at_ns = now + g_fit.backoff_ms * 1000000;
+            f->backoff_ms =
+                f->backoff_ms * 2 < FIT_PROBE_MAX_MS ? f->backoff_ms * 2 : FIT_PROBE_MAX_MS;
+            f->probe_at_ns = now + f->backoff_ms * 1000000;
+            f->hold_ms = FIT_HOLD_MS; /* the cut was right */
         }
-    } else if (judged && n > 1 && (!g_fit.cap || n == g_fit.cap)) {
+    } else if (judged && n > 1 && !f->cap && now < f->hold_until_ns) {
+        /* a lift holds: full width, whatever the share */
+    } else if (judged && n > 1 && (!f->cap || n == f->cap)) {
         /* full width, or capped: a run under FIT_LOW takes a thread or more away */
-        if (g_fit.cap) {
-            double *c = &g_fit.capped[cls];
-            *c = *c > 0 ? *c + FIT_EWMA * (per - *c) : per;
+        if (f->cap)
+            f->capped = f->capped > 0 ? f->capped + FIT_EWMA * (per - f->capped) : per;
+        f->share += FIT_EWMA * (share - f->share);
+        if (f->share < FIT_LOW) {
+            int cap = (int)(f->share * n + 0.5);
+            f->cap = cap < 1 ? 1 : cap >= n ? n - 1 : cap;
+            f->share = 1; /* the next cut takes a run at the new width */
+            f->capped = 0;
+            f->probe_at_ns = now + f->backoff_ms * 1000000;
         }
-        g_fit.share += FIT_EWMA * (share - g_fit.share);
-        if (g_fit.share < FIT_LOW) {
-            int cap = (int)(g_fit.share * n + 0.5);
-            g_fit.cap = cap < 1 ? 1 : cap >= n ? n - 1 : cap;
-            g_fit.share = 1; /* the next cut takes a run at the new width */
-            g_fit.capped[0] = g_fit.capped[1] = 0;
-            g_fit.probe_at_ns = now + g_fit.backoff_ms * 1000000;
-        }
-    } else if (g_fit.cap && n == g_fit.cap) { /* one thread, or too short to judge */
-        double *c = &g_fit.capped[cls];
-        *c = *c > 0 ? *c + FIT_EWMA * (per - *c) : per;
+    } else if (f->cap && n == f->cap) { /* one thread, or too short to judge */
+        f->capped = f->capped > 0 ? f->capped + FIT_EWMA * (per - f->capped) : per;
     }
-    int cap = g_fit.cap;
-    double avg = g_fit.share;
+    int cap = f->cap;
+    double avg = f->share;
     pthread_mutex_unlock(&g_fit.lock);
     if (cap != was)
-        orch__log(ORCH_LOG_INFO, NULL, "threads_fit", OF_I("threads", n),
-                  OF_I("cpu_share_pct", (int64_t)(avg * 100 + 0.5)), OF_I("cap", cap),
+        orch__log(ORCH_LOG_INFO, NULL, "threads_fit", OF_S("decodes", kind ? "long" : "short"),
+                  OF_I("threads", n), OF_I("cpu_share_pct", (int64_t)(avg * 100 + 0.5)),
+                  OF_I("cap", cap),
                   OF_S("why", cap ? "the decodes' threads do not run together: another "
                                     "process has CPUs"
                                   : "one more thread went faster: the CPUs are back"));
@@ -165,19 +201,17 @@ void orch__cpu_observe(int n, int n_tokens, int64_t wall_ns, int64_t cpu_ns)
 void orch__cpu_fit_reset(int64_t (*now)(void))
 {
     pthread_mutex_lock(&g_fit.lock);
-    g_fit.cap = g_fit.probe = 0;
-    g_fit.share = 1;
-    g_fit.capped[0] = g_fit.capped[1] = 0;
-    g_fit.probe_at_ns = 0;
-    g_fit.backoff_ms = FIT_PROBE_MS;
+    for (int i = 0; i < 2; i++)
+        g_fit.k[i] = (struct fit_kind){.share = 1, .backoff_ms = FIT_PROBE_MS,
+                                       .hold_ms = FIT_HOLD_MS};
     g_fit.now = now ? now : orch__now_ns;
     pthread_mutex_unlock(&g_fit.lock);
 }
 
-int orch__cpu_fit_cap(void)
+int orch__cpu_fit_cap(int n_tokens)
 {
     pthread_mutex_lock(&g_fit.lock);
-    int cap = g_fit.cap;
+    int cap = g_fit.k[fit_kind_of(n_tokens)].cap;
     pthread_mutex_unlock(&g_fit.lock);
     return cap;
 }

@@ -13,11 +13,12 @@
  * per process, naming role). Threads: any. */
 int32_t orch__cap_threads(int32_t n, const char *role);
 
-/* The threads a decode that wants n should run now: n, or fewer while
- * decodes have shown that the process does not get its CPUs (another
+/* The threads a decode of n_tokens tokens that wants n should run now: n,
+ * or fewer while decodes of its kind (short: streams' steps; long:
+ * prompts) have shown that the process does not get its CPUs (another
  * process has some); now and then one more, to see whether they came back.
  * Threads: any. */
-int orch__cpu_fit(int n);
+int orch__cpu_fit(int n, int n_tokens);
 
 /* After a decode of n threads and n_tokens tokens: its wall time and the
  * process's CPU time over it (CLOCK_PROCESS_CPUTIME_ID), which say whether
@@ -83,8 +84,8 @@ void orch__cpu_reclaim(int32_t pid);
 /* Forgets what decodes showed; now: the clock orch__cpu_fit and
  * orch__cpu_observe read (NULL: the monotonic clock). */
 void orch__cpu_fit_reset(int64_t (*now)(void));
-/* The thread cap decodes showed (0 = none). */
-int orch__cpu_fit_cap(void);
+/* The thread cap decodes of n_tokens' kind showed (0 = none). */
+int orch__cpu_fit_cap(int n_tokens);
 
 /* The most CPU tokens of the budget out at once since the last call (which
  * this one resets): what the CPU budget tests check. */

@@ -585,44 +585,75 @@ static void test_threads_fit_the_cpus(void **state)
     (void)state;
     orch__cpu_fit_reset(fake_now);
     g_now = 1000 * MS;
-    assert_int_equal(orch__cpu_fit(2), 2);
+    assert_int_equal(orch__cpu_fit(2, 4), 2);
     orch__cpu_observe(2, 4, 10 * MS, 196 * MS / 10); /* both threads ran */
     orch__cpu_observe(2, 4, MS / 2, MS / 5);         /* too short to judge */
-    assert_int_equal(orch__cpu_fit_cap(), 0);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
     orch__cpu_observe(2, 4, 30 * MS, 45 * MS); /* three quarters of a share, once: noise */
-    assert_int_equal(orch__cpu_fit_cap(), 0);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
     int runs = 1;
-    for (; runs < 20 && !orch__cpu_fit_cap(); runs++) /* again and again: a neighbour */
+    for (; runs < 20 && !orch__cpu_fit_cap(4); runs++) /* again and again: a neighbour */
         orch__cpu_observe(2, 4, 30 * MS, 45 * MS);
-    assert_int_equal(orch__cpu_fit_cap(), 1);
+    assert_int_equal(orch__cpu_fit_cap(4), 1);
     assert_true(runs >= 2);
-    assert_int_equal(orch__cpu_fit(2), 1);
-    assert_int_equal(orch__cpu_fit(4), 1);
-    assert_int_equal(orch__cpu_fit(1), 1);
+    assert_int_equal(orch__cpu_fit(2, 4), 1);
+    assert_int_equal(orch__cpu_fit(4, 4), 1);
+    assert_int_equal(orch__cpu_fit(1, 4), 1);
     orch__cpu_observe(1, 4, 20 * MS, 20 * MS); /* one thread: 5 ms a token */
     g_now += 499 * MS;
-    assert_int_equal(orch__cpu_fit(2), 1);
+    assert_int_equal(orch__cpu_fit(2, 4), 1);
     g_now += 2 * MS;
-    assert_int_equal(orch__cpu_fit(2), 2); /* the probe */
-    assert_int_equal(orch__cpu_fit(2), 1); /* one at a time */
+    assert_int_equal(orch__cpu_fit(2, 4), 2); /* the probe */
+    assert_int_equal(orch__cpu_fit(2, 4), 1); /* one at a time */
     orch__cpu_observe(2, 4, 30 * MS, 45 * MS); /* 7.5 ms a token: slower, still contended */
-    assert_int_equal(orch__cpu_fit_cap(), 1);
+    assert_int_equal(orch__cpu_fit_cap(4), 1);
     g_now += 600 * MS;
-    assert_int_equal(orch__cpu_fit(2), 1); /* the next one waits twice as long */
+    assert_int_equal(orch__cpu_fit(2, 4), 1); /* the next one waits twice as long */
     g_now += 500 * MS;
-    assert_int_equal(orch__cpu_fit(2), 2);
+    assert_int_equal(orch__cpu_fit(2, 4), 2);
     orch__cpu_observe(2, 4, 10 * MS, 196 * MS / 10); /* 2.5 ms a token: the CPUs are back */
-    assert_int_equal(orch__cpu_fit_cap(), 0);
-    assert_int_equal(orch__cpu_fit(2), 2);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
+    assert_int_equal(orch__cpu_fit(2, 4), 2);
+    /* a lift holds the full width for half a second: a run under FIT_LOW
+     * in it cuts nothing */
+    for (int i = 0; i < 20; i++)
+        orch__cpu_observe(2, 4, 30 * MS, 45 * MS);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
+    g_now += 501 * MS; /* after it, the run cuts again */
+    for (runs = 0; runs < 20 && !orch__cpu_fit_cap(4); runs++)
+        orch__cpu_observe(2, 4, 30 * MS, 45 * MS);
+    assert_int_equal(orch__cpu_fit_cap(4), 1);
+    orch__cpu_observe(1, 4, 20 * MS, 20 * MS); /* 5 ms a token at one thread */
+    g_now += 501 * MS;
+    assert_int_equal(orch__cpu_fit(2, 4), 2);
+    /* two threads go faster though their share is low (a process's own
+     * clients wake now and then): the cut was wrong, the next hold is 1 s */
+    orch__cpu_observe(2, 4, 10 * MS, 15 * MS);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
+    g_now += 600 * MS;
+    for (int i = 0; i < 20; i++)
+        orch__cpu_observe(2, 4, 10 * MS, 15 * MS);
+    assert_int_equal(orch__cpu_fit_cap(4), 0);
+    g_now += 401 * MS;
+    for (runs = 0; runs < 20 && !orch__cpu_fit_cap(4); runs++)
+        orch__cpu_observe(2, 4, 10 * MS, 15 * MS);
+    assert_int_equal(orch__cpu_fit_cap(4), 1);
+    /* prompts are judged apart: their decodes still run both threads */
+    assert_int_equal(orch__cpu_fit_cap(512), 0);
+    assert_int_equal(orch__cpu_fit(2, 512), 2);
+    orch__cpu_observe(2, 512, 300 * MS, 570 * MS); /* 0.95 of a share: fine */
+    assert_int_equal(orch__cpu_fit_cap(512), 0);
+    assert_int_equal(orch__cpu_fit(2, 4), 1);
     /* eight threads where the process gets 4.8 CPUs: down to five */
+    orch__cpu_fit_reset(fake_now);
     for (int i = 0; i < 60; i++) {
-        int k = orch__cpu_fit(8);
+        int k = orch__cpu_fit(8, 4);
         double got = k < 4.8 ? k : 4.8;
         orch__cpu_observe(k, 4, 100 * MS, (int64_t)(got * 100 * MS));
     }
-    assert_int_equal(orch__cpu_fit(8), 5);
+    assert_int_equal(orch__cpu_fit(8, 4), 5);
     orch__cpu_fit_reset(NULL);
-    assert_int_equal(orch__cpu_fit(8), 8);
+    assert_int_equal(orch__cpu_fit(8, 4), 8);
 }
 
 /* ---- many threads submitting, stopping and unloading at once ---------------------------- */

@@ -9,6 +9,7 @@
 #include <llama.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 static orch_model *g_model; /* shared, loaded once per group */
 
@@ -695,6 +696,67 @@ static void test_weights_once(void **state)
     orch_model_free(m);
 }
 
+/* The CPU backend built for this machine (scripts/setup.sh: native/ beside
+ * libllama) is taken only on a CPU with its instruction set, and taken
+ * whenever it is there and matches, unless ORCH_GGML_BACKEND_DIR says
+ * otherwise. */
+void orch__lm_backend_dirs(const char **libdir, const char **used);
+void orch__lm_native_dir(const char *dir, char *out, size_t size);
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_native_backend(void **state)
+{
+    (void)state;
+    char flags[8192] = "", line[8192], dir[4096], path[4200], out[4200];
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    assert_non_null(ci);
+    while (!*flags && fgets(line, sizeof line, ci))
+        if (!strncmp(line, "flags", 5) || !strncmp(line, "Features", 8)) {
+            const char *v = strchr(line, ':') + 1;
+            v += strspn(v, " \t");
+            snprintf(flags, sizeof flags, "%s", v); /* keeps the newline, as setup writes it */
+        }
+    fclose(ci);
+    assert_true(*flags);
+    snprintf(dir, sizeof dir, "%s/lib", test_tmpdir());
+    assert_int_equal(mkdir(dir, 0755), 0);
+    orch__lm_native_dir(dir, out, sizeof out);
+    assert_string_equal(out, ""); /* no native/ */
+    snprintf(path, sizeof path, "%s/native", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    orch__lm_native_dir(dir, out, sizeof out);
+    assert_string_equal(out, ""); /* no cpu-flags */
+    snprintf(path, sizeof path, "%s/native/cpu-flags", dir);
+    write_text(path, "fpu sse2 another_cpu\n");
+    orch__lm_native_dir(dir, out, sizeof out);
+    assert_string_equal(out, ""); /* another CPU's */
+    write_text(path, flags);
+    orch__lm_native_dir(dir, out, sizeof out);
+    snprintf(path, sizeof path, "%s/native", dir);
+    assert_string_equal(out, path);
+
+    /* what this process loaded */
+    const char *libdir, *used;
+    orch__lm_backend_dirs(&libdir, &used);
+    orch__lm_native_dir(libdir, out, sizeof out);
+    const char *env = getenv("ORCH_GGML_BACKEND_DIR");
+    print_message("libllama in %s; CPU backend from %s (native for this CPU: %s)\n", libdir,
+                  *used ? used : "ggml's search", *out ? out : "none");
+    if (env && *env)
+        assert_string_equal(used, env);
+    else if (*out)
+        assert_string_equal(used, out);
+    else
+        assert_string_not_equal(used, path);
+}
+
 static void test_output_is_utf8(void **state)
 {
     (void)state;
@@ -749,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_embeddings_many),
         cmocka_unit_test(test_output_is_utf8),
         cmocka_unit_test(test_weights_once),
+        cmocka_unit_test(test_native_backend),
     };
     return cmocka_run_group_tests_name("llama", tests, setup, teardown);
 }

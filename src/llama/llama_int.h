@@ -98,6 +98,17 @@ void orch__lm_init(void);
 bool orch__lm_has_gpu(void);
 const char *orch__lm_devices(void);
 
+/* Where the backends were loaded from (after orch__lm_init): the folder
+ * libllama was loaded from, and the folder the CPU backend came from ("" =
+ * ggml's own search). Static strings; any thread. */
+void orch__lm_backend_dirs(const char **libdir, const char **used);
+
+/* DIR/native into out (size bytes) when it holds a CPU backend built for
+ * this CPU's instruction set: its cpu-flags file says what the "flags"
+ * (x86) or "Features" (ARM) line of /proc/cpuinfo says; "" otherwise (no
+ * such file, another CPU's, no /proc). Any thread. */
+void orch__lm_native_dir(const char *dir, char *out, size_t size);
+
 /* llama.cpp's errors and warnings on this thread, from orch__lm_capture(c)
  * until orch__lm_capture(NULL): the errors lead a message (they are the
  * cause), the warnings follow. */

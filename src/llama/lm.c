@@ -9,9 +9,11 @@
  * Process-wide setup runs once (pthread_once): llama.cpp's log is routed
  * into ours at debug level, the backend is initialised, and the run-time
  * loaded CPU backends (libggml-cpu-*.so) are found without the user setting
- * anything: $ORCH_GGML_BACKEND_DIR, else the folder libllama itself was
- * loaded from, else the folder the build recorded from pkg-config, else
- * ggml's own search. ggml's threadpool maker is handed to the CPU budget
+ * anything: $ORCH_GGML_BACKEND_DIR, else the CPU backend built for this
+ * machine (`native/` beside libllama, made by scripts/setup.sh) when this
+ * CPU has the instruction set it was built for, else the folder libllama
+ * itself was loaded from, else the folder the build recorded from
+ * pkg-config, else ggml's own search. ggml's threadpool maker is handed to the CPU budget
  * (cpu.c), which runs every decode's threads.
  *
  * Errors llama.cpp reports through its log during a load or a context's
@@ -174,33 +176,94 @@ void orch__lm_capture(struct orch__lm_capture *c)
     t_capture = c;
 }
 
+/* The "flags" (x86) or "Features" (ARM) line of /proc/cpuinfo into buf,
+ * without its name or newline; "" when there is none. */
+static void cpu_flags(char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (strncmp(line, "flags", 5) && strncmp(line, "Features", 8))
+            continue;
+        const char *v = strchr(line, ':');
+        if (!v)
+            continue;
+        v += strspn(v + 1, " \t") + 1;
+        snprintf(buf, size, "%s", v);
+        buf[strcspn(buf, "\n")] = '\0';
+        break;
+    }
+    free(line);
+    fclose(f);
+}
+
+static char g_libdir[4096], g_backend_dir[4200];
+
+void orch__lm_backend_dirs(const char **libdir, const char **used)
+{
+    orch__lm_init();
+    *libdir = g_libdir;
+    *used = g_backend_dir;
+}
+
+void orch__lm_native_dir(const char *dir, char *out, size_t size)
+{
+    out[0] = '\0';
+    char path[4200], want[8192], have[8192] = "";
+    snprintf(path, sizeof path, "%s/native/cpu-flags", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(have, sizeof have, f))
+        have[0] = '\0';
+    fclose(f);
+    have[strcspn(have, "\n")] = '\0';
+    cpu_flags(want, sizeof want);
+    if (!*want || strcmp(want, have)) {
+        orch__log(ORCH_LOG_INFO, "llama.cpp", "native_cpu_skipped", OF_S("dir", path),
+                  OF_S("why", "built for another CPU's instruction set"));
+        return;
+    }
+    snprintf(out, size, "%s/native", dir);
+}
+
 static void global_init(void)
 {
     llama_log_set(lb_log_cb, NULL);
     llama_backend_init();
-    /* where the CPU backends are: $ORCH_GGML_BACKEND_DIR; else the folder
-     * libllama was loaded from (so a moved checkout or an installed tree
-     * needs no path from the build); else the folder the build recorded;
-     * else ggml's own search */
+    /* where the CPU backends are: $ORCH_GGML_BACKEND_DIR; else the backend
+     * built for this CPU; else the folder libllama was loaded from (so a
+     * moved checkout or an installed tree needs no path from the build);
+     * else the folder the build recorded; else ggml's own search */
     const char *env = getenv("ORCH_GGML_BACKEND_DIR");
-    char libdir[4096] = "";
+    char *libdir = g_libdir;
     Dl_info info;
     if (dladdr((void *)llama_backend_init, &info) && info.dli_fname) {
-        snprintf(libdir, sizeof libdir, "%s", info.dli_fname);
+        snprintf(libdir, sizeof g_libdir, "%s", info.dli_fname);
         char *slash = strrchr(libdir, '/');
         if (slash)
             *slash = '\0';
     }
-    const char *tries[] = {env && *env ? env : NULL, env && *env ? NULL : libdir,
+    char native[4200] = "";
+    if (!(env && *env) && *libdir)
+        orch__lm_native_dir(libdir, native, sizeof native);
+    const char *tries[] = {env && *env ? env : NULL, native, env && *env ? NULL : libdir,
                            env && *env ? NULL : ORCH_GGML_BACKEND_DIR};
     const char *dir = "";
-    for (size_t i = 0; i < 3 && ggml_backend_dev_count() == 0; i++)
+    for (size_t i = 0; i < 4 && ggml_backend_dev_count() == 0; i++)
         if (tries[i] && *tries[i]) {
             dir = tries[i];
             ggml_backend_load_all_from_path(dir);
         }
-    if (ggml_backend_dev_count() == 0)
+    if (ggml_backend_dev_count() == 0) {
         ggml_backend_load_all();
+        dir = "";
+    }
+    snprintf(g_backend_dir, sizeof g_backend_dir, "%s", dir);
     devices_describe();
     tpools_find();
     orch__log(ORCH_LOG_DEBUG, "llama.cpp", "backend_init", OF_S("dir", dir ? dir : ""),
@@ -242,7 +305,8 @@ int orch__lm_decode_held(struct lmodel *lm, struct orch__cpu_hold *h, struct lla
 {
     /* run exactly the threads taken (fewer than asked when the budget is
      * smaller than the model's thread count, or was cut since) */
-    int n = orch__cpu_begin(&lm->cpu, h, lm->on_gpu ? n_threads : orch__cpu_fit(n_threads));
+    int want = lm->on_gpu ? n_threads : orch__cpu_fit(n_threads, batch.n_tokens);
+    int n = orch__cpu_begin(&lm->cpu, h, want);
     if (llama_n_threads(ctx) != n || llama_n_threads_batch(ctx) != n)
         llama_set_n_threads(ctx, n, n);
     struct ggml_threadpool *tp = orch__cpu_pool(h);
