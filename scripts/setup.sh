@@ -141,7 +141,7 @@ PC
 # (same source) through the symlink libggml-base.so.0 beside it, and
 # cpu-flags records the instruction set it was built for (the "flags" or
 # "Features" line of /proc/cpuinfo), which the library compares before it
-# loads it. About 3 minutes on 2 cores, once; a failure keeps the release's.
+# loads it. About 50 s on 2 cores, once; a failure keeps the release's.
 native_build() {
   local out="$prefix/lib/native" rev feats tmp
   [ "${ORCH_NATIVE_CPU:-1}" = 0 ] && return 0
